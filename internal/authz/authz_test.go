@@ -29,7 +29,7 @@ func TestRulesCheck(t *testing.T) {
 	t.Parallel()
 	ca := testpki.New(t, "isa")
 	rules := authz.Rules{
-		"/fedreport.v1.AggregationService/Aggregate": authz.Any(authz.Roles(identity.RoleCoordinator), authz.MemberAdminOf("FR")),
+		"/fedreport.v1.AggregationService/Aggregate":   authz.Any(authz.Roles(identity.RoleCoordinator), authz.MemberAdminOf("FR")),
 		"/fedreport.v1.CoordinatorService/StartRollup": authz.Roles(identity.RoleOperator),
 	}
 	ctxOf := func(id identity.ID) context.Context { return peerContext(t, ca.Cert(t, id).Leaf) }
