@@ -1,0 +1,645 @@
+package coordinator
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"math/bits"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/isa-alliance/fedreport/internal/records"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// fanOutLimit bounds how many members are asked at once.
+const fanOutLimit = 64
+
+// reasonStopped is the failure_reason of a rollup cut short by Close.
+const reasonStopped = "coordinator stopped while the rollup ran"
+
+// reconnectWait bounds how long a rollup waits for a member that was down at
+// the last attempt to reconnect before asking it.
+const reconnectWait = time.Second
+
+// maxReasonLen bounds a member's reason as stored, in bytes.
+const maxReasonLen = 300
+
+// dateLayout is the API's date format.
+const dateLayout = "2006-01-02"
+
+// Cell values of the enumerated dimensions, in enum order (unknown first),
+// as the nodes write them. The position of a value orders totals.
+var (
+	offenceNames   = names(records.Offences(), records.OffenceName)
+	channelNames   = names(records.Channels(), records.ChannelName)
+	victimAgeNames = names(records.VictimAges(), records.VictimAgeName)
+)
+
+func names[E any](values []E, name func(E) string) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = name(v)
+	}
+	return out
+}
+
+// ValidateSpec checks a rollup spec; the returned *ValidationError names
+// every offending field (spec.from, spec.metrics[1], ...).
+func ValidateSpec(spec *fedreportv1.RollupSpec) error {
+	verr := &ValidationError{}
+	if spec == nil {
+		verr.add("spec", "required: give at least from and to")
+		return verr
+	}
+	from, errFrom := time.Parse(dateLayout, spec.GetFrom())
+	if errFrom != nil {
+		verr.add("spec.from", "%q is not a date; want YYYY-MM-DD, as in 2020-01-01", spec.GetFrom())
+	}
+	to, errTo := time.Parse(dateLayout, spec.GetTo())
+	if errTo != nil {
+		verr.add("spec.to", "%q is not a date; want YYYY-MM-DD, as in 2020-09-30", spec.GetTo())
+	}
+	if errFrom == nil && errTo == nil && to.Before(from) {
+		verr.add("spec.to", "%s is before from %s; the range is inclusive and must not be empty", spec.GetTo(), spec.GetFrom())
+	}
+	seenM := map[fedreportv1.Metric]bool{}
+	for i, m := range spec.GetMetrics() {
+		field := fmt.Sprintf("spec.metrics[%d]", i)
+		switch {
+		case !records.ValidMetric(m):
+			verr.add(field, "%v is not a metric; want one of %s", m, metricList())
+		case seenM[m]:
+			verr.add(field, "%s is listed twice", metricName(m))
+		}
+		seenM[m] = true
+	}
+	seenD := map[fedreportv1.Dimension]bool{}
+	for i, d := range spec.GetGroupBy() {
+		field := fmt.Sprintf("spec.group_by[%d]", i)
+		switch {
+		case !records.ValidDimension(d):
+			verr.add(field, "%v is not a dimension; want member, month, offence, channel or victim_age", d)
+		case seenD[d]:
+			verr.add(field, "%s is listed twice", dimensionName(d))
+		}
+		seenD[d] = true
+	}
+	return verr.errOrNil()
+}
+
+func metricName(m fedreportv1.Metric) string       { return records.MetricName(m) }
+func dimensionName(d fedreportv1.Dimension) string { return records.DimensionName(d) }
+
+func metricList() string { return strings.Join(names(records.Metrics(), records.MetricName), ", ") }
+
+// memberRequest is what every member is asked for a spec: the metrics made
+// explicit, so a newer node cannot add ones this coordinator does not know,
+// and the grouping without DIMENSION_MEMBER, which only the coordinator answers.
+func memberRequest(spec *fedreportv1.RollupSpec, rollupID string) *fedreportv1.AggregateRequest {
+	req := &fedreportv1.AggregateRequest{
+		Metrics:  slices.Clone(spec.GetMetrics()),
+		From:     spec.GetFrom(),
+		To:       spec.GetTo(),
+		RollupId: rollupID,
+	}
+	if len(req.Metrics) == 0 {
+		req.Metrics = records.Metrics()
+	}
+	for _, d := range spec.GetGroupBy() {
+		if d != fedreportv1.Dimension_DIMENSION_MEMBER {
+			req.GroupBy = append(req.GroupBy, d)
+		}
+	}
+	return req
+}
+
+// outcome is one member's part in a rollup, before totals.
+type outcome struct {
+	result *fedreportv1.MemberResult
+	answer *fedreportv1.AggregateResponse // nil unless the member answered
+}
+
+// StartRollup validates spec, stores it as RUNNING, asks every member in
+// parallel (each under the member timeout), computes totals over the members
+// that answered correctly, stores the finished rollup and returns it.
+// requester is the verified identity that asked, as stored in requested_by.
+//
+// The fan-out does not stop when ctx is cancelled: members log every answer
+// against the rollup id, so the coordinator finishes and stores the rollup
+// even if its requester went away. Close stops it (the rollup is then INTERRUPTED).
+func (c *Coordinator) StartRollup(ctx context.Context, spec *fedreportv1.RollupSpec, requester string) (*fedreportv1.Rollup, error) {
+	if err := ValidateSpec(spec); err != nil {
+		return nil, err
+	}
+	if !c.begin() {
+		return nil, ErrClosed
+	}
+	defer c.inflight.Done()
+
+	start := time.Now()
+	r := &fedreportv1.Rollup{
+		State:       fedreportv1.RollupState_ROLLUP_STATE_RUNNING,
+		Spec:        proto.Clone(spec).(*fedreportv1.RollupSpec),
+		RequestedBy: requester,
+		StartedAt:   timestamppb.New(start),
+	}
+	if err := c.store.create(r); err != nil {
+		return nil, err
+	}
+
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(c.lifetime, cancel)
+	defer stop()
+
+	outcomes := c.fanOut(rctx, memberRequest(r.GetSpec(), r.GetId()))
+	c.finishRollup(r, outcomes, rctx.Err() != nil)
+	r.FinishedAt = timestamppb.Now()
+
+	if err := c.store.finish(r); err != nil {
+		return nil, err
+	}
+	statuses := make([]string, len(r.GetMembers()))
+	for i, m := range r.GetMembers() {
+		statuses[i] = m.GetMember() + "=" + memberStatusName(m.GetStatus())
+	}
+	// Never log counts or cells: only who took part and how.
+	c.log.Info("rollup finished",
+		"id", r.GetId(),
+		"state", rollupStateName(r.GetState()),
+		"members", strings.Join(statuses, " "),
+		"duration", time.Since(start).Round(time.Millisecond),
+		"requested_by", requester)
+	return r, nil
+}
+
+// begin registers an in-flight rollup unless the coordinator is closing.
+func (c *Coordinator) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.inflight.Add(1)
+	return true
+}
+
+// fanOut asks every member in parallel and returns their outcomes in
+// registry order.
+func (c *Coordinator) fanOut(ctx context.Context, req *fedreportv1.AggregateRequest) []outcome {
+	outcomes := make([]outcome, len(c.reg.members))
+	var g errgroup.Group
+	g.SetLimit(fanOutLimit)
+	for i, m := range c.reg.members {
+		g.Go(func() error {
+			outcomes[i] = c.askMember(ctx, m, req)
+			return nil
+		})
+	}
+	_ = g.Wait() // askMember never returns an error: it folds them into the outcome.
+	return outcomes
+}
+
+// askMember calls one member's Aggregate under the member timeout and
+// classifies the result. The member's own status is never passed on as a
+// status: it becomes a MemberStatus and a reason.
+func (c *Coordinator) askMember(ctx context.Context, m *memberConn, req *fedreportv1.AggregateRequest) outcome {
+	res := &fedreportv1.MemberResult{Member: m.Code}
+	mctx, cancel := context.WithTimeout(ctx, c.memberTimeout)
+	defer cancel()
+
+	if m.conn.GetState() == connectivity.TransientFailure {
+		// The member was down at the last attempt. Try again now rather
+		// than after the rest of the backoff, and give the attempt a moment:
+		// the channel stays in TRANSIENT_FAILURE until a connection is
+		// READY (gRFC A62), so a call made at once would fail even if the
+		// member is back. A member still down costs the rollup this moment.
+		m.conn.ResetConnectBackoff()
+		wctx, wcancel := context.WithTimeout(mctx, min(c.memberTimeout/4, reconnectWait))
+		m.conn.WaitForStateChange(wctx, connectivity.TransientFailure)
+		wcancel()
+	}
+
+	// The software version comes from DescribeNode, asked once per member
+	// (ListMembers refreshes it), concurrently with the aggregate.
+	var described chan *fedreportv1.DescribeNodeResponse
+	if m.softwareVersion() == "" {
+		described = make(chan *fedreportv1.DescribeNodeResponse, 1)
+		go func() {
+			d, err := m.client.DescribeNode(mctx, &fedreportv1.DescribeNodeRequest{})
+			if err != nil || d.GetMember() != m.Code {
+				d = nil
+			}
+			described <- d
+		}()
+	}
+
+	start := time.Now()
+	resp, err := m.client.Aggregate(mctx, req)
+	res.Latency = durationpb.New(time.Since(start))
+
+	if described != nil {
+		if d := <-described; d != nil {
+			m.noteDescribe(time.Now(), d)
+		}
+	}
+	res.SoftwareVersion = m.softwareVersion()
+
+	if err != nil {
+		res.Status, res.Reason = classifyError(ctx, err, c.memberTimeout)
+		if ctx.Err() == nil {
+			// A call cut short by Close says nothing about the member.
+			m.noteFailure(res.Reason)
+		}
+		return outcome{result: res}
+	}
+	m.noteAnswer(time.Now(), resp.GetDataVersion())
+	res.DataVersion = resp.GetDataVersion()
+	res.MinCellCount = resp.GetMinCellCount()
+	if err := checkAnswer(m.Code, req, resp); err != nil {
+		res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_INVALID
+		res.Reason = clean("invalid answer, not summed: " + err.Error())
+		return outcome{result: res}
+	}
+	res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_OK
+	return outcome{result: res, answer: resp}
+}
+
+// classifyError turns a failed Aggregate call into a member status and a
+// reason in the coordinator's words (quoting the member's message, cleaned).
+func classifyError(rollupCtx context.Context, err error, timeout time.Duration) (fedreportv1.MemberStatus, string) {
+	st := status.Convert(err)
+	msg := st.Message()
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		return fedreportv1.MemberStatus_MEMBER_STATUS_TIMEOUT, fmt.Sprintf("no answer within the member timeout of %v", timeout)
+	case codes.Canceled:
+		if rollupCtx.Err() != nil {
+			return fedreportv1.MemberStatus_MEMBER_STATUS_TIMEOUT, "the rollup stopped before the member answered"
+		}
+		return fedreportv1.MemberStatus_MEMBER_STATUS_REFUSED, clean("member cancelled the call: " + msg)
+	case codes.Unavailable:
+		if strings.Contains(msg, "handshake") {
+			return fedreportv1.MemberStatus_MEMBER_STATUS_UNREACHABLE, clean("TLS handshake failed (is the certificate at this address the member's node certificate?): " + msg)
+		}
+		return fedreportv1.MemberStatus_MEMBER_STATUS_UNREACHABLE, clean("unreachable: " + msg)
+	default:
+		return fedreportv1.MemberStatus_MEMBER_STATUS_REFUSED, clean(fmt.Sprintf("refused (%s): %s", codeName(st.Code()), msg))
+	}
+}
+
+// codeName is a gRPC code in the upper-case form grpcurl and the spec use.
+func codeName(c codes.Code) string {
+	var b strings.Builder
+	for i, r := range c.String() {
+		if i > 0 && unicode.IsUpper(r) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
+}
+
+// clean makes text from a member safe to store and show: valid UTF-8, no
+// control characters, bounded length.
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > maxReasonLen {
+		cut := maxReasonLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// cellKey identifies a cell: its metric and dimension values.
+type cellKey struct {
+	metric                                   fedreportv1.Metric
+	member, month, offence, channel, ageBand string
+}
+
+func keyOf(c *fedreportv1.Cell) cellKey {
+	return cellKey{
+		metric:  c.GetMetric(),
+		member:  c.GetMember(),
+		month:   c.GetMonth(),
+		offence: c.GetOffence(),
+		channel: c.GetChannel(),
+		ageBand: c.GetVictimAge(),
+	}
+}
+
+// dimValue returns the field of k that d sets.
+func (k cellKey) dimValue(d fedreportv1.Dimension) string {
+	switch d {
+	case fedreportv1.Dimension_DIMENSION_MEMBER:
+		return k.member
+	case fedreportv1.Dimension_DIMENSION_MONTH:
+		return k.month
+	case fedreportv1.Dimension_DIMENSION_OFFENCE:
+		return k.offence
+	case fedreportv1.Dimension_DIMENSION_CHANNEL:
+		return k.channel
+	case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
+		return k.ageBand
+	}
+	return ""
+}
+
+// checkAnswer reports how an answer breaks the AggregationService contract
+// for req, if it does: an answer that fails here is not summed.
+func checkAnswer(code string, req *fedreportv1.AggregateRequest, resp *fedreportv1.AggregateResponse) error {
+	if resp.GetMember() != code {
+		return fmt.Errorf("answered as member %q, registered as %q", resp.GetMember(), code)
+	}
+	metrics := map[fedreportv1.Metric]bool{}
+	for _, m := range req.GetMetrics() {
+		metrics[m] = true
+	}
+	grouped := map[fedreportv1.Dimension]bool{}
+	for _, d := range req.GetGroupBy() {
+		grouped[d] = true
+	}
+	from, _ := time.Parse(dateLayout, req.GetFrom())
+	to, _ := time.Parse(dateLayout, req.GetTo())
+	firstMonth, lastMonth := from.Format("2006-01"), to.Format("2006-01")
+
+	seen := map[cellKey]bool{}
+	for i, cell := range resp.GetCells() {
+		k := keyOf(cell)
+		if !metrics[k.metric] {
+			return fmt.Errorf("cell %d has metric %v, which was not requested", i, k.metric)
+		}
+		if k.member != "" {
+			return fmt.Errorf("cell %d sets member %q, which was not grouped by", i, k.member)
+		}
+		dims := []struct {
+			d     fedreportv1.Dimension
+			valid func(string) bool
+		}{
+			{fedreportv1.Dimension_DIMENSION_MONTH, func(v string) bool {
+				t, err := time.Parse("2006-01", v)
+				return err == nil && t.Format("2006-01") == v && v >= firstMonth && v <= lastMonth
+			}},
+			{fedreportv1.Dimension_DIMENSION_OFFENCE, func(v string) bool { return slices.Contains(offenceNames, v) }},
+			{fedreportv1.Dimension_DIMENSION_CHANNEL, func(v string) bool { return slices.Contains(channelNames, v) }},
+			{fedreportv1.Dimension_DIMENSION_VICTIM_AGE, func(v string) bool { return slices.Contains(victimAgeNames, v) }},
+		}
+		for _, dim := range dims {
+			v := k.dimValue(dim.d)
+			switch {
+			case !grouped[dim.d] && v != "":
+				return fmt.Errorf("cell %d sets %s %q, which was not grouped by", i, dimensionName(dim.d), clean(v))
+			case grouped[dim.d] && !dim.valid(v):
+				return fmt.Errorf("cell %d has %s %q, not a valid value in the requested range", i, dimensionName(dim.d), clean(v))
+			}
+		}
+		if seen[k] {
+			return fmt.Errorf("cell %d repeats an earlier cell's metric and dimensions", i)
+		}
+		seen[k] = true
+		if err := checkBounds(cell, resp.GetMinCellCount()); err != nil {
+			return fmt.Errorf("cell %d: %w", i, err)
+		}
+	}
+	if len(req.GetGroupBy()) == 0 {
+		for _, m := range req.GetMetrics() {
+			if !seen[cellKey{metric: m}] {
+				return fmt.Errorf("no cell for requested metric %s", metricName(m))
+			}
+		}
+	}
+	return nil
+}
+
+// checkBounds checks that a cell's bounds are those its count, suppressed
+// cells and the member's k imply (types.proto, Cell).
+func checkBounds(cell *fedreportv1.Cell, k uint32) error {
+	n, s := cell.GetCount(), uint64(cell.GetSuppressedCells())
+	lo, hi := cell.GetLowerBound(), cell.GetUpperBound()
+	if s == 0 {
+		if lo != n || hi != n {
+			return fmt.Errorf("exact cell has bounds [%d, %d], want both equal to its count", lo, hi)
+		}
+		return nil
+	}
+	wantLo, carry := bits.Add64(n, s, 0)
+	if carry != 0 {
+		return errors.New("count plus suppressed cells overflows")
+	}
+	if lo != wantLo {
+		return fmt.Errorf("lower bound is not count plus one per suppressed cell")
+	}
+	if hi < lo {
+		return fmt.Errorf("upper bound is below the lower bound")
+	}
+	if k > 0 {
+		// upper ≤ count + (k−1)·s; an overflow means any upper fits.
+		hiMulCarry, hiMul := bits.Mul64(uint64(k-1), s)
+		maxHi, carry := bits.Add64(n, hiMul, 0)
+		if hiMulCarry == 0 && carry == 0 && hi > maxHi {
+			return fmt.Errorf("upper bound exceeds count plus (k-1) per suppressed cell for k=%d", k)
+		}
+	}
+	return nil
+}
+
+// total accumulates one cell of the totals.
+type total struct {
+	count, lower, upper uint64
+	suppressed          uint32
+}
+
+// add returns t plus c, or false if any field would overflow.
+func (t total) add(c *fedreportv1.Cell) (total, bool) {
+	var c1, c2, c3 uint64
+	var out total
+	out.count, c1 = bits.Add64(t.count, c.GetCount(), 0)
+	out.lower, c2 = bits.Add64(t.lower, c.GetLowerBound(), 0)
+	out.upper, c3 = bits.Add64(t.upper, c.GetUpperBound(), 0)
+	s := uint64(t.suppressed) + uint64(c.GetSuppressedCells())
+	if c1|c2|c3 != 0 || s > math.MaxUint32 {
+		return total{}, false
+	}
+	out.suppressed = uint32(s)
+	return out, true
+}
+
+// finishRollup fills r's member results, totals and state from the outcomes.
+// stopped says the coordinator cut the fan-out short (Close).
+func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, stopped bool) {
+	spec := r.GetSpec()
+	byMember := slices.Contains(spec.GetGroupBy(), fedreportv1.Dimension_DIMENSION_MEMBER)
+	rank := c.rankers()
+
+	sums := map[cellKey]total{}
+	for _, o := range outcomes {
+		res := o.result
+		if res.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK {
+			continue
+		}
+		// Check the whole answer first, so a member whose cells would
+		// overflow the totals is left out entirely rather than half summed.
+		next := make(map[cellKey]total, len(o.answer.GetCells()))
+		overflow := false
+		for _, cell := range o.answer.GetCells() {
+			k := keyOf(cell)
+			if byMember {
+				k.member = res.GetMember()
+			}
+			t, ok := sums[k].add(cell)
+			if !ok {
+				overflow = true
+				break
+			}
+			next[k] = t
+		}
+		if overflow {
+			res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_INVALID
+			res.Reason = "invalid answer, not summed: its counts overflow the totals"
+			continue
+		}
+		maps.Copy(sums, next)
+		res.Cells = make([]*fedreportv1.Cell, 0, len(o.answer.GetCells()))
+		for _, cell := range o.answer.GetCells() {
+			res.Cells = append(res.Cells, proto.Clone(cell).(*fedreportv1.Cell))
+		}
+		sortCells(res.Cells, spec.GetGroupBy(), rank)
+	}
+
+	var okCount int
+	for _, o := range outcomes {
+		r.Members = append(r.Members, o.result)
+		if o.result.GetStatus() == fedreportv1.MemberStatus_MEMBER_STATUS_OK {
+			okCount++
+		} else {
+			r.MissingMembers = append(r.MissingMembers, o.result.GetMember())
+		}
+	}
+
+	// A quorum of 0 still needs one member: totals over nobody are not a result.
+	switch {
+	case stopped:
+		r.State = fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED
+		r.FailureReason = reasonStopped
+		return
+	case okCount < c.minMembers:
+		r.State = fedreportv1.RollupState_ROLLUP_STATE_FAILED
+		r.FailureReason = fmt.Sprintf("only %d of %d members answered correctly; at least %d must (min_members)", okCount, len(outcomes), c.minMembers)
+		return
+	case okCount == 0:
+		r.State = fedreportv1.RollupState_ROLLUP_STATE_FAILED
+		r.FailureReason = "no member answered; see each member's reason"
+		return
+	case okCount < len(outcomes):
+		r.State = fedreportv1.RollupState_ROLLUP_STATE_PARTIAL
+	default:
+		r.State = fedreportv1.RollupState_ROLLUP_STATE_COMPLETE
+	}
+
+	if len(spec.GetGroupBy()) == 0 {
+		// Without grouping every requested metric has a total, even 0.
+		for _, m := range memberRequest(spec, "").GetMetrics() {
+			k := cellKey{metric: m}
+			if _, ok := sums[k]; !ok {
+				sums[k] = total{}
+			}
+		}
+	}
+	r.Totals = make([]*fedreportv1.Cell, 0, len(sums))
+	for k, t := range sums {
+		r.Totals = append(r.Totals, &fedreportv1.Cell{
+			Metric:          k.metric,
+			Member:          k.member,
+			Month:           k.month,
+			Offence:         k.offence,
+			Channel:         k.channel,
+			VictimAge:       k.ageBand,
+			Count:           t.count,
+			SuppressedCells: t.suppressed,
+			LowerBound:      t.lower,
+			UpperBound:      t.upper,
+		})
+	}
+	sortCells(r.Totals, spec.GetGroupBy(), rank)
+}
+
+// rankers returns, per dimension, a function ordering its values: members
+// in registry order, months by date, the enumerated dimensions in enum order
+// with unknown first, as the enum's zero value.
+func (c *Coordinator) rankers() map[fedreportv1.Dimension]func(string) int {
+	memberIdx := make(map[string]int, len(c.reg.members))
+	for i, m := range c.reg.members {
+		memberIdx[m.Code] = i
+	}
+	indexIn := func(list []string) func(string) int {
+		return func(v string) int { return slices.Index(list, v) }
+	}
+	return map[fedreportv1.Dimension]func(string) int{
+		fedreportv1.Dimension_DIMENSION_MEMBER: func(v string) int {
+			if i, ok := memberIdx[v]; ok {
+				return i
+			}
+			return -1
+		},
+		fedreportv1.Dimension_DIMENSION_OFFENCE:    indexIn(offenceNames),
+		fedreportv1.Dimension_DIMENSION_CHANNEL:    indexIn(channelNames),
+		fedreportv1.Dimension_DIMENSION_VICTIM_AGE: indexIn(victimAgeNames),
+	}
+}
+
+// sortCells orders cells by metric, then by the grouped dimensions in
+// group_by order, so equal rollups list equal totals.
+func sortCells(cells []*fedreportv1.Cell, groupBy []fedreportv1.Dimension, rank map[fedreportv1.Dimension]func(string) int) {
+	slices.SortFunc(cells, func(a, b *fedreportv1.Cell) int {
+		if n := cmp.Compare(a.GetMetric(), b.GetMetric()); n != 0 {
+			return n
+		}
+		ka, kb := keyOf(a), keyOf(b)
+		for _, d := range groupBy {
+			va, vb := ka.dimValue(d), kb.dimValue(d)
+			if f := rank[d]; f != nil {
+				if n := cmp.Compare(f(va), f(vb)); n != 0 {
+					return n
+				}
+			}
+			if n := strings.Compare(va, vb); n != 0 {
+				return n
+			}
+		}
+		return 0
+	})
+}
+
+// memberStatusName is a member status in lower case (ok, timeout, ...).
+func memberStatusName(s fedreportv1.MemberStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "MEMBER_STATUS_"))
+}
+
+// rollupStateName is a rollup state in lower case (complete, partial, ...).
+func rollupStateName(s fedreportv1.RollupState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "ROLLUP_STATE_"))
+}

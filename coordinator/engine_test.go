@@ -1,0 +1,605 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/testpki"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+const requester = "spiffe://isa/operator/alice"
+
+var wholeOperation = &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests, victims, sites}}
+
+// memberStatuses returns "FR=ok IT=timeout ..." for a rollup.
+func memberStatuses(r *fedreportv1.Rollup) string {
+	var parts []string
+	for _, m := range r.GetMembers() {
+		parts = append(parts, m.GetMember()+"="+memberStatusName(m.GetStatus()))
+	}
+	return strings.Join(parts, " ")
+}
+
+// totalsOf returns the totals as "metric:count" or "metric:lower-upper/s".
+func totalsOf(r *fedreportv1.Rollup) []string {
+	var out []string
+	for _, c := range r.GetTotals() {
+		key := metricName(c.GetMetric())
+		for _, v := range []string{c.GetMember(), c.GetMonth(), c.GetOffence(), c.GetChannel(), c.GetVictimAge()} {
+			if v != "" {
+				key += "/" + v
+			}
+		}
+		if c.GetSuppressedCells() == 0 {
+			out = append(out, key+"="+u64(c.GetCount()))
+		} else {
+			out = append(out, key+"="+u64(c.GetCount())+"+"+u64(uint64(c.GetSuppressedCells()))+"s["+u64(c.GetLowerBound())+","+u64(c.GetUpperBound())+"]")
+		}
+	}
+	return out
+}
+
+func u64(n uint64) string { return strconv.FormatUint(n, 10) }
+
+func TestRollupEveryMemberAnsweringIsCompleteWithExactTotals(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := &fakeNode{
+		aggregate: answers("FR", 5, exact(arrests, 500), exact(victims, 300), exact(sites, 400)),
+		describe: func(context.Context, *fedreportv1.DescribeNodeRequest) (*fedreportv1.DescribeNodeResponse, error) {
+			return &fedreportv1.DescribeNodeResponse{Member: "FR", SoftwareVersion: "fedreport 1.2.3", DataVersion: 7}, nil
+		},
+	}
+	it := &fakeNode{aggregate: answers("IT", 5, exact(arrests, 200), exact(victims, 149), exact(sites, 0))}
+	es := &fakeNode{aggregate: answers("ES", 5, exact(arrests, 71), exact(victims, 100), exact(sites, 180))}
+	c := newCoordinator(t, ca, testConfig(t, ca,
+		Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)},
+		Member{"IT", startNode(t, ca, identity.Node(td, "IT"), it)},
+		Member{"ES", startNode(t, ca, identity.Node(td, "ES"), es)},
+	))
+
+	r, err := c.StartRollup(t.Context(), wholeOperation, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.GetState(), fedreportv1.RollupState_ROLLUP_STATE_COMPLETE; got != want {
+		t.Fatalf("state: got %v, want %v (members %s)", got, want, memberStatuses(r))
+	}
+	if got, want := totalsOf(r), []string{"arrests=771", "victims_identified=549", "sites_blocked=580"}; !slices.Equal(got, want) {
+		t.Errorf("totals: got %v, want %v", got, want)
+	}
+	if got, want := memberStatuses(r), "FR=ok IT=ok ES=ok"; got != want {
+		t.Errorf("members: got %q, want %q", got, want)
+	}
+	if len(r.GetMissingMembers()) != 0 {
+		t.Errorf("missing members: got %v, want none", r.GetMissingMembers())
+	}
+	if got, want := r.GetId(), "r00000001"; got != want {
+		t.Errorf("id: got %q, want %q", got, want)
+	}
+	if r.GetRequestedBy() != requester || r.GetStartedAt() == nil || r.GetFinishedAt() == nil {
+		t.Errorf("requested_by %q started_at %v finished_at %v: want all set", r.GetRequestedBy(), r.GetStartedAt(), r.GetFinishedAt())
+	}
+	frRes := r.GetMembers()[0]
+	if got, want := frRes.GetSoftwareVersion(), "fedreport 1.2.3"; got != want {
+		t.Errorf("FR software version: got %q, want %q", got, want)
+	}
+	if frRes.GetDataVersion() != 7 || frRes.GetMinCellCount() != 5 || frRes.GetLatency() == nil {
+		t.Errorf("FR result: got data version %d, k %d, latency %v; want 7, 5, set", frRes.GetDataVersion(), frRes.GetMinCellCount(), frRes.GetLatency())
+	}
+	// Without member grouping each member's own cells are still kept.
+	wantIT := []*fedreportv1.Cell{exact(arrests, 200), exact(victims, 149), exact(sites, 0)}
+	if got := r.GetMembers()[1].GetCells(); !slices.EqualFunc(got, wantIT, func(a, b *fedreportv1.Cell) bool { return proto.Equal(a, b) }) {
+		t.Errorf("IT cells: got %v, want %v", got, wantIT)
+	}
+
+	// Every member got the request with the rollup id.
+	for _, f := range []*fakeNode{fr, it, es} {
+		reqs := f.requests()
+		if len(reqs) != 1 {
+			t.Fatalf("requests: got %d, want 1", len(reqs))
+		}
+		want := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: wholeOperation.Metrics, RollupId: r.GetId()}
+		if !proto.Equal(reqs[0], want) {
+			t.Errorf("request: got %v, want %v", reqs[0], want)
+		}
+	}
+
+	// The rollup is stored as returned.
+	got, err := c.GetRollup(t.Context(), r.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got, r) {
+		t.Errorf("stored rollup differs from the returned one:\n got %v\nwant %v", got, r)
+	}
+
+	// One log line per rollup, with statuses and never a count.
+	log := c.log.String()
+	if !strings.Contains(log, "rollup finished") || !strings.Contains(log, "FR=ok IT=ok ES=ok") {
+		t.Errorf("log lacks the rollup line:\n%s", log)
+	}
+	for _, n := range []string{"500", "149", "771", "549"} {
+		if strings.Contains(log, n) {
+			t.Errorf("log contains count %s:\n%s", n, log)
+		}
+	}
+}
+
+func TestRollupWithoutMetricsAsksForEveryMetricAndTotalsZeros(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	all := func(_ context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+		resp := &fedreportv1.AggregateResponse{Member: "FR", MinCellCount: 5}
+		for _, m := range req.GetMetrics() {
+			resp.Cells = append(resp.Cells, exact(m, 0))
+		}
+		return resp, nil
+	}
+	fr := &fakeNode{aggregate: all}
+	c := newCoordinator(t, ca, testConfig(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)}))
+	r, err := c.StartRollup(t.Context(), &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-01-01"}, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"arrests=0", "victims_identified=0", "sites_blocked=0", "judicial_referrals=0", "reports_received=0"}
+	if got := totalsOf(r); !slices.Equal(got, want) {
+		t.Errorf("totals: got %v, want %v", got, want)
+	}
+	if got := fr.requests()[0].GetMetrics(); len(got) != 5 {
+		t.Errorf("metrics asked: got %v, want all five", got)
+	}
+}
+
+func TestRollupGroupedByMemberKeepsOneCellPerMemberAndKey(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := &fakeNode{aggregate: answers("FR", 5,
+		withMonth(exact(arrests, 10), "2020-02"), withMonth(exact(arrests, 20), "2020-01"))}
+	it := &fakeNode{aggregate: answers("IT", 5,
+		withMonth(exact(arrests, 7), "2020-01"), withMonth(suppressed(arrests, 5), "2020-03"))}
+	c := newCoordinator(t, ca, testConfig(t, ca,
+		Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)},
+		Member{"IT", startNode(t, ca, identity.Node(td, "IT"), it)},
+	))
+	spec := &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-03-31",
+		Metrics: []fedreportv1.Metric{arrests},
+		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_MEMBER}}
+	r, err := c.StartRollup(t.Context(), spec, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"arrests/FR/2020-01=20",
+		"arrests/IT/2020-01=7",
+		"arrests/FR/2020-02=10",
+		"arrests/IT/2020-03=0+1s[1,4]",
+	}
+	if got := totalsOf(r); !slices.Equal(got, want) {
+		t.Errorf("totals: got %v, want %v", got, want)
+	}
+	// Members are asked without DIMENSION_MEMBER.
+	got := fr.requests()[0].GetGroupBy()
+	if !slices.Equal(got, []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH}) {
+		t.Errorf("group_by sent to members: got %v, want [month]", got)
+	}
+}
+
+func TestRollupSumsSuppressedCellsIntoHonestBounds(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	// FR knows 10, IT withheld one cell under k=5, ES one under k=3.
+	c := newCoordinator(t, ca, testConfig(t, ca,
+		Member{"FR", startNode(t, ca, identity.Node(td, "FR"), &fakeNode{aggregate: answers("FR", 5, exact(arrests, 10))})},
+		Member{"IT", startNode(t, ca, identity.Node(td, "IT"), &fakeNode{aggregate: answers("IT", 5, suppressed(arrests, 5))})},
+		Member{"ES", startNode(t, ca, identity.Node(td, "ES"), &fakeNode{aggregate: answers("ES", 3, suppressed(arrests, 3))})},
+	))
+	r, err := c.StartRollup(t.Context(), &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &fedreportv1.Cell{Metric: arrests, Count: 10, SuppressedCells: 2, LowerBound: 12, UpperBound: 10 + 4 + 2}
+	if len(r.GetTotals()) != 1 || !proto.Equal(r.GetTotals()[0], want) {
+		t.Errorf("totals: got %v, want [%v]", r.GetTotals(), want)
+	}
+	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE {
+		t.Errorf("state: got %v, want COMPLETE", r.GetState())
+	}
+}
+
+func TestRollupMissingMembersMakeItPartial(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	entered := make(chan struct{}, 1)
+	hung := &fakeNode{aggregate: func(ctx context.Context, _ *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	refusing := &fakeNode{aggregate: func(context.Context, *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+		return nil, status.Error(codes.FailedPrecondition, "victim_age is not an allowed dimension")
+	}}
+	const timeout = 300 * time.Millisecond
+	cfg := testConfig(t, ca,
+		Member{"FR", startNode(t, ca, identity.Node(td, "FR"), &fakeNode{aggregate: answers("FR", 5, exact(arrests, 10))})},
+		Member{"IT", closedAddr(t)},
+		Member{"SG", startNode(t, ca, identity.Node(td, "SG"), hung)},
+		Member{"ES", startNode(t, ca, identity.Node(td, "ES"), refusing)},
+		Member{"BH", startNode(t, ca, identity.Node(td, "BH"), &fakeNode{aggregate: answers("BH", 5, exact(arrests, 1))})},
+	)
+	cfg.MemberTimeout = timeout
+	c := newCoordinator(t, ca, cfg)
+
+	start := time.Now()
+	r, err := c.StartRollup(t.Context(), &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	<-entered
+	if elapsed < timeout || elapsed > timeout+5*time.Second {
+		t.Errorf("rollup took %v, want about the member timeout %v", elapsed, timeout)
+	}
+	if got, want := r.GetState(), fedreportv1.RollupState_ROLLUP_STATE_PARTIAL; got != want {
+		t.Errorf("state: got %v, want %v", got, want)
+	}
+	if got, want := memberStatuses(r), "FR=ok IT=unreachable SG=timeout ES=refused BH=ok"; got != want {
+		t.Errorf("members: got %q, want %q", got, want)
+	}
+	if got, want := r.GetMissingMembers(), []string{"IT", "SG", "ES"}; !slices.Equal(got, want) {
+		t.Errorf("missing members: got %v, want %v", got, want)
+	}
+	if got, want := totalsOf(r), []string{"arrests=11"}; !slices.Equal(got, want) {
+		t.Errorf("totals: got %v, want %v", got, want)
+	}
+	if got := r.GetMembers()[3].GetReason(); !strings.Contains(got, "victim_age is not an allowed dimension") || !strings.Contains(got, "FAILED_PRECONDITION") {
+		t.Errorf("ES reason: got %q, want the node's reason and code", got)
+	}
+	if got := r.GetMembers()[1].GetReason(); !strings.Contains(got, "unreachable") {
+		t.Errorf("IT reason: got %q, want it to say unreachable", got)
+	}
+	for _, i := range []int{1, 2, 3} {
+		if cells := r.GetMembers()[i].GetCells(); len(cells) != 0 {
+			t.Errorf("%s cells: got %v, want none", r.GetMembers()[i].GetMember(), cells)
+		}
+	}
+}
+
+func TestRollupWithAMemberDownReturnsQuickly(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	c := newCoordinator(t, ca, testConfig(t, ca,
+		Member{"FR", startNode(t, ca, identity.Node(td, "FR"), &fakeNode{aggregate: answers("FR", 5, exact(arrests, 10))})},
+		Member{"IT", closedAddr(t)},
+	))
+	start := time.Now()
+	r, err := c.StartRollup(t.Context(), &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(start); elapsed > DefaultMemberTimeout/2 {
+		t.Errorf("rollup took %v with a closed port, want well under the member timeout %v", elapsed, DefaultMemberTimeout)
+	}
+	if got, want := memberStatuses(r), "FR=ok IT=unreachable"; got != want {
+		t.Errorf("members: got %q, want %q", got, want)
+	}
+	if got, want := r.GetMissingMembers(), []string{"IT"}; !slices.Equal(got, want) {
+		t.Errorf("missing: got %v, want %v", got, want)
+	}
+}
+
+func TestRollupCountsAMemberThatCameBack(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	addr := closedAddr(t)
+	c := newCoordinator(t, ca, testConfig(t, ca, Member{"FR", addr}))
+	spec := &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}
+	r, err := c.StartRollup(t.Context(), spec, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := memberStatuses(r), "FR=unreachable"; got != want {
+		t.Fatalf("while down: got %q, want %q", got, want)
+	}
+	startNodeAt(t, ca, addr, identity.Node(td, "FR"), &fakeNode{aggregate: answers("FR", 5, exact(arrests, 10))})
+	r, err = c.StartRollup(t.Context(), spec, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := memberStatuses(r), "FR=ok"; got != want {
+		t.Errorf("after coming back: got %q, want %q (%s)", got, want, r.GetMembers()[0].GetReason())
+	}
+}
+
+func TestRollupRefusesAnotherMembersCertificateAtAMembersAddress(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	// A valid node certificate, but IT's, at the address registered for FR.
+	impostor := startNode(t, ca, identity.Node(td, "IT"), &fakeNode{aggregate: answers("FR", 5, exact(arrests, 1000))})
+	c := newCoordinator(t, ca, testConfig(t, ca,
+		Member{"FR", impostor},
+		Member{"ES", startNode(t, ca, identity.Node(td, "ES"), &fakeNode{aggregate: answers("ES", 5, exact(arrests, 3))})},
+	))
+	r, err := c.StartRollup(t.Context(), &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := r.GetMembers()[0]
+	if fr.GetStatus() == fedreportv1.MemberStatus_MEMBER_STATUS_OK {
+		t.Fatalf("FR: got ok from a server presenting node/IT")
+	}
+	if !strings.Contains(fr.GetReason(), "node/FR") {
+		t.Errorf("FR reason: got %q, want it to name the expected identity", fr.GetReason())
+	}
+	if got, want := totalsOf(r), []string{"arrests=3"}; !slices.Equal(got, want) {
+		t.Errorf("totals: got %v, want %v (the impostor not summed)", got, want)
+	}
+	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_PARTIAL {
+		t.Errorf("state: got %v, want PARTIAL", r.GetState())
+	}
+}
+
+func TestRollupLeavesOutInvalidAnswers(t *testing.T) {
+	t.Parallel()
+	month := fedreportv1.Dimension_DIMENSION_MONTH
+	tests := []struct {
+		name    string
+		groupBy []fedreportv1.Dimension
+		resp    *fedreportv1.AggregateResponse
+		reason  string
+	}{
+		{
+			name:   "an answer signed by another member code",
+			resp:   &fedreportv1.AggregateResponse{Member: "IT", MinCellCount: 5, Cells: []*fedreportv1.Cell{exact(arrests, 50)}},
+			reason: `answered as member "IT"`,
+		},
+		{
+			name:   "a cell of a metric that was not requested",
+			resp:   &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5, Cells: []*fedreportv1.Cell{exact(arrests, 50), exact(sites, 9)}},
+			reason: "not requested",
+		},
+		{
+			name:   "a dimension set that was not grouped by",
+			resp:   &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5, Cells: []*fedreportv1.Cell{withMonth(exact(arrests, 50), "2020-01")}},
+			reason: "not grouped by",
+		},
+		{
+			name:    "a month outside the requested range",
+			groupBy: []fedreportv1.Dimension{month},
+			resp:    &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5, Cells: []*fedreportv1.Cell{withMonth(exact(arrests, 50), "2021-01")}},
+			reason:  "not a valid value",
+		},
+		{
+			name:    "a grouped dimension left empty",
+			groupBy: []fedreportv1.Dimension{month},
+			resp:    &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5, Cells: []*fedreportv1.Cell{exact(arrests, 50)}},
+			reason:  "not a valid value",
+		},
+		{
+			name:   "the same cell twice",
+			resp:   &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5, Cells: []*fedreportv1.Cell{exact(arrests, 50), exact(arrests, 50)}},
+			reason: "repeats",
+		},
+		{
+			name:   "no cell for a requested metric without grouping",
+			resp:   &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5},
+			reason: "no cell for requested metric arrests",
+		},
+		{
+			name:   "a lower bound below the count",
+			resp:   &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5, Cells: []*fedreportv1.Cell{{Metric: arrests, Count: 50, LowerBound: 40, UpperBound: 50}}},
+			reason: "bounds",
+		},
+		{
+			name:   "an upper bound below the lower one",
+			resp:   &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5, Cells: []*fedreportv1.Cell{{Metric: arrests, SuppressedCells: 1, LowerBound: 1, UpperBound: 0}}},
+			reason: "upper bound",
+		},
+		{
+			name:   "an upper bound beyond k-1 per suppressed cell",
+			resp:   &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5, Cells: []*fedreportv1.Cell{{Metric: arrests, SuppressedCells: 1, LowerBound: 1, UpperBound: 9}}},
+			reason: "upper bound",
+		},
+		{
+			name:   "counts that overflow the totals",
+			resp:   &fedreportv1.AggregateResponse{Member: "SG", MinCellCount: 5, Cells: []*fedreportv1.Cell{exact(arrests, 1<<64-1)}},
+			reason: "overflow",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ca := testpki.New(t, td)
+			sg := &fakeNode{aggregate: func(context.Context, *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+				return tt.resp, nil
+			}}
+			frCell := exact(arrests, 10)
+			if len(tt.groupBy) > 0 {
+				frCell = withMonth(frCell, "2020-01")
+			}
+			c := newCoordinator(t, ca, testConfig(t, ca,
+				Member{"FR", startNode(t, ca, identity.Node(td, "FR"), &fakeNode{aggregate: answers("FR", 5, frCell)})},
+				Member{"SG", startNode(t, ca, identity.Node(td, "SG"), sg)},
+			))
+			spec := &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}, GroupBy: tt.groupBy}
+			r, err := c.StartRollup(t.Context(), spec, requester)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := r.GetMembers()[1]
+			if res.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_INVALID {
+				t.Fatalf("SG: got %v (%s), want INVALID", res.GetStatus(), res.GetReason())
+			}
+			if !strings.Contains(res.GetReason(), tt.reason) {
+				t.Errorf("SG reason: got %q, want it to contain %q", res.GetReason(), tt.reason)
+			}
+			if len(res.GetCells()) != 0 {
+				t.Errorf("SG cells: got %v, want none", res.GetCells())
+			}
+			if len(r.GetTotals()) != 1 || r.GetTotals()[0].GetCount() != 10 {
+				t.Errorf("totals: got %v, want only FR's 10", totalsOf(r))
+			}
+			if got, want := r.GetMissingMembers(), []string{"SG"}; !slices.Equal(got, want) {
+				t.Errorf("missing: got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestRollupBelowQuorumFailsWithoutTotals(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	cfg := testConfig(t, ca,
+		Member{"FR", startNode(t, ca, identity.Node(td, "FR"), &fakeNode{aggregate: answers("FR", 5, exact(arrests, 10))})},
+		Member{"IT", closedAddr(t)},
+		Member{"ES", closedAddr(t)},
+	)
+	cfg.MinMembers = 2
+	c := newCoordinator(t, ca, cfg)
+	r, err := c.StartRollup(t.Context(), &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.GetState(), fedreportv1.RollupState_ROLLUP_STATE_FAILED; got != want {
+		t.Errorf("state: got %v, want %v", got, want)
+	}
+	if len(r.GetTotals()) != 0 {
+		t.Errorf("totals: got %v, want none", totalsOf(r))
+	}
+	if !strings.Contains(r.GetFailureReason(), "only 1 of 3") {
+		t.Errorf("failure reason: got %q, want it to count who answered", r.GetFailureReason())
+	}
+	if got, want := r.GetMissingMembers(), []string{"IT", "ES"}; !slices.Equal(got, want) {
+		t.Errorf("missing: got %v, want %v", got, want)
+	}
+}
+
+func TestRollupWithNoMemberAnsweringFails(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	c := newCoordinator(t, ca, testConfig(t, ca, Member{"IT", closedAddr(t)}))
+	r, err := c.StartRollup(t.Context(), wholeOperation, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_FAILED || len(r.GetTotals()) != 0 {
+		t.Errorf("got state %v with totals %v, want FAILED without totals", r.GetState(), totalsOf(r))
+	}
+}
+
+func TestCloseInterruptsARunningRollup(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	entered := make(chan struct{})
+	hung := &fakeNode{aggregate: func(ctx context.Context, _ *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	cfg := testConfig(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), hung)})
+	c, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		r   *fedreportv1.Rollup
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := c.StartRollup(context.Background(), wholeOperation, requester)
+		done <- result{r, err}
+	}()
+	<-entered
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if got, want := res.r.GetState(), fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED; got != want {
+		t.Errorf("state: got %v, want %v", got, want)
+	}
+	if _, err := c.StartRollup(t.Context(), wholeOperation, requester); !errors.Is(err, ErrClosed) {
+		t.Errorf("StartRollup after Close: got %v, want ErrClosed", err)
+	}
+	st, _, err := openStore(cfg.DataPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	stored, err := st.get(res.r.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.GetState() != fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED || stored.GetFailureReason() != reasonStopped {
+		t.Errorf("stored: got %v %q, want INTERRUPTED %q", stored.GetState(), stored.GetFailureReason(), reasonStopped)
+	}
+}
+
+func TestValidateSpec(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		spec   *fedreportv1.RollupSpec
+		fields []string
+	}{
+		{"a missing spec", nil, []string{"spec"}},
+		{"dates not in YYYY-MM-DD", &fedreportv1.RollupSpec{From: "2020-1-1", To: "30/09/2020"}, []string{"spec.from", "spec.to"}},
+		{"an impossible date", &fedreportv1.RollupSpec{From: "2020-02-30", To: "2020-03-01"}, []string{"spec.from"}},
+		{"to before from", &fedreportv1.RollupSpec{From: "2020-09-30", To: "2020-01-01"}, []string{"spec.to"}},
+		{"an unspecified metric", &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-01-01", Metrics: []fedreportv1.Metric{arrests, 0}}, []string{"spec.metrics[1]"}},
+		{"an unknown metric", &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-01-01", Metrics: []fedreportv1.Metric{99}}, []string{"spec.metrics[0]"}},
+		{"a metric twice", &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-01-01", Metrics: []fedreportv1.Metric{arrests, sites, arrests}}, []string{"spec.metrics[2]"}},
+		{"an unspecified dimension", &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-01-01", GroupBy: []fedreportv1.Dimension{0}}, []string{"spec.group_by[0]"}},
+		{"a dimension twice", &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-01-01", GroupBy: []fedreportv1.Dimension{1, 2, 1}}, []string{"spec.group_by[2]"}},
+		{"a valid one-day spec", &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-01-01", GroupBy: []fedreportv1.Dimension{1, 2, 3, 4, 5}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateSpec(tt.spec)
+			var got []string
+			var verr *ValidationError
+			if errors.As(err, &verr) {
+				for _, v := range verr.Violations {
+					got = append(got, v.Field)
+				}
+			} else if err != nil {
+				t.Fatalf("got %v, want a *ValidationError", err)
+			}
+			if !slices.Equal(got, tt.fields) {
+				t.Errorf("fields: got %v, want %v (%v)", got, tt.fields, err)
+			}
+		})
+	}
+}
+
+func TestStartRollupRefusesAnInvalidSpecBeforeStoringIt(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	c := newCoordinator(t, ca, testConfig(t, ca, Member{"FR", closedAddr(t)}))
+	_, err := c.StartRollup(t.Context(), &fedreportv1.RollupSpec{From: "2020-09-30", To: "2020-01-01"}, requester)
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("got %v, want a *ValidationError", err)
+	}
+	page, err := c.ListRollups(t.Context(), &fedreportv1.ListRollupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.GetRollups()) != 0 {
+		t.Errorf("stored rollups: got %d, want 0", len(page.GetRollups()))
+	}
+}

@@ -1,0 +1,117 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+)
+
+// ErrRollupNotFound is returned when no stored rollup has the requested id.
+var ErrRollupNotFound = errors.New("rollup not found")
+
+// ErrRollupFinished is returned when something tries to change a rollup that
+// has already finished; finished rollups are never modified.
+var ErrRollupFinished = errors.New("rollup already finished")
+
+// ErrClosed is returned when the coordinator is shutting down or closed.
+var ErrClosed = errors.New("coordinator is closed")
+
+// ErrSchemaVersion is returned when the data file was written by a newer or
+// unknown schema version.
+var ErrSchemaVersion = errors.New("unsupported coordinator schema version")
+
+// errorDomain is the ErrorInfo domain of every error the coordinator returns.
+const errorDomain = "fedreport.coordinator"
+
+// ErrorInfo reasons; clients branch on these, never on message text.
+const (
+	reasonInvalidArgument = "INVALID_ARGUMENT"
+	reasonRollupNotFound  = "ROLLUP_NOT_FOUND"
+	reasonUnavailable     = "COORDINATOR_UNAVAILABLE"
+	reasonInternal        = "INTERNAL"
+)
+
+// FieldViolation names one invalid request field and says what to fix.
+type FieldViolation struct {
+	// Field is the request field path, as in AIP-193 ("spec.from", "page_token").
+	Field string
+	// Description says what is wrong and what would be accepted.
+	Description string
+}
+
+// ValidationError is returned for a request that breaks the API's rules. It
+// lists every problem found, not only the first.
+type ValidationError struct {
+	Violations []FieldViolation
+}
+
+// Error implements error.
+func (e *ValidationError) Error() string {
+	parts := make([]string, 0, len(e.Violations))
+	for _, v := range e.Violations {
+		parts = append(parts, v.Field+": "+v.Description)
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// add records a violation.
+func (e *ValidationError) add(field, format string, args ...any) {
+	e.Violations = append(e.Violations, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
+}
+
+// errOrNil returns e when it holds a violation, nil otherwise.
+func (e *ValidationError) errOrNil() error {
+	if len(e.Violations) == 0 {
+		return nil
+	}
+	return e
+}
+
+// toStatus maps a domain error to the gRPC status returned to a peer. Unknown
+// errors become Internal with a generic message and are logged here, so no
+// path or bbolt detail reaches a peer.
+func toStatus(log *slog.Logger, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var verr *ValidationError
+	switch {
+	case errors.As(err, &verr):
+		br := &errdetails.BadRequest{}
+		for _, v := range verr.Violations {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+				Field:       v.Field,
+				Description: v.Description,
+			})
+		}
+		return withDetails(codes.InvalidArgument, verr.Error(), reasonInvalidArgument, br)
+	case errors.Is(err, ErrRollupNotFound):
+		return withDetails(codes.NotFound, err.Error(), reasonRollupNotFound)
+	case errors.Is(err, ErrClosed):
+		return withDetails(codes.Unavailable, "coordinator is shutting down; retry against a running coordinator", reasonUnavailable)
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "request deadline exceeded")
+	default:
+		log.Error("request failed", "method", method, "err", err)
+		return withDetails(codes.Internal, "internal coordinator error; the coordinator's log has the details", reasonInternal)
+	}
+}
+
+// withDetails builds a status carrying ErrorInfo{reason} and any extra details.
+func withDetails(code codes.Code, msg, reason string, extra ...protoadapt.MessageV1) error {
+	st := status.New(code, msg)
+	details := append([]protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain}}, extra...)
+	if withD, err := st.WithDetails(details...); err == nil {
+		st = withD
+	}
+	return st.Err()
+}

@@ -1,0 +1,361 @@
+package coordinator
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// Member is one registered member: its code and the address of its node.
+// The node's certificate must carry the identity node/<Code>.
+type Member struct {
+	// Code is the member code: 2–8 upper-case letters or digits (FR, AE, ...).
+	Code string `yaml:"code"`
+	// Address is host:port of the member's node.
+	Address string `yaml:"address"`
+}
+
+// String returns the member in the form ParseMember reads: CODE=host:port.
+func (m Member) String() string { return m.Code + "=" + m.Address }
+
+var memberCodeRE = regexp.MustCompile(`^[A-Z0-9]{2,8}$`)
+
+// ValidateMemberCode reports whether code is a valid member code.
+func ValidateMemberCode(code string) error {
+	if !memberCodeRE.MatchString(code) {
+		return fmt.Errorf("member code %q: want 2-8 upper-case letters or digits, as in FR or AE", code)
+	}
+	return nil
+}
+
+// validateAddress checks that addr is host:port with a numeric port.
+func validateAddress(code, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("member %s address %q: want host:port, as in 127.0.0.1:7443", code, addr)
+	}
+	if host == "" {
+		return fmt.Errorf("member %s address %q: host is empty; want host:port, as in 127.0.0.1:7443", code, addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("member %s address %q: port %q is not a number in 1-65535", code, addr, port)
+	}
+	return nil
+}
+
+// ParseMember parses a --member value of the form CODE=host:port, as in
+// FR=127.0.0.1:7443.
+func ParseMember(s string) (Member, error) {
+	code, addr, ok := strings.Cut(s, "=")
+	if !ok {
+		return Member{}, fmt.Errorf("member %q: want CODE=host:port, as in FR=127.0.0.1:7443", s)
+	}
+	m := Member{Code: strings.TrimSpace(code), Address: strings.TrimSpace(addr)}
+	if err := ValidateMemberCode(m.Code); err != nil {
+		return Member{}, err
+	}
+	if err := validateAddress(m.Code, m.Address); err != nil {
+		return Member{}, err
+	}
+	return m, nil
+}
+
+// ValidateMembers checks every member and refuses duplicate codes. The
+// registry needs at least one member.
+func ValidateMembers(members []Member) error {
+	if len(members) == 0 {
+		return errors.New("no members: register at least one, as in --member FR=127.0.0.1:7443")
+	}
+	seen := make(map[string]bool, len(members))
+	for _, m := range members {
+		if err := ValidateMemberCode(m.Code); err != nil {
+			return err
+		}
+		if err := validateAddress(m.Code, m.Address); err != nil {
+			return err
+		}
+		if seen[m.Code] {
+			return fmt.Errorf("member %s is registered twice", m.Code)
+		}
+		seen[m.Code] = true
+	}
+	return nil
+}
+
+// MemberList is a repeatable --member flag value. It implements the
+// pflag.Value interface (String, Set, Type), so cobra commands can bind it
+// with FlagSet.Var; Set refuses malformed values and duplicate codes.
+type MemberList []Member
+
+// String implements pflag.Value.
+func (l *MemberList) String() string {
+	parts := make([]string, 0, len(*l))
+	for _, m := range *l {
+		parts = append(parts, m.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set implements pflag.Value: it parses and appends one CODE=host:port.
+func (l *MemberList) Set(s string) error {
+	m, err := ParseMember(s)
+	if err != nil {
+		return err
+	}
+	for _, have := range *l {
+		if have.Code == m.Code {
+			return fmt.Errorf("member %s is registered twice (%s and %s)", m.Code, have.Address, m.Address)
+		}
+	}
+	*l = append(*l, m)
+	return nil
+}
+
+// Type implements pflag.Value.
+func (l *MemberList) Type() string { return "CODE=host:port" }
+
+// FileConfig is the coordinator's YAML configuration file. Unknown keys are
+// an error, so a misspelt key is never silently ignored.
+//
+//	listen: 127.0.0.1:7400
+//	data: coord.db
+//	trust_domain: isa
+//	member_timeout: 10s
+//	min_members: 0
+//	members:
+//	  - {code: FR, address: 127.0.0.1:7443}
+//	cacert: ca.crt
+//	cert: coordinator-main.crt
+//	key: coordinator-main.key
+type FileConfig struct {
+	// Listen is the host:port the coordinator serves on.
+	Listen string `yaml:"listen"`
+	// Data is the path of the coordinator's bbolt file.
+	Data string `yaml:"data"`
+	// TrustDomain is the SPIFFE trust domain of the alliance.
+	TrustDomain string `yaml:"trust_domain"`
+	// Members are the registered members, in registry order.
+	Members []Member `yaml:"members"`
+	// MemberTimeout is the per-member deadline of a rollup (0: the default, 10s).
+	MemberTimeout time.Duration `yaml:"member_timeout"`
+	// MinMembers is the quorum: with fewer members answering, a rollup fails.
+	MinMembers int `yaml:"min_members"`
+	// CACert is the path of the CA bundle (PEM).
+	CACert string `yaml:"cacert"`
+	// Cert is the path of the coordinator's certificate (PEM).
+	Cert string `yaml:"cert"`
+	// Key is the path of the coordinator's private key (PEM).
+	Key string `yaml:"key"`
+}
+
+// LoadFileConfig reads and checks the YAML configuration file at path.
+func LoadFileConfig(path string) (*FileConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	fc, err := ParseFileConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return fc, nil
+}
+
+var unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// ParseFileConfig parses a YAML configuration strictly: unknown keys, a
+// malformed member or duration, duplicate member codes and a negative
+// timeout or quorum are errors. Missing members are left for the caller to
+// merge with --member flags and check with ValidateMembers.
+func ParseFileConfig(b []byte) (*FileConfig, error) {
+	fc := &FileConfig{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(fc); err != nil && !errors.Is(err, io.EOF) {
+		var terr *yaml.TypeError
+		if errors.As(err, &terr) {
+			msgs := make([]string, 0, len(terr.Errors))
+			for _, e := range terr.Errors {
+				msgs = append(msgs, unknownFieldRE.ReplaceAllString(e, `unknown key "$1"`))
+			}
+			return nil, errors.New(strings.Join(msgs, "; "))
+		}
+		return nil, err
+	}
+	seen := make(map[string]bool, len(fc.Members))
+	for i, m := range fc.Members {
+		if err := ValidateMemberCode(m.Code); err != nil {
+			return nil, fmt.Errorf("members[%d]: %w", i, err)
+		}
+		if err := validateAddress(m.Code, m.Address); err != nil {
+			return nil, fmt.Errorf("members[%d]: %w", i, err)
+		}
+		if seen[m.Code] {
+			return nil, fmt.Errorf("members[%d]: member %s is registered twice", i, m.Code)
+		}
+		seen[m.Code] = true
+	}
+	if fc.MemberTimeout < 0 {
+		return nil, fmt.Errorf("member_timeout %v: must not be negative", fc.MemberTimeout)
+	}
+	if fc.MinMembers < 0 {
+		return nil, fmt.Errorf("min_members %d: must not be negative", fc.MinMembers)
+	}
+	return fc, nil
+}
+
+// memberBackoff keeps reconnection to a member that was down short: rollups
+// are rare, and a member that came back should count in the next one rather
+// than after grpc's default backoff of up to two minutes.
+var memberBackoff = grpc.ConnectParams{
+	Backoff: backoff.Config{
+		BaseDelay:  250 * time.Millisecond,
+		Multiplier: 1.6,
+		Jitter:     0.2,
+		MaxDelay:   5 * time.Second,
+	},
+	MinConnectTimeout: 20 * time.Second, // grpc's default; each call's deadline is shorter anyway
+}
+
+// memberConn is one registered member with its long-lived connection and
+// what the coordinator last learned of it.
+type memberConn struct {
+	Member
+	index  int // position in the registry
+	conn   *grpc.ClientConn
+	client fedreportv1.AggregationServiceClient
+
+	mu        sync.Mutex // protects the fields below
+	contacted bool       // an answer or an error was seen
+	reachable bool
+	lastSeen  time.Time // when the member last answered
+	dataVer   uint64
+	software  string
+	policy    *fedreportv1.Policy
+	lastError string
+}
+
+// registry is the coordinator's member list with one connection per member.
+type registry struct {
+	members []*memberConn
+}
+
+// newRegistry opens one client connection per member. grpc.NewClient does
+// not connect: the first call does, so an unreachable member never blocks start-up.
+func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, error)) (*registry, error) {
+	r := &registry{}
+	for i, m := range members {
+		tc, err := memberTLS(m.Code)
+		if err != nil {
+			r.close()
+			return nil, fmt.Errorf("member %s TLS: %w", m.Code, err)
+		}
+		conn, err := grpc.NewClient(m.Address,
+			grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+			grpc.WithConnectParams(memberBackoff),
+		)
+		if err != nil {
+			r.close()
+			return nil, fmt.Errorf("member %s client: %w", m.Code, err)
+		}
+		r.members = append(r.members, &memberConn{
+			Member: m,
+			index:  i,
+			conn:   conn,
+			client: fedreportv1.NewAggregationServiceClient(conn),
+		})
+	}
+	return r, nil
+}
+
+// close closes every member connection.
+func (r *registry) close() error {
+	var errs []error
+	for _, m := range r.members {
+		if err := m.conn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close member %s connection: %w", m.Code, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// codes returns the member codes in registry order.
+func (r *registry) codes() []string {
+	out := make([]string, len(r.members))
+	for i, m := range r.members {
+		out[i] = m.Code
+	}
+	return out
+}
+
+// noteAnswer records that the member answered at t with data version dv.
+func (m *memberConn) noteAnswer(t time.Time, dv uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.contacted, m.reachable, m.lastSeen, m.dataVer, m.lastError = true, true, t, dv, ""
+}
+
+// noteFailure records that the last contact failed, and why.
+func (m *memberConn) noteFailure(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.contacted, m.reachable, m.lastError = true, false, reason
+}
+
+// noteDescribe records what DescribeNode reported.
+func (m *memberConn) noteDescribe(t time.Time, d *fedreportv1.DescribeNodeResponse) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.contacted, m.reachable, m.lastSeen, m.lastError = true, true, t, ""
+	m.dataVer = d.GetDataVersion()
+	m.software = d.GetSoftwareVersion()
+	if d.GetPolicy() != nil {
+		m.policy = proto.Clone(d.GetPolicy()).(*fedreportv1.Policy)
+	}
+}
+
+// softwareVersion returns the member's last reported software version.
+func (m *memberConn) softwareVersion() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.software
+}
+
+// proto returns the member as ListMembers shows it.
+func (m *memberConn) proto() *fedreportv1.Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := &fedreportv1.Member{
+		Code:            m.Code,
+		Address:         m.Address,
+		Reachable:       m.reachable,
+		LastDataVersion: m.dataVer,
+		SoftwareVersion: m.software,
+		LastError:       m.lastError,
+	}
+	if !m.lastSeen.IsZero() {
+		out.LastContact = timestamppb.New(m.lastSeen)
+	}
+	if m.policy != nil {
+		out.Policy = proto.Clone(m.policy).(*fedreportv1.Policy)
+	}
+	return out
+}

@@ -1,0 +1,410 @@
+// Package coordinator runs fedreport rollups: it holds the member registry,
+// asks every member node in parallel under a per-member deadline, sums what
+// the members that answered correctly disclosed into totals with honest
+// bounds, stores every rollup in its own bbolt file and serves them over
+// CoordinatorService (DESIGN.md "Parts", "Totals").
+//
+// The coordinator reaches nodes only through the generated
+// AggregationService client, over mTLS that requires each member's node
+// certificate at that member's address.
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/isa-alliance/fedreport/internal/authz"
+	"github.com/isa-alliance/fedreport/internal/identity"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// DefaultMemberTimeout is the per-member deadline of a rollup when
+// Config.MemberTimeout is zero.
+const DefaultMemberTimeout = 10 * time.Second
+
+// probeTimeout bounds the DescribeNode probe ListMembers sends each member.
+const probeTimeout = 2 * time.Second
+
+// Paging of ListRollups (AIP-158).
+const (
+	defaultPageSize = 50
+	maxPageSize     = 1000
+)
+
+// Config configures a coordinator.
+type Config struct {
+	// DataPath is the coordinator's bbolt file; it is created if missing.
+	DataPath string
+	// Members is the registry, in the order rollups list members.
+	Members []Member
+	// MemberTimeout is the deadline of each member's answer in a rollup;
+	// 0 means DefaultMemberTimeout.
+	MemberTimeout time.Duration
+	// MinMembers is the quorum: a rollup in which fewer members answer
+	// correctly is FAILED and shows no totals. 0 means no quorum (but a
+	// rollup with no member answering still fails).
+	MinMembers int
+	// ServerTLS configures the coordinator's listener (mTLS, client
+	// certificates required). Serve needs it; the engine does not.
+	ServerTLS *tls.Config
+	// MemberTLS returns the client TLS configuration used to reach member
+	// code; it must refuse any server certificate that is not node/<code>.
+	MemberTLS func(code string) (*tls.Config, error)
+	// TrustDomain is the alliance's SPIFFE trust domain; only identities in
+	// it may call the coordinator.
+	TrustDomain string
+	// Logger receives lifecycle and per-rollup lines; nil discards them.
+	Logger *slog.Logger
+	// Version is the fedreport software version, for logs.
+	Version string
+}
+
+// Coordinator is a running coordinator: registry, rollup engine and store.
+type Coordinator struct {
+	log           *slog.Logger
+	version       string
+	trustDomain   string
+	serverTLS     *tls.Config
+	memberTimeout time.Duration
+	minMembers    int
+	store         *store
+	reg           *registry
+
+	// lifetime is cancelled by Close; in-flight rollups stop with it.
+	lifetime     context.Context
+	stopLifetime context.CancelFunc
+
+	mu       sync.Mutex     // protects closed, and orders inflight.Add before Close's Wait
+	closed   bool           // set by Close; no new rollup starts after it
+	inflight sync.WaitGroup // rollups running; Close waits for them before closing the store
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open checks cfg, opens the store (marking rollups left RUNNING by a
+// previous process as INTERRUPTED) and creates one client connection per
+// member. It does not contact any member.
+func Open(cfg Config) (*Coordinator, error) {
+	if cfg.DataPath == "" {
+		return nil, errors.New("open coordinator: no data path; give --data FILE.db")
+	}
+	if err := ValidateMembers(cfg.Members); err != nil {
+		return nil, fmt.Errorf("open coordinator: %w", err)
+	}
+	if cfg.MemberTLS == nil {
+		return nil, errors.New("open coordinator: no member TLS configuration")
+	}
+	if cfg.MemberTimeout < 0 {
+		return nil, fmt.Errorf("open coordinator: member timeout %v is negative", cfg.MemberTimeout)
+	}
+	if cfg.MinMembers < 0 || cfg.MinMembers > len(cfg.Members) {
+		return nil, fmt.Errorf("open coordinator: min members %d: want 0 to %d (the registered members)", cfg.MinMembers, len(cfg.Members))
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	timeout := cfg.MemberTimeout
+	if timeout == 0 {
+		timeout = DefaultMemberTimeout
+	}
+
+	st, interrupted, err := openStore(cfg.DataPath)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range interrupted {
+		log.Info("rollup interrupted by a restart", "id", id)
+	}
+	reg, err := newRegistry(cfg.Members, cfg.MemberTLS)
+	if err != nil {
+		_ = st.close()
+		return nil, fmt.Errorf("open coordinator: %w", err)
+	}
+	lifetime, stop := context.WithCancel(context.Background())
+	c := &Coordinator{
+		log:           log,
+		version:       cfg.Version,
+		trustDomain:   cfg.TrustDomain,
+		serverTLS:     cfg.ServerTLS,
+		memberTimeout: timeout,
+		minMembers:    cfg.MinMembers,
+		store:         st,
+		reg:           reg,
+		lifetime:      lifetime,
+		stopLifetime:  stop,
+	}
+	log.Info("coordinator opened", "data", cfg.DataPath, "members", len(cfg.Members),
+		"member_timeout", timeout, "min_members", cfg.MinMembers, "version", cfg.Version)
+	return c, nil
+}
+
+// Close stops running rollups (they are stored as INTERRUPTED), waits for
+// them, closes the member connections and closes the store last. It is safe
+// to call more than once.
+func (c *Coordinator) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		c.stopLifetime()
+		c.inflight.Wait()
+		c.closeErr = errors.Join(c.reg.close(), c.store.close())
+		c.log.Info("coordinator closed")
+	})
+	return c.closeErr
+}
+
+// Members returns the registry, in registry order.
+func (c *Coordinator) Members() []Member {
+	out := make([]Member, len(c.reg.members))
+	for i, m := range c.reg.members {
+		out[i] = m.Member
+	}
+	return out
+}
+
+// GetRollup returns the stored rollup id.
+func (c *Coordinator) GetRollup(_ context.Context, id string) (*fedreportv1.Rollup, error) {
+	if id == "" {
+		verr := &ValidationError{}
+		verr.add("id", "required: give a rollup id, as in %s", rollupID(42))
+		return nil, verr
+	}
+	return c.store.get(id)
+}
+
+// ListRollups returns a page of stored rollups, newest first.
+func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollupsRequest) (*fedreportv1.ListRollupsResponse, error) {
+	verr := &ValidationError{}
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		verr.add("page_size", "%d is negative; want 0 (the default, %d) to %d", size, defaultPageSize, maxPageSize)
+	case size == 0:
+		size = defaultPageSize
+	case size > maxPageSize:
+		size = maxPageSize
+	}
+	var from uint64
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) != 8 || binary.BigEndian.Uint64(b) == 0 {
+			verr.add("page_token", "not a token this coordinator issued; pass next_page_token unchanged")
+		} else {
+			from = binary.BigEndian.Uint64(b)
+		}
+	}
+	if _, ok := fedreportv1.RollupState_name[int32(req.GetState())]; !ok {
+		verr.add("state", "%d is not a rollup state", req.GetState())
+	}
+	if err := verr.errOrNil(); err != nil {
+		return nil, err
+	}
+	page, next, err := c.store.list(size, from, req.GetState())
+	if err != nil {
+		return nil, err
+	}
+	resp := &fedreportv1.ListRollupsResponse{Rollups: page}
+	if next != 0 {
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString(seqKey(next))
+	}
+	return resp, nil
+}
+
+// ListMembers returns a page of the registry with what the coordinator
+// knows of each member, after asking each member on the page for its
+// description (DescribeNode, under a short deadline, all at once).
+func (c *Coordinator) ListMembers(ctx context.Context, req *fedreportv1.ListMembersRequest) (*fedreportv1.ListMembersResponse, error) {
+	verr := &ValidationError{}
+	size := int(req.GetPageSize())
+	if size < 0 {
+		verr.add("page_size", "%d is negative; want 0 (all members) or more", size)
+	}
+	start := 0
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) != 4 || int(binary.BigEndian.Uint32(b)) > len(c.reg.members) {
+			verr.add("page_token", "not a token this coordinator issued; pass next_page_token unchanged")
+		} else {
+			start = int(binary.BigEndian.Uint32(b))
+		}
+	}
+	if err := verr.errOrNil(); err != nil {
+		return nil, err
+	}
+	end := len(c.reg.members)
+	if size > 0 && start+size < end {
+		end = start + size
+	}
+	page := c.reg.members[start:end]
+
+	var g errgroup.Group
+	g.SetLimit(fanOutLimit)
+	for _, m := range page {
+		g.Go(func() error {
+			c.probe(ctx, m)
+			return nil
+		})
+	}
+	_ = g.Wait() // probe records failures on the member instead of returning them.
+
+	resp := &fedreportv1.ListMembersResponse{}
+	for _, m := range page {
+		resp.Members = append(resp.Members, m.proto())
+	}
+	if end < len(c.reg.members) {
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, uint32(end)))
+	}
+	return resp, nil
+}
+
+// probe asks one member to describe itself and records the outcome.
+func (c *Coordinator) probe(ctx context.Context, m *memberConn) {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	d, err := m.client.DescribeNode(pctx, &fedreportv1.DescribeNodeRequest{})
+	switch {
+	case err != nil:
+		_, reason := classifyError(ctx, err, probeTimeout)
+		m.noteFailure(reason)
+	case d.GetMember() != m.Code:
+		m.noteFailure(clean(fmt.Sprintf("describes itself as member %q, registered as %q", d.GetMember(), m.Code)))
+	default:
+		m.noteDescribe(time.Now(), d)
+	}
+}
+
+// rules is the coordinator's part of DESIGN.md's access matrix. Health and
+// reflection are open to any authenticated peer (authz does that).
+func (c *Coordinator) rules() authz.Rules {
+	inDomain := func(allow authz.Allow) authz.Allow {
+		return func(id identity.ID) bool { return id.TrustDomain == c.trustDomain && allow(id) }
+	}
+	operator := inDomain(authz.Roles(identity.RoleOperator))
+	reader := inDomain(authz.Roles(identity.RoleOperator, identity.RoleAnalyst))
+	return authz.Rules{
+		fedreportv1.CoordinatorService_StartRollup_FullMethodName: operator,
+		fedreportv1.CoordinatorService_GetRollup_FullMethodName:   reader,
+		fedreportv1.CoordinatorService_ListRollups_FullMethodName: reader,
+		fedreportv1.CoordinatorService_ListMembers_FullMethodName: reader,
+	}
+}
+
+// Serve serves CoordinatorService, grpc.health.v1 and server reflection on
+// lis over mTLS until ctx is done, then reports NOT_SERVING, stops
+// gracefully (running rollups may finish, up to the member timeout) and
+// stops hard after that. It returns nil after a shutdown asked through ctx.
+func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
+	if c.serverTLS == nil {
+		return errors.New("serve: no server TLS configuration")
+	}
+	if c.trustDomain == "" {
+		return errors.New("serve: no trust domain")
+	}
+	rules := c.rules()
+	srv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(c.serverTLS)),
+		grpc.ChainUnaryInterceptor(authz.UnaryServerInterceptor(rules)),
+		grpc.ChainStreamInterceptor(authz.StreamServerInterceptor(rules)),
+	)
+	fedreportv1.RegisterCoordinatorServiceServer(srv, &server{c: c})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	hs.SetServingStatus(fedreportv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(srv)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	c.log.Info("coordinator serving", "addr", lis.Addr().String(), "version", c.version)
+
+	select {
+	case err := <-served:
+		hs.Shutdown()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	c.log.Info("coordinator stopping")
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	grace := time.NewTimer(c.memberTimeout + 2*time.Second)
+	defer grace.Stop()
+	select {
+	case <-stopped:
+	case <-grace.C:
+		c.log.Info("coordinator graceful stop timed out; closing connections")
+		srv.Stop()
+		<-stopped
+	}
+	<-served
+	return nil
+}
+
+// server adapts the coordinator to the generated CoordinatorService: each
+// handler validates, calls the coordinator and maps errors with toStatus.
+type server struct {
+	fedreportv1.UnimplementedCoordinatorServiceServer
+	c *Coordinator
+}
+
+// StartRollup implements CoordinatorService.
+func (s *server) StartRollup(ctx context.Context, req *fedreportv1.StartRollupRequest) (*fedreportv1.StartRollupResponse, error) {
+	id, ok := identity.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "StartRollup needs a verified client certificate")
+	}
+	r, err := s.c.StartRollup(ctx, req.GetSpec(), id.String())
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_StartRollup_FullMethodName, err)
+	}
+	return &fedreportv1.StartRollupResponse{Rollup: r}, nil
+}
+
+// GetRollup implements CoordinatorService.
+func (s *server) GetRollup(ctx context.Context, req *fedreportv1.GetRollupRequest) (*fedreportv1.GetRollupResponse, error) {
+	r, err := s.c.GetRollup(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_GetRollup_FullMethodName, err)
+	}
+	return &fedreportv1.GetRollupResponse{Rollup: r}, nil
+}
+
+// ListRollups implements CoordinatorService.
+func (s *server) ListRollups(ctx context.Context, req *fedreportv1.ListRollupsRequest) (*fedreportv1.ListRollupsResponse, error) {
+	resp, err := s.c.ListRollups(ctx, req)
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_ListRollups_FullMethodName, err)
+	}
+	return resp, nil
+}
+
+// ListMembers implements CoordinatorService.
+func (s *server) ListMembers(ctx context.Context, req *fedreportv1.ListMembersRequest) (*fedreportv1.ListMembersResponse, error) {
+	resp, err := s.c.ListMembers(ctx, req)
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_ListMembers_FullMethodName, err)
+	}
+	return resp, nil
+}
