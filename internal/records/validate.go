@@ -284,3 +284,8 @@ func DayTime(day uint32) time.Time {
 // Today returns the current time in UTC, the node's notion of "today" for
 // the not-in-the-future rule.
 func Today() time.Time { return time.Now().UTC() }
+
+// FirstDayOfMonth returns the day number of the first day of a MonthOf number.
+func FirstDayOfMonth(month uint32) uint32 {
+	return uint32(daysFromCivil(int(month/12), int(month%12)+1, 1))
+}

@@ -164,6 +164,9 @@ func TestDayNumbers(t *testing.T) {
 		if got := DayOf(DayTime(d)); got != d {
 			t.Fatalf("DayOf(DayTime(%d)): got %d", d, got)
 		}
+		if first := FirstDayOfMonth(MonthOf(d)); first > d || d-first > 30 || !strings.HasSuffix(DateString(first), "-01") || MonthOf(first) != MonthOf(d) {
+			t.Fatalf("FirstDayOfMonth(MonthOf(%d)): got %d (%s)", d, first, DateString(first))
+		}
 	}
 	if _, err := ParseDate("1969-12-31"); err == nil {
 		t.Errorf("ParseDate(1969-12-31): got nil error, want one")

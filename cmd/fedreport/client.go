@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/mtls"
+)
+
+// tlsOptions are the client TLS flags, named as etcdctl and grpcurl name them.
+type tlsOptions struct {
+	cacert, cert, key string
+}
+
+func (o *tlsOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.cacert, "cacert", os.Getenv("FEDREPORT_CACERT"), "CA bundle to verify servers (env FEDREPORT_CACERT)")
+	fs.StringVar(&o.cert, "cert", os.Getenv("FEDREPORT_CERT"), "client certificate (env FEDREPORT_CERT)")
+	fs.StringVar(&o.key, "key", os.Getenv("FEDREPORT_KEY"), "client key (env FEDREPORT_KEY)")
+}
+
+// source loads the client's certificate and CA bundle.
+func (o *tlsOptions) source() (mtls.Source, error) {
+	return mtls.NewFiles(o.cacert, o.cert, o.key)
+}
+
+// dialTimeout bounds every client call of the CLI that has no longer deadline.
+const dialTimeout = 30 * time.Second
+
+// dialCoordinator connects to a coordinator over mTLS, accepting only a
+// server whose certificate carries a coordinator identity.
+func dialCoordinator(addr string, o tlsOptions) (*grpc.ClientConn, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("--coordinator (or FEDREPORT_COORDINATOR) is required: host:port of the coordinator")
+	}
+	src, err := o.source()
+	if err != nil {
+		return nil, err
+	}
+	cfg := mtls.ClientConfig(src, mtls.ExpectRole("", identity.RoleCoordinator))
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+}
+
+// dialNode connects to a node's admin API: unix:///path is the node's local
+// socket (protected by its file mode); host:port is its mTLS listener.
+func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
+	switch {
+	case addr == "":
+		return nil, fmt.Errorf("--node is required: unix:///path/to/node.sock or host:port")
+	case strings.HasPrefix(addr, "unix://"):
+		path := strings.TrimPrefix(addr, "unix://")
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("node admin socket: %w (is the node running with --admin-socket %s?)", err, path)
+		}
+		return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	case strings.HasPrefix(addr, "/"):
+		return nil, fmt.Errorf("--node %s: write a socket path as unix://%s", addr, addr)
+	}
+	src, err := o.source()
+	if err != nil {
+		return nil, err
+	}
+	cfg := mtls.ClientConfig(src, mtls.ExpectRole("", identity.RoleNode))
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+}
+
+// callContext returns a context with the CLI's default deadline.
+func callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, dialTimeout)
+}
+
+func coordinatorFlag(fs *pflag.FlagSet, p *string) {
+	fs.StringVar(p, "coordinator", os.Getenv("FEDREPORT_COORDINATOR"), "coordinator host:port (env FEDREPORT_COORDINATOR)")
+}

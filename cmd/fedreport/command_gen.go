@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/records"
+)
+
+type genOptions struct {
+	member   string
+	n        int
+	seed     int64
+	from, to string
+}
+
+func (o *genOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.member, "member", "", "member code the record ids belong to (FR, IT, ...)")
+	fs.IntVar(&o.n, "records", 1000, "how many records")
+	fs.Int64Var(&o.seed, "seed", 1, "random seed; the same seed gives the same records")
+	fs.StringVar(&o.from, "from", "2020-01-01", "first day of the records")
+	fs.StringVar(&o.to, "to", "2020-09-30", "last day of the records")
+}
+
+func newGenCommand() *cobra.Command {
+	var o genOptions
+	cmd := &cobra.Command{
+		Use:   "gen --member FR --records N [--seed S]",
+		Short: "Write synthetic records as CSV on stdout (for trials and benchmarks)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.member = strings.ToUpper(o.member)
+			if !identity.ValidMember(o.member) {
+				return fmt.Errorf("--member %q: want a member code of 2-8 upper-case letters or digits", o.member)
+			}
+			if o.n < 0 {
+				return fmt.Errorf("--records %d: must not be negative", o.n)
+			}
+			from, err := time.Parse(time.DateOnly, o.from)
+			if err != nil {
+				return fmt.Errorf("--from %q: want YYYY-MM-DD", o.from)
+			}
+			to, err := time.Parse(time.DateOnly, o.to)
+			if err != nil || to.Before(from) {
+				return fmt.Errorf("--to %q: want YYYY-MM-DD on or after --from", o.to)
+			}
+			bw := bufio.NewWriterSize(cmd.OutOrStdout(), 1<<16)
+			w := records.NewCSVWriter(bw)
+			if err := records.Gen(o.member, o.n, o.seed, from, to, w.Write); err != nil {
+				return err
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			return bw.Flush()
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}

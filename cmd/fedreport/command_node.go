@@ -1,0 +1,140 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/mtls"
+	"github.com/isa-alliance/fedreport/internal/records"
+	"github.com/isa-alliance/fedreport/node"
+)
+
+// nodeOptions are the settings of `fedreport node`, as flags or in the
+// strict YAML file of --config (same names, with underscores).
+type nodeOptions struct {
+	config       string
+	member       string
+	data         string
+	listen       string
+	adminSocket  string
+	tls          tlsOptions
+	minCellCount uint32
+	dimensions   string
+	earliestDate string
+	log          logOptions
+}
+
+// nodeConfigFile is the YAML form of nodeOptions.
+type nodeConfigFile struct {
+	Member            string   `yaml:"member"`
+	Data              string   `yaml:"data"`
+	Listen            string   `yaml:"listen"`
+	AdminSocket       string   `yaml:"admin_socket"`
+	CACert            string   `yaml:"cacert"`
+	Cert              string   `yaml:"cert"`
+	Key               string   `yaml:"key"`
+	MinCellCount      uint32   `yaml:"min_cell_count"`
+	AllowedDimensions []string `yaml:"allowed_dimensions"`
+	EarliestDate      string   `yaml:"earliest_date"`
+	LogFormat         string   `yaml:"log_format"`
+	LogLevel          string   `yaml:"log_level"`
+}
+
+func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.config, "config", "", "YAML file with any of the settings below (snake_case keys; unknown keys are an error; flags win)")
+	fs.StringVar(&o.member, "member", "", "this node's member code (FR, IT, ...); must match its certificate node/<member>")
+	fs.StringVar(&o.data, "data", "", "bbolt data file (created if missing)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:7443", "mTLS listen address for aggregates (and member-admin calls)")
+	fs.StringVar(&o.adminSocket, "admin-socket", "", "unix socket for local administration (created 0600); empty: none")
+	o.tls.AddFlags(fs)
+	fs.Uint32Var(&o.minCellCount, "min-cell-count", 5, "policy: k; a cell whose count is 1..k-1 is answered as suppressed")
+	fs.StringVar(&o.dimensions, "allowed-dimensions", "month,offence,channel", "policy: dimensions a request may group by (add victim_age to allow it)")
+	fs.StringVar(&o.earliestDate, "earliest-date", "2000-01-01", "policy: first day (YYYY-MM-DD) a request may cover")
+	o.log.AddFlags(fs)
+}
+
+func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
+	if o.config == "" {
+		return nil
+	}
+	var c nodeConfigFile
+	if err := loadStrictYAML(o.config, &c); err != nil {
+		return err
+	}
+	values := map[string]string{
+		"member": c.Member, "data": c.Data, "listen": c.Listen, "admin-socket": c.AdminSocket,
+		"cacert": c.CACert, "cert": c.Cert, "key": c.Key, "earliest-date": c.EarliestDate,
+		"allowed-dimensions": strings.Join(c.AllowedDimensions, ","), "log-format": c.LogFormat, "log-level": c.LogLevel,
+	}
+	if c.MinCellCount != 0 {
+		values["min-cell-count"] = fmt.Sprint(c.MinCellCount)
+	}
+	return setFromConfig(fs, values)
+}
+
+func newNodeCommand() *cobra.Command {
+	var o nodeOptions
+	cmd := &cobra.Command{
+		Use:   "node --member FR --data fr.db --cacert ca.crt --cert node-FR.crt --key node-FR.key [--admin-socket fr.sock]",
+		Short: "Run a member node: records stay here, only aggregate counts leave",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.applyConfig(cmd.Flags()); err != nil {
+				return err
+			}
+			log, err := o.log.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if o.member == "" || o.data == "" {
+				return fmt.Errorf("--member and --data are required")
+			}
+			o.member = strings.ToUpper(o.member)
+			dims, err := records.ParseDimensions(o.dimensions)
+			if err != nil {
+				return fmt.Errorf("--allowed-dimensions: %w", err)
+			}
+			src, err := mtls.NewFiles(o.tls.cacert, o.tls.cert, o.tls.key)
+			if err != nil {
+				return err
+			}
+			own, err := ownIdentity(src)
+			if err != nil {
+				return err
+			}
+			if own != identity.Node(own.TrustDomain, o.member) {
+				return fmt.Errorf("--cert %s is %s; a node of %s needs a certificate for %s (fedreport pki issue --role node --member %s)",
+					o.tls.cert, own, o.member, identity.Node(own.TrustDomain, o.member), o.member)
+			}
+			cfg := node.Config{
+				Member:      o.member,
+				DataPath:    o.data,
+				TrustDomain: own.TrustDomain,
+				ServerTLS:   mtls.ServerConfig(src),
+				Logger:      log,
+				Version:     version,
+				Policy: node.Policy{
+					MinCellCount:      o.minCellCount,
+					AllowedDimensions: dims,
+					EarliestDate:      o.earliestDate,
+				},
+			}
+			return node.Run(cmd.Context(), cfg, o.listen, o.adminSocket)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// ownIdentity returns the identity of the local certificate.
+func ownIdentity(src mtls.Source) (identity.ID, error) {
+	cert, err := src.Certificate()
+	if err != nil {
+		return identity.ID{}, err
+	}
+	return identity.FromCertificate(cert.Leaf)
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+type retractOptions struct {
+	node string
+	tls  tlsOptions
+	file string
+}
+
+func (o *retractOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.node, "node", os.Getenv("FEDREPORT_NODE"), "node admin address: unix:///path/to/node.sock or host:port (env FEDREPORT_NODE)")
+	o.tls.AddFlags(fs)
+	fs.StringVar(&o.file, "file", "", "file with one record_id per line")
+}
+
+func newRetractCommand() *cobra.Command {
+	var o retractOptions
+	cmd := &cobra.Command{
+		Use:   "retract --node ADDR RECORD_ID... | --file IDS",
+		Short: "Remove records from a node; if any id is unknown nothing is removed",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ids := append([]string(nil), args...)
+			if o.file != "" {
+				f, err := os.Open(o.file)
+				if err != nil {
+					return err
+				}
+				sc := bufio.NewScanner(f)
+				for sc.Scan() {
+					if id := strings.TrimSpace(sc.Text()); id != "" && !strings.HasPrefix(id, "#") {
+						ids = append(ids, id)
+					}
+				}
+				f.Close()
+				if err := sc.Err(); err != nil {
+					return fmt.Errorf("%s: %w", o.file, err)
+				}
+			}
+			if len(ids) == 0 {
+				return fmt.Errorf("name the record ids to retract, as arguments or with --file")
+			}
+			conn, err := dialNode(o.node, o.tls)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			ctx, cancel := callContext(cmd.Context())
+			defer cancel()
+			resp, err := fedreportv1.NewNodeAdminServiceClient(conn).RetractRecords(ctx, &fedreportv1.RetractRecordsRequest{RecordIds: ids})
+			if err != nil {
+				return describeRPCError("retract", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "retracted %d records; data version %d\n", resp.GetRetracted(), resp.GetDataVersion())
+			return nil
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/isa-alliance/fedreport/internal/records"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// outputFormat is the -o flag shared by every client verb that prints results.
+type outputFormat string
+
+func (f *outputFormat) AddFlags(fs *pflag.FlagSet) {
+	*f = "table"
+	fs.VarP((*formatValue)(f), "output", "o", "output format: table, json (the protojson of the response) or csv")
+}
+
+type formatValue outputFormat
+
+func (v *formatValue) String() string { return string(*v) }
+func (v *formatValue) Type() string   { return "table|json|csv" }
+func (v *formatValue) Set(s string) error {
+	switch s {
+	case "table", "json", "csv":
+		*v = formatValue(s)
+		return nil
+	}
+	return fmt.Errorf("%q is not an output format (want table, json or csv)", s)
+}
+
+// printJSON writes m as indented protojson, as etcdctl's JSON printer does.
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// formatValue renders a cell's value: the exact count, or its honest bounds.
+func formatCell(c *fedreportv1.Cell) string {
+	if c == nil {
+		return "0"
+	}
+	if c.GetSuppressedCells() == 0 {
+		return strconv.FormatUint(c.GetCount(), 10)
+	}
+	return fmt.Sprintf("≥ %d (≤ %d)", c.GetLowerBound(), c.GetUpperBound())
+}
+
+// addCell adds c into sum, keeping bounds honest.
+func addCell(sum, c *fedreportv1.Cell) {
+	sum.Count += c.GetCount()
+	sum.SuppressedCells += c.GetSuppressedCells()
+	sum.LowerBound += c.GetLowerBound()
+	sum.UpperBound += c.GetUpperBound()
+}
+
+// metricsOf returns the metrics a rollup asked for (all when none were named).
+func metricsOf(spec *fedreportv1.RollupSpec) []fedreportv1.Metric {
+	if len(spec.GetMetrics()) > 0 {
+		return spec.GetMetrics()
+	}
+	return records.Metrics()
+}
+
+// sumByMetric sums cells per metric.
+func sumByMetric(cells []*fedreportv1.Cell) map[fedreportv1.Metric]*fedreportv1.Cell {
+	out := map[fedreportv1.Metric]*fedreportv1.Cell{}
+	for _, c := range cells {
+		s := out[c.GetMetric()]
+		if s == nil {
+			s = &fedreportv1.Cell{Metric: c.GetMetric()}
+			out[c.GetMetric()] = s
+		}
+		addCell(s, c)
+	}
+	return out
+}
+
+func stateName(s fedreportv1.RollupState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "ROLLUP_STATE_"))
+}
+
+func memberStatusName(s fedreportv1.MemberStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "MEMBER_STATUS_"))
+}
+
+func dimNames(dims []fedreportv1.Dimension) []string {
+	out := make([]string, len(dims))
+	for i, d := range dims {
+		out[i] = records.DimensionName(d)
+	}
+	return out
+}
+
+func dimValue(c *fedreportv1.Cell, d fedreportv1.Dimension) string {
+	switch d {
+	case fedreportv1.Dimension_DIMENSION_MEMBER:
+		return c.GetMember()
+	case fedreportv1.Dimension_DIMENSION_MONTH:
+		return c.GetMonth()
+	case fedreportv1.Dimension_DIMENSION_OFFENCE:
+		return c.GetOffence()
+	case fedreportv1.Dimension_DIMENSION_CHANNEL:
+		return c.GetChannel()
+	case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
+		return c.GetVictimAge()
+	}
+	return ""
+}
+
+// printRollupTable prints a rollup for people: one row per member with its
+// per-metric sums, the total row, then the totals by group when grouped.
+func printRollupTable(w io.Writer, r *fedreportv1.Rollup, title string) error {
+	spec := r.GetSpec()
+	metrics := metricsOf(spec)
+	if title != "" {
+		fmt.Fprintf(w, "%s\n", title)
+	}
+	dur := r.GetFinishedAt().AsTime().Sub(r.GetStartedAt().AsTime())
+	fmt.Fprintf(w, "rollup %s  %s  %s..%s", r.GetId(), strings.ToUpper(stateName(r.GetState())), spec.GetFrom(), spec.GetTo())
+	if len(spec.GetGroupBy()) > 0 {
+		fmt.Fprintf(w, "  by %s", strings.Join(dimNames(spec.GetGroupBy()), ","))
+	}
+	fmt.Fprintf(w, "  requested by %s  took %s\n", r.GetRequestedBy(), dur.Round(time.Millisecond))
+
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := []string{"MEMBER", "STATUS"}
+	for _, m := range metrics {
+		header = append(header, strings.ToUpper(records.MetricName(m)))
+	}
+	header = append(header, "DATA_VERSION", "LATENCY")
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, mr := range r.GetMembers() {
+		row := []string{mr.GetMember(), memberStatusName(mr.GetStatus())}
+		sums := sumByMetric(mr.GetCells())
+		for _, m := range metrics {
+			if mr.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK {
+				row = append(row, "-")
+				continue
+			}
+			row = append(row, formatCell(sums[m]))
+		}
+		row = append(row, strconv.FormatUint(mr.GetDataVersion(), 10), mr.GetLatency().AsDuration().Round(100*time.Microsecond).String())
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_FAILED && r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED {
+		row := []string{"TOTAL", ""}
+		sums := sumByMetric(r.GetTotals())
+		for _, m := range metrics {
+			row = append(row, formatCell(sums[m]))
+		}
+		fmt.Fprintln(tw, strings.Join(append(row, "", ""), "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, mr := range r.GetMembers() {
+		if mr.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK {
+			fmt.Fprintf(w, "  %s %s: %s\n", mr.GetMember(), memberStatusName(mr.GetStatus()), mr.GetReason())
+		}
+	}
+	switch r.GetState() {
+	case fedreportv1.RollupState_ROLLUP_STATE_PARTIAL:
+		fmt.Fprintf(w, "PARTIAL: totals cover %d of %d members; missing %s. This is not the alliance total.\n",
+			len(r.GetMembers())-len(r.GetMissingMembers()), len(r.GetMembers()), strings.Join(r.GetMissingMembers(), ", "))
+	case fedreportv1.RollupState_ROLLUP_STATE_FAILED, fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED:
+		fmt.Fprintf(w, "%s: %s (no totals)\n", strings.ToUpper(stateName(r.GetState())), r.GetFailureReason())
+	}
+	if slices.ContainsFunc(r.GetTotals(), func(c *fedreportv1.Cell) bool { return c.GetSuppressedCells() > 0 }) {
+		fmt.Fprintln(w, "≥ n (≤ m): some member cells were suppressed (count below the member's k); the value lies in [n, m].")
+	}
+	if len(spec.GetGroupBy()) == 0 || r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_FAILED {
+		return nil
+	}
+	return printCellsTable(w, spec.GetGroupBy(), metrics, r.GetTotals())
+}
+
+// printCellsTable prints cells with one row per group and a column per metric.
+func printCellsTable(w io.Writer, dims []fedreportv1.Dimension, metrics []fedreportv1.Metric, cells []*fedreportv1.Cell) error {
+	type row struct {
+		key    []string
+		values map[fedreportv1.Metric]*fedreportv1.Cell
+	}
+	var rows []*row
+	index := map[string]*row{}
+	for _, c := range cells {
+		key := make([]string, len(dims))
+		for i, d := range dims {
+			key[i] = dimValue(c, d)
+		}
+		k := strings.Join(key, "\x00")
+		r := index[k]
+		if r == nil {
+			r = &row{key: key, values: map[fedreportv1.Metric]*fedreportv1.Cell{}}
+			index[k] = r
+			rows = append(rows, r)
+		}
+		r.values[c.GetMetric()] = c
+	}
+	slices.SortFunc(rows, func(a, b *row) int { return slices.Compare(a.key, b.key) })
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := []string{}
+	for _, d := range dimNames(dims) {
+		header = append(header, strings.ToUpper(d))
+	}
+	for _, m := range metrics {
+		header = append(header, strings.ToUpper(records.MetricName(m)))
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		line := slices.Clone(r.key)
+		for _, m := range metrics {
+			line = append(line, formatCell(r.values[m]))
+		}
+		fmt.Fprintln(tw, strings.Join(line, "\t"))
+	}
+	return tw.Flush()
+}
+
+// csvCellHeader is the header of every CSV of cells; bounds are separate
+// fields so no consumer can mistake a bounded total for an exact one.
+var csvCellHeader = []string{"rollup_id", "state", "scope", "member", "month", "offence", "channel", "victim_age", "metric", "exact", "count", "suppressed_cells", "lower_bound", "upper_bound"}
+
+func csvCellRow(r *fedreportv1.Rollup, scope string, c *fedreportv1.Cell) []string {
+	return []string{
+		r.GetId(), stateName(r.GetState()), scope, c.GetMember(), c.GetMonth(), c.GetOffence(), c.GetChannel(), c.GetVictimAge(),
+		records.MetricName(c.GetMetric()), strconv.FormatBool(c.GetSuppressedCells() == 0),
+		strconv.FormatUint(c.GetCount(), 10), strconv.FormatUint(uint64(c.GetSuppressedCells()), 10),
+		strconv.FormatUint(c.GetLowerBound(), 10), strconv.FormatUint(c.GetUpperBound(), 10),
+	}
+}
+
+// printRollupCSV writes the totals (scope "total") and each member's cells
+// (scope "member") of a rollup.
+func printRollupCSV(w io.Writer, rs ...*fedreportv1.Rollup) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvCellHeader); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		for _, c := range r.GetTotals() {
+			_ = cw.Write(csvCellRow(r, "total", c))
+		}
+		for _, mr := range r.GetMembers() {
+			for _, c := range mr.GetCells() {
+				row := csvCellRow(r, "member", c)
+				row[3] = mr.GetMember()
+				_ = cw.Write(row)
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// printRollup prints a rollup; resp is the response message that carried it,
+// which is what -o json prints.
+func printRollup(w io.Writer, format outputFormat, resp proto.Message, r *fedreportv1.Rollup, title string) error {
+	switch format {
+	case "json":
+		return printJSON(w, resp)
+	case "csv":
+		return printRollupCSV(w, r)
+	}
+	return printRollupTable(w, r, title)
+}
+
+func shortHash(b []byte) string {
+	h := hex.EncodeToString(b)
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() || t.Unix() == 0 {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

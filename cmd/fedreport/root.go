@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// run executes the fedreport command line; only main exits.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := newRootCommand()
+	cmd.SetArgs(args)
+	cmd.SetIn(stdin)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	return cmd.ExecuteContext(ctx)
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "fedreport",
+		Short: "Federated reporting between states that keep their case data at home",
+		Long: `fedreport runs a federation in which every member state's node keeps its
+records locally and discloses only aggregate counts over mutual TLS, and a
+coordinator computes exact, auditable alliance-wide totals.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newPKICommand(),
+		newNodeCommand(),
+		newCoordinatorCommand(),
+		newIngestCommand(),
+		newRetractCommand(),
+		newRollupCommand(),
+		newRollupsCommand(),
+		newMembersCommand(),
+		newAuditCommand(),
+		newVerifyCommand(),
+		newGenCommand(),
+		newDemoCommand(),
+	)
+	return root
+}

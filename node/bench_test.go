@@ -1,0 +1,144 @@
+package node
+
+import (
+	"context"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/isa-alliance/fedreport/internal/records"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// BenchmarkIngest measures the store's ingest path (no gRPC) in records/s.
+func BenchmarkIngest(b *testing.B) {
+	const n = 200_000
+	recs := genRecords(b, "FR", n, 1)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		s, err := OpenStore(filepath.Join(b.TempDir(), "fr.db"), StoreOptions{Member: "FR"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		in, err := s.BeginIngest(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < n; i += 5000 {
+			if err := in.Add("bench", recs[i:min(i+5000, n)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := in.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		_ = s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkAggregate measures Aggregate (counter scan + disclosure append)
+// over a store whose counters hold every cell of a nine-month operation,
+// as 10M records would.
+func BenchmarkAggregate(b *testing.B) {
+	s, err := OpenStore(filepath.Join(b.TempDir(), "fr.db"), StoreOptions{Member: "FR"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	in, err := s.BeginIngest(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]*fedreportv1.Record, 0, 5000)
+	err = records.Gen("FR", 1_000_000, 1, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2020, 9, 30, 0, 0, 0, 0, time.UTC),
+		func(r *fedreportv1.Record) error {
+			batch = append(batch, r)
+			if len(batch) == cap(batch) {
+				err := in.Add("bench", batch)
+				batch = batch[:0]
+				return err
+			}
+			return nil
+		})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := in.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	st, _ := s.Stats()
+	b.Logf("%d records, %d counter cells", st.Records, st.CounterCells)
+	for _, bc := range []struct {
+		name string
+		req  *fedreportv1.AggregateRequest
+	}{
+		{"three metrics, whole operation", &fedreportv1.AggregateRequest{Metrics: []fedreportv1.Metric{1, 2, 3}, From: "2020-01-01", To: "2020-09-30"}},
+		{"all metrics by month", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{2}}},
+		{"one metric, one month, by offence and channel", &fedreportv1.AggregateRequest{Metrics: []fedreportv1.Metric{1}, From: "2020-03-01", To: "2020-03-31", GroupBy: []fedreportv1.Dimension{3, 4}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			lat := make([]time.Duration, 0, b.N)
+			for range b.N {
+				t0 := time.Now()
+				if _, err := s.Aggregate(bc.req, "bench"); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// BenchmarkIngestGRPC measures a whole stream through gRPC on the local
+// admin socket, as `fedreport ingest` sends it, in records/s.
+func BenchmarkIngestGRPC(b *testing.B) {
+	const n = 200_000
+	recs := genRecords(b, "FR", n, 1)
+	for range b.N {
+		b.StopTimer()
+		dir := b.TempDir()
+		nd, err := Open(Config{Member: "FR", DataPath: filepath.Join(dir, "fr.db"), TrustDomain: "isa"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sock := filepath.Join(dir, "s")
+		lis, err := ListenAdminSocket(sock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(b.Context())
+		done := make(chan error, 1)
+		go func() { done <- nd.Serve(ctx, nil, lis) }()
+		conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		batches := make([][]*fedreportv1.Record, 0, n/5000)
+		for i := 0; i < n; i += 5000 {
+			batches = append(batches, recs[i:min(i+5000, n)])
+		}
+		resp, err := sendStream(b.Context(), conn, "bench.csv", batches...)
+		if err != nil || resp.GetAdded() != n {
+			b.Fatalf("ingest: %v, %v", resp, err)
+		}
+		b.StopTimer()
+		_ = conn.Close()
+		cancel()
+		<-done
+		_ = nd.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+}

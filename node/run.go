@@ -1,0 +1,86 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"time"
+)
+
+// Run opens the node, listens on listenAddr (mTLS) and, if adminSocketPath
+// is not empty, on a unix socket there (mode 0600, no TLS), serves until ctx
+// is done, and closes the node. A stale socket file is replaced; a socket
+// another process still answers on is an error.
+func Run(ctx context.Context, cfg Config, listenAddr, adminSocketPath string) (err error) {
+	n, err := Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := n.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	var lis, adminLis net.Listener
+	if listenAddr != "" {
+		lis, err = net.Listen("tcp", listenAddr)
+		if err != nil {
+			return fmt.Errorf("node: listen: %w", err)
+		}
+		defer lis.Close()
+	}
+	if adminSocketPath != "" {
+		adminLis, err = ListenAdminSocket(adminSocketPath)
+		if err != nil {
+			return err
+		}
+		defer adminLis.Close()
+	}
+	attrs := []any{"member", cfg.Member, "data", cfg.DataPath, "version", cfg.Version}
+	if lis != nil {
+		attrs = append(attrs, "listen", lis.Addr().String())
+	}
+	if adminLis != nil {
+		attrs = append(attrs, "admin_socket", adminSocketPath)
+	}
+	n.log.Info("node serving", attrs...)
+	err = n.Serve(ctx, lis, adminLis)
+	n.log.Info("node stopped", "member", cfg.Member)
+	return err
+}
+
+// ListenAdminSocket listens on a unix socket at path that only the node's
+// user may use (mode 0600). A socket file nobody answers on is removed
+// first; one a live process answers on, or a file that is not a socket, is
+// an error.
+func ListenAdminSocket(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("node: admin socket %s: a file that is not a socket is in the way", path)
+		}
+		conn, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("node: admin socket %s: another process answers there (is a node already running?)", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("node: remove stale admin socket: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("node: admin socket: %w", err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("node: admin socket: %w", err)
+	}
+	// Between Listen and Chmod the socket has the umask's mode; the
+	// directory it lives in is the real fence (see the operator docs).
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = lis.Close()
+		return nil, fmt.Errorf("node: admin socket: %w", err)
+	}
+	return lis, nil
+}

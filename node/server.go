@@ -1,0 +1,346 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/isa-alliance/fedreport/internal/authz"
+	"github.com/isa-alliance/fedreport/internal/identity"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// LocalAdmin is the caller recorded for requests on the node's local admin
+// socket, which has no TLS: the socket file's permissions are its access control.
+const LocalAdmin = "local-admin"
+
+// Config configures a node.
+type Config struct {
+	// Member is the member code (FR, IT, ...).
+	Member string
+	// DataPath is the bbolt data file.
+	DataPath string
+	// Policy is the member's disclosure policy.
+	Policy Policy
+	// TrustDomain is the alliance's SPIFFE trust domain ("isa"); callers
+	// from another trust domain are refused.
+	TrustDomain string
+	// ServerTLS is the mTLS configuration of the network listener
+	// (internal/mtls.ServerConfig).
+	ServerTLS *tls.Config
+	// Logger receives lifecycle logs at Info and requests at Debug; nil discards.
+	Logger *slog.Logger
+	// Version is the software version DescribeNode reports.
+	Version string
+}
+
+// Node is one member's node: its store and the gRPC services over it.
+type Node struct {
+	cfg   Config
+	store *Store
+	log   *slog.Logger
+}
+
+// Open opens the node's store. The caller must Close the node.
+func Open(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TrustDomain == "" {
+		return nil, errors.New("node: no trust domain configured")
+	}
+	st, err := OpenStore(cfg.DataPath, StoreOptions{Member: cfg.Member, Policy: cfg.Policy, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, store: st, log: cfg.Logger}, nil
+}
+
+// Store returns the node's store.
+func (n *Node) Store() *Store { return n.store }
+
+// Member returns the node's member code.
+func (n *Node) Member() string { return n.cfg.Member }
+
+// Verify checks the open store (see Verify).
+func (n *Node) Verify() (*Report, error) { return n.store.Verify() }
+
+// Close closes the store. Call it after Serve has returned.
+func (n *Node) Close() error { return n.store.Close() }
+
+// rules is the node's access table (DESIGN.md "Identities and access"):
+// coordinators and this member's admins may aggregate and describe; only
+// this member's admins may administer over the network. Every rule also
+// requires the alliance's trust domain.
+func (n *Node) rules() authz.Rules {
+	inDomain := func(a authz.Allow) authz.Allow {
+		return func(id identity.ID) bool { return id.TrustDomain == n.cfg.TrustDomain && a(id) }
+	}
+	query := inDomain(authz.Any(authz.Roles(identity.RoleCoordinator), authz.MemberAdminOf(n.cfg.Member)))
+	admin := inDomain(authz.MemberAdminOf(n.cfg.Member))
+	return authz.Rules{
+		fedreportv1.AggregationService_Aggregate_FullMethodName:     query,
+		fedreportv1.AggregationService_DescribeNode_FullMethodName:  query,
+		fedreportv1.NodeAdminService_IngestRecords_FullMethodName:   admin,
+		fedreportv1.NodeAdminService_RetractRecords_FullMethodName:  admin,
+		fedreportv1.NodeAdminService_ListDisclosures_FullMethodName: admin,
+		fedreportv1.NodeAdminService_GetNodeStats_FullMethodName:    admin,
+	}
+}
+
+// shutdownGrace is how long Serve lets running calls finish after its
+// context ends before it cuts them off.
+const shutdownGrace = 5 * time.Second
+
+// Serve serves until ctx is done, then shuts down gracefully: health turns
+// NOT_SERVING, running calls get shutdownGrace to finish, then the rest are
+// cut off. lis is the mTLS listener (AggregationService, NodeAdminService,
+// health, reflection; access per the table above); adminLis, which may be
+// nil, is the local admin socket (NodeAdminService, health, reflection;
+// no TLS). Serve closes the listeners; it returns the first serving error,
+// or nil after a shutdown.
+func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
+	if lis == nil && adminLis == nil {
+		return errors.New("node: serve: no listener")
+	}
+	hs := health.NewServer()
+	for _, name := range []string{"", fedreportv1.AggregationService_ServiceDesc.ServiceName, fedreportv1.NodeAdminService_ServiceDesc.ServiceName} {
+		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	common := []grpc.ServerOption{
+		// Handlers must be done before Close closes the store.
+		grpc.WaitForHandlers(true),
+		grpc.MaxRecvMsgSize(16 << 20),
+	}
+	type served struct {
+		srv *grpc.Server
+		lis net.Listener
+	}
+	var servers []served
+	if lis != nil {
+		if n.cfg.ServerTLS == nil {
+			return errors.New("node: serve: the network listener needs ServerTLS")
+		}
+		rules := n.rules()
+		srv := grpc.NewServer(append(common,
+			grpc.Creds(credentials.NewTLS(n.cfg.ServerTLS)),
+			grpc.ChainUnaryInterceptor(n.logUnary, authz.UnaryServerInterceptor(rules)),
+			grpc.ChainStreamInterceptor(n.logStream, authz.StreamServerInterceptor(rules)),
+		)...)
+		fedreportv1.RegisterAggregationServiceServer(srv, &aggregationServer{n: n})
+		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n})
+		healthpb.RegisterHealthServer(srv, hs)
+		reflection.Register(srv)
+		servers = append(servers, served{srv, lis})
+	}
+	if adminLis != nil {
+		srv := grpc.NewServer(append(common,
+			grpc.ChainUnaryInterceptor(n.logUnary),
+			grpc.ChainStreamInterceptor(n.logStream),
+		)...)
+		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n, local: true})
+		healthpb.RegisterHealthServer(srv, hs)
+		reflection.Register(srv)
+		servers = append(servers, served{srv, adminLis})
+	}
+
+	errc := make(chan error, len(servers))
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() {
+			if err := s.srv.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("serve %s: %w", s.lis.Addr(), err)
+				return
+			}
+			errc <- nil
+		})
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	n.log.Info("node shutting down", "member", n.cfg.Member)
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		var g sync.WaitGroup
+		for _, s := range servers {
+			g.Go(s.srv.GracefulStop)
+		}
+		g.Wait()
+		close(stopped)
+	}()
+	timer := time.NewTimer(shutdownGrace)
+	select {
+	case <-stopped:
+		timer.Stop()
+	case <-timer.C:
+		n.log.Warn("calls still running after the grace period; cutting them off", "grace", shutdownGrace)
+		for _, s := range servers {
+			s.srv.Stop()
+		}
+		<-stopped
+	}
+	wg.Wait()
+	return serveErr
+}
+
+// slowCall is when a call is worth a log line above Debug.
+const slowCall = time.Second
+
+func (n *Node) logCall(ctx context.Context, method string, start time.Time, err error) {
+	d := time.Since(start)
+	level := slog.LevelDebug
+	if d >= slowCall {
+		level = slog.LevelWarn
+	}
+	if !n.log.Enabled(ctx, level) {
+		return
+	}
+	n.log.Log(ctx, level, "call", "method", method, "code", status.Code(err).String(), "duration", d)
+}
+
+func (n *Node) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	n.logCall(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+func (n *Node) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := handler(srv, ss)
+	n.logCall(ss.Context(), info.FullMethod, start, err)
+	return err
+}
+
+// status maps a store error for a peer, logging what it hides.
+func (n *Node) status(ctx context.Context, method string, err error) error {
+	st, internal := toStatus(err)
+	if internal {
+		n.log.ErrorContext(ctx, "internal error", "method", method, "err", err)
+	}
+	return st
+}
+
+// aggregationServer serves AggregationService on the mTLS listener.
+type aggregationServer struct {
+	fedreportv1.UnimplementedAggregationServiceServer
+	n *Node
+}
+
+func (s *aggregationServer) Aggregate(ctx context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+	id, ok := identity.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "Aggregate needs a verified client certificate")
+	}
+	resp, err := s.n.store.Aggregate(req, id.String())
+	if err != nil {
+		return nil, s.n.status(ctx, "Aggregate", err)
+	}
+	return resp, nil
+}
+
+func (s *aggregationServer) DescribeNode(ctx context.Context, _ *fedreportv1.DescribeNodeRequest) (*fedreportv1.DescribeNodeResponse, error) {
+	v, err := s.n.store.DataVersion()
+	if err != nil {
+		return nil, s.n.status(ctx, "DescribeNode", err)
+	}
+	return &fedreportv1.DescribeNodeResponse{
+		Member:          s.n.cfg.Member,
+		Policy:          s.n.store.Policy().Proto(),
+		DataVersion:     v,
+		SoftwareVersion: s.n.cfg.Version,
+		Kind:            "node",
+	}, nil
+}
+
+// adminServer serves NodeAdminService, on the mTLS listener (member admins
+// only, by the access table) or on the local admin socket (local).
+type adminServer struct {
+	fedreportv1.UnimplementedNodeAdminServiceServer
+	n     *Node
+	local bool
+}
+
+// caller names who called, for the log.
+func (s *adminServer) caller(ctx context.Context) string {
+	if s.local {
+		return LocalAdmin
+	}
+	if id, ok := identity.FromContext(ctx); ok {
+		return id.String()
+	}
+	return "unknown"
+}
+
+func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv1.IngestRecordsRequest, fedreportv1.IngestRecordsResponse]) error {
+	ctx := stream.Context()
+	in, err := s.n.store.BeginIngest(ctx)
+	if err != nil {
+		return s.n.status(ctx, "IngestRecords", err)
+	}
+	// On any return but a successful commit (an invalid record, the client
+	// going away, a shutdown) the whole stream is rolled back.
+	defer in.Abort()
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			s.n.log.Info("ingest stream ended without commit; rolled back", "caller", s.caller(ctx), "received", in.Received(), "err", err)
+			return err
+		}
+		if err := in.Add(req.GetSource(), req.GetRecords()); err != nil {
+			return s.n.status(ctx, "IngestRecords", err)
+		}
+	}
+	sum, err := in.Commit()
+	if err != nil {
+		return s.n.status(ctx, "IngestRecords", err)
+	}
+	s.n.log.Info("ingest committed", "caller", s.caller(ctx), "received", sum.Received, "added", sum.Added,
+		"changed", sum.Changed, "unchanged", sum.Unchanged, "data_version", sum.DataVersion)
+	return stream.SendAndClose(sum.Proto())
+}
+
+func (s *adminServer) RetractRecords(ctx context.Context, req *fedreportv1.RetractRecordsRequest) (*fedreportv1.RetractRecordsResponse, error) {
+	sum, err := s.n.store.Retract(ctx, req.GetRecordIds())
+	if err != nil {
+		return nil, s.n.status(ctx, "RetractRecords", err)
+	}
+	s.n.log.Info("records retracted", "caller", s.caller(ctx), "retracted", sum.Retracted, "data_version", sum.DataVersion)
+	return &fedreportv1.RetractRecordsResponse{Retracted: sum.Retracted, DataVersion: sum.DataVersion}, nil
+}
+
+func (s *adminServer) ListDisclosures(ctx context.Context, req *fedreportv1.ListDisclosuresRequest) (*fedreportv1.ListDisclosuresResponse, error) {
+	entries, next, err := s.n.store.ListDisclosures(req.GetPageSize(), req.GetPageToken(), req.GetSince())
+	if err != nil {
+		return nil, s.n.status(ctx, "ListDisclosures", err)
+	}
+	return &fedreportv1.ListDisclosuresResponse{Entries: entries, NextPageToken: next}, nil
+}
+
+func (s *adminServer) GetNodeStats(ctx context.Context, _ *fedreportv1.GetNodeStatsRequest) (*fedreportv1.GetNodeStatsResponse, error) {
+	st, err := s.n.store.Stats()
+	if err != nil {
+		return nil, s.n.status(ctx, "GetNodeStats", err)
+	}
+	return st.Proto(), nil
+}

@@ -1,0 +1,477 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/records"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// Store is one member's data file: records, counters kept equal to the
+// records in every committed state, and the disclosure log. It is safe for
+// concurrent use; ingest streams and retractions run one at a time.
+type Store struct {
+	db     *bolt.DB
+	path   string
+	member string
+	policy Policy
+	log    *slog.Logger
+	now    func() time.Time
+
+	// writer holds a token while an ingest stream or a retraction runs; a
+	// channel rather than a mutex so that waiting honours a context.
+	writer chan struct{}
+	// aggregating counts Aggregate calls in flight; with more than one,
+	// group commit (bolt.DB.Batch) saves fsyncs, with one it only adds delay.
+	aggregating atomic.Int32
+	closed      atomic.Bool
+	// snap is the counters in memory at some data version (snapshot.go);
+	// replaced after every committed write, nil when too large.
+	snap atomic.Pointer[snapshot]
+}
+
+// StoreOptions configure OpenStore.
+type StoreOptions struct {
+	// Member is the member code the file belongs to (FR, IT, ...).
+	Member string
+	// Policy is the disclosure policy Aggregate applies.
+	Policy Policy
+	// Logger receives lifecycle messages; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// openTimeout bounds the wait for the file lock, so that a second process
+// gets ErrInUse instead of hanging.
+const openTimeout = time.Second
+
+// boltOptions returns the options every open uses. NoFreelistSync is safe
+// (the freelist is rebuilt from the pages on open, as etcd does) and saves a
+// large write per commit; the hash-map freelist keeps allocation fast in
+// big files.
+func boltOptions(readOnly bool) *bolt.Options {
+	return &bolt.Options{
+		Timeout:        openTimeout,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		ReadOnly:       readOnly,
+	}
+}
+
+// OpenStore opens or creates the data file at path. It refuses a file of
+// another member or of an unknown schema version, and rolls back an ingest
+// stream a crash left unfinished.
+func OpenStore(path string, opts StoreOptions) (*Store, error) {
+	if !identity.ValidMember(opts.Member) {
+		return nil, fmt.Errorf("open store %s: member code %q: want 2-8 upper-case letters or digits", path, opts.Member)
+	}
+	pol, err := opts.Policy.normalize()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		path:   path,
+		member: opts.Member,
+		policy: pol,
+		log:    opts.Logger,
+		now:    opts.Now,
+		writer: make(chan struct{}, 1),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	db, err := bolt.Open(path, 0o600, boltOptions(false))
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.db = db
+	// Aggregate batches only when calls overlap; a short delay lets the
+	// overlapping ones share one commit without slowing a lone call much.
+	db.MaxBatchDelay = 500 * time.Microsecond
+	if err := db.Update(s.initMeta); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err := s.rollbackStream("open"); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: roll back an unfinished ingest stream: %w", path, err)
+	}
+	s.refreshSnapshot()
+	return s, nil
+}
+
+// initMeta creates the buckets of a new file, or checks an existing one.
+func (s *Store) initMeta(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if err := tx.ForEach(func([]byte, *bolt.Bucket) error { return errors.New("not empty") }); err != nil {
+			return &SchemaVersionError{Path: s.path}
+		}
+		for _, name := range [][]byte{bucketMeta, bucketRecords, bucketCounters, bucketDisclosures} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		meta = tx.Bucket(bucketMeta)
+		if err := meta.Put(keySchemaVersion, u32(SchemaVersion)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyMember, []byte(s.member)); err != nil {
+			return err
+		}
+		return meta.Put(keyDataVersion, u64(0))
+	}
+	switch v := meta.Get(keySchemaVersion); {
+	case v == nil:
+		return &SchemaVersionError{Path: s.path}
+	case len(v) != 4:
+		return &SchemaVersionError{Path: s.path, Found: ^uint32(0)}
+	case binary.BigEndian.Uint32(v) != SchemaVersion:
+		return &SchemaVersionError{Path: s.path, Found: binary.BigEndian.Uint32(v)}
+	}
+	if stored := string(meta.Get(keyMember)); stored != s.member {
+		return &MemberMismatchError{Path: s.path, Stored: stored, Configured: s.member}
+	}
+	for _, name := range [][]byte{bucketRecords, bucketCounters, bucketDisclosures} {
+		if tx.Bucket(name) == nil {
+			return &CorruptError{Problem: fmt.Sprintf("bucket %s is missing", name)}
+		}
+	}
+	return nil
+}
+
+// Close closes the data file. An ingest stream still open is rolled back on
+// the next open.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Member returns the member code the store belongs to.
+func (s *Store) Member() string { return s.member }
+
+// Policy returns the disclosure policy, defaults applied.
+func (s *Store) Policy() Policy { return s.policy }
+
+// Path returns the data file's path.
+func (s *Store) Path() string { return s.path }
+
+// DataVersion returns the number of committed writes so far.
+func (s *Store) DataVersion() (uint64, error) {
+	var v uint64
+	err := s.view(func(tx *bolt.Tx) error {
+		v = getUint64(tx.Bucket(bucketMeta).Get(keyDataVersion))
+		return nil
+	})
+	return v, err
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	err := s.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	err := s.db.Update(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// acquireWriter waits for the writer token. It also rolls back what an
+// earlier stream left behind if its abort failed (a disk error, say).
+func (s *Store) acquireWriter(ctx context.Context) error {
+	select {
+	case s.writer <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if s.closed.Load() {
+		<-s.writer
+		return ErrClosed
+	}
+	if err := s.rollbackStream("recover"); err != nil {
+		<-s.writer
+		return err
+	}
+	return nil
+}
+
+func (s *Store) releaseWriter() { <-s.writer }
+
+// rollbackBatch is how many undo entries one rollback transaction restores.
+const rollbackBatch = 8192
+
+// rollbackStream restores the records an unfinished ingest stream replaced,
+// from its undo bucket, a batch per transaction so that memory stays flat,
+// then drops the undo bucket and the stream marker. Counters are untouched:
+// a stream changes them only in its commit. It is a no-op when no stream is open.
+func (s *Store) rollbackStream(why string) error {
+	var restored uint64
+	var open bool
+	for {
+		done := false
+		err := s.update(func(tx *bolt.Tx) error {
+			undo := tx.Bucket(bucketUndo)
+			meta := tx.Bucket(bucketMeta)
+			if undo == nil {
+				if meta.Get(keyStream) != nil {
+					open = true
+					done = true
+					return meta.Delete(keyStream)
+				}
+				done = true
+				return nil
+			}
+			open = true
+			recs := tx.Bucket(bucketRecords)
+			var keys [][]byte
+			c := undo.Cursor()
+			for k, v := c.First(); k != nil && len(keys) < rollbackBatch; k, v = c.Next() {
+				key := bytes.Clone(k)
+				var err error
+				if bytes.Equal(v, undoAbsent) {
+					err = recs.Delete(key)
+				} else {
+					err = recs.Put(key, bytes.Clone(v))
+				}
+				if err != nil {
+					return err
+				}
+				keys = append(keys, key)
+			}
+			if len(keys) == 0 {
+				done = true
+				if err := tx.DeleteBucket(bucketUndo); err != nil {
+					return err
+				}
+				return meta.Delete(keyStream)
+			}
+			for _, k := range keys {
+				if err := undo.Delete(k); err != nil {
+					return err
+				}
+			}
+			restored += uint64(len(keys))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+	}
+	if open && why == "open" {
+		s.log.Warn("rolled back an ingest stream left unfinished by a crash or shutdown", "data", s.path, "records_restored", restored)
+	}
+	return nil
+}
+
+// RetractSummary is what a retraction did.
+type RetractSummary struct {
+	Retracted   uint64
+	DataVersion uint64
+}
+
+// Retract removes the records with the given ids in one transaction and
+// moves the counters back. If any id is not stored, nothing is removed and
+// the error is an *UnknownRecordsError listing every unknown id. An id listed
+// twice is retracted once.
+func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, error) {
+	if len(ids) == 0 {
+		return RetractSummary{}, &records.FieldError{Field: "record_ids", Value: "", Problem: "is empty (want at least one record_id to retract)"}
+	}
+	if err := s.acquireWriter(ctx); err != nil {
+		return RetractSummary{}, err
+	}
+	defer s.releaseWriter()
+	uniq := slices.Clone(ids)
+	slices.Sort(uniq)
+	uniq = slices.Compact(uniq)
+	var sum RetractSummary
+	err := s.update(func(tx *bolt.Tx) error {
+		sum = RetractSummary{}
+		recs := tx.Bucket(bucketRecords)
+		deltas := make(map[counterKey]int64)
+		var unknown []string
+		for _, id := range uniq {
+			v := recs.Get([]byte(id))
+			if v == nil {
+				unknown = append(unknown, id)
+				continue
+			}
+			k, q, ok := decodeRecordValue(v)
+			if !ok {
+				return &CorruptError{Problem: fmt.Sprintf("record %q has a malformed value", id)}
+			}
+			deltas[k] -= int64(q)
+		}
+		if len(unknown) > 0 {
+			// Report them in the order the caller gave them.
+			var inOrder []string
+			seen := map[string]bool{}
+			for _, id := range ids {
+				if !seen[id] && slices.Contains(unknown, id) {
+					inOrder = append(inOrder, id)
+				}
+				seen[id] = true
+			}
+			return &UnknownRecordsError{IDs: inOrder}
+		}
+		for _, id := range uniq {
+			if err := recs.Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+		if err := applyDeltas(tx, deltas); err != nil {
+			return err
+		}
+		v, err := bumpDataVersion(tx)
+		sum = RetractSummary{Retracted: uint64(len(uniq)), DataVersion: v}
+		return err
+	})
+	if err != nil {
+		return RetractSummary{}, err
+	}
+	s.refreshSnapshot()
+	return sum, nil
+}
+
+// applyDeltas adds deltas to the counters, deleting cells that reach zero.
+// A cell going negative means counters and records disagree: the
+// transaction is refused with a *CorruptError.
+func applyDeltas(tx *bolt.Tx, deltas map[counterKey]int64) error {
+	counters := tx.Bucket(bucketCounters)
+	keys := make([]counterKey, 0, len(deltas))
+	for k, d := range deltas {
+		if d != 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b counterKey) int { return bytes.Compare(a[:], b[:]) })
+	for i := range keys {
+		k := keys[i][:]
+		cur := int64(getUint64(counters.Get(k)))
+		n := cur + deltas[keys[i]]
+		switch {
+		case n < 0:
+			return &CorruptError{Problem: fmt.Sprintf("counter %s would go from %d to %d", keys[i], cur, n)}
+		case n == 0:
+			if err := counters.Delete(k); err != nil {
+				return err
+			}
+		default:
+			if err := counters.Put(k, u64(uint64(n))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// bumpDataVersion increments the data version and returns the new one.
+func bumpDataVersion(tx *bolt.Tx) (uint64, error) {
+	meta := tx.Bucket(bucketMeta)
+	v := getUint64(meta.Get(keyDataVersion)) + 1
+	return v, meta.Put(keyDataVersion, u64(v))
+}
+
+// Stats describe the store; they disclose no cell.
+type Stats struct {
+	Member        string
+	Records       uint64
+	CounterCells  uint64
+	Disclosures   uint64
+	DataVersion   uint64
+	SchemaVersion uint32
+	FileSizeBytes int64
+}
+
+// Stats returns the store's sizes and versions. Counting walks the pages of
+// the records bucket (not the records), so it stays quick on large files.
+func (s *Store) Stats() (Stats, error) {
+	var st Stats
+	err := s.view(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		st = Stats{
+			Member:        s.member,
+			Records:       uint64(tx.Bucket(bucketRecords).Stats().KeyN),
+			CounterCells:  uint64(tx.Bucket(bucketCounters).Stats().KeyN),
+			DataVersion:   getUint64(meta.Get(keyDataVersion)),
+			SchemaVersion: binary.BigEndian.Uint32(meta.Get(keySchemaVersion)),
+			FileSizeBytes: tx.Size(),
+		}
+		if k, _ := tx.Bucket(bucketDisclosures).Cursor().Last(); k != nil {
+			st.Disclosures = getUint64(k)
+		}
+		return nil
+	})
+	return st, err
+}
+
+// Proto returns the stats as GetNodeStats answers them.
+func (st Stats) Proto() *fedreportv1.GetNodeStatsResponse {
+	return &fedreportv1.GetNodeStatsResponse{
+		Member:        st.Member,
+		Records:       st.Records,
+		CounterCells:  st.CounterCells,
+		Disclosures:   st.Disclosures,
+		DataVersion:   st.DataVersion,
+		SchemaVersion: st.SchemaVersion,
+		FileSizeBytes: st.FileSizeBytes,
+	}
+}
+
+// Record returns the stored record with id, or nil when there is none
+// (tests and local tools; records never leave the node over the API).
+func (s *Store) Record(id string) (*fedreportv1.Record, error) {
+	var rec *fedreportv1.Record
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRecords).Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		r, ok := decodeRecord(id, v)
+		if !ok {
+			return &CorruptError{Problem: fmt.Sprintf("record %q has a malformed value", id)}
+		}
+		rec = r
+		return nil
+	})
+	return rec, err
+}
