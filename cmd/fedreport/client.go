@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -55,12 +56,18 @@ func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 	switch {
 	case addr == "":
 		return nil, fmt.Errorf("--node is required: unix:///path/to/node.sock or host:port")
-	case strings.HasPrefix(addr, "unix://"):
-		path := strings.TrimPrefix(addr, "unix://")
-		if _, err := os.Stat(path); err != nil {
+	case strings.HasPrefix(addr, "unix:"):
+		// unix:///abs/path, unix://rel/path and unix:rel/path all name a socket
+		// file; grpc wants an absolute unix:///path.
+		path := strings.TrimPrefix(strings.TrimPrefix(addr, "unix:"), "//")
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("node admin socket %q: %w", path, err)
+		}
+		if _, err := os.Stat(abs); err != nil {
 			return nil, fmt.Errorf("node admin socket: %w (is the node running with --admin-socket %s?)", err, path)
 		}
-		return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		return grpc.NewClient("unix://"+abs, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	case strings.HasPrefix(addr, "/"):
 		return nil, fmt.Errorf("--node %s: write a socket path as unix://%s", addr, addr)
 	}

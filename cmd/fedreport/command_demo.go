@@ -114,12 +114,11 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 		if err != nil {
 			return nil, err
 		}
-		if id.Role != identity.RoleNode && id.Role != identity.RoleCoordinator {
-			manifest.Identities[pki.FileBase(id)] = demoIdentity{Cert: certPath, Key: keyPath}
-		}
-		if id.Role == identity.RoleOperator || id.Role == identity.RoleAnalyst {
+		switch id.Role {
+		case identity.RoleOperator, identity.RoleAnalyst:
 			manifest.Identities[string(id.Role)] = demoIdentity{Cert: certPath, Key: keyPath}
-			delete(manifest.Identities, pki.FileBase(id))
+		case identity.RoleMemberAdmin:
+			manifest.Identities["member-admin-"+id.Member] = demoIdentity{Cert: certPath, Key: keyPath}
 		}
 		return mtls.NewFiles(manifest.CA, certPath, keyPath)
 	}
