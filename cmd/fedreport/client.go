@@ -15,6 +15,7 @@ import (
 
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
 // tlsOptions are the client TLS flags, named as etcdctl and grpcurl name them.
@@ -86,4 +87,30 @@ func callContext(ctx context.Context) (context.Context, context.CancelFunc) {
 
 func coordinatorFlag(fs *pflag.FlagSet, p *string) {
 	fs.StringVar(p, "coordinator", os.Getenv("FEDREPORT_COORDINATOR"), "coordinator host:port (env FEDREPORT_COORDINATOR)")
+}
+
+// coordinatorClient is what every coordinator verb takes: the address, the
+// TLS flags and the output format.
+type coordinatorClient struct {
+	address string
+	tls     tlsOptions
+	output  outputFormat
+}
+
+func (o *coordinatorClient) AddFlags(fs *pflag.FlagSet) {
+	coordinatorFlag(fs, &o.address)
+	o.tls.AddFlags(fs)
+	o.output.AddFlags(fs)
+}
+
+// call dials the coordinator and runs f with a client under the CLI's deadline.
+func (o *coordinatorClient) call(ctx context.Context, f func(context.Context, fedreportv1.CoordinatorServiceClient) error) error {
+	conn, err := dialCoordinator(o.address, o.tls)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := callContext(ctx)
+	defer cancel()
+	return f(ctx, fedreportv1.NewCoordinatorServiceClient(conn))
 }

@@ -1,79 +1,60 @@
 package main
 
 import (
+	"context"
+	"encoding/csv"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
-type membersOptions struct {
-	coordinator string
-	tls         tlsOptions
-	output      outputFormat
-}
-
-func (o *membersOptions) AddFlags(fs *pflag.FlagSet) {
-	coordinatorFlag(fs, &o.coordinator)
-	o.tls.AddFlags(fs)
-	o.output.AddFlags(fs)
-}
-
 func newMembersCommand() *cobra.Command {
-	var o membersOptions
+	var o coordinatorClient
 	cmd := &cobra.Command{
 		Use:   "members",
 		Short: "List the coordinator's members with reachability and policy (operator, analyst)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := dialCoordinator(o.coordinator, o.tls)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			ctx, cancel := callContext(cmd.Context())
-			defer cancel()
-			resp, err := fedreportv1.NewCoordinatorServiceClient(conn).ListMembers(ctx, &fedreportv1.ListMembersRequest{})
-			if err != nil {
-				return describeRPCError("list members", err)
-			}
-			w := cmd.OutOrStdout()
-			if o.output == "json" {
-				return printJSON(w, resp)
-			}
-			sep := "\t"
-			if o.output == "csv" {
-				sep = ","
-			}
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			out := fmt.Fprintf
-			header := []string{"MEMBER", "ADDRESS", "REACHABLE", "LAST_CONTACT", "DATA_VERSION", "VERSION", "K", "DIMENSIONS", "LAST_ERROR"}
-			if o.output == "csv" {
-				for i := range header {
-					header[i] = strings.ToLower(header[i])
+			return o.call(cmd.Context(), func(ctx context.Context, c fedreportv1.CoordinatorServiceClient) error {
+				resp, err := c.ListMembers(ctx, &fedreportv1.ListMembersRequest{})
+				if err != nil {
+					return describeRPCError("list members", err)
 				}
-			}
-			out(tw, "%s\n", strings.Join(header, sep))
-			for _, m := range resp.GetMembers() {
-				row := []string{m.GetCode(), m.GetAddress(), fmt.Sprint(m.GetReachable()), formatTime(m.GetLastContact().AsTime()),
-					fmt.Sprint(m.GetLastDataVersion()), m.GetSoftwareVersion(), fmt.Sprint(m.GetPolicy().GetMinCellCount()),
-					strings.Join(dimNames(m.GetPolicy().GetAllowedDimensions()), "+"), m.GetLastError()}
-				if o.output == "csv" {
-					for i, f := range row {
-						if strings.ContainsAny(f, ",\"\n") {
-							row[i] = `"` + strings.ReplaceAll(f, `"`, `""`) + `"`
-						}
-					}
-				}
-				out(tw, "%s\n", strings.Join(row, sep))
-			}
-			return tw.Flush()
+				return printMembers(cmd.OutOrStdout(), o.output, resp)
+			})
 		},
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
+}
+
+var membersHeader = []string{"member", "address", "reachable", "last_contact", "data_version", "version", "k", "dimensions", "last_error"}
+
+func printMembers(w io.Writer, format outputFormat, resp *fedreportv1.ListMembersResponse) error {
+	if format == "json" {
+		return printJSON(w, resp)
+	}
+	rows := [][]string{}
+	for _, m := range resp.GetMembers() {
+		rows = append(rows, []string{m.GetCode(), m.GetAddress(), fmt.Sprint(m.GetReachable()), formatTime(m.GetLastContact().AsTime()),
+			fmt.Sprint(m.GetLastDataVersion()), m.GetSoftwareVersion(), fmt.Sprint(m.GetPolicy().GetMinCellCount()),
+			strings.Join(dimNames(m.GetPolicy().GetAllowedDimensions()), "+"), m.GetLastError()})
+	}
+	if format == "csv" {
+		cw := csv.NewWriter(w)
+		_ = cw.Write(membersHeader)
+		_ = cw.WriteAll(rows)
+		return cw.Error()
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(membersHeader, "\t")))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
 }
