@@ -29,8 +29,9 @@ import (
 // fanOutLimit bounds how many members are asked at once.
 const fanOutLimit = 64
 
-// reasonStopped is the failure_reason of a rollup cut short by Close.
-const reasonStopped = "coordinator stopped while the rollup ran"
+// reasonStopped is the failure_reason of a rollup cut short because the
+// coordinator was stopping (Close, or Serve's shutdown deadline passing).
+const reasonStopped = "coordinator stopping"
 
 // reconnectWait bounds how long a rollup waits for a member that was down at
 // the last attempt to reconnect before asking it.
@@ -141,8 +142,15 @@ type outcome struct {
 //
 // The fan-out does not stop when ctx is cancelled: members log every answer
 // against the rollup id, so the coordinator finishes and stores the rollup
-// even if its requester went away. Close stops it (the rollup is then INTERRUPTED).
+// even if its requester went away. Close, or Shutdown past its deadline,
+// stops it (the rollup is then INTERRUPTED, "coordinator stopping").
 func (c *Coordinator) StartRollup(ctx context.Context, spec *fedreportv1.RollupSpec, requester string) (*fedreportv1.Rollup, error) {
+	return c.runRollup(ctx, spec, requester, c.memberTimeout)
+}
+
+// runRollup is StartRollup with the per-member timeout given: Aggregate
+// shortens it to fit its caller's deadline.
+func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, timeout time.Duration) (*fedreportv1.Rollup, error) {
 	if err := ValidateSpec(spec); err != nil {
 		return nil, err
 	}
@@ -167,13 +175,14 @@ func (c *Coordinator) StartRollup(ctx context.Context, spec *fedreportv1.RollupS
 	stop := context.AfterFunc(c.lifetime, cancel)
 	defer stop()
 
-	outcomes := c.fanOut(rctx, memberRequest(r.GetSpec(), r.GetId()))
+	outcomes := c.fanOut(rctx, memberRequest(r.GetSpec(), r.GetId()), timeout)
 	c.finishRollup(r, outcomes, rctx.Err() != nil)
 	r.FinishedAt = timestamppb.Now()
 
 	if err := c.store.finish(r); err != nil {
 		return nil, err
 	}
+	c.metrics.observeRollup(r)
 	statuses := make([]string, len(r.GetMembers()))
 	for i, m := range r.GetMembers() {
 		statuses[i] = m.GetMember() + "=" + memberStatusName(m.GetStatus())
@@ -199,15 +208,15 @@ func (c *Coordinator) begin() bool {
 	return true
 }
 
-// fanOut asks every member in parallel and returns their outcomes in
-// registry order.
-func (c *Coordinator) fanOut(ctx context.Context, req *fedreportv1.AggregateRequest) []outcome {
+// fanOut asks every member in parallel, each under timeout, and returns
+// their outcomes in registry order.
+func (c *Coordinator) fanOut(ctx context.Context, req *fedreportv1.AggregateRequest, timeout time.Duration) []outcome {
 	outcomes := make([]outcome, len(c.reg.members))
 	var g errgroup.Group
 	g.SetLimit(fanOutLimit)
 	for i, m := range c.reg.members {
 		g.Go(func() error {
-			outcomes[i] = c.askMember(ctx, m, req)
+			outcomes[i] = c.askMember(ctx, m, req, timeout)
 			return nil
 		})
 	}
@@ -215,25 +224,46 @@ func (c *Coordinator) fanOut(ctx context.Context, req *fedreportv1.AggregateRequ
 	return outcomes
 }
 
-// askMember calls one member's Aggregate under the member timeout and
-// classifies the result. The member's own status is never passed on as a
-// status: it becomes a MemberStatus and a reason.
-func (c *Coordinator) askMember(ctx context.Context, m *memberConn, req *fedreportv1.AggregateRequest) outcome {
+// awaitReconnect gives a member whose connection is in TRANSIENT_FAILURE a
+// moment to reconnect before it is asked. The channel stays in
+// TRANSIENT_FAILURE until a connection is READY (gRFC A62), so a call made at
+// once would fail even if the member is back; resetting the backoff makes the
+// channel try now rather than after the rest of its backoff. The wait is
+// bounded by ctx (the member's deadline) and by a quarter of the timeout, so
+// a member still down costs the rollup only this moment. It reports whether
+// it waited.
+func awaitReconnect(ctx context.Context, m *memberConn, timeout time.Duration) bool {
+	if m.conn.GetState() != connectivity.TransientFailure {
+		return false
+	}
+	m.conn.ResetConnectBackoff()
+	wctx, cancel := context.WithTimeout(ctx, min(timeout/4, reconnectWait))
+	defer cancel()
+	m.conn.WaitForStateChange(wctx, connectivity.TransientFailure)
+	return true
+}
+
+// retryable reports whether a failed Aggregate call is worth one quick retry:
+// UNAVAILABLE means the call did not get an answer through (a connection
+// that broke, a node restarting), which a second attempt often gets past. A
+// failed TLS handshake is UNAVAILABLE too, but a wrong certificate does not
+// heal in milliseconds, so it is not retried.
+func retryable(err error) bool {
+	st := status.Convert(err)
+	return st.Code() == codes.Unavailable && !strings.Contains(st.Message(), "handshake")
+}
+
+// askMember calls one member's Aggregate under timeout and classifies the
+// result. A call that fails with UNAVAILABLE is retried once, within the same
+// deadline: the retry never extends the member's time. The member's own
+// status is never passed on as a status: it becomes a MemberStatus and a
+// reason.
+func (c *Coordinator) askMember(ctx context.Context, m *memberConn, req *fedreportv1.AggregateRequest, timeout time.Duration) outcome {
 	res := &fedreportv1.MemberResult{Member: m.Code}
-	mctx, cancel := context.WithTimeout(ctx, c.memberTimeout)
+	mctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	if m.conn.GetState() == connectivity.TransientFailure {
-		// The member was down at the last attempt. Try again now rather
-		// than after the rest of the backoff, and give the attempt a moment:
-		// the channel stays in TRANSIENT_FAILURE until a connection is
-		// READY (gRFC A62), so a call made at once would fail even if the
-		// member is back. A member still down costs the rollup this moment.
-		m.conn.ResetConnectBackoff()
-		wctx, wcancel := context.WithTimeout(mctx, min(c.memberTimeout/4, reconnectWait))
-		m.conn.WaitForStateChange(wctx, connectivity.TransientFailure)
-		wcancel()
-	}
+	waited := awaitReconnect(mctx, m, timeout)
 
 	// The software version comes from DescribeNode, asked once per member
 	// (ListMembers refreshes it), concurrently with the aggregate.
@@ -251,6 +281,16 @@ func (c *Coordinator) askMember(ctx context.Context, m *memberConn, req *fedrepo
 
 	start := time.Now()
 	resp, err := m.client.Aggregate(mctx, req)
+	retried := false
+	if err != nil && retryable(err) && mctx.Err() == nil {
+		retried = true
+		if !waited {
+			// At most one reconnect wait per member and rollup, so a
+			// member that stays down costs the rollup one moment, not two.
+			awaitReconnect(mctx, m, timeout)
+		}
+		resp, err = m.client.Aggregate(mctx, req)
+	}
 	res.Latency = durationpb.New(time.Since(start))
 
 	if described != nil {
@@ -261,7 +301,10 @@ func (c *Coordinator) askMember(ctx context.Context, m *memberConn, req *fedrepo
 	res.SoftwareVersion = m.softwareVersion()
 
 	if err != nil {
-		res.Status, res.Reason = classifyError(ctx, err, c.memberTimeout)
+		res.Status, res.Reason = classifyError(ctx, err, timeout)
+		if retried && res.Status == fedreportv1.MemberStatus_MEMBER_STATUS_UNREACHABLE {
+			res.Reason = clean("after one retry, " + res.Reason)
+		}
 		if ctx.Err() == nil {
 			// A call cut short by Close says nothing about the member.
 			m.noteFailure(res.Reason)
@@ -545,19 +588,25 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 	case stopped:
 		r.State = fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED
 		r.FailureReason = reasonStopped
-		return
-	case okCount < c.minMembers:
+	case okCount < c.quorum():
 		r.State = fedreportv1.RollupState_ROLLUP_STATE_FAILED
-		r.FailureReason = fmt.Sprintf("only %d of %d members answered correctly; at least %d must (min_members)", okCount, len(outcomes), c.minMembers)
-		return
+		r.FailureReason = c.quorumReason(r, okCount)
 	case okCount == 0:
 		r.State = fedreportv1.RollupState_ROLLUP_STATE_FAILED
-		r.FailureReason = "no member answered; see each member's reason"
-		return
+		r.FailureReason = "no member answered correctly; " + missingReasons(r)
 	case okCount < len(outcomes):
 		r.State = fedreportv1.RollupState_ROLLUP_STATE_PARTIAL
 	default:
 		r.State = fedreportv1.RollupState_ROLLUP_STATE_COMPLETE
+	}
+	if r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_FAILED || r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED {
+		// No result: neither totals nor the members' cells, from which a
+		// reader could add up the partial sum the state withholds. What each
+		// member disclosed stays in its own disclosure log, under this id.
+		for _, m := range r.GetMembers() {
+			m.Cells = nil
+		}
+		return
 	}
 
 	if len(spec.GetGroupBy()) == 0 {
@@ -585,6 +634,37 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 		})
 	}
 	sortCells(r.Totals, spec.GetGroupBy(), rank)
+}
+
+// quorum is how many members must answer correctly for a rollup to have
+// totals: every member with RequireAll, else MinMembers.
+func (c *Coordinator) quorum() int {
+	if c.requireAll {
+		return len(c.reg.members)
+	}
+	return c.minMembers
+}
+
+// quorumReason says why a rollup fell below the quorum and who is missing.
+func (c *Coordinator) quorumReason(r *fedreportv1.Rollup, okCount int) string {
+	rule := fmt.Sprintf("at least %d must (min_members)", c.minMembers)
+	if c.requireAll {
+		rule = "every member must (require_all)"
+	}
+	return fmt.Sprintf("only %d of %d members answered correctly; %s; %s", okCount, len(r.GetMembers()), rule, missingReasons(r))
+}
+
+// missingReasons lists the members that did not answer correctly with
+// their status: "missing: IT (unreachable), ES (timeout)". Each member's
+// full reason is in its MemberResult.
+func missingReasons(r *fedreportv1.Rollup) string {
+	var parts []string
+	for _, m := range r.GetMembers() {
+		if m.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK {
+			parts = append(parts, m.GetMember()+" ("+memberStatusName(m.GetStatus())+")")
+		}
+	}
+	return "missing: " + strings.Join(parts, ", ")
 }
 
 // rankers returns, per dimension, a function ordering its values: members

@@ -477,8 +477,11 @@ func TestRollupBelowQuorumFailsWithoutTotals(t *testing.T) {
 	if len(r.GetTotals()) != 0 {
 		t.Errorf("totals: got %v, want none", totalsOf(r))
 	}
-	if !strings.Contains(r.GetFailureReason(), "only 1 of 3") {
-		t.Errorf("failure reason: got %q, want it to count who answered", r.GetFailureReason())
+	if got := r.GetFailureReason(); !strings.Contains(got, "only 1 of 3") || !strings.Contains(got, "at least 2") || !strings.Contains(got, "IT (unreachable), ES (unreachable)") {
+		t.Errorf("failure reason: got %q, want it to count who answered, give the quorum and name the missing", got)
+	}
+	if cells := r.GetMembers()[0].GetCells(); len(cells) != 0 {
+		t.Errorf("FR cells: got %v, want none in a failed rollup", cells)
 	}
 	if got, want := r.GetMissingMembers(), []string{"IT", "ES"}; !slices.Equal(got, want) {
 		t.Errorf("missing: got %v, want %v", got, want)

@@ -35,6 +35,7 @@ const (
 	reasonInvalidArgument = "INVALID_ARGUMENT"
 	reasonRollupNotFound  = "ROLLUP_NOT_FOUND"
 	reasonUnavailable     = "COORDINATOR_UNAVAILABLE"
+	reasonNotComplete     = "ROLLUP_NOT_COMPLETE"
 	reasonInternal        = "INTERNAL"
 )
 
@@ -82,6 +83,7 @@ func toStatus(log *slog.Logger, method string, err error) error {
 		return nil
 	}
 	var verr *ValidationError
+	var incomplete *IncompleteError
 	switch {
 	case errors.As(err, &verr):
 		br := &errdetails.BadRequest{}
@@ -92,6 +94,15 @@ func toStatus(log *slog.Logger, method string, err error) error {
 			})
 		}
 		return withDetails(codes.InvalidArgument, verr.Error(), reasonInvalidArgument, br)
+	case errors.As(err, &incomplete):
+		st := status.New(codes.FailedPrecondition, incomplete.Error())
+		if withD, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonNotComplete, Domain: errorDomain, Metadata: map[string]string{
+			"rollup_id": incomplete.Rollup.GetId(),
+			"state":     rollupStateName(incomplete.Rollup.GetState()),
+		}}); derr == nil {
+			st = withD
+		}
+		return st.Err()
 	case errors.Is(err, ErrRollupNotFound):
 		return withDetails(codes.NotFound, err.Error(), reasonRollupNotFound)
 	case errors.Is(err, ErrClosed):

@@ -139,12 +139,21 @@ func (l *MemberList) Type() string { return "CODE=host:port" }
 //	data: coord.db
 //	trust_domain: isa
 //	member_timeout: 10s
-//	min_members: 0
+//	min_members: 0          # or require_all: true
+//	shutdown_timeout: 15s
 //	members:
 //	  - {code: FR, address: 127.0.0.1:7443}
 //	cacert: ca.crt
 //	cert: coordinator-main.crt
 //	key: coordinator-main.key
+//	# as one member of a larger federation:
+//	member_code: EU
+//	member_listen: 127.0.0.1:7401
+//	member_cert: node-EU.crt
+//	member_key: node-EU.key
+//	schedules:
+//	  - {name: weekly, every: weekly, metrics: [arrests, victims_identified], group_by: [member]}
+//	  - {name: monthly, every: monthly, after: 24h}
 type FileConfig struct {
 	// Listen is the host:port the coordinator serves on.
 	Listen string `yaml:"listen"`
@@ -158,6 +167,22 @@ type FileConfig struct {
 	MemberTimeout time.Duration `yaml:"member_timeout"`
 	// MinMembers is the quorum: with fewer members answering, a rollup fails.
 	MinMembers int `yaml:"min_members"`
+	// RequireAll makes every member the quorum (excludes MinMembers).
+	RequireAll bool `yaml:"require_all"`
+	// ShutdownTimeout bounds how long running rollups may finish on stop.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MemberCode makes the coordinator answer as this member to a
+	// coordinator one level up, on MemberListen.
+	MemberCode string `yaml:"member_code"`
+	// MemberListen is the host:port of the member API.
+	MemberListen string `yaml:"member_listen"`
+	// MemberCert and MemberKey are the node certificate (node/<MemberCode>)
+	// and key the member listener presents.
+	MemberCert string `yaml:"member_cert"`
+	// MemberKey is the member listener's private key (PEM).
+	MemberKey string `yaml:"member_key"`
+	// Schedules are rollups the coordinator runs by itself.
+	Schedules []Schedule `yaml:"schedules"`
 	// CACert is the path of the CA bundle (PEM).
 	CACert string `yaml:"cacert"`
 	// Cert is the path of the coordinator's certificate (PEM).
@@ -218,6 +243,23 @@ func ParseFileConfig(b []byte) (*FileConfig, error) {
 	}
 	if fc.MinMembers < 0 {
 		return nil, fmt.Errorf("min_members %d: must not be negative", fc.MinMembers)
+	}
+	if fc.RequireAll && fc.MinMembers > 0 {
+		return nil, fmt.Errorf("min_members %d and require_all: give one quorum rule, not both", fc.MinMembers)
+	}
+	if fc.ShutdownTimeout < 0 {
+		return nil, fmt.Errorf("shutdown_timeout %v: must not be negative", fc.ShutdownTimeout)
+	}
+	if fc.MemberCode != "" {
+		if err := ValidateMemberCode(fc.MemberCode); err != nil {
+			return nil, fmt.Errorf("member_code: %w", err)
+		}
+		if fc.MemberListen == "" || fc.MemberCert == "" || fc.MemberKey == "" {
+			return nil, fmt.Errorf("member_code %s: also give member_listen, member_cert and member_key (a node certificate for %s)", fc.MemberCode, fc.MemberCode)
+		}
+	}
+	if err := ValidateSchedules(fc.Schedules); err != nil {
+		return nil, err
 	}
 	return fc, nil
 }

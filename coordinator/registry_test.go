@@ -135,6 +135,8 @@ func TestOpenChecksItsConfig(t *testing.T) {
 		{"no member TLS", func(c *Config) { c.MemberTLS = nil }},
 		{"a negative member timeout", func(c *Config) { c.MemberTimeout = -time.Second }},
 		{"a quorum above the registry", func(c *Config) { c.MinMembers = 2 }},
+		{"both quorum rules", func(c *Config) { c.MinMembers, c.RequireAll = 1, true }},
+		{"a negative shutdown timeout", func(c *Config) { c.ShutdownTimeout = -time.Second }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t, ca, Member{"FR", "127.0.0.1:7443"})

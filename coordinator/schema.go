@@ -14,13 +14,20 @@ import (
 //	running: seq(8, big-endian) → empty; the rollups still RUNNING, so a start
 //	         finds the ones to mark INTERRUPTED without reading the history
 //	meta:    "schema_version"   → uint32 big-endian
+//	schedules: schedule name    → first day (YYYY-MM-DD) of the last period
+//	         run for it, so a restart neither repeats nor skips a period
+//
+// The schedules bucket was added without a schema version bump: it is
+// created when missing and an older coordinator never reads it, so files
+// stay readable in both directions.
 //
 // The member registry is configuration, not state: it comes from flags or the
 // config file on every start, so it is not stored here.
 var (
-	bucketRollups = []byte("rollups")
-	bucketRunning = []byte("running")
-	bucketMeta    = []byte("meta")
+	bucketRollups   = []byte("rollups")
+	bucketRunning   = []byte("running")
+	bucketMeta      = []byte("meta")
+	bucketSchedules = []byte("schedules")
 
 	keySchemaVersion = []byte("schema_version")
 )

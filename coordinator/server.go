@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -61,6 +62,14 @@ type Config struct {
 	// correctly is FAILED and shows no totals. 0 means no quorum (but a
 	// rollup with no member answering still fails).
 	MinMembers int
+	// RequireAll makes the quorum every registered member: a rollup that
+	// misses any member is FAILED rather than PARTIAL. It excludes MinMembers.
+	RequireAll bool
+	// ShutdownTimeout bounds how long Serve, once its context is done, lets
+	// running rollups finish before it stops them (they are then stored as
+	// INTERRUPTED, "coordinator stopping"). 0 means the member timeout plus
+	// a second, which lets any rollup that was running finish.
+	ShutdownTimeout time.Duration
 	// ServerTLS configures the coordinator's listener (mTLS, client
 	// certificates required). Serve needs it; the engine does not.
 	ServerTLS *tls.Config
@@ -70,6 +79,19 @@ type Config struct {
 	// TrustDomain is the alliance's SPIFFE trust domain; only identities in
 	// it may call the coordinator.
 	TrustDomain string
+	// MemberCode, when set, makes the coordinator a member of a larger
+	// federation: ServeMember answers AggregationService as this member
+	// (2-8 upper-case letters or digits, not one of Members' codes).
+	MemberCode string
+	// MemberServerTLS configures the ServeMember listener: it must present a
+	// node certificate for MemberCode (node/<MemberCode>), which is what the
+	// asking coordinator requires, and require client certificates.
+	MemberServerTLS *tls.Config
+	// Metrics, when set, receives the coordinator's Prometheus metrics
+	// (NewMetrics); nil exports none.
+	Metrics *Metrics
+	// Schedules are rollups RunSchedules runs by itself.
+	Schedules []Schedule
 	// Logger receives lifecycle and per-rollup lines; nil discards them.
 	Logger *slog.Logger
 	// Version is the fedreport software version, for logs.
@@ -78,14 +100,20 @@ type Config struct {
 
 // Coordinator is a running coordinator: registry, rollup engine and store.
 type Coordinator struct {
-	log           *slog.Logger
-	version       string
-	trustDomain   string
-	serverTLS     *tls.Config
-	memberTimeout time.Duration
-	minMembers    int
-	store         *store
-	reg           *registry
+	log             *slog.Logger
+	version         string
+	trustDomain     string
+	serverTLS       *tls.Config
+	memberTimeout   time.Duration
+	minMembers      int
+	requireAll      bool
+	memberCode      string
+	memberServerTLS *tls.Config
+	schedules       []Schedule
+	metrics         *Metrics // nil: none
+	shutdownWait    time.Duration
+	store           *store
+	reg             *registry
 
 	// lifetime is cancelled by Close; in-flight rollups stop with it.
 	lifetime     context.Context
@@ -118,6 +146,25 @@ func Open(cfg Config) (*Coordinator, error) {
 	if cfg.MinMembers < 0 || cfg.MinMembers > len(cfg.Members) {
 		return nil, fmt.Errorf("open coordinator: min members %d: want 0 to %d (the registered members)", cfg.MinMembers, len(cfg.Members))
 	}
+	if cfg.RequireAll && cfg.MinMembers > 0 {
+		return nil, fmt.Errorf("open coordinator: min members %d and require all: give one quorum rule, not both", cfg.MinMembers)
+	}
+	if cfg.MemberCode != "" {
+		if err := ValidateMemberCode(cfg.MemberCode); err != nil {
+			return nil, fmt.Errorf("open coordinator: own %w", err)
+		}
+		for _, m := range cfg.Members {
+			if m.Code == cfg.MemberCode {
+				return nil, fmt.Errorf("open coordinator: own member code %s is also a registered member; a coordinator cannot be its own member", m.Code)
+			}
+		}
+	}
+	if err := ValidateSchedules(cfg.Schedules); err != nil {
+		return nil, fmt.Errorf("open coordinator: %w", err)
+	}
+	if cfg.ShutdownTimeout < 0 {
+		return nil, fmt.Errorf("open coordinator: shutdown timeout %v is negative", cfg.ShutdownTimeout)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -139,21 +186,31 @@ func Open(cfg Config) (*Coordinator, error) {
 		_ = st.close()
 		return nil, fmt.Errorf("open coordinator: %w", err)
 	}
+	shutdownWait := cfg.ShutdownTimeout
+	if shutdownWait == 0 {
+		shutdownWait = timeout + time.Second
+	}
 	lifetime, stop := context.WithCancel(context.Background())
 	c := &Coordinator{
-		log:           log,
-		version:       cfg.Version,
-		trustDomain:   cfg.TrustDomain,
-		serverTLS:     cfg.ServerTLS,
-		memberTimeout: timeout,
-		minMembers:    cfg.MinMembers,
-		store:         st,
-		reg:           reg,
-		lifetime:      lifetime,
-		stopLifetime:  stop,
+		log:             log,
+		version:         cfg.Version,
+		trustDomain:     cfg.TrustDomain,
+		serverTLS:       cfg.ServerTLS,
+		memberTimeout:   timeout,
+		minMembers:      cfg.MinMembers,
+		requireAll:      cfg.RequireAll,
+		memberCode:      cfg.MemberCode,
+		memberServerTLS: cfg.MemberServerTLS,
+		schedules:       slices.Clone(cfg.Schedules),
+		metrics:         cfg.Metrics,
+		shutdownWait:    shutdownWait,
+		store:           st,
+		reg:             reg,
+		lifetime:        lifetime,
+		stopLifetime:    stop,
 	}
 	log.Info("coordinator opened", "data", cfg.DataPath, "members", len(cfg.Members),
-		"member_timeout", timeout, "min_members", cfg.MinMembers, "version", cfg.Version)
+		"member_timeout", timeout, "min_members", cfg.MinMembers, "require_all", cfg.RequireAll, "version", cfg.Version)
 	return c, nil
 }
 
@@ -309,10 +366,16 @@ func (c *Coordinator) rules() authz.Rules {
 	}
 }
 
+// stopSlack bounds how long a stopping listener waits, after the rollups
+// are done, for its other calls (reads, member probes) to finish.
+const stopSlack = probeTimeout + time.Second
+
 // Serve serves CoordinatorService, grpc.health.v1 and server reflection on
-// lis over mTLS until ctx is done, then reports NOT_SERVING, stops
-// gracefully (running rollups may finish, up to the member timeout) and
-// stops hard after that. It returns nil after a shutdown asked through ctx.
+// lis over mTLS until ctx is done. It then reports NOT_SERVING, refuses new
+// rollups, lets the running ones finish within Config.ShutdownTimeout and
+// stops the rest, which are stored as INTERRUPTED with the reason
+// "coordinator stopping" (see Shutdown); every caller gets its rollup as
+// stored. It returns nil after a shutdown asked through ctx.
 func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	if c.serverTLS == nil {
 		return errors.New("serve: no server TLS configuration")
@@ -320,46 +383,92 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	if c.trustDomain == "" {
 		return errors.New("serve: no trust domain")
 	}
-	rules := c.rules()
-	srv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(c.serverTLS)),
-		grpc.ChainUnaryInterceptor(authz.UnaryServerInterceptor(rules)),
-		grpc.ChainStreamInterceptor(authz.StreamServerInterceptor(rules)),
-	)
+	srv := grpc.NewServer(c.serverOptions(c.serverTLS, c.rules())...)
 	fedreportv1.RegisterCoordinatorServiceServer(srv, &server{c: c})
+	return c.serveGRPC(ctx, lis, srv, fedreportv1.CoordinatorService_ServiceDesc.ServiceName, "coordinator serving")
+}
+
+// serverOptions are a listener's credentials and interceptors: metrics
+// first, so that denied calls are counted too, then authorization.
+func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.ServerOption {
+	unary := []grpc.UnaryServerInterceptor{authz.UnaryServerInterceptor(rules)}
+	stream := []grpc.StreamServerInterceptor{authz.StreamServerInterceptor(rules)}
+	if c.metrics != nil {
+		unary = append([]grpc.UnaryServerInterceptor{c.metrics.grpc.UnaryServerInterceptor()}, unary...)
+		stream = append([]grpc.StreamServerInterceptor{c.metrics.grpc.StreamServerInterceptor()}, stream...)
+	}
+	return []grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(tc)),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}
+}
+
+// serveGRPC adds health and reflection to srv, serves it on lis until ctx
+// is done and then stops it as Serve describes.
+func (c *Coordinator) serveGRPC(ctx context.Context, lis net.Listener, srv *grpc.Server, service, msg string) error {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	hs.SetServingStatus(fedreportv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(srv)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	c.log.Info("coordinator serving", "addr", lis.Addr().String(), "version", c.version)
+	c.log.Info(msg, "addr", lis.Addr().String(), "version", c.version)
 
 	select {
 	case err := <-served:
 		hs.Shutdown()
-		return fmt.Errorf("serve: %w", err)
+		srv.Stop()
+		return fmt.Errorf("serve %s: %w", lis.Addr(), err)
 	case <-ctx.Done():
 	}
-	c.log.Info("coordinator stopping")
+	c.log.Info("listener stopping", "addr", lis.Addr().String())
 	hs.Shutdown()
 	stopped := make(chan struct{})
 	go func() {
 		srv.GracefulStop()
 		close(stopped)
 	}()
-	grace := time.NewTimer(c.memberTimeout + 2*time.Second)
-	defer grace.Stop()
+	// The handlers of running rollups return once Shutdown has stored them.
+	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownWait)
+	c.Shutdown(sctx)
+	cancel()
+	slack := time.NewTimer(stopSlack)
+	defer slack.Stop()
 	select {
 	case <-stopped:
-	case <-grace.C:
-		c.log.Info("coordinator graceful stop timed out; closing connections")
+	case <-slack.C:
+		c.log.Info("graceful stop timed out; closing connections", "addr", lis.Addr().String())
 		srv.Stop()
 		<-stopped
 	}
 	<-served
 	return nil
+}
+
+// Shutdown stops the coordinator taking new rollups (they fail with
+// ErrClosed), lets the running ones (from any listener or schedule) finish
+// until ctx is done, then stops those still running: they are stored as
+// INTERRUPTED with the reason "coordinator stopping". It returns when every
+// rollup is stored. Reads keep working until Close.
+func (c *Coordinator) Shutdown(ctx context.Context) {
+	c.mu.Lock()
+	c.closed = true // begin refuses from now on, so inflight only falls.
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		c.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	c.log.Info("shutdown deadline passed; interrupting running rollups")
+	c.stopLifetime()
+	<-done
 }
 
 // server adapts the coordinator to the generated CoordinatorService: each

@@ -57,6 +57,9 @@ func openStore(path string) (*store, []string, error) {
 		if err != nil {
 			return err
 		}
+		if _, err := tx.CreateBucketIfNotExists(bucketSchedules); err != nil {
+			return err
+		}
 		var seqs [][]byte
 		if err := running.ForEach(func(k, _ []byte) error {
 			seqs = append(seqs, append([]byte(nil), k...))

@@ -1,0 +1,257 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/isa-alliance/fedreport/internal/authz"
+	"github.com/isa-alliance/fedreport/internal/identity"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// Federation of federations (DESIGN.md "Parts"): a coordinator with a member
+// code also serves AggregationService, so a regional coordinator can be one
+// member of a larger one. It answers an Aggregate by running a rollup over
+// its own members, stored like any other with requested_by set to the
+// calling coordinator, and passes the totals up as its cells.
+//
+// The upstream coordinator dials a member expecting the server certificate
+// node/<code>; the coordinator's own listener presents coordinator/<name>.
+// So the member API is served on a second listener (ServeMember) with
+// Config.MemberServerTLS, which presents a node certificate for MemberCode.
+
+// KindCoordinator is DescribeNodeResponse.kind for a coordinator acting as a member.
+const KindCoordinator = "coordinator"
+
+// aggregateReserve is the part of the caller's remaining time an Aggregate
+// keeps for storing the rollup and sending the answer: the member timeout of
+// the rollup it runs is cut to the rest, so the answer arrives in time.
+const aggregateReserve = 10 // percent
+
+// IncompleteError is returned by Aggregate when the rollup it ran is not
+// COMPLETE: a partial sum must never travel up as the member's answer.
+type IncompleteError struct {
+	// Rollup is the stored rollup, for its id, state and missing members.
+	Rollup *fedreportv1.Rollup
+}
+
+// Error implements error.
+func (e *IncompleteError) Error() string {
+	r := e.Rollup
+	msg := fmt.Sprintf("rollup %s is %s", r.GetId(), rollupStateName(r.GetState()))
+	if reason := r.GetFailureReason(); reason != "" {
+		msg += ": " + reason
+	} else if len(r.GetMissingMembers()) > 0 {
+		msg += "; " + missingReasons(r)
+	}
+	return msg + "; a coordinator answers as a member only when every one of its members answered"
+}
+
+// aggregateSpec turns an AggregateRequest into the spec of the rollup that
+// answers it. Field names in violations are the request's (from, group_by[0]).
+func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, error) {
+	spec := &fedreportv1.RollupSpec{
+		From:    req.GetFrom(),
+		To:      req.GetTo(),
+		Metrics: slices.Clone(req.GetMetrics()),
+		GroupBy: slices.Clone(req.GetGroupBy()),
+	}
+	verr := &ValidationError{}
+	if err := ValidateSpec(spec); err != nil {
+		var v *ValidationError
+		if !errors.As(err, &v) {
+			return nil, err
+		}
+		for _, fv := range v.Violations {
+			verr.add(strings.TrimPrefix(fv.Field, "spec."), "%s", fv.Description)
+		}
+	}
+	for i, d := range spec.GetGroupBy() {
+		if d == fedreportv1.Dimension_DIMENSION_MEMBER {
+			// The coordinator answers for its members as one member; a split
+			// by member belongs to the coordinator that asks.
+			verr.add(fmt.Sprintf("group_by[%d]", i), "member is not answered by a member; group by member at the coordinator that asks")
+		}
+	}
+	if err := verr.errOrNil(); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// Aggregate answers an AggregateRequest as member Config.MemberCode: it runs
+// a rollup over this coordinator's members (stored, requested_by caller) and
+// answers with its totals as cells, which carry no member. The answer's
+// min_cell_count is the largest k among the members, the only single k with
+// which every summed bound stays within count + (k-1) per suppressed cell, as
+// the asking coordinator checks; data_version is the sum of the members' data
+// versions, so it changes whenever any member's data does. A rollup that is
+// not COMPLETE is refused with an *IncompleteError.
+//
+// The rollup's member timeout is cut so that the answer can arrive before the
+// caller's deadline; the asking coordinator's member timeout should still be
+// longer than this one's.
+func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateRequest, caller string) (*fedreportv1.AggregateResponse, error) {
+	if c.memberCode == "" {
+		return nil, errors.New("aggregate: no member code configured")
+	}
+	spec, err := aggregateSpec(req)
+	if err != nil {
+		return nil, err
+	}
+	timeout := c.memberTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		timeout = max(min(timeout, left-left*aggregateReserve/100), time.Millisecond)
+	}
+	r, err := c.runRollup(ctx, spec, caller, timeout)
+	if err != nil {
+		return nil, err
+	}
+	c.log.Info("answered as a member", "member", c.memberCode, "rollup", r.GetId(),
+		"state", rollupStateName(r.GetState()), "caller", caller, "caller_rollup", clean(req.GetRollupId()))
+	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE {
+		return nil, &IncompleteError{Rollup: r}
+	}
+	resp := &fedreportv1.AggregateResponse{Member: c.memberCode}
+	for _, m := range r.GetMembers() {
+		resp.MinCellCount = max(resp.MinCellCount, m.GetMinCellCount())
+		resp.DataVersion = addSat(resp.DataVersion, m.GetDataVersion())
+	}
+	grouped := len(spec.GetGroupBy()) > 0
+	for _, cell := range r.GetTotals() {
+		if grouped && cell.GetUpperBound() == 0 {
+			continue // the contract leaves zero cells out of grouped answers
+		}
+		resp.Cells = append(resp.Cells, cell)
+	}
+	return resp, nil
+}
+
+// addSat adds without wrapping: a data version must never go backwards.
+func addSat(a, b uint64) uint64 {
+	s, carry := bits.Add64(a, b, 0)
+	if carry != 0 {
+		return math.MaxUint64
+	}
+	return s
+}
+
+// DescribeNode describes this coordinator as member Config.MemberCode, after
+// asking its members to describe themselves. The policy is what holds for
+// every member that answered: the largest k, the dimensions all of them
+// allow, the latest earliest date. data_version is the sum of the members'
+// last known data versions.
+func (c *Coordinator) DescribeNode(ctx context.Context) (*fedreportv1.DescribeNodeResponse, error) {
+	if c.memberCode == "" {
+		return nil, errors.New("describe node: no member code configured")
+	}
+	var g errgroup.Group
+	g.SetLimit(fanOutLimit)
+	for _, m := range c.reg.members {
+		g.Go(func() error {
+			c.probe(ctx, m)
+			return nil
+		})
+	}
+	_ = g.Wait() // probe records failures on the member instead of returning them.
+
+	resp := &fedreportv1.DescribeNodeResponse{Member: c.memberCode, Kind: KindCoordinator, SoftwareVersion: c.version}
+	var policy *fedreportv1.Policy
+	for _, m := range c.reg.members {
+		pm := m.proto()
+		resp.DataVersion = addSat(resp.DataVersion, pm.GetLastDataVersion())
+		p := pm.GetPolicy()
+		if p == nil {
+			continue
+		}
+		if policy == nil {
+			policy = &fedreportv1.Policy{
+				MinCellCount:      p.GetMinCellCount(),
+				AllowedDimensions: slices.Clone(p.GetAllowedDimensions()),
+				EarliestDate:      p.GetEarliestDate(),
+			}
+			continue
+		}
+		policy.MinCellCount = max(policy.MinCellCount, p.GetMinCellCount())
+		policy.AllowedDimensions = slices.DeleteFunc(policy.AllowedDimensions, func(d fedreportv1.Dimension) bool {
+			return !slices.Contains(p.GetAllowedDimensions(), d)
+		})
+		policy.EarliestDate = max(policy.EarliestDate, p.GetEarliestDate()) // YYYY-MM-DD sorts as dates
+	}
+	if policy != nil {
+		slices.Sort(policy.AllowedDimensions)
+	}
+	resp.Policy = policy
+	return resp, nil
+}
+
+// memberRules is the access matrix of the member listener: only another
+// coordinator of the trust domain may ask.
+func (c *Coordinator) memberRules() authz.Rules {
+	parent := func(id identity.ID) bool {
+		return id.TrustDomain == c.trustDomain && id.Role == identity.RoleCoordinator
+	}
+	return authz.Rules{
+		fedreportv1.AggregationService_Aggregate_FullMethodName:    parent,
+		fedreportv1.AggregationService_DescribeNode_FullMethodName: parent,
+	}
+}
+
+// ServeMember serves AggregationService as member Config.MemberCode, with
+// health and reflection, on lis over Config.MemberServerTLS (which must
+// present the node certificate node/<MemberCode> the asking coordinator
+// expects) until ctx is done; it stops as Serve does.
+func (c *Coordinator) ServeMember(ctx context.Context, lis net.Listener) error {
+	switch {
+	case c.memberCode == "":
+		return errors.New("serve member: no member code configured")
+	case c.memberServerTLS == nil:
+		return errors.New("serve member: no member server TLS configuration (a node certificate for the member code)")
+	case c.trustDomain == "":
+		return errors.New("serve member: no trust domain")
+	}
+	srv := grpc.NewServer(c.serverOptions(c.memberServerTLS, c.memberRules())...)
+	fedreportv1.RegisterAggregationServiceServer(srv, &memberServer{c: c})
+	return c.serveGRPC(ctx, lis, srv, fedreportv1.AggregationService_ServiceDesc.ServiceName, "coordinator serving as member "+c.memberCode)
+}
+
+// memberServer adapts the coordinator to the generated AggregationService.
+type memberServer struct {
+	fedreportv1.UnimplementedAggregationServiceServer
+	c *Coordinator
+}
+
+// Aggregate implements AggregationService.
+func (s *memberServer) Aggregate(ctx context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+	id, ok := identity.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "Aggregate needs a verified client certificate")
+	}
+	resp, err := s.c.Aggregate(ctx, req, id.String())
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.AggregationService_Aggregate_FullMethodName, err)
+	}
+	return resp, nil
+}
+
+// DescribeNode implements AggregationService.
+func (s *memberServer) DescribeNode(ctx context.Context, _ *fedreportv1.DescribeNodeRequest) (*fedreportv1.DescribeNodeResponse, error) {
+	resp, err := s.c.DescribeNode(ctx)
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.AggregationService_DescribeNode_FullMethodName, err)
+	}
+	return resp, nil
+}

@@ -1,0 +1,290 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"maps"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/testpki"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+const (
+	month   = fedreportv1.Dimension_DIMENSION_MONTH
+	offence = fedreportv1.Dimension_DIMENSION_OFFENCE
+	channel = fedreportv1.Dimension_DIMENSION_CHANNEL
+)
+
+// testConfigAs is testConfig for the coordinator named name.
+func testConfigAs(t *testing.T, ca *testpki.CA, name string, members ...Member) Config {
+	t.Helper()
+	me := identity.Coordinator(td, name)
+	return Config{
+		DataPath: filepath.Join(t.TempDir(), name+".db"),
+		Members:  members,
+		MemberTLS: func(code string) (*tls.Config, error) {
+			return ca.ClientTLS(t, me, identity.Node(td, code)), nil
+		},
+		ServerTLS:   ca.ServerTLS(t, me),
+		TrustDomain: td,
+		Version:     "test",
+	}
+}
+
+// monthlyNode is a node holding true arrest counts per month (YYYY-MM) that
+// answers as a real node does: suppressing values 1..k-1, leaving zero cells
+// out of grouped answers. down makes it refuse.
+func monthlyNode(code string, k uint32, dataVersion uint64, counts map[string]uint64, earliest string, dims ...fedreportv1.Dimension) *fakeNode {
+	cell := func(v uint64) *fedreportv1.Cell {
+		if v > 0 && v < uint64(k) {
+			return suppressed(arrests, uint64(k))
+		}
+		return exact(arrests, v)
+	}
+	return &fakeNode{
+		aggregate: func(_ context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+			resp := &fedreportv1.AggregateResponse{Member: code, MinCellCount: k, DataVersion: dataVersion}
+			if slices.Contains(req.GetGroupBy(), month) {
+				for _, m := range slices.Sorted(maps.Keys(counts)) {
+					if v := counts[m]; v > 0 && m >= req.GetFrom()[:7] && m <= req.GetTo()[:7] {
+						resp.Cells = append(resp.Cells, withMonth(cell(v), m))
+					}
+				}
+				return resp, nil
+			}
+			var sum uint64
+			for _, v := range counts {
+				sum += v
+			}
+			resp.Cells = []*fedreportv1.Cell{cell(sum)}
+			return resp, nil
+		},
+		describe: func(context.Context, *fedreportv1.DescribeNodeRequest) (*fedreportv1.DescribeNodeResponse, error) {
+			return &fedreportv1.DescribeNodeResponse{Member: code, Kind: "node", DataVersion: dataVersion, SoftwareVersion: "node-test",
+				Policy: &fedreportv1.Policy{MinCellCount: k, AllowedDimensions: dims, EarliestDate: earliest}}, nil
+		},
+	}
+}
+
+// serveMemberUntil serves c's member API on 127.0.0.1:0 until the test ends.
+func serveMemberUntil(t *testing.T, c *testCoordinator) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- c.ServeMember(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve member: %v", err)
+		}
+	})
+	return lis.Addr().String()
+}
+
+func TestTwoLevelFederationTotalsEqualTheFlatRollup(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := monthlyNode("FR", 5, 100, map[string]uint64{"2020-01": 12, "2020-02": 3, "2020-03": 40}, "2010-01-01", month, offence)
+	it := monthlyNode("IT", 3, 20, map[string]uint64{"2020-01": 2, "2020-02": 7}, "2012-01-01", month, channel, offence)
+	es := monthlyNode("ES", 5, 9, map[string]uint64{"2020-01": 9, "2020-03": 1}, "2000-01-01")
+	var itDown atomic.Bool
+	itAggregate := it.aggregate
+	it.aggregate = func(ctx context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+		if itDown.Load() {
+			return nil, status.Error(codes.FailedPrecondition, "maintenance")
+		}
+		return itAggregate(ctx, req)
+	}
+	frAddr := startNode(t, ca, identity.Node(td, "FR"), fr)
+	itAddr := startNode(t, ca, identity.Node(td, "IT"), it)
+	esAddr := startNode(t, ca, identity.Node(td, "ES"), es)
+
+	regionalCfg := testConfigAs(t, ca, "eu", Member{"FR", frAddr}, Member{"IT", itAddr})
+	regionalCfg.MemberCode = "EU"
+	regionalCfg.MemberServerTLS = ca.ServerTLS(t, identity.Node(td, "EU"))
+	regional := newCoordinator(t, ca, regionalCfg)
+	euAddr := serveMemberUntil(t, regional)
+
+	top := newCoordinator(t, ca, testConfigAs(t, ca, "top", Member{"EU", euAddr}, Member{"ES", esAddr}))
+	flat := newCoordinator(t, ca, testConfigAs(t, ca, "flat", Member{"FR", frAddr}, Member{"IT", itAddr}, Member{"ES", esAddr}))
+
+	for _, spec := range []*fedreportv1.RollupSpec{
+		arrestsSpec,
+		{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}, GroupBy: []fedreportv1.Dimension{month}},
+		{From: "2020-02-01", To: "2020-03-31", Metrics: []fedreportv1.Metric{arrests}, GroupBy: []fedreportv1.Dimension{month}},
+	} {
+		want, err := flat.StartRollup(t.Context(), spec, requester)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := top.StartRollup(t.Context(), spec, requester)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE || want.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE {
+			t.Fatalf("states: top %v (%s), flat %v; want both COMPLETE", got.GetState(), memberStatuses(got), want.GetState())
+		}
+		if !slices.EqualFunc(got.GetTotals(), want.GetTotals(), func(a, b *fedreportv1.Cell) bool { return proto.Equal(a, b) }) {
+			t.Errorf("spec %v: two-level totals %v, flat totals %v", spec, totalsOf(got), totalsOf(want))
+		}
+		eu := got.GetMembers()[0]
+		if eu.GetMinCellCount() != 5 || eu.GetDataVersion() != 120 {
+			t.Errorf("EU answer: got k=%d data version %d, want the largest k 5 and the sum 120", eu.GetMinCellCount(), eu.GetDataVersion())
+		}
+		for _, c := range eu.GetCells() {
+			if c.GetMember() != "" {
+				t.Errorf("EU cell names member %q; cells carry no member unless grouped by it", c.GetMember())
+			}
+		}
+	}
+	if got := totalsOf(mustLast(t, top)); !slices.Equal(got, []string{"arrests/2020-02=7+1s[8,11]", "arrests/2020-03=40+1s[41,44]"}) {
+		t.Errorf("grouped totals: got %v", got)
+	}
+
+	// The regional coordinator stored each answer as a rollup of its own,
+	// requested by the top coordinator.
+	page, err := regional.ListRollups(t.Context(), &fedreportv1.ListRollupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.GetRollups()) != 3 {
+		t.Fatalf("regional rollups: got %d, want 3", len(page.GetRollups()))
+	}
+	if got, want := page.GetRollups()[0].GetRequestedBy(), "spiffe://isa/coordinator/top"; got != want {
+		t.Errorf("regional requested_by: got %q, want %q", got, want)
+	}
+
+	// A partial regional rollup never travels up as the member's answer.
+	itDown.Store(true)
+	r, err := top.StartRollup(t.Context(), arrestsSpec, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := memberStatuses(r), "EU=refused ES=ok"; got != want {
+		t.Errorf("with a regional member down: got %q, want %q", got, want)
+	}
+	if reason := r.GetMembers()[0].GetReason(); !strings.Contains(reason, "FAILED_PRECONDITION") || !strings.Contains(reason, "partial") || !strings.Contains(reason, "IT (refused)") {
+		t.Errorf("EU reason: got %q, want it to say the regional rollup was partial and who is missing", reason)
+	}
+	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_PARTIAL || !slices.Equal(totalsOf(r), []string{"arrests=10"}) {
+		t.Errorf("top rollup: got %v %v, want PARTIAL with only ES's 10", r.GetState(), totalsOf(r))
+	}
+
+	// The top coordinator learns the regional coordinator's combined policy.
+	members, err := top.ListMembers(t.Context(), &fedreportv1.ListMembersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	euMember := members.GetMembers()[0]
+	wantPolicy := &fedreportv1.Policy{MinCellCount: 5, AllowedDimensions: []fedreportv1.Dimension{month, offence}, EarliestDate: "2012-01-01"}
+	if !euMember.GetReachable() || !proto.Equal(euMember.GetPolicy(), wantPolicy) || euMember.GetSoftwareVersion() != "test" {
+		t.Errorf("EU as a member: got %v, want reachable with policy %v", euMember, wantPolicy)
+	}
+}
+
+// mustLast returns the newest rollup of c.
+func mustLast(t *testing.T, c *testCoordinator) *fedreportv1.Rollup {
+	t.Helper()
+	page, err := c.ListRollups(t.Context(), &fedreportv1.ListRollupsRequest{PageSize: 1})
+	if err != nil || len(page.GetRollups()) != 1 {
+		t.Fatalf("newest rollup: %v, %v", page, err)
+	}
+	return page.GetRollups()[0]
+}
+
+func TestMemberAPIAnswersOnlyCoordinators(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := startNode(t, ca, identity.Node(td, "FR"), &fakeNode{aggregate: answers("FR", 5, exact(arrests, 10))})
+	cfg := testConfigAs(t, ca, "eu", Member{"FR", fr})
+	cfg.MemberCode = "EU"
+	cfg.MemberServerTLS = ca.ServerTLS(t, identity.Node(td, "EU"))
+	c := newCoordinator(t, ca, cfg)
+	addr := serveMemberUntil(t, c)
+
+	client := func(id identity.ID) fedreportv1.AggregationServiceClient {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(ca.ClientTLS(t, id, identity.Node(td, "EU")))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return fedreportv1.NewAggregationServiceClient(conn)
+	}
+	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: "r00000007"}
+	for _, id := range []identity.ID{identity.Operator(td, "alice"), identity.Node(td, "FR"), identity.MemberAdmin(td, "EU", "admin")} {
+		if _, err := client(id).Aggregate(t.Context(), req); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s Aggregate: got %v, want PermissionDenied", id, err)
+		}
+	}
+	parent := client(identity.Coordinator(td, "top"))
+	resp, err := parent.Aggregate(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &fedreportv1.AggregateResponse{Member: "EU", MinCellCount: 5, DataVersion: 7, Cells: []*fedreportv1.Cell{exact(arrests, 10)}}
+	if !proto.Equal(resp, want) {
+		t.Errorf("Aggregate: got %v, want %v", resp, want)
+	}
+	d, err := parent.DescribeNode(t.Context(), &fedreportv1.DescribeNodeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.GetMember() != "EU" || d.GetKind() != KindCoordinator {
+		t.Errorf("DescribeNode: got %v, want member EU, kind coordinator", d)
+	}
+	_, err = parent.Aggregate(t.Context(), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2019-01-01", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MEMBER}})
+	var fields []string
+	for _, det := range status.Convert(err).Details() {
+		if br, ok := det.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	if status.Code(err) != codes.InvalidArgument || !slices.Equal(fields, []string{"to", "group_by[0]"}) {
+		t.Errorf("a bad request: got %v with fields %v, want InvalidArgument on to and group_by[0]", err, fields)
+	}
+}
+
+func TestOpenRefusesItsOwnMemberCodeAsAMember(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	cfg := testConfig(t, ca, Member{"EU", "127.0.0.1:7443"})
+	cfg.MemberCode = "EU"
+	if c, err := Open(cfg); err == nil {
+		_ = c.Close()
+		t.Error("Open: got nil, want an error")
+	}
+	cfg.MemberCode = "eu"
+	if c, err := Open(cfg); err == nil {
+		_ = c.Close()
+		t.Error("Open with a lower-case member code: got nil, want an error")
+	}
+	cfg = testConfig(t, ca, Member{"FR", "127.0.0.1:7443"})
+	c := newCoordinator(t, ca, cfg)
+	if err := c.ServeMember(t.Context(), nil); err == nil {
+		t.Error("ServeMember without a member code: got nil, want an error")
+	}
+	if _, err := c.Aggregate(t.Context(), &fedreportv1.AggregateRequest{}, "x"); err == nil || errors.Is(err, ErrClosed) {
+		t.Errorf("Aggregate without a member code: got %v, want an error", err)
+	}
+}

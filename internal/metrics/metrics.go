@@ -1,0 +1,127 @@
+// Package metrics holds the Prometheus plumbing fedreport's servers share: a
+// gRPC server interceptor pair counting calls by method and code with a
+// latency histogram, and the /metrics HTTP listener. Labels are only ever
+// method names, status codes and other bounded vocabularies, never counts or
+// anything a member disclosed.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// shutdownTimeout bounds how long Serve waits for scrapes in progress.
+const shutdownTimeout = 5 * time.Second
+
+// NewRegistry returns a registry with the Go runtime and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// GRPC counts a gRPC server's calls. Methods are the full method names the
+// server routes (unknown methods never reach interceptors), so the label set
+// stays bounded.
+type GRPC struct {
+	calls   *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+}
+
+// NewGRPC registers gRPC server metrics under namespace (fedreport_coordinator_grpc_...).
+func NewGRPC(reg prometheus.Registerer, namespace string) (*GRPC, error) {
+	g := &GRPC{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Subsystem: "grpc",
+			Name:      "server_handled_total",
+			Help:      "gRPC calls handled, by full method name and status code.",
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace,
+			Subsystem: "grpc",
+			Name:      "server_handling_seconds",
+			Help:      "Time to handle a gRPC call, by full method name.",
+			Buckets:   []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"method"}),
+	}
+	for _, c := range []prometheus.Collector{g.calls, g.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register gRPC metrics: %w", err)
+		}
+	}
+	return g, nil
+}
+
+func (g *GRPC) observe(method string, start time.Time, err error) {
+	g.calls.WithLabelValues(method, status.Code(err).String()).Inc()
+	g.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+}
+
+// UnaryServerInterceptor counts unary calls. Chain it before authorization
+// so that denied calls are counted too.
+func (g *GRPC) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		g.observe(info.FullMethod, start, err)
+		return resp, err
+	}
+}
+
+// StreamServerInterceptor counts streaming calls when they end.
+func (g *GRPC) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		g.observe(info.FullMethod, start, err)
+		return err
+	}
+}
+
+// Handler serves the metrics gathered from g in the Prometheus text format.
+func Handler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Serve serves GET /metrics from g on lis (plain HTTP: metrics carry no
+// member data, and Prometheus scrapes over the operator's own network) until
+// ctx is done, then shuts down within a few seconds. It returns nil after a
+// shutdown asked through ctx.
+func Serve(ctx context.Context, lis net.Listener, g prometheus.Gatherer) error {
+	srv := &http.Server{
+		Handler:           Handler(g),
+		ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve metrics %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
+		return fmt.Errorf("stop metrics %s: %w", lis.Addr(), err)
+	}
+	return nil
+}
