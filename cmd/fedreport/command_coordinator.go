@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,23 +15,39 @@ import (
 )
 
 type coordinatorOptions struct {
-	config        string
-	data          string
-	listen        string
-	members       coordinator.MemberList
-	memberTimeout time.Duration
-	minMembers    int
-	tls           tlsOptions
-	log           logOptions
+	config          string
+	data            string
+	listen          string
+	members         coordinator.MemberList
+	memberTimeout   time.Duration
+	minMembers      int
+	requireAll      bool
+	shutdownTimeout time.Duration
+	memberCode      string
+	memberListen    string
+	memberCert      string
+	memberKey       string
+	metricsListen   string
+	tls             tlsOptions
+	log             logOptions
+
+	schedules []coordinator.Schedule // from --config only
 }
 
 func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.config, "config", "", "YAML file (listen, data, members, member_timeout, min_members, cacert, cert, key); unknown keys are an error; flags win")
+	fs.StringVar(&o.config, "config", "", "YAML file with any of these settings (snake_case keys, plus schedules:); unknown keys are an error; flags win")
 	fs.StringVar(&o.data, "data", "", "bbolt file for rollup history (created if missing)")
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:7400", "mTLS listen address")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:7400", "mTLS listen address for operators and analysts")
 	fs.Var(&o.members, "member", "member node as CODE=host:port; repeat for each member")
-	fs.DurationVar(&o.memberTimeout, "member-timeout", 10*time.Second, "deadline for each member's answer in a rollup")
-	fs.IntVar(&o.minMembers, "min-members", 0, "quorum: a rollup with fewer members answering is stored as failed (0: no quorum)")
+	fs.DurationVar(&o.memberTimeout, "member-timeout", coordinator.DefaultMemberTimeout, "deadline for each member's answer in a rollup")
+	fs.IntVar(&o.minMembers, "min-members", 0, "quorum: a rollup with fewer members answering is stored as failed, without totals (0: no quorum)")
+	fs.BoolVar(&o.requireAll, "require-all", false, "quorum: every member must answer, else the rollup is failed")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 0, "on SIGTERM, how long running rollups may finish before they are stored as interrupted (default: member timeout + 1s)")
+	fs.StringVar(&o.memberCode, "member-code", "", "serve AggregationService as this member code, for a coordinator one level up (federation of federations)")
+	fs.StringVar(&o.memberListen, "member-listen", "", "mTLS listen address of the member API (with --member-code)")
+	fs.StringVar(&o.memberCert, "member-cert", "", "node certificate for --member-code, presented on --member-listen")
+	fs.StringVar(&o.memberKey, "member-key", "", "key of --member-cert")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics (empty: off)")
 	o.tls.AddFlags(fs)
 	o.log.AddFlags(fs)
 }
@@ -43,12 +60,21 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	values := map[string]string{"data": fc.Data, "listen": fc.Listen, "cacert": fc.CACert, "cert": fc.Cert, "key": fc.Key}
+	values := map[string]string{
+		"data": fc.Data, "listen": fc.Listen, "cacert": fc.CACert, "cert": fc.Cert, "key": fc.Key,
+		"member-code": fc.MemberCode, "member-listen": fc.MemberListen, "member-cert": fc.MemberCert, "member-key": fc.MemberKey,
+	}
 	if fc.MemberTimeout > 0 {
 		values["member-timeout"] = fc.MemberTimeout.String()
 	}
+	if fc.ShutdownTimeout > 0 {
+		values["shutdown-timeout"] = fc.ShutdownTimeout.String()
+	}
 	if fc.MinMembers > 0 {
 		values["min-members"] = fmt.Sprint(fc.MinMembers)
+	}
+	if fc.RequireAll {
+		values["require-all"] = "true"
 	}
 	if err := setFromConfig(fs, values); err != nil {
 		return err
@@ -56,6 +82,7 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 	if !fs.Changed("member") {
 		o.members = fc.Members
 	}
+	o.schedules = fc.Schedules
 	return nil
 }
 
@@ -94,17 +121,41 @@ func newCoordinatorCommand() *cobra.Command {
 				return fmt.Errorf("--cert %s is %s; the coordinator needs a coordinator certificate (fedreport pki issue --role coordinator --name main)", o.tls.cert, own)
 			}
 			cfg := coordinator.Config{
-				DataPath:      o.data,
-				Members:       o.members,
-				MemberTimeout: o.memberTimeout,
-				MinMembers:    o.minMembers,
-				ServerTLS:     mtls.ServerConfig(src),
-				MemberTLS:     memberTLS(src, own.TrustDomain),
-				TrustDomain:   own.TrustDomain,
-				Logger:        log,
-				Version:       version,
+				DataPath:        o.data,
+				Members:         o.members,
+				MemberTimeout:   o.memberTimeout,
+				MinMembers:      o.minMembers,
+				RequireAll:      o.requireAll,
+				ShutdownTimeout: o.shutdownTimeout,
+				Schedules:       o.schedules,
+				ServerTLS:       mtls.ServerConfig(src),
+				MemberTLS:       memberTLS(src, own.TrustDomain),
+				TrustDomain:     own.TrustDomain,
+				Logger:          log,
+				Version:         version,
 			}
-			return coordinator.Run(cmd.Context(), cfg, o.listen)
+			if o.memberCode != "" {
+				o.memberCode = strings.ToUpper(o.memberCode)
+				if o.memberListen == "" || o.memberCert == "" || o.memberKey == "" {
+					return fmt.Errorf("--member-code %s needs --member-listen, --member-cert and --member-key (a node certificate for %s)", o.memberCode, o.memberCode)
+				}
+				msrc, err := mtls.NewFiles(o.tls.cacert, o.memberCert, o.memberKey)
+				if err != nil {
+					return err
+				}
+				mid, err := ownIdentity(msrc)
+				if err != nil {
+					return err
+				}
+				if want := identity.Node(own.TrustDomain, o.memberCode); mid != want {
+					return fmt.Errorf("--member-cert %s is %s, want %s (fedreport pki issue --role node --member %s)", o.memberCert, mid, want, o.memberCode)
+				}
+				cfg.MemberCode = o.memberCode
+				cfg.MemberServerTLS = mtls.ServerConfig(msrc)
+			}
+			return coordinator.RunAll(cmd.Context(), cfg, coordinator.Addresses{
+				Listen: o.listen, MemberListen: o.memberListen, MetricsListen: o.metricsListen,
+			})
 		},
 	}
 	o.AddFlags(cmd.Flags())

@@ -134,6 +134,26 @@ func TestKeptDemoServesClients(t *testing.T) {
 		t.Errorf("rollup as analyst: got %v, want a permission error", err)
 	}
 
+	// A rerun after FR corrected a record says FR's data changed and no one else's.
+	fr := m.Nodes[0]
+	if fr.Member != "FR" {
+		t.Fatalf("first node is %s, want FR", fr.Member)
+	}
+	correction := filepath.Join(t.TempDir(), "fix.csv")
+	if err := os.WriteFile(correction, []byte("record_id,metric,date,quantity\nFR-2020-000001,arrests,2020-01-15,1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRunCLI(t, "ingest", "--node", "unix://"+fr.AdminSocket, correction); !strings.Contains(out, "1 changed") {
+		t.Errorf("correction: got %q, want one changed record", out)
+	}
+	out = mustRunCLI(t, "rollup", "--coordinator", m.Coordinator, "--cacert", m.CA, "--cert", op.Cert, "--key", op.Key,
+		"--rerun", resp.GetRollup().GetId())
+	for _, want := range []string{"rerun of " + resp.GetRollup().GetId(), "FR 1 -> 2 changed", "IT 1 unchanged"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rerun output lacks %q:\n%s", want, out)
+		}
+	}
+
 	cancel()
 	select {
 	case err := <-done:

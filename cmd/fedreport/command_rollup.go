@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/isa-alliance/fedreport/coordinator"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -16,6 +18,7 @@ type rollupOptions struct {
 	from, to string
 	metrics  string
 	by       string
+	rerun    string
 }
 
 func (o *rollupOptions) AddFlags(fs *pflag.FlagSet) {
@@ -24,6 +27,7 @@ func (o *rollupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.to, "to", "", "last day counted, YYYY-MM-DD (inclusive)")
 	fs.StringVar(&o.metrics, "metrics", "", "comma-separated metrics (default: all): arrests, victims_identified, sites_blocked, judicial_referrals, reports_received")
 	fs.StringVar(&o.by, "by", "", "comma-separated dimensions to group by: member, month, offence, channel, victim_age")
+	fs.StringVar(&o.rerun, "rerun", "", "run the request of stored rollup ID again and report, per member, whether its data changed since")
 }
 
 func (o *rollupOptions) spec() (*fedreportv1.RollupSpec, error) {
@@ -48,6 +52,14 @@ func newRollupCommand() *cobra.Command {
 		Short: "Run a rollup across every member (operator)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.rerun != "" {
+				if o.from != "" || o.to != "" || o.metrics != "" || o.by != "" {
+					return fmt.Errorf("--rerun takes the request of the stored rollup; drop --from, --to, --metrics and --by")
+				}
+				return o.call(cmd.Context(), func(ctx context.Context, c fedreportv1.CoordinatorServiceClient) error {
+					return rerunRollup(ctx, c, o.rerun, o.output, cmd.OutOrStdout())
+				})
+			}
 			spec, err := o.spec()
 			if err != nil {
 				return err
@@ -63,4 +75,28 @@ func newRollupCommand() *cobra.Command {
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// rerunRollup starts a rollup with the request of stored rollup id and
+// reports, per member, whether its data version moved since.
+func rerunRollup(ctx context.Context, c fedreportv1.CoordinatorServiceClient, id string, format outputFormat, w io.Writer) error {
+	old, err := c.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id})
+	if err != nil {
+		return describeRPCError("rerun", err)
+	}
+	resp, err := c.StartRollup(ctx, &fedreportv1.StartRollupRequest{Spec: old.GetRollup().GetSpec()})
+	if err != nil {
+		return describeRPCError("rerun", err)
+	}
+	if err := printRollup(w, format, resp, resp.GetRollup(), ""); err != nil {
+		return err
+	}
+	if format != "table" {
+		return nil
+	}
+	fmt.Fprintf(w, "\nrerun of %s: data versions per member since then\n", id)
+	for _, ch := range coordinator.CompareDataVersions(old.GetRollup(), resp.GetRollup()) {
+		fmt.Fprintf(w, "  %s\n", ch)
+	}
+	return nil
 }

@@ -155,7 +155,11 @@ func printRollupTable(w io.Writer, r *fedreportv1.Rollup, title string) error {
 			}
 			row = append(row, formatCell(sums[m]))
 		}
-		row = append(row, strconv.FormatUint(mr.GetDataVersion(), 10), mr.GetLatency().AsDuration().Round(100*time.Microsecond).String())
+		version := "-"
+		if mr.GetStatus() == fedreportv1.MemberStatus_MEMBER_STATUS_OK {
+			version = strconv.FormatUint(mr.GetDataVersion(), 10)
+		}
+		row = append(row, version, mr.GetLatency().AsDuration().Round(100*time.Microsecond).String())
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_FAILED && r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED {
