@@ -32,14 +32,14 @@ func TestListRollupsPagesNewestFirst(t *testing.T) {
 	t.Parallel()
 	ca := testpki.New(t, td)
 	c := newCoordinator(t, ca, testConfig(t, ca, Member{"FR", closedAddr(t)}))
-	c.store.db.NoSync = true // 600 commits; durability is not under test here.
+	c.store.db.NoSync = true // 2400 commits; durability is not under test here.
 	states := []fedreportv1.RollupState{
 		fedreportv1.RollupState_ROLLUP_STATE_COMPLETE,
 		fedreportv1.RollupState_ROLLUP_STATE_PARTIAL,
 		fedreportv1.RollupState_ROLLUP_STATE_FAILED,
 	}
 	var all, partial []string
-	for i := range 300 {
+	for i := range 1200 { // the issue asks for paging over at least 1000
 		id := storeRollup(t, c.store, states[i%3])
 		all = append(all, id)
 		if i%3 == 1 {
@@ -73,17 +73,17 @@ func TestListRollupsPagesNewestFirst(t *testing.T) {
 
 	if got, pages := collect(7, 0); !slices.Equal(got, all) {
 		t.Errorf("every rollup by 7: got %d ids (%v...), want %d newest first", len(got), got[:min(3, len(got))], len(all))
-	} else if pages != 43 {
-		t.Errorf("pages of 7 over 300: got %d, want 43", pages)
+	} else if pages != 172 {
+		t.Errorf("pages of 7 over 1200: got %d, want 172", pages)
 	}
 	if got, _ := collect(25, fedreportv1.RollupState_ROLLUP_STATE_PARTIAL); !slices.Equal(got, partial) {
 		t.Errorf("partial rollups: got %d ids, want %d newest first", len(got), len(partial))
 	}
-	if got, pages := collect(0, 0); len(got) != 300 || pages != 6 {
-		t.Errorf("default page size: got %d ids in %d pages, want 300 in 6 (50 a page)", len(got), pages)
+	if got, pages := collect(0, 0); len(got) != 1200 || pages != 24 {
+		t.Errorf("default page size: got %d ids in %d pages, want 1200 in 24 (50 a page)", len(got), pages)
 	}
-	if got, pages := collect(5000, 0); len(got) != 300 || pages != 1 {
-		t.Errorf("page size 5000: got %d ids in %d pages, want 300 in 1", len(got), pages)
+	if got, pages := collect(5000, 0); len(got) != 1200 || pages != 2 {
+		t.Errorf("page size 5000: got %d ids in %d pages, want 1200 in 2 (capped at 1000 a page)", len(got), pages)
 	}
 	if got, _ := collect(10, fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED); len(got) != 0 {
 		t.Errorf("interrupted rollups: got %v, want none", got)
