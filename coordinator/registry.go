@@ -189,6 +189,8 @@ type FileConfig struct {
 	Cert string `yaml:"cert"`
 	// Key is the path of the coordinator's private key (PEM).
 	Key string `yaml:"key"`
+	// CRL is the path of the revocation list (fedreport pki's ca.crl).
+	CRL string `yaml:"crl"`
 }
 
 // LoadFileConfig reads and checks the YAML configuration file at path.

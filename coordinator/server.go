@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/internal/authz"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -96,6 +97,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is the fedreport software version, for logs.
 	Version string
+	// Limits are the listeners' limits (internal/grpcsrv); zero fields
+	// take the defaults.
+	Limits grpcsrv.Limits
 }
 
 // Coordinator is a running coordinator: registry, rollup engine and store.
@@ -111,6 +115,7 @@ type Coordinator struct {
 	memberServerTLS *tls.Config
 	schedules       []Schedule
 	metrics         *Metrics // nil: none
+	limits          grpcsrv.Limits
 	shutdownWait    time.Duration
 	store           *store
 	reg             *registry
@@ -203,6 +208,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		memberServerTLS: cfg.MemberServerTLS,
 		schedules:       slices.Clone(cfg.Schedules),
 		metrics:         cfg.Metrics,
+		limits:          cfg.Limits,
 		shutdownWait:    shutdownWait,
 		store:           st,
 		reg:             reg,
@@ -389,19 +395,28 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 }
 
 // serverOptions are a listener's credentials and interceptors: metrics
-// first, so that denied calls are counted too, then authorization.
+// first, so that denied calls are counted too, then authorization, then the
+// limits (internal/grpcsrv), so that only authorized calls spend a rate.
 func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.ServerOption {
+	limits := c.limits
+	if limits.ErrorDomain == "" {
+		limits.ErrorDomain = errorDomain
+	}
+	if limits.UnaryTimeout == 0 {
+		// A rollup's answer must not be cut off while its members may still answer.
+		limits.UnaryTimeout = max(grpcsrv.DefaultUnaryTimeout, 2*c.memberTimeout)
+	}
 	unary := []grpc.UnaryServerInterceptor{authz.UnaryServerInterceptor(rules)}
 	stream := []grpc.StreamServerInterceptor{authz.StreamServerInterceptor(rules)}
 	if c.metrics != nil {
 		unary = append([]grpc.UnaryServerInterceptor{c.metrics.grpc.UnaryServerInterceptor()}, unary...)
 		stream = append([]grpc.StreamServerInterceptor{c.metrics.grpc.StreamServerInterceptor()}, stream...)
 	}
-	return []grpc.ServerOption{
+	return append([]grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tc)),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	}
+	}, grpcsrv.ServerOptions(limits)...)
 }
 
 // serveGRPC adds health and reflection to srv, serves it on lis until ctx

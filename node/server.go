@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/internal/authz"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -46,6 +47,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is the software version DescribeNode reports.
 	Version string
+	// Limits are the listeners' limits (internal/grpcsrv); zero fields
+	// take the defaults.
+	Limits grpcsrv.Limits
 }
 
 // Node is one member's node: its store and the gRPC services over it.
@@ -102,6 +106,15 @@ func (n *Node) rules() authz.Rules {
 	}
 }
 
+// limits are the configured limits with this node's error domain.
+func (n *Node) limits() grpcsrv.Limits {
+	l := n.cfg.Limits
+	if l.ErrorDomain == "" {
+		l.ErrorDomain = ErrorDomain
+	}
+	return l
+}
+
 // shutdownGrace is how long Serve lets running calls finish after its
 // context ends before it cuts them off.
 const shutdownGrace = 5 * time.Second
@@ -124,7 +137,6 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 	common := []grpc.ServerOption{
 		// Handlers must be done before Close closes the store.
 		grpc.WaitForHandlers(true),
-		grpc.MaxRecvMsgSize(16 << 20),
 	}
 	type served struct {
 		srv *grpc.Server
@@ -136,11 +148,12 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 			return errors.New("node: serve: the network listener needs ServerTLS")
 		}
 		rules := n.rules()
-		srv := grpc.NewServer(append(common,
+		// The limits come after authz: only authorized calls spend a rate.
+		srv := grpc.NewServer(append(append(common,
 			grpc.Creds(credentials.NewTLS(n.cfg.ServerTLS)),
 			grpc.ChainUnaryInterceptor(n.logUnary, authz.UnaryServerInterceptor(rules)),
 			grpc.ChainStreamInterceptor(n.logStream, authz.StreamServerInterceptor(rules)),
-		)...)
+		), grpcsrv.ServerOptions(n.limits())...)...)
 		fedreportv1.RegisterAggregationServiceServer(srv, &aggregationServer{n: n})
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n})
 		healthpb.RegisterHealthServer(srv, hs)
@@ -148,10 +161,10 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		servers = append(servers, served{srv, lis})
 	}
 	if adminLis != nil {
-		srv := grpc.NewServer(append(common,
+		srv := grpc.NewServer(append(append(common,
 			grpc.ChainUnaryInterceptor(n.logUnary),
 			grpc.ChainStreamInterceptor(n.logStream),
-		)...)
+		), grpcsrv.LocalOptions(n.limits())...)...)
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n, local: true})
 		healthpb.RegisterHealthServer(srv, hs)
 		reflection.Register(srv)

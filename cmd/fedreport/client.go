@@ -21,17 +21,19 @@ import (
 // tlsOptions are the client TLS flags, named as etcdctl and grpcurl name them.
 type tlsOptions struct {
 	cacert, cert, key string
+	crl               string // revocation list; empty checks none
 }
 
 func (o *tlsOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.cacert, "cacert", os.Getenv("FEDREPORT_CACERT"), "CA bundle to verify servers (env FEDREPORT_CACERT)")
 	fs.StringVar(&o.cert, "cert", os.Getenv("FEDREPORT_CERT"), "client certificate (env FEDREPORT_CERT)")
 	fs.StringVar(&o.key, "key", os.Getenv("FEDREPORT_KEY"), "client key (env FEDREPORT_KEY)")
+	fs.StringVar(&o.crl, "crl", os.Getenv("FEDREPORT_CRL"), "revocation list (ca.crl of fedreport pki) to refuse revoked peers; re-read when it changes (env FEDREPORT_CRL)")
 }
 
 // source loads the client's certificate and CA bundle.
 func (o *tlsOptions) source() (mtls.Source, error) {
-	return mtls.NewFiles(o.cacert, o.cert, o.key)
+	return mtls.NewFiles(o.cacert, o.cert, o.key, mtls.WithCRL(o.crl))
 }
 
 // dialTimeout bounds every client call of the CLI that has no longer deadline.

@@ -61,7 +61,7 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 		return err
 	}
 	values := map[string]string{
-		"data": fc.Data, "listen": fc.Listen, "cacert": fc.CACert, "cert": fc.Cert, "key": fc.Key,
+		"data": fc.Data, "listen": fc.Listen, "cacert": fc.CACert, "cert": fc.Cert, "key": fc.Key, "crl": fc.CRL,
 		"member-code": fc.MemberCode, "member-listen": fc.MemberListen, "member-cert": fc.MemberCert, "member-key": fc.MemberKey,
 	}
 	if fc.MemberTimeout > 0 {
@@ -109,7 +109,7 @@ func newCoordinatorCommand() *cobra.Command {
 			if err := coordinator.ValidateMembers(o.members); err != nil {
 				return err
 			}
-			src, err := mtls.NewFiles(o.tls.cacert, o.tls.cert, o.tls.key)
+			src, err := o.tls.serverFiles(log, o.tls.cert, o.tls.key)
 			if err != nil {
 				return err
 			}
@@ -139,7 +139,7 @@ func newCoordinatorCommand() *cobra.Command {
 				if o.memberListen == "" || o.memberCert == "" || o.memberKey == "" {
 					return fmt.Errorf("--member-code %s needs --member-listen, --member-cert and --member-key (a node certificate for %s)", o.memberCode, o.memberCode)
 				}
-				msrc, err := mtls.NewFiles(o.tls.cacert, o.memberCert, o.memberKey)
+				msrc, err := o.tls.serverFiles(log, o.memberCert, o.memberKey)
 				if err != nil {
 					return err
 				}

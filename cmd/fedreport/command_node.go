@@ -37,6 +37,7 @@ type nodeConfigFile struct {
 	CACert            string   `yaml:"cacert"`
 	Cert              string   `yaml:"cert"`
 	Key               string   `yaml:"key"`
+	CRL               string   `yaml:"crl"`
 	MinCellCount      uint32   `yaml:"min_cell_count"`
 	AllowedDimensions []string `yaml:"allowed_dimensions"`
 	EarliestDate      string   `yaml:"earliest_date"`
@@ -67,7 +68,7 @@ func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
 	}
 	values := map[string]string{
 		"member": c.Member, "data": c.Data, "listen": c.Listen, "admin-socket": c.AdminSocket,
-		"cacert": c.CACert, "cert": c.Cert, "key": c.Key, "earliest-date": c.EarliestDate,
+		"cacert": c.CACert, "cert": c.Cert, "key": c.Key, "crl": c.CRL, "earliest-date": c.EarliestDate,
 		"allowed-dimensions": strings.Join(c.AllowedDimensions, ","), "log-format": c.LogFormat, "log-level": c.LogLevel,
 	}
 	if c.MinCellCount != 0 {
@@ -98,7 +99,7 @@ func newNodeCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--allowed-dimensions: %w", err)
 			}
-			src, err := mtls.NewFiles(o.tls.cacert, o.tls.cert, o.tls.key)
+			src, err := o.tls.serverFiles(log, o.tls.cert, o.tls.key)
 			if err != nil {
 				return err
 			}

@@ -53,3 +53,64 @@ func TestPKICommands(t *testing.T) {
 		}
 	}
 }
+
+func TestPKIRevokeAndList(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mustRunCLI(t, "pki", "init", "--dir", dir)
+	mustRunCLI(t, "pki", "issue", "--dir", dir, "--role", "operator", "--name", "alice")
+	mustRunCLI(t, "pki", "issue", "--dir", dir, "--role", "analyst", "--name", "bob")
+	b, err := os.ReadFile(filepath.Join(dir, "analyst-bob.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := pki.ParseCertificatePEM(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobSerial := pki.SerialHex(bob.SerialNumber)
+
+	out := mustRunCLI(t, "pki", "list", "--dir", dir)
+	if !strings.Contains(out, "IDENTITY") || !strings.Contains(out, "spiffe://isa/operator/alice") ||
+		!strings.Contains(out, bobSerial) || strings.Count(out, "  valid") != 2 {
+		t.Errorf("list before revoking:\n%s", out)
+	}
+
+	out = mustRunCLI(t, "pki", "revoke", "--dir", dir, "--cert", filepath.Join(dir, "operator-alice.crt"), "--reason", "key-compromise")
+	if !strings.Contains(out, "revoked spiffe://isa/operator/alice") || !strings.Contains(out, "CRL number 2") {
+		t.Errorf("revoke output:\n%s", out)
+	}
+	out = mustRunCLI(t, "pki", "revoke", "--dir", dir, "--serial", strings.ToLower(bobSerial), "--reason", "superseded")
+	if !strings.Contains(out, "revoked spiffe://isa/analyst/bob") || !strings.Contains(out, "CRL number 3") {
+		t.Errorf("revoke by serial output:\n%s", out)
+	}
+	out = mustRunCLI(t, "pki", "revoke", "--dir", dir, "--serial", bobSerial)
+	if !strings.Contains(out, "already revoked") {
+		t.Errorf("second revoke output:\n%s", out)
+	}
+	out = mustRunCLI(t, "pki", "list", "--dir", dir)
+	if !strings.Contains(out, "(key-compromise)") || !strings.Contains(out, "(superseded)") {
+		t.Errorf("list after revoking:\n%s", out)
+	}
+	out = mustRunCLI(t, "pki", "list", "--dir", dir, "-o", "json")
+	if !strings.Contains(out, `"revoked_at"`) || !strings.Contains(out, `"serial": "`+bobSerial+`"`) {
+		t.Errorf("list -o json:\n%s", out)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"neither --cert nor --serial", nil, "exactly one"},
+		{"both", []string{"--serial", "1", "--cert", "x"}, "exactly one"},
+		{"a serial never issued", []string{"--serial", "DEADBEEF"}, "no certificate with that serial"},
+		{"a serial that is not hex", []string{"--serial", "zz"}, "hexadecimal"},
+		{"an unknown reason", []string{"--serial", bobSerial, "--reason", "bored"}, "key-compromise"},
+	} {
+		_, _, err := runCLI(t, t.Context(), append([]string{"pki", "revoke", "--dir", dir}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error mentioning %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -1,7 +1,8 @@
-// Package pki creates the alliance CA and issues the certificates of
-// `fedreport pki`: ECDSA P-256 keys, one SPIFFE URI SAN per certificate, and
-// DNS/IP SANs on server certificates. Keys are written 0600 and never
-// overwritten.
+// Package pki creates the alliance CA and issues and revokes the
+// certificates of `fedreport pki`: ECDSA P-256 keys, one SPIFFE URI SAN per
+// certificate, and DNS/IP SANs on server certificates. Keys are written 0600
+// and never overwritten. A directory keeps an index of what it issued
+// (index.json) and the CA's revocation list (ca.crl).
 package pki
 
 import (
@@ -154,7 +155,9 @@ const (
 	CAKeyFile  = "ca.key"
 )
 
-// Init creates dir (0700) with a new CA for trustDomain in ca.crt and ca.key.
+// Init creates dir (0700) with a new CA for trustDomain in ca.crt and
+// ca.key, an empty revocation list in ca.crl (so servers can take --crl from
+// the start) and an empty index.
 func Init(dir, trustDomain string) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki init: %w", err)
@@ -168,6 +171,12 @@ func Init(dir, trustDomain string) (*CA, error) {
 		return nil, err
 	}
 	if err := writePair(filepath.Join(dir, CACertFile), ca.CertPEM, filepath.Join(dir, CAKeyFile), pemBlock("PRIVATE KEY", keyDER)); err != nil {
+		return nil, fmt.Errorf("pki init: %w", err)
+	}
+	if _, err := ca.writeCRL(dir, nil, nil, time.Now()); err != nil {
+		return nil, fmt.Errorf("pki init: %w", err)
+	}
+	if err := (&index{Version: indexVersion}).write(dir); err != nil {
 		return nil, fmt.Errorf("pki init: %w", err)
 	}
 	return ca, nil
@@ -205,8 +214,8 @@ func Load(dir string) (*CA, error) {
 	return &CA{Cert: cert, CertPEM: certPEM, Key: key, TrustDomain: cert.URIs[0].Host}, nil
 }
 
-// IssueToDir issues a certificate for id and writes dir/<FileBase>.crt and
-// .key. It refuses to overwrite either file.
+// IssueToDir issues a certificate for id, writes dir/<FileBase>.crt and
+// .key and records it in dir's index. It refuses to overwrite either file.
 func (ca *CA) IssueToDir(dir string, id identity.ID, hosts []string) (certPath, keyPath string, err error) {
 	now := time.Now()
 	certPEM, keyPEM, err := ca.Issue(id, hosts, now.Add(-5*time.Minute), now.Add(LeafValidity))
@@ -217,6 +226,13 @@ func (ca *CA) IssueToDir(dir string, id identity.ID, hosts []string) (certPath, 
 	certPath, keyPath = base+".crt", base+".key"
 	if err := writePair(certPath, certPEM, keyPath, keyPEM); err != nil {
 		return "", "", fmt.Errorf("pki issue: %w", err)
+	}
+	cert, err := ParseCertificatePEM(certPEM)
+	if err != nil {
+		return "", "", err
+	}
+	if err := addToIndex(dir, cert, certPath); err != nil {
+		return "", "", fmt.Errorf("pki issue: %s and %s are written, but the index is not: %w", certPath, keyPath, err)
 	}
 	return certPath, keyPath, nil
 }

@@ -5,6 +5,9 @@ package testpki
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"math/big"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -72,4 +75,60 @@ func (ca *CA) ServerTLS(t testing.TB, id identity.ID) *tls.Config {
 func (ca *CA) ClientTLS(t testing.TB, id, expectServer identity.ID) *tls.Config {
 	t.Helper()
 	return mtls.ClientConfig(ca.Source(t, id), mtls.ExpectID(expectServer))
+}
+
+// WriteFiles writes the CA certificate (ca.crt) and a new certificate and
+// key for id (<role>[-<member>][-<name>].crt and .key, as `fedreport pki`
+// names them) into dir, replacing files already there, and returns their
+// paths: the inputs of mtls.NewFiles, for tests of reloading.
+func (ca *CA) WriteFiles(t testing.TB, dir string, id identity.ID) (caPath, certPath, keyPath string) {
+	t.Helper()
+	now := time.Now()
+	certPEM, keyPEM, err := ca.Issue(id, nil, now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPath = filepath.Join(dir, pki.CACertFile)
+	base := filepath.Join(dir, pki.FileBase(id))
+	certPath, keyPath = base+".crt", base+".key"
+	for path, b := range map[string][]byte{caPath: ca.CertPEM, keyPath: keyPEM, certPath: certPEM} {
+		replaceFile(t, path, b)
+	}
+	return caPath, certPath, keyPath
+}
+
+// WriteCRL writes a revocation list numbered number that revokes certs
+// into path, replacing any file there.
+func (ca *CA) WriteCRL(t testing.TB, path string, number int64, certs ...*x509.Certificate) {
+	t.Helper()
+	var entries []x509.RevocationListEntry
+	for _, c := range certs {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now()})
+	}
+	b, err := ca.CreateCRL(big.NewInt(number), entries, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, path, b)
+}
+
+// replaceFile writes b to a new file and renames it over path, as a careful
+// operator rotates a file; the new modification time is a second later than
+// the old one, so a reload is seen even on file systems with coarse times.
+func replaceFile(t testing.TB, path string, b []byte) {
+	t.Helper()
+	mod := time.Now()
+	if st, err := os.Stat(path); err == nil && !st.ModTime().Before(mod.Add(-time.Second)) {
+		mod = st.ModTime().Add(time.Second)
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, mod, mod); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,259 @@
+// Package grpcsrv holds the limits every fedreport gRPC listener runs with,
+// so that a peer with a valid certificate still cannot exhaust a server:
+// message and header sizes, concurrent streams, handshake and keepalive
+// rules, a maximum connection age (which also makes certificate revocation
+// and rotation reach long-lived connections), a deadline on unary calls
+// that come without one, a per-identity rate limit on the expensive calls
+// and bounds on the lists in a query.
+//
+// The options go after a server's authorization interceptors, so that only
+// authorized calls use up an identity's rate:
+//
+//	grpc.NewServer(append(append(opts, authzOptions...), grpcsrv.ServerOptions(limits)...)...)
+package grpcsrv
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// Defaults of Limits' zero fields.
+const (
+	// DefaultMaxRecvMsgSize bounds one request message. An ingest batch of
+	// the CLI (2,000 records of at most ~200 bytes) is well under it.
+	DefaultMaxRecvMsgSize = 4 << 20
+	// DefaultMaxHeaderListSize bounds a request's metadata.
+	DefaultMaxHeaderListSize = 64 << 10
+	// DefaultMaxConcurrentStreams bounds the calls in flight on one connection.
+	DefaultMaxConcurrentStreams = 100
+	// DefaultConnectionTimeout bounds the TLS handshake of a new connection.
+	DefaultConnectionTimeout = 10 * time.Second
+	// DefaultMaxConnectionAge is when a server asks a client to reconnect
+	// (GOAWAY, ±10% jitter): the new connection is a new handshake, against
+	// the current certificate, CA bundle and revocation list.
+	DefaultMaxConnectionAge = 10 * time.Minute
+	// DefaultMaxConnectionAgeGrace is how long calls running at that point
+	// may go on before the connection is closed. A revoked certificate is
+	// cut off at most MaxConnectionAge·1.1 + MaxConnectionAgeGrace after the
+	// revocation list reaches the server.
+	DefaultMaxConnectionAgeGrace = 5 * time.Minute
+	// DefaultUnaryTimeout is the deadline of a unary call that came without one.
+	DefaultUnaryTimeout = 2 * time.Minute
+	// DefaultKeepaliveMinTime is the shortest ping interval a client may use;
+	// one that pings more often is disconnected (too_many_pings).
+	DefaultKeepaliveMinTime = 10 * time.Second
+	// keepaliveTime and keepaliveTimeout are how a server finds a peer gone.
+	keepaliveTime    = 2 * time.Minute
+	keepaliveTimeout = 20 * time.Second
+)
+
+// DefaultRates are the per-identity rate limits when Limits.Rates is nil: a
+// node answers a coordinator's rollups and a coordinator its operators'
+// rollups; a burst covers a demo or a scripted batch, the sustained rate
+// keeps one identity from crowding out the others (or from mining a node's
+// disclosure log with a stream of near-identical queries).
+var DefaultRates = map[string]Rate{
+	fedreportv1.AggregationService_Aggregate_FullMethodName:   {PerSecond: 2, Burst: 30},
+	fedreportv1.CoordinatorService_StartRollup_FullMethodName: {PerSecond: 0.5, Burst: 10},
+}
+
+// Rate is a token bucket: Burst calls at once, refilled at PerSecond.
+type Rate struct {
+	PerSecond float64
+	Burst     int
+}
+
+// Limits configures a server. Zero fields take the defaults above; a
+// negative duration turns that limit off.
+type Limits struct {
+	MaxRecvMsgSize        int
+	MaxConcurrentStreams  uint32
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
+	UnaryTimeout          time.Duration
+	// Rates maps full method names to a per-identity rate. nil means
+	// DefaultRates; an empty map limits no method.
+	Rates map[string]Rate
+	// ErrorDomain is the google.rpc.ErrorInfo domain of the errors the limits
+	// return, the server's own; empty means "fedreport".
+	ErrorDomain string
+	// Now is the clock of the rate limits; nil means time.Now.
+	Now func() time.Time
+}
+
+// ErrorInfo reasons of the limits; clients branch on them, not on text.
+const (
+	// ReasonRateLimited: the identity called the method too often; the
+	// status carries a google.rpc.RetryInfo with the delay.
+	ReasonRateLimited = "RATE_LIMITED"
+	// ReasonInvalidArgument: a list in the request is longer than any valid
+	// request's (the same reason the servers use for other invalid requests).
+	ReasonInvalidArgument = "INVALID_ARGUMENT"
+)
+
+func (l Limits) withDefaults() Limits {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if l.MaxRecvMsgSize <= 0 {
+		l.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+	}
+	if l.MaxConcurrentStreams == 0 {
+		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	def(&l.MaxConnectionAge, DefaultMaxConnectionAge)
+	def(&l.MaxConnectionAgeGrace, DefaultMaxConnectionAgeGrace)
+	def(&l.UnaryTimeout, DefaultUnaryTimeout)
+	if l.Rates == nil {
+		l.Rates = DefaultRates
+	}
+	if l.ErrorDomain == "" {
+		l.ErrorDomain = "fedreport"
+	}
+	if l.Now == nil {
+		l.Now = time.Now
+	}
+	return l
+}
+
+// ServerOptions returns the options of a network (mTLS) listener: size and
+// stream limits, handshake timeout, keepalive enforcement, maximum
+// connection age, and a unary interceptor chain (deadline, request bounds,
+// per-identity rate) to add after authorization.
+func ServerOptions(l Limits) []grpc.ServerOption {
+	l = l.withDefaults()
+	params := keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}
+	if l.MaxConnectionAge > 0 {
+		params.MaxConnectionAge = l.MaxConnectionAge
+		if l.MaxConnectionAgeGrace > 0 {
+			params.MaxConnectionAgeGrace = l.MaxConnectionAgeGrace
+		}
+	}
+	return append(common(l),
+		grpc.ConnectionTimeout(DefaultConnectionTimeout),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: DefaultKeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(params),
+	)
+}
+
+// LocalOptions returns the options of a local (unix socket) listener: the
+// size and stream limits and the interceptors of ServerOptions, without a
+// connection age, which would cut a long ingest short and has no
+// certificate to re-check.
+func LocalOptions(l Limits) []grpc.ServerOption {
+	return common(l.withDefaults())
+}
+
+func common(l Limits) []grpc.ServerOption {
+	unary := []grpc.UnaryServerInterceptor{deadline(l.UnaryTimeout), bounds(l.ErrorDomain)}
+	if len(l.Rates) > 0 {
+		unary = append(unary, newRateLimiter(l.Rates, l.Now, l.ErrorDomain).unary)
+	}
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(l.MaxRecvMsgSize),
+		grpc.MaxHeaderListSize(DefaultMaxHeaderListSize),
+		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
+		grpc.ChainUnaryInterceptor(unary...),
+	}
+}
+
+// deadline gives a unary call without a deadline one of d, so that no
+// handler (and nothing it calls downstream) runs unbounded.
+func deadline(d time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if _, ok := ctx.Deadline(); !ok && d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return handler(ctx, req)
+	}
+}
+
+// Bounds on the lists of a query: a valid query names each metric and each
+// dimension at most once, so a longer list is refused before the handler
+// builds a violation for each element.
+var (
+	MaxMetrics    = len(fedreportv1.Metric_name) - 1    // without METRIC_UNSPECIFIED
+	MaxDimensions = len(fedreportv1.Dimension_name) - 1 // without DIMENSION_UNSPECIFIED
+)
+
+// query is an AggregateRequest or a RollupSpec.
+type query interface {
+	GetMetrics() []fedreportv1.Metric
+	GetGroupBy() []fedreportv1.Dimension
+}
+
+// startRequest is a StartRollupRequest: its query is its spec.
+type startRequest interface {
+	GetSpec() *fedreportv1.RollupSpec
+}
+
+// bounds refuses a query whose metrics or group_by list is longer than any
+// valid query's.
+func bounds(domain string) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := CheckBounds(req, domain); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// CheckBounds returns an InvalidArgument status with field violations if req
+// (an AggregateRequest or a StartRollupRequest) lists more metrics than
+// MaxMetrics or more dimensions than MaxDimensions; nil otherwise.
+func CheckBounds(req any, domain string) error {
+	prefix := ""
+	q, ok := req.(query)
+	if r, isStart := req.(startRequest); isStart {
+		q, ok, prefix = r.GetSpec(), true, "spec."
+	}
+	if !ok {
+		return nil
+	}
+	var vs []*errdetails.BadRequest_FieldViolation
+	if n := len(q.GetMetrics()); n > MaxMetrics {
+		vs = append(vs, &errdetails.BadRequest_FieldViolation{Field: prefix + "metrics",
+			Description: fmt.Sprintf("%d metrics listed; at most %d (each metric once; none means all)", n, MaxMetrics)})
+	}
+	if n := len(q.GetGroupBy()); n > MaxDimensions {
+		vs = append(vs, &errdetails.BadRequest_FieldViolation{Field: prefix + "group_by",
+			Description: fmt.Sprintf("%d dimensions listed; at most %d (each dimension once)", n, MaxDimensions)})
+	}
+	if len(vs) == 0 {
+		return nil
+	}
+	msg := "invalid request: " + vs[0].GetField() + ": " + vs[0].GetDescription()
+	if len(vs) == 2 {
+		msg += "; " + vs[1].GetField() + ": " + vs[1].GetDescription()
+	}
+	return withDetails(codes.InvalidArgument, msg, ReasonInvalidArgument, domain, &errdetails.BadRequest{FieldViolations: vs})
+}
+
+func withDetails(code codes.Code, msg, reason, domain string, extra ...protoadapt.MessageV1) error {
+	st := status.New(code, msg)
+	details := append([]protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: domain}}, extra...)
+	if withD, err := st.WithDetails(details...); err == nil {
+		st = withD
+	}
+	return st.Err()
+}
+
+// retryInfo is the RetryInfo detail of a rate-limited call.
+func retryInfo(d time.Duration) *errdetails.RetryInfo {
+	return &errdetails.RetryInfo{RetryDelay: durationpb.New(d)}
+}
