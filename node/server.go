@@ -22,6 +22,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/authz"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/metrics"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -50,6 +51,9 @@ type Config struct {
 	// Limits are the listeners' limits (internal/grpcsrv); zero fields
 	// take the defaults.
 	Limits grpcsrv.Limits
+	// Metrics, when set, counts and times every call on both listeners
+	// (internal/metrics); nil exports none. No metric carries a count.
+	Metrics *metrics.GRPC
 }
 
 // Node is one member's node: its store and the gRPC services over it.
@@ -137,6 +141,11 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 	common := []grpc.ServerOption{
 		// Handlers must be done before Close closes the store.
 		grpc.WaitForHandlers(true),
+	}
+	if m := n.cfg.Metrics; m != nil {
+		// First in the chain, so refused calls are counted too.
+		common = append(common, grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
+			grpc.ChainStreamInterceptor(m.StreamServerInterceptor()))
 	}
 	type served struct {
 		srv *grpc.Server

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/metrics"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/records"
 	"github.com/isa-alliance/fedreport/node"
@@ -26,6 +28,7 @@ type nodeOptions struct {
 	dimensions   string
 	earliestDate string
 	log          logOptions
+	metrics      string
 }
 
 // nodeConfigFile is the YAML form of nodeOptions.
@@ -56,6 +59,7 @@ func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dimensions, "allowed-dimensions", "month,offence,channel", "policy: dimensions a request may group by (add victim_age to allow it)")
 	fs.StringVar(&o.earliestDate, "earliest-date", "2000-01-01", "policy: first day (YYYY-MM-DD) a request may cover")
 	o.log.AddFlags(fs)
+	fs.StringVar(&o.metrics, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics: calls by method and code, latency; never a count (empty: off)")
 }
 
 func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
@@ -124,7 +128,10 @@ func newNodeCommand() *cobra.Command {
 					EarliestDate:      o.earliestDate,
 				},
 			}
-			return node.Run(cmd.Context(), cfg, o.listen, o.adminSocket)
+			return runWithMetrics(cmd.Context(), o.metrics, "fedreport_node", log, func(ctx context.Context, m *metrics.GRPC) error {
+				cfg.Metrics = m
+				return node.Run(ctx, cfg, o.listen, o.adminSocket)
+			})
 		},
 	}
 	o.AddFlags(cmd.Flags())

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/spf13/pflag"
+
+	"github.com/isa-alliance/fedreport/internal/metrics"
 )
 
 // logOptions are the logging flags of the long-running commands.
@@ -32,4 +38,26 @@ func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", o.format)
+}
+
+// runWithMetrics runs serve, and when addr is set a Prometheus endpoint on
+// it whose gRPC metrics serve receives; either ending stops both.
+func runWithMetrics(ctx context.Context, addr, namespace string, log *slog.Logger, serve func(context.Context, *metrics.GRPC) error) error {
+	if addr == "" {
+		return serve(ctx, nil)
+	}
+	reg := metrics.NewRegistry()
+	m, err := metrics.NewGRPC(reg, namespace)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen %s: %w", addr, err)
+	}
+	log.Info("metrics serving", "addr", lis.Addr().String())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return metrics.Serve(gctx, lis, reg) })
+	g.Go(func() error { return serve(gctx, m) })
+	return g.Wait()
 }
