@@ -128,6 +128,9 @@ func TestKeptDemoServesClients(t *testing.T) {
 	if out := mustRunCLI(t, "rollups", "--coordinator", m.Coordinator, "--cacert", m.CA, "--cert", an.Cert, "--key", an.Key); !strings.Contains(out, "complete") {
 		t.Errorf("rollups as analyst: %s", out)
 	}
+	if out := mustRunCLI(t, "rollups", "--state", "partial", "--coordinator", m.Coordinator, "--cacert", m.CA, "--cert", an.Cert, "--key", an.Key); strings.Contains(out, "complete") {
+		t.Errorf("rollups --state partial lists complete rollups:\n%s", out)
+	}
 	_, _, err := runCLI(t, t.Context(), "rollup", "--coordinator", m.Coordinator, "--cacert", m.CA, "--cert", an.Cert, "--key", an.Key,
 		"--from", "2020-01-01", "--to", "2020-09-30")
 	if err == nil || !strings.Contains(err.Error(), "may not call") {

@@ -18,14 +18,19 @@ func newRollupsCommand() *cobra.Command {
 		o         coordinatorClient
 		limit     int
 		pageToken string
+		state     string
 	)
 	cmd := &cobra.Command{
 		Use:   "rollups [show ID]",
 		Short: "List stored rollups, newest first, or show one (operator, analyst)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := parseRollupState(state)
+			if err != nil {
+				return err
+			}
 			return o.call(cmd.Context(), func(ctx context.Context, c fedreportv1.CoordinatorServiceClient) error {
-				resp, err := c.ListRollups(ctx, &fedreportv1.ListRollupsRequest{PageSize: int32(limit), PageToken: pageToken})
+				resp, err := c.ListRollups(ctx, &fedreportv1.ListRollupsRequest{PageSize: int32(limit), PageToken: pageToken, State: st})
 				if err != nil {
 					return describeRPCError("list rollups", err)
 				}
@@ -36,6 +41,7 @@ func newRollupsCommand() *cobra.Command {
 	o.AddFlags(cmd.Flags())
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many rollups to list (at most 1000)")
 	cmd.Flags().StringVar(&pageToken, "page-token", "", "continue a previous listing")
+	cmd.Flags().StringVar(&state, "state", "", "only rollups in this state: running, complete, partial, failed or interrupted")
 	cmd.AddCommand(newRollupsShowCommand())
 	return cmd
 }
@@ -87,4 +93,16 @@ func newRollupsShowCommand() *cobra.Command {
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// parseRollupState reads a state name as the table prints it.
+func parseRollupState(s string) (fedreportv1.RollupState, error) {
+	if s == "" {
+		return fedreportv1.RollupState_ROLLUP_STATE_UNSPECIFIED, nil
+	}
+	v, ok := fedreportv1.RollupState_value["ROLLUP_STATE_"+strings.ToUpper(s)]
+	if !ok || v == 0 {
+		return 0, fmt.Errorf("--state %q: want running, complete, partial, failed or interrupted", s)
+	}
+	return fedreportv1.RollupState(v), nil
 }
