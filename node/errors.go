@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 
+	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -137,6 +139,7 @@ const (
 	ReasonUnknownRecord   = "UNKNOWN_RECORD_ID"
 	ReasonUnavailable     = "NODE_UNAVAILABLE"
 	ReasonInternal        = "INTERNAL"
+	ReasonDiskFull        = "DISK_FULL"
 )
 
 // toStatus maps an error of the store to a gRPC status with
@@ -186,6 +189,11 @@ func toStatus(err error) (st error, internal bool) {
 		return withDetails(codes.FailedPrecondition, msg, pe.Reason, violation(pe.Field, msg)), false
 	case errors.Is(err, ErrClosed):
 		return withDetails(codes.Unavailable, "node is shutting down", ReasonUnavailable), false
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, berrors.ErrMaxSizeReached):
+		// Logged too: the ministry's operator must free space on the node.
+		return withDetails(codes.ResourceExhausted,
+			"the node's disk is full: nothing of this write was stored; free space on the node and send it again",
+			ReasonDiskFull), true
 	}
 	return withDetails(codes.Internal, "internal error in the node; its log has the details", ReasonInternal), true
 }
