@@ -71,6 +71,10 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.TrustDomain == "" {
 		return nil, errors.New("node: no trust domain configured")
 	}
+	// A damaged file is refused before anything is served from it.
+	if err := CheckFile(cfg.DataPath); err != nil {
+		return nil, err
+	}
 	st, err := OpenStore(cfg.DataPath, StoreOptions{Member: cfg.Member, Policy: cfg.Policy, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,98 @@
+package reliability
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+)
+
+// TestNodeRefusesDamagedFile makes a real data file, damages it the ways a
+// disk or an operator can, and checks that the node refuses to start with a
+// clear message (and so never serves counts from it).
+func TestNodeRefusesDamagedFile(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, identity.Node("isa", "FR"))
+	cert, key := f.files(identity.Node("isa", "FR"))
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.db")
+	sock := filepath.Join(dir, "fr.sock")
+	nodeArgs := func(db string) []string {
+		return []string{"node", "--member", "FR", "--data", db, "--listen", "127.0.0.1:0", "--cacert", f.ca, "--cert", cert, "--key", key}
+	}
+	n := start(t, append(nodeArgs(good), "--admin-socket", sock)...)
+	n.waitLog(t, nodeServingRE, 30*time.Second)
+	csv := filepath.Join(dir, "fr.csv")
+	gen(t, csv, "20000", "1")
+	if out, err := run(t, t.Context(), "ingest", "--node", "unix://"+sock, csv); err != nil {
+		t.Fatalf("ingest: %v\n%s", err, out)
+	}
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.wait(t, 20*time.Second); err != nil {
+		t.Fatalf("node exit: %v", err)
+	}
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const page = 4096
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+	}{
+		{"truncated to half", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"truncated to two pages", func(b []byte) []byte { return b[:2*page] }},
+		{"pages overwritten", func(b []byte) []byte {
+			b = append([]byte(nil), b...)
+			for i := 2 * page; i < len(b)/2; i++ {
+				b[i] = byte(i*7 + 3)
+			}
+			return b
+		}},
+		{"both meta pages overwritten", func(b []byte) []byte {
+			b = append([]byte(nil), b...)
+			for i := range 2 * page {
+				b[i] = 0xAB
+			}
+			return b
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "fr.db")
+			if err := os.WriteFile(db, tc.damage(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(binary, nodeArgs(db)...)
+			done := make(chan struct{})
+			var out []byte
+			var err error
+			go func() { out, err = cmd.CombinedOutput(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Fatalf("the node started on a damaged file and kept running:\n%s", out)
+			}
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("got %v, want exit status 1 (a refusal, not a crash):\n%s", err, out)
+			}
+			msg := string(out)
+			if strings.Contains(msg, "node serving") || strings.Contains(msg, "goroutine ") {
+				t.Errorf("the node served or crashed instead of refusing:\n%s", msg)
+			}
+			if !strings.Contains(msg, "restore it from a backup") {
+				t.Errorf("the refusal does not say what to do:\n%s", msg)
+			}
+		})
+	}
+}
