@@ -15,8 +15,9 @@ import (
 	"time"
 )
 
-// binary is the fedreport command built once for the package's tests.
-var binary string
+// binary is the fedreport command built once for the package's tests;
+// bboltCLI is bbolt's own command, whose check the crash tests run.
+var binary, bboltCLI string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
@@ -27,11 +28,14 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "fedreport")
-		build := exec.Command("go", "build", "-o", binary, "github.com/isa-alliance/fedreport/cmd/fedreport")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build fedreport:", err)
-			return 1
+		bboltCLI = filepath.Join(dir, "bbolt")
+		for out, pkg := range map[string]string{binary: "github.com/isa-alliance/fedreport/cmd/fedreport", bboltCLI: "go.etcd.io/bbolt/cmd/bbolt"} {
+			build := exec.Command("go", "build", "-o", out, pkg)
+			build.Stdout, build.Stderr = os.Stderr, os.Stderr
+			if err := build.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "build", pkg+":", err)
+				return 1
+			}
 		}
 		return m.Run()
 	}())
@@ -130,5 +134,12 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) error {
 func run(t *testing.T, ctx context.Context, args ...string) (string, error) {
 	t.Helper()
 	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	return string(out), err
+}
+
+// runCmd runs another program to completion and returns its combined output.
+func runCmd(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), name, args...).CombinedOutput()
 	return string(out), err
 }
