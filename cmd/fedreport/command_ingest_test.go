@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/isa-alliance/fedreport/node"
+)
+
+// localNode runs a real node with a bbolt file and an admin socket in a
+// temp dir until the test ends; the CLI reaches it as unix://<socket>.
+func localNode(t *testing.T) (*node.Node, string) {
+	t.Helper()
+	dir := t.TempDir()
+	n, err := node.Open(node.Config{Member: "FR", DataPath: filepath.Join(dir, "fr.db"), TrustDomain: "isa", Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "fr.sock")
+	lis, err := node.ListenAdminSocket(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Serve(ctx, nil, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if err := n.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return n, "unix://" + sock
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func stats(t *testing.T, n *node.Node) node.Stats {
+	t.Helper()
+	st, err := n.Store().Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+const header = "record_id,metric,date,offence,channel,victim_age,quantity\n"
+
+func TestIngestRefusesEachInvalidFileWhole(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	mustRunCLI(t, "ingest", "--node", addr, writeFile(t, "base.csv", header+"FR-1,arrests,2020-01-02,grooming,app,,1\n"))
+	before := stats(t, n)
+
+	good := "FR-2,arrests,2020-02-03,,,,1\n" // every bad file starts with a good line: nothing of it may be stored
+	for _, tc := range []struct {
+		name, file, content string
+		want                []string
+	}{
+		{"record_id with a space", "a.csv", header + good + "FR 3,arrests,2020-01-01,,,,1\n", []string{"a.csv:3:", "record_id", "A-Za-z0-9._:-"}},
+		{"record_id too long", "a.csv", header + good + strings.Repeat("x", 129) + ",arrests,2020-01-01,,,,1\n", []string{"a.csv:3:", "record_id", "128"}},
+		{"empty record_id", "a.csv", header + good + ",arrests,2020-01-01,,,,1\n", []string{"a.csv:3:", "record_id"}},
+		{"unknown metric", "a.csv", header + good + "FR-3,arrest,2020-01-01,,,,1\n", []string{"a.csv:3:", `metric "arrest"`, "arrests, victims_identified"}},
+		{"date not YYYY-MM-DD", "a.csv", header + good + "FR-3,arrests,01/02/2020,,,,1\n", []string{"a.csv:3:", "date", "YYYY-MM-DD"}},
+		{"date in the future", "a.csv", header + good + "FR-3,arrests,2999-01-01,,,,1\n", []string{"a.csv:3:", "date", "future"}},
+		{"date before 2000", "a.csv", header + good + "FR-3,arrests,1999-12-31,,,,1\n", []string{"a.csv:3:", "date", "2000-01-01"}},
+		{"unknown offence", "a.csv", header + good + "FR-3,arrests,2020-01-01,fraud,,,1\n", []string{"a.csv:3:", `offence "fraud"`, "grooming"}},
+		{"unknown channel", "a.csv", header + good + "FR-3,arrests,2020-01-01,,tv,,1\n", []string{"a.csv:3:", `channel "tv"`, "messaging"}},
+		{"victim_age on arrests", "a.csv", header + good + "FR-3,arrests,2020-01-01,,,6-11,1\n", []string{"a.csv:3:", "victim_age", "victims_identified"}},
+		{"unknown victim_age", "a.csv", header + good + "FR-3,victims_identified,2020-01-01,,,7-9,1\n", []string{"a.csv:3:", `victim_age "7-9"`, "12-14"}},
+		{"quantity 0", "a.csv", header + good + "FR-3,arrests,2020-01-01,,,,0\n", []string{"a.csv:3:", "quantity", "1 to 1000000"}},
+		{"quantity too large", "a.csv", header + good + "FR-3,arrests,2020-01-01,,,,1000001\n", []string{"a.csv:3:", "quantity"}},
+		{"quantity not a number", "a.csv", header + good + "FR-3,arrests,2020-01-01,,,,ten\n", []string{"a.csv:3:", "quantity"}},
+		{"unknown column", "a.csv", "record_id,metric,date,name\nFR-3,arrests,2020-01-01,x\n", []string{"a.csv:1:", `unknown column "name"`}},
+		{"missing date column", "a.csv", "record_id,metric\nFR-3,arrests\n", []string{"a.csv:1:", "date"}},
+		{"wrong number of fields", "a.csv", header + good + "FR-3,arrests\n", []string{"a.csv:3:"}},
+		{"duplicate record_id in one stream", "a.csv", header + good + "FR-2,arrests,2020-02-04,,,,1\n", []string{"a.csv", `"FR-2"`, "already sent"}},
+		{"malformed JSON line", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01"}` + "\n{not json\n", []string{"a.jsonl:2:"}},
+		{"unknown JSON field", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01","name":"x"}` + "\n", []string{"a.jsonl:1:", "name"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, writeFile(t, tc.file, tc.content))
+			if err == nil {
+				t.Fatal("ingest succeeded, want a refusal")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if after := stats(t, n); after.Records != before.Records || after.DataVersion != before.DataVersion {
+				t.Errorf("something was stored: records %d -> %d, data version %d -> %d", before.Records, after.Records, before.DataVersion, after.DataVersion)
+			}
+		})
+	}
+}
+
+func TestIngestListsTwentyErrorsThenCounts(t *testing.T) {
+	t.Parallel()
+	_, addr := localNode(t)
+	var b strings.Builder
+	b.WriteString(header)
+	for i := range 25 {
+		b.WriteString("FR-" + strings.Repeat("9", i+1) + ",arrest,2020-01-01,,,,1\n")
+	}
+	_, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, writeFile(t, "many.csv", b.String()))
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	msg := err.Error()
+	if got := strings.Count(msg, "many.csv:"); got != 20 {
+		t.Errorf("listed %d errors, want 20:\n%s", got, msg)
+	}
+	if !strings.Contains(msg, "and 5 more") || !strings.Contains(msg, "25 invalid line(s); nothing was stored") {
+		t.Errorf("missing the count:\n%s", msg)
+	}
+}
+
+func TestIngestIsIdempotentAndCorrects(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	file := writeFile(t, "fr.csv", header+
+		"FR-1,arrests,2020-01-02,grooming,app,,1\n"+
+		"FR-2,victims_identified,2020-01-03,grooming,app,6-11,2\n"+
+		"FR-3,sites_blocked,2020-01-04,,website,,3\n")
+	if out := mustRunCLI(t, "ingest", "--node", addr, file); !strings.Contains(out, "3 new, 0 changed, 0 unchanged; data version 1") {
+		t.Errorf("first ingest: %s", out)
+	}
+	if out := mustRunCLI(t, "ingest", "--node", addr, file); !strings.Contains(out, "0 new, 0 changed, 3 unchanged; data version 1") {
+		t.Errorf("second ingest of the same file: %s", out)
+	}
+	// From stdin, as JSON Lines: FR-3 corrected, FR-4 new.
+	jsonl := `{"record_id":"FR-3","metric":"sites_blocked","date":"2020-01-04","channel":"website","quantity":5}` + "\n" +
+		`{"record_id":"FR-4","metric":"arrests","date":"2020-02-01"}` + "\n"
+	var out strings.Builder
+	if err := run(t.Context(), []string{"ingest", "--node", addr, "--format", "jsonl", "-"}, strings.NewReader(jsonl), &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "1 new, 1 changed, 0 unchanged; data version 2") {
+		t.Errorf("correction: %s", out.String())
+	}
+	if rep, err := n.Verify(); err != nil || !rep.OK() {
+		t.Fatalf("counters differ from records after a correction: %v %v", rep, err)
+	}
+
+	// Retract: an unknown id is named and nothing is removed.
+	_, _, err := runCLI(t, t.Context(), "retract", "--node", addr, "FR-1", "FR-404", "FR-405")
+	if err == nil || !strings.Contains(err.Error(), "FR-404") || !strings.Contains(err.Error(), "FR-405") {
+		t.Fatalf("retract with unknown ids: got %v, want both named", err)
+	}
+	if st := stats(t, n); st.Records != 4 || st.DataVersion != 2 {
+		t.Fatalf("a refused retract changed the store: %+v", st)
+	}
+	if out := mustRunCLI(t, "retract", "--node", addr, "FR-1", "FR-4"); !strings.Contains(out, "retracted 2 records; data version 3") {
+		t.Errorf("retract: %s", out)
+	}
+	if rep, err := n.Verify(); err != nil || !rep.OK() {
+		t.Fatalf("counters differ from records after a retract: %v %v", rep, err)
+	}
+}
