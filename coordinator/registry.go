@@ -1,11 +1,9 @@
 package coordinator
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"regexp"
@@ -14,13 +12,13 @@ import (
 	"sync"
 	"time"
 
-	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/isa-alliance/fedreport/internal/yamlconf"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -206,25 +204,13 @@ func LoadFileConfig(path string) (*FileConfig, error) {
 	return fc, nil
 }
 
-var unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
-
 // ParseFileConfig parses a YAML configuration strictly: unknown keys, a
 // malformed member or duration, duplicate member codes and a negative
 // timeout or quorum are errors. Missing members are left for the caller to
 // merge with --member flags and check with ValidateMembers.
 func ParseFileConfig(b []byte) (*FileConfig, error) {
 	fc := &FileConfig{}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(fc); err != nil && !errors.Is(err, io.EOF) {
-		var terr *yaml.TypeError
-		if errors.As(err, &terr) {
-			msgs := make([]string, 0, len(terr.Errors))
-			for _, e := range terr.Errors {
-				msgs = append(msgs, unknownFieldRE.ReplaceAllString(e, `unknown key "$1"`))
-			}
-			return nil, errors.New(strings.Join(msgs, "; "))
-		}
+	if err := yamlconf.Decode(b, fc); err != nil {
 		return nil, err
 	}
 	seen := make(map[string]bool, len(fc.Members))

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/pflag"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/isa-alliance/fedreport/internal/yamlconf"
 )
 
 // loadStrictYAML decodes a YAML config file into v, refusing unknown keys so
@@ -19,10 +16,8 @@ func loadStrictYAML(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	if err := yamlconf.Decode(b, v); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil
 }
