@@ -26,8 +26,10 @@ import (
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
-// fanOutLimit bounds how many members are asked at once.
-const fanOutLimit = 64
+// fanOutLimit bounds how many members are asked at once. The calls wait on
+// the network, not the CPU, so the bound is set above any federation's size
+// (a member queued behind others would otherwise lose part of its deadline).
+const fanOutLimit = 512
 
 // reasonStopped is the failure_reason of a rollup cut short because the
 // coordinator was stopping (Close, or Serve's shutdown deadline passing).
@@ -208,15 +210,20 @@ func (c *Coordinator) begin() bool {
 	return true
 }
 
-// fanOut asks every member in parallel, each under timeout, and returns
-// their outcomes in registry order.
+// fanOut asks every member in parallel and returns their outcomes in
+// registry order.
+//
+// Every member shares one deadline, set when the fan-out starts, so that a
+// hung member holds the rollup for the member timeout and no longer, wherever
+// it stands in the registry.
 func (c *Coordinator) fanOut(ctx context.Context, req *fedreportv1.AggregateRequest, timeout time.Duration) []outcome {
 	outcomes := make([]outcome, len(c.reg.members))
+	deadline := time.Now().Add(timeout)
 	var g errgroup.Group
 	g.SetLimit(fanOutLimit)
 	for i, m := range c.reg.members {
 		g.Go(func() error {
-			outcomes[i] = c.askMember(ctx, m, req, timeout)
+			outcomes[i] = c.askMember(ctx, m, req, timeout, deadline)
 			return nil
 		})
 	}
@@ -258,9 +265,9 @@ func retryable(err error) bool {
 // deadline: the retry never extends the member's time. The member's own
 // status is never passed on as a status: it becomes a MemberStatus and a
 // reason.
-func (c *Coordinator) askMember(ctx context.Context, m *memberConn, req *fedreportv1.AggregateRequest, timeout time.Duration) outcome {
+func (c *Coordinator) askMember(ctx context.Context, m *memberConn, req *fedreportv1.AggregateRequest, timeout time.Duration, deadline time.Time) outcome {
 	res := &fedreportv1.MemberResult{Member: m.Code}
-	mctx, cancel := context.WithTimeout(ctx, timeout)
+	mctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
 	waited := awaitReconnect(mctx, m, timeout)

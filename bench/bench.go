@@ -1,0 +1,460 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/isa-alliance/fedreport/bench/internal/pg"
+	"github.com/isa-alliance/fedreport/bench/internal/stats"
+	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/mtls"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// Unmeasured calls before each latency series: connections, TLS sessions
+// and caches settle first.
+const (
+	aggregateWarmup = 20
+	rollupWarmup    = 3
+)
+
+// fillConcurrency is how many rollups run at once while the coordinator's
+// history is filled up to --rollups.
+const fillConcurrency = 4
+
+// pgMinRuns is the fewest timed runs of each PostgreSQL variant.
+const pgMinRuns = 20
+
+// bench is one run: its options, files and results.
+type bench struct {
+	o      options
+	dir    string
+	pki    *benchPKI
+	stderr io.Writer
+	res    Result
+	// rollupIDs are the rollups the coordinator stored (step 3), which
+	// GetRollup reads (step 4).
+	rollupIDs []string
+}
+
+func runBench(ctx context.Context, o options, args []string, stdout, stderr io.Writer) (err error) {
+	start := time.Now()
+	dir := o.dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "fedreport-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b := &bench{o: o, dir: dir, stderr: stderr}
+	b.res.Command = strings.TrimSpace("go run ./bench " + strings.Join(args, " "))
+	b.res.Machine = machine()
+	if b.pki, err = newPKI(filepath.Join(dir, "pki")); err != nil {
+		return fmt.Errorf("pki: %w (use an empty --dir)", err)
+	}
+	if err := b.run(ctx); err != nil {
+		return err
+	}
+	b.res.Seconds = time.Since(start).Seconds()
+	b.res.Machine.LoadEnd = loadavg()
+	b.res.Targets = b.res.rows()
+	if o.jsonFile != "" {
+		f, err := os.Create(o.jsonFile)
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(b.res.printJSON(f), f.Close()); err != nil {
+			return fmt.Errorf("--json-file: %w", err)
+		}
+	}
+	if o.json {
+		return b.res.printJSON(stdout)
+	}
+	return b.res.printTable(stdout)
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.stderr, "bench: "+format+"\n", args...)
+}
+
+func (b *bench) run(ctx context.Context) (err error) {
+	o := b.o
+	seqCSV, randCSV := filepath.Join(b.dir, "records-gen-ids.csv"), filepath.Join(b.dir, "records-random-ids.csv")
+	b.logf("writing %s records twice: ids as `fedreport gen` makes them, and the same ids in random order", count(o.records))
+	if err := writeCSV(seqCSV, o.records, o.seed, false); err != nil {
+		return err
+	}
+	if err := writeCSV(randCSV, o.records, o.seed, true); err != nil {
+		return err
+	}
+
+	var srv *pg.Server
+	b.res.PostgreSQL.Settings = "defaults (fsync=on, synchronous_commit=on, full_page_writes=on, shared_buffers=128MB, max_parallel_workers_per_gather=2) but locale C; COPY over the unix socket, queries over loopback TCP"
+	if o.skipPostgres {
+		b.res.PostgreSQL.Skipped = "--skip-postgres"
+	} else {
+		b.logf("starting PostgreSQL from %s", o.pgBin)
+		if srv, err = pg.Start(ctx, o.pgBin); err != nil {
+			b.res.PostgreSQL.Skipped = firstLine(err.Error())
+			b.logf("PostgreSQL not available, its column says why: %v", err)
+			srv, err = nil, nil
+		} else {
+			b.res.PostgreSQL.Version = srv.Version
+			defer func() {
+				if serr := srv.Stop(); serr != nil {
+					err = errors.Join(err, serr)
+				}
+			}()
+		}
+	}
+
+	// 1. Ingest, alternating node and PostgreSQL to spread the noise.
+	b.res.Ingest.Records = o.records
+	b.res.Ingest.Method = "node in its own process; the bench parses the CSV and streams it to the node's admin unix socket as `fedreport ingest` does (2000 records per message, one atomic stream); " +
+		"PostgreSQL: `COPY records FROM STDIN (FORMAT csv)` piped through psql into a fresh table with PRIMARY KEY (record_id), psql's wall time"
+	seqNode, err := b.ingestNode(ctx, "node-gen-ids", seqCSV, &b.res.Ingest.Seq)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := seqNode.stop(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+	b.ingestPG(ctx, srv, "records", seqCSV, &b.res.Ingest.Seq)
+	randNode, err := b.ingestNode(ctx, "node-random-ids", randCSV, &b.res.Ingest.Random)
+	if err != nil {
+		return err
+	}
+	if err := randNode.stop(); err != nil {
+		return err
+	}
+	b.ingestPG(ctx, srv, "records_random", randCSV, &b.res.Ingest.Random)
+	if srv != nil {
+		if _, err := srv.Exec(ctx, "DROP TABLE IF EXISTS records_random"); err != nil {
+			b.logf("%v", err)
+		}
+	}
+
+	// 2. Aggregate against the node that holds the gen-id records.
+	if err := b.aggregate(ctx, seqNode, srv); err != nil {
+		return err
+	}
+	if err := seqNode.stop(); err != nil {
+		return err
+	}
+	if srv != nil {
+		if err := srv.Stop(); err != nil {
+			return err
+		}
+	}
+
+	// 3-5. Rollups, throughput and the coordinator's memory.
+	return b.federation(ctx)
+}
+
+// firstLine returns s up to its first newline.
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
+
+// profile starts a CPU profile of this process and of children for step,
+// when --cpuprofile is set, and returns the function that stops them.
+// Profiling is an aid: a failure is reported, not fatal.
+func (b *bench) profile(ctx context.Context, step string, children ...*child) (stop func()) {
+	if b.o.cpuprofile == "" {
+		return func() {}
+	}
+	path := func(proc string) string { return fmt.Sprintf("%s.%s.%s.pprof", b.o.cpuprofile, step, proc) }
+	f, err := os.Create(path("bench"))
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			f = nil
+		}
+	}
+	if err != nil {
+		b.logf("cpu profile of %s: %v", step, err)
+	}
+	var started []*child
+	for _, c := range children {
+		if _, err := c.call(ctx, childRequest{Cmd: "profile", Path: path(c.name)}); err != nil {
+			b.logf("cpu profile of %s: %v", step, err)
+			continue
+		}
+		started = append(started, c)
+	}
+	return func() {
+		if f != nil {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				b.logf("cpu profile of %s: %v", step, err)
+			}
+		}
+		for _, c := range started {
+			if _, err := c.call(ctx, childRequest{Cmd: "profile-stop"}); err != nil {
+				b.logf("cpu profile of %s: %v", step, err)
+			}
+		}
+	}
+}
+
+// nodeFiles issues (once) the certificate of the ingest node.
+func (b *bench) nodeFiles() (cert, key string, err error) {
+	id := identity.Node(trustDomain, benchMember)
+	cert = filepath.Join(b.pki.dir, "node-"+benchMember+".crt")
+	key = filepath.Join(b.pki.dir, "node-"+benchMember+".key")
+	if _, err := os.Stat(cert); err == nil {
+		return cert, key, nil
+	}
+	return b.pki.files(id)
+}
+
+// ingestNode starts a node child with an empty data file, streams csv into
+// it and fills run's node figures. The node is left running.
+func (b *bench) ingestNode(ctx context.Context, name, csv string, run *IngestRun) (_ *child, err error) {
+	cert, key, err := b.nodeFiles()
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(b.dir, name+".db")
+	sock := filepath.Join(b.dir, name+".sock")
+	c, err := startChild(ctx, b.dir, name, childConfig{
+		Role: roleNode, TrustDomain: trustDomain, CACert: b.pki.caPath(), Cert: cert, Key: key,
+		Data: data, Member: benchMember, AdminSocket: sock, Verbose: b.o.verbose,
+	}, b.stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.stop())
+		}
+	}()
+	conn, err := dialSocket(sock)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	b.logf("ingesting %s into a node (%s)", filepath.Base(csv), name)
+	stop := b.profile(ctx, "ingest-"+strings.TrimPrefix(name, "node-"), c)
+	resp, d, err := ingestCSV(ctx, conn, csv)
+	stop()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if resp.GetReceived() != uint64(b.o.records) || resp.GetAdded() != uint64(b.o.records) {
+		return nil, fmt.Errorf("%s: node received %d and added %d records, want %d", name, resp.GetReceived(), resp.GetAdded(), b.o.records)
+	}
+	pm, err := stats.ProcMemory(c.PID())
+	if err != nil {
+		return nil, err
+	}
+	run.NodeSeconds = d.Seconds()
+	run.NodeRecordsPerSec = float64(resp.GetReceived()) / d.Seconds()
+	run.NodeAdded = resp.GetAdded()
+	run.NodePeakRSSMB = stats.MB(pm.VmHWM)
+	if fi, err := os.Stat(data); err == nil {
+		run.NodeDataFileMB = stats.MB(uint64(fi.Size()))
+	}
+	b.logf("  node: %s records/s (%.1f s), peak RSS %.0f MB", rate(run.NodeRecordsPerSec), d.Seconds(), run.NodePeakRSSMB)
+	return c, nil
+}
+
+// recordsTable is the ministry's table, as it would load the same CSV.
+const recordsTable = `(
+	record_id  text PRIMARY KEY,
+	metric     text NOT NULL,
+	date       date NOT NULL,
+	offence    text,
+	channel    text,
+	victim_age text,
+	quantity   integer NOT NULL
+)`
+
+// ingestPG loads csv into a fresh table with COPY and fills run's
+// PostgreSQL figures; a failure is recorded, not fatal.
+func (b *bench) ingestPG(ctx context.Context, srv *pg.Server, table, csv string, run *IngestRun) {
+	if srv == nil {
+		return
+	}
+	fail := func(err error) {
+		run.PGError = firstLine(err.Error())
+		b.logf("  postgresql: %v", err)
+	}
+	if _, err := srv.Exec(ctx, "DROP TABLE IF EXISTS "+table+"; CREATE TABLE "+table+" "+recordsTable); err != nil {
+		fail(err)
+		return
+	}
+	f, err := os.Open(csv)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer f.Close()
+	b.logf("loading %s into PostgreSQL (%s)", filepath.Base(csv), table)
+	d, err := srv.Copy(ctx, table, f)
+	if err != nil {
+		fail(err)
+		return
+	}
+	out, err := srv.Exec(ctx, "SELECT count(*) FROM "+table)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if got := strings.TrimSpace(out); got != fmt.Sprint(b.o.records) {
+		fail(fmt.Errorf("table %s holds %s rows after COPY, want %d", table, got, b.o.records))
+		return
+	}
+	run.PGSeconds = d.Seconds()
+	run.PGRecordsPerSec = float64(b.o.records) / d.Seconds()
+	run.Ratio = run.NodeRecordsPerSec / run.PGRecordsPerSec
+	b.logf("  postgresql: %s records/s (%.1f s)", rate(run.PGRecordsPerSec), d.Seconds())
+}
+
+// pgQuery is the node's Aggregate by month and offence over every metric,
+// in SQL: what a ministry would run against its own table.
+const pgQuery = `SELECT metric, date_trunc('month', date)::date AS month, coalesce(offence, 'unknown') AS offence, sum(quantity) AS count ` +
+	`FROM records WHERE date BETWEEN '` + periodFromString + `' AND '` + periodToString + `' GROUP BY 1, 2, 3`
+
+// aggregate is step 2: the node's Aggregate over mTLS, then PostgreSQL's
+// GROUP BY with each index variant.
+func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server) error {
+	conn, err := b.pki.dial(nodeChild.Addr, identity.Coordinator(trustDomain, "bench"), mtls.ExpectID(identity.Node(trustDomain, benchMember)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := fedreportv1.NewAggregationServiceClient(conn)
+	req := &fedreportv1.AggregateRequest{
+		From: periodFromString, To: periodToString,
+		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE},
+	}
+	var cells int
+	b.logf("timing %d node Aggregate calls over mTLS", b.o.aggregateCalls)
+	stop := b.profile(ctx, "aggregate", nodeChild)
+	lat, err := latencies(ctx, aggregateWarmup, b.o.aggregateCalls, func(ctx context.Context) error {
+		resp, err := client.Aggregate(ctx, req)
+		cells = len(resp.GetCells())
+		return err
+	})
+	stop()
+	if err != nil {
+		return fmt.Errorf("node Aggregate: %w", err)
+	}
+	a := &b.res.Aggregate
+	a.Node = lat.Summarize()
+	a.Request = fmt.Sprintf("%s..%s, every metric, by month and offence (%d cells over %s records)", periodFromString, periodToString, cells, count(b.o.records))
+	a.Method = "node: sequential calls from one mTLS client as a coordinator identity, client-side latency (each call also appends the disclosure log, fsync'd); " +
+		"PostgreSQL: pgbench, one client, prepared statement over loopback TCP, client-side latency from pgbench's per-transaction log; " +
+		"each index variant measured on its own, after VACUUM ANALYZE; the fastest p50 (*) is the peer"
+	b.logf("  node: p50 %s ms, p99 %s ms", ms(a.Node.P50ms), ms(a.Node.P99ms))
+	if srv == nil {
+		return nil
+	}
+	a.PGQuery = pgQuery
+	if _, err := srv.Exec(ctx, "VACUUM (ANALYZE) records"); err != nil {
+		a.PGError = firstLine(err.Error())
+		return nil
+	}
+	variants := []PGVariant{
+		{Name: "no secondary index (parallel seq scan)"},
+		{Name: "covering B-tree, index-only scan", Index: "CREATE INDEX records_cover ON records (metric, date, offence) INCLUDE (quantity)",
+			Settings: "enable_seqscan=off enable_bitmapscan=off"},
+		{Name: "BRIN (date), bitmap heap scan", Index: "CREATE INDEX records_brin ON records USING brin (date)",
+			Settings: "enable_seqscan=off enable_indexscan=off enable_indexonlyscan=off"},
+	}
+	for i := range variants {
+		b.pgVariant(ctx, srv, &variants[i])
+	}
+	a.PG = variants
+	var best *PGVariant
+	for i, v := range variants {
+		if v.Error == "" && (best == nil || v.Latency.P50ms < best.Latency.P50ms) {
+			best = &variants[i]
+		}
+	}
+	if best == nil {
+		a.PGError = "every variant failed"
+		return nil
+	}
+	a.PGBest = best.Name
+	a.SpeedupP50 = best.Latency.P50ms / a.Node.P50ms
+	a.SpeedupP99 = best.Latency.P99ms / a.Node.P99ms
+	return nil
+}
+
+// pgVariant builds v's index, times the GROUP BY under v's planner settings
+// and drops the index again. Failures are recorded in v.
+func (b *bench) pgVariant(ctx context.Context, srv *pg.Server, v *PGVariant) {
+	b.logf("timing PostgreSQL GROUP BY: %s", v.Name)
+	fail := func(err error) { v.Error = firstLine(err.Error()) }
+	if v.Index != "" {
+		start := time.Now()
+		if _, err := srv.Exec(ctx, v.Index); err != nil {
+			fail(err)
+			return
+		}
+		v.BuildSeconds = time.Since(start).Seconds()
+		name := strings.Fields(v.Index)[2]
+		defer func() {
+			if _, err := srv.Exec(ctx, "DROP INDEX "+name); err != nil && v.Error == "" {
+				fail(err)
+			}
+		}()
+	}
+	var sets, opts []string
+	for _, s := range strings.Fields(v.Settings) {
+		sets = append(sets, "SET "+s+";")
+		opts = append(opts, "-c "+s)
+	}
+	plan, err := srv.Exec(ctx, strings.Join(sets, " ")+" EXPLAIN (COSTS OFF) "+pgQuery)
+	if err != nil {
+		fail(err)
+		return
+	}
+	v.Plan = planSummary(plan)
+	options := strings.Join(opts, " ")
+	probe, err := srv.Bench(ctx, pgQuery, options, 3)
+	if err != nil {
+		fail(err)
+		return
+	}
+	mean := time.Duration(probe.Summarize().MeanMs * float64(time.Millisecond))
+	n := pgMinRuns
+	if mean > 0 {
+		n = int(b.o.pgSeconds / mean)
+	}
+	n = min(max(n, pgMinRuns), b.o.aggregateCalls)
+	lat, err := srv.Bench(ctx, pgQuery, options, n)
+	if err != nil {
+		fail(err)
+		return
+	}
+	v.Latency = lat.Summarize()
+	b.logf("  postgresql: p50 %s ms, p99 %s ms over %d runs (%s)", ms(v.Latency.P50ms), ms(v.Latency.P99ms), n, v.Plan)
+}
+
+// planSummary condenses EXPLAIN output to its plan nodes.
+func planSummary(plan string) string {
+	var nodes []string
+	for line := range strings.SplitSeq(plan, "\n") {
+		t := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "->"))
+		if t == "" || strings.Contains(t, ":") {
+			continue // Group Key:, Filter:, Workers Planned: ...
+		}
+		nodes = append(nodes, strings.TrimSpace(t))
+	}
+	return strings.Join(nodes, " < ")
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/isa-alliance/fedreport/bench/internal/stats"
+	"github.com/isa-alliance/fedreport/internal/records"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// ingestBatch is how many records travel in one stream message, as in
+// `fedreport ingest`.
+const ingestBatch = 2000
+
+// callTimeout bounds every unary call the benchmark makes.
+const callTimeout = 30 * time.Second
+
+// ingestTimeout bounds one ingest stream (10M records at a slow 20k/s).
+const ingestTimeout = 15 * time.Minute
+
+// ingestCSV streams the CSV file at path into the node at conn's admin API
+// exactly as `fedreport ingest` does (parse a line, batch 2000 records per
+// message, one atomic stream, commit on close) and returns the node's
+// summary and the wall time from opening the file to the commit.
+func ingestCSV(ctx context.Context, conn *grpc.ClientConn, path string) (*fedreportv1.IngestRecordsResponse, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, ingestTimeout)
+	defer cancel()
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	stream, err := fedreportv1.NewNodeAdminServiceClient(conn).IngestRecords(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("ingest: %w", err)
+	}
+	source := filepath.Base(path)
+	rr := records.NewCSVReader(f, source)
+	batch := make([]*fedreportv1.Record, 0, ingestBatch)
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := stream.Send(&fedreportv1.IngestRecordsRequest{Records: batch, Source: source}); err != nil {
+			if errors.Is(err, io.EOF) {
+				_, err = stream.CloseAndRecv()
+			}
+			return fmt.Errorf("ingest: %w", err)
+		}
+		batch = make([]*fedreportv1.Record, 0, ingestBatch)
+		return nil
+	}
+	for {
+		rec, err := rr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("ingest: %w", err)
+		}
+		batch = append(batch, rec)
+		if len(batch) == ingestBatch {
+			if err := send(); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	if err := send(); err != nil {
+		return nil, 0, err
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, 0, fmt.Errorf("ingest: %w", err)
+	}
+	return resp, time.Since(start), nil
+}
+
+// latencies calls call n times one after the other, after warmup unmeasured
+// calls, and returns the latency of each measured call.
+func latencies(ctx context.Context, warmup, n int, call func(context.Context) error) (stats.Latencies, error) {
+	out := make(stats.Latencies, 0, n)
+	for i := range warmup + n {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		start := time.Now()
+		err := call(cctx)
+		d := time.Since(start)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if i >= warmup {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// qps runs call from concurrency goroutines for d and returns the completed
+// calls per second. Any failed call fails the measurement.
+func qps(ctx context.Context, concurrency int, d time.Duration, call func(ctx context.Context, worker int, i uint64) error) (float64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		done     atomic.Uint64
+		errOnce  sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w := range concurrency {
+		wg.Go(func() {
+			for i := uint64(0); time.Now().Before(deadline); i++ {
+				cctx, ccancel := context.WithTimeout(ctx, callTimeout)
+				err := call(cctx, w, i)
+				ccancel()
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(done.Load()) / elapsed.Seconds(), nil
+}
+
+// skipDecode is a client codec that encodes requests as protobuf and does
+// not decode responses: with it a throughput test measures the server and
+// the transport, not the client's decoding on the same two cores.
+type skipDecode struct{}
+
+// discarded receives a response skipDecode did not decode.
+type discarded struct{ n int }
+
+func (skipDecode) Marshal(v any) ([]byte, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("skipDecode: cannot encode %T", v)
+	}
+	return proto.Marshal(m)
+}
+
+func (skipDecode) Unmarshal(data []byte, v any) error {
+	d, ok := v.(*discarded)
+	if !ok {
+		return fmt.Errorf("skipDecode: cannot decode into %T", v)
+	}
+	d.n = len(data)
+	return nil
+}
+
+// Name is the content subtype, so the server decodes requests as usual.
+func (skipDecode) Name() string { return "proto" }
