@@ -43,10 +43,11 @@ func (s Summary) Proto() *fedreportv1.IngestRecordsResponse {
 // or none is (Abort, an error, or a crash). Records go to the records bucket
 // in batches, each with an undo entry per record_id (its previous value, or
 // "absent"), while the counter deltas accumulate in memory, bounded by the
-// number of cells rather than records. Commit applies the deltas and drops
-// the undo entries in one small transaction; until then queries, which read
-// only counters, see the state before the stream. An Ingest is not safe for
-// concurrent use.
+// number of cells rather than records. Commit applies the deltas and clears
+// the stream marker in one small transaction, the stream's commit point;
+// until then queries, which read only counters, see the state before the
+// stream. The undo entries, garbage from then on, are purged in batches
+// afterwards (settleStream). An Ingest is not safe for concurrent use.
 type Ingest struct {
 	s     *Store
 	today uint32
@@ -294,9 +295,11 @@ func lookupSorted(c *bolt.Cursor, keys [][]byte, fn func(i int, v []byte)) {
 }
 
 // Commit applies the stream: it writes the last batch, then in one
-// transaction applies the counter deltas, drops the undo entries and the
-// stream marker, and increments the data version if anything changed. On
-// error the stream is rolled back.
+// transaction applies the counter deltas, clears the stream marker, counts
+// the new records and increments the data version if anything changed. On
+// error the stream is rolled back. Before it returns, the stream's undo
+// entries are purged; a failure there is only logged (the stream is
+// committed), and the next write or start finishes the purge.
 func (in *Ingest) Commit() (Summary, error) {
 	if in.done {
 		return Summary{}, ErrIngestFinished
@@ -320,14 +323,16 @@ func (in *Ingest) Commit() (Summary, error) {
 		if err := applyDeltas(tx, in.deltas); err != nil {
 			return err
 		}
-		if err := tx.DeleteBucket(bucketUndo); err != nil {
-			return err
-		}
+		// The commit point: without the marker the undo entries are
+		// garbage, and a crash from here on rolls forward, not back.
 		if err := meta.Delete(keyStream); err != nil {
 			return err
 		}
 		if in.sum.Added+in.sum.Changed == 0 {
 			return nil
+		}
+		if err := addRecordCount(tx, int64(in.sum.Added)); err != nil {
+			return err
 		}
 		var err error
 		version, err = bumpDataVersion(tx)
@@ -340,6 +345,9 @@ func (in *Ingest) Commit() (Summary, error) {
 	in.done = true
 	if in.sum.Added+in.sum.Changed > 0 {
 		in.s.refreshSnapshot()
+	}
+	if err := in.s.settleStream("commit"); err != nil {
+		in.s.log.Warn("purge the undo entries of a committed ingest stream; the next write retries", "data", in.s.path, "err", err)
 	}
 	in.s.releaseWriter()
 	in.sum.DataVersion = version
@@ -359,7 +367,7 @@ func (in *Ingest) Abort() {
 	if !in.started {
 		return
 	}
-	if err := in.s.rollbackStream("abort"); err != nil {
+	if err := in.s.settleStream("abort"); err != nil {
 		in.s.log.Error("roll back an aborted ingest stream; it will be retried", "data", in.s.path, "err", err)
 	}
 }

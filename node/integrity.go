@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -115,6 +116,11 @@ func structuralCheck(path string) (err error) {
 		return &CorruptError{Problem: fmt.Sprintf("%s cannot be opened (%v); restore it from a backup", path, err)}
 	}
 	defer db.Close()
+	// The check reads every page of the file: release them as it goes, so
+	// that a node starting on a large file does not map all of it.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer releasePeriodically(db, &wg, nil)()
 	return db.View(func(tx *bolt.Tx) error {
 		for cerr := range tx.Check() {
 			// Drain the channel so the checker's goroutine ends, keep the first.

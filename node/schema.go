@@ -15,9 +15,11 @@ import (
 //	counters     metric(1) | day(4) | offence(1) | channel(1) | age(1) -> uint64 count, never zero
 //	disclosures  seq(8) -> entry_hash(32) || deterministic DisclosureEntry with entry_hash empty
 //	meta         schema_version -> uint32, member -> code, data_version -> uint64,
+//	             records -> uint64, the number of records as of the last commit,
 //	             stream -> start time (unix nanoseconds) while an ingest stream is open
-//	undo         record_id -> previous record value, or undoAbsent; exists only
-//	             while an ingest stream is open (or was interrupted by a crash)
+//	undo         record_id -> previous record value, or undoAbsent; exists while
+//	             an ingest stream is open (or was interrupted by a crash), and
+//	             after its commit until its entries are purged (settleStream)
 var (
 	bucketRecords     = []byte("records")
 	bucketCounters    = []byte("counters")
@@ -28,6 +30,7 @@ var (
 	keySchemaVersion = []byte("schema_version")
 	keyMember        = []byte("member")
 	keyDataVersion   = []byte("data_version")
+	keyRecords       = []byte("records")
 	keyStream        = []byte("stream")
 )
 

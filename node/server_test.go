@@ -347,19 +347,25 @@ func TestAggregateErrorsOverGRPC(t *testing.T) {
 		code   codes.Code
 		reason string
 		field  string
+		msg    string // which rule, and how to change the request
 	}{
 		{"victim_age is not allowed", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_VICTIM_AGE}},
-			codes.FailedPrecondition, ReasonDimensionNotAllowed, "group_by"},
+			codes.FailedPrecondition, ReasonDimensionNotAllowed, "group_by",
+			"member FR's disclosure policy does not allow grouping by victim_age (allowed: month,offence,channel); remove victim_age from group_by"},
 		{"before the earliest date", &fedreportv1.AggregateRequest{From: "2018-01-01", To: "2020-01-31"},
-			codes.FailedPrecondition, ReasonPeriodNotAllowed, "from"},
+			codes.FailedPrecondition, ReasonPeriodNotAllowed, "from",
+			"member FR's disclosure policy answers only from 2019-01-01 on; start the request (from 2018-01-01) on or after 2019-01-01"},
 		{"from after to", &fedreportv1.AggregateRequest{From: "2020-02-01", To: "2020-01-31"},
-			codes.InvalidArgument, ReasonInvalidArgument, "to"},
+			codes.InvalidArgument, ReasonInvalidArgument, "to", `to "2020-01-31" is before from 2020-02-01 (want from <= to)`},
 	}
 	for _, tt := range tests {
 		_, err := client.Aggregate(ctx, tt.req)
 		reason, fields := errorInfo(err)
 		if status.Code(err) != tt.code || reason != tt.reason || len(fields) != 1 || fields[0] != tt.field {
 			t.Errorf("%s: got %v (reason %q, fields %v), want %v %s on %s", tt.name, err, reason, fields, tt.code, tt.reason, tt.field)
+		}
+		if got := status.Convert(err).Message(); got != tt.msg {
+			t.Errorf("%s: message %q, want %q", tt.name, got, tt.msg)
 		}
 	}
 	desc, err := client.DescribeNode(ctx, &fedreportv1.DescribeNodeRequest{})

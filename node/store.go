@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,12 @@ type Store struct {
 	// snap is the counters in memory at some data version (snapshot.go);
 	// replaced after every committed write, nil when too large.
 	snap atomic.Pointer[snapshot]
+	// stopReleasing ends the releaser of the current writer; guarded by
+	// the writer token.
+	stopReleasing func()
+	// done is closed by Close; background goroutines (bg) end on it.
+	done chan struct{}
+	bg   sync.WaitGroup
 }
 
 // StoreOptions configure OpenStore.
@@ -58,10 +65,14 @@ type StoreOptions struct {
 // gets ErrInUse instead of hanging.
 const openTimeout = time.Second
 
-// boltOptions returns the options every open uses. NoFreelistSync is safe
-// (the freelist is rebuilt from the pages on open, as etcd does) and saves a
-// large write per commit; the hash-map freelist keeps allocation fast in
-// big files.
+// boltOptions returns the options every open uses. Commits skip writing the
+// freelist (NoFreelistSync, as etcd does): with many free pages, as a large
+// stream's undo entries leave behind, writing it at every commit costs
+// megabytes per batch and, needing ever larger contiguous runs, makes the
+// file grow pass after pass. Close writes it once (Store.Close), so a clean
+// restart reads it back; after a crash bbolt rebuilds it on open by walking
+// every page of the file. The hash-map freelist keeps allocation fast in big
+// files.
 func boltOptions(readOnly bool) *bolt.Options {
 	return &bolt.Options{
 		Timeout:        openTimeout,
@@ -89,6 +100,7 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		log:    opts.Logger,
 		now:    opts.Now,
 		writer: make(chan struct{}, 1),
+		done:   make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -111,11 +123,19 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	if err := s.rollbackStream("open"); err != nil {
+	stop := s.releaseWhile()
+	err = s.settleStream("open")
+	if err == nil {
+		err = s.countRecordsIfMissing()
+	}
+	stop()
+	if err != nil {
+		close(s.done)
 		_ = db.Close()
-		return nil, fmt.Errorf("open store %s: roll back an unfinished ingest stream: %w", path, err)
+		return nil, fmt.Errorf("open store %s: settle an ingest stream: %w", path, err)
 	}
 	s.refreshSnapshot()
+	s.releaseMapped()
 	return s, nil
 }
 
@@ -136,6 +156,9 @@ func (s *Store) initMeta(tx *bolt.Tx) error {
 			return err
 		}
 		if err := meta.Put(keyMember, []byte(s.member)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyRecords, u64(0)); err != nil {
 			return err
 		}
 		return meta.Put(keyDataVersion, u64(0))
@@ -159,14 +182,56 @@ func (s *Store) initMeta(tx *bolt.Tx) error {
 	return nil
 }
 
+// countRecordsIfMissing stores the number of records in meta for a file
+// written before meta kept it (a walk of the records bucket, once).
+func (s *Store) countRecordsIfMissing() error {
+	var have bool
+	if err := s.view(func(tx *bolt.Tx) error {
+		have = tx.Bucket(bucketMeta).Get(keyRecords) != nil
+		return nil
+	}); err != nil || have {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyRecords) != nil {
+			return nil
+		}
+		n := tx.Bucket(bucketRecords).Stats().KeyN
+		return meta.Put(keyRecords, u64(uint64(n)))
+	})
+}
+
+// addRecordCount moves the number of records in meta by delta.
+func addRecordCount(tx *bolt.Tx, delta int64) error {
+	meta := tx.Bucket(bucketMeta)
+	cur := int64(getUint64(meta.Get(keyRecords)))
+	if cur+delta < 0 {
+		return &CorruptError{Problem: fmt.Sprintf("the record count would go from %d to %d", cur, cur+delta)}
+	}
+	return meta.Put(keyRecords, u64(uint64(cur+delta)))
+}
+
 // Close closes the data file. An ingest stream still open is rolled back on
 // the next open.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	close(s.done)
+	s.bg.Wait()
+	// Commits skip the freelist (boltOptions); writing it once here spares
+	// the next start a walk of the whole file.
+	serr := s.db.Update(func(tx *bolt.Tx) error {
+		// Only commits read the field, and they hold the writer lock as this does.
+		tx.DB().NoFreelistSync = false
+		return nil
+	})
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	if serr != nil {
+		return fmt.Errorf("close store %s: write the freelist: %w", s.path, serr)
 	}
 	return nil
 }
@@ -212,8 +277,8 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 	return err
 }
 
-// acquireWriter waits for the writer token. It also rolls back what an
-// earlier stream left behind if its abort failed (a disk error, say).
+// acquireWriter waits for the writer token. It also settles what an earlier
+// stream left behind if its abort or purge failed (a disk error, say).
 func (s *Store) acquireWriter(ctx context.Context) error {
 	select {
 	case s.writer <- struct{}{}:
@@ -224,45 +289,89 @@ func (s *Store) acquireWriter(ctx context.Context) error {
 		<-s.writer
 		return ErrClosed
 	}
-	if err := s.rollbackStream("recover"); err != nil {
-		<-s.writer
+	s.stopReleasing = s.releaseWhile()
+	if err := s.settleStream("recover"); err != nil {
+		s.releaseWriter()
 		return err
 	}
 	return nil
 }
 
-func (s *Store) releaseWriter() { <-s.writer }
+func (s *Store) releaseWriter() {
+	s.stopReleasing()
+	s.stopReleasing = nil
+	<-s.writer
+}
 
-// rollbackBatch is how many undo entries one rollback transaction restores.
-const rollbackBatch = 8192
+// Batches of settleStream: how many undo entries one transaction restores
+// (a record put and an undo delete each) or purges (an undo delete each).
+const (
+	rollbackBatch = 8192
+	purgeBatch    = 65536
+)
 
-// rollbackStream restores the records an unfinished ingest stream replaced,
-// from its undo bucket, a batch per transaction so that memory stays flat,
-// then drops the undo bucket and the stream marker. Counters are untouched:
-// a stream changes them only in its commit. It is a no-op when no stream is open.
-func (s *Store) rollbackStream(why string) error {
-	var restored uint64
-	var open bool
+// settleStream finishes what a stream left in the undo bucket, a batch per
+// transaction so that memory stays flat whatever the stream's size:
+//
+//   - a stream still open (the stream marker is set: a crash, a shutdown, an
+//     abort) is rolled back: every record it replaced is restored and every
+//     record it added removed, from its undo entries;
+//   - a committed stream (no marker) leaves its undo entries behind: deleting
+//     the bucket in the commit itself would read every page of it in one
+//     transaction, as much as 400 MB for 10M records. They are purged here
+//     (rolled forward).
+//
+// Counters are untouched either way: a stream changes them only in its
+// commit. It is a no-op when there is neither an undo bucket nor a marker.
+func (s *Store) settleStream(why string) error {
+	var (
+		settled  uint64
+		seen     bool // an undo bucket or a marker was found
+		rollback bool // what was found is an open stream
+		start    = time.Now()
+	)
 	for {
 		done := false
 		err := s.update(func(tx *bolt.Tx) error {
 			undo := tx.Bucket(bucketUndo)
 			meta := tx.Bucket(bucketMeta)
-			if undo == nil {
-				if meta.Get(keyStream) != nil {
-					open = true
-					done = true
-					return meta.Delete(keyStream)
-				}
+			open := meta.Get(keyStream) != nil
+			if undo == nil && !open {
 				done = true
 				return nil
 			}
-			open = true
+			seen, rollback = true, open
+			if undo == nil {
+				done = true
+				return meta.Delete(keyStream)
+			}
+			if !open {
+				// From the back, with the cursor: no search per key, and
+				// bbolt removes a node's last element without shifting
+				// the others. The cursor walks the pages as they were at
+				// the start of the transaction, so Prev after Delete is
+				// the previous key.
+				c := undo.Cursor()
+				n := 0
+				for k, _ := c.Last(); k != nil && n < purgeBatch; k, _ = c.Prev() {
+					if err := c.Delete(); err != nil {
+						return err
+					}
+					n++
+				}
+				if n == 0 {
+					done = true
+					return tx.DeleteBucket(bucketUndo)
+				}
+				settled += uint64(n)
+				return nil
+			}
 			recs := tx.Bucket(bucketRecords)
 			var keys [][]byte
 			c := undo.Cursor()
 			for k, v := c.First(); k != nil && len(keys) < rollbackBatch; k, v = c.Next() {
 				key := bytes.Clone(k)
+				keys = append(keys, key)
 				var err error
 				if bytes.Equal(v, undoAbsent) {
 					err = recs.Delete(key)
@@ -272,7 +381,6 @@ func (s *Store) rollbackStream(why string) error {
 				if err != nil {
 					return err
 				}
-				keys = append(keys, key)
 			}
 			if len(keys) == 0 {
 				done = true
@@ -281,12 +389,15 @@ func (s *Store) rollbackStream(why string) error {
 				}
 				return meta.Delete(keyStream)
 			}
-			for _, k := range keys {
-				if err := undo.Delete(k); err != nil {
+			// Last key first: bbolt removes an element by shifting the
+			// ones after it in its node, so deleting a node's keys from
+			// the back keeps that linear instead of quadratic.
+			for i := len(keys) - 1; i >= 0; i-- {
+				if err := undo.Delete(keys[i]); err != nil {
 					return err
 				}
 			}
-			restored += uint64(len(keys))
+			settled += uint64(len(keys))
 			return nil
 		})
 		if err != nil {
@@ -296,10 +407,35 @@ func (s *Store) rollbackStream(why string) error {
 			break
 		}
 	}
-	if open && why == "open" {
-		s.log.Warn("rolled back an ingest stream left unfinished by a crash or shutdown", "data", s.path, "records_restored", restored)
+	took := time.Since(start).Round(time.Millisecond)
+	switch {
+	case !seen:
+	case rollback && why == "open":
+		s.log.Warn("rolled back an ingest stream left unfinished by a crash or shutdown", "data", s.path, "records_restored", settled, "took", took)
+	case rollback:
+		s.log.Info("rolled back an ingest stream", "data", s.path, "records_restored", settled, "took", took)
+	case why == "open":
+		s.log.Info("purged the undo entries of a committed ingest stream", "data", s.path, "entries", settled, "took", took)
+	default:
+		s.log.Debug("purged the undo entries of a committed ingest stream", "data", s.path, "entries", settled, "took", took)
 	}
 	return nil
+}
+
+// releaseWhile releases the pages of the data file mapped so far
+// (releaseMapped) every releaseInterval until the returned stop is called.
+// Writes run it: a stream reads pages in every batch, a purge or a rollback
+// walks the undo entries, and only a release from another goroutine reaches
+// the pages a running transaction has read.
+func (s *Store) releaseWhile() (stop func()) {
+	return releasePeriodically(s.db, &s.bg, s.done)
+}
+
+// releaseMapped releases the pages of the data file mapped so far.
+func (s *Store) releaseMapped() {
+	if !s.closed.Load() {
+		releaseMapped(s.db)
+	}
 }
 
 // RetractSummary is what a retraction did.
@@ -359,6 +495,9 @@ func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, erro
 			}
 		}
 		if err := applyDeltas(tx, deltas); err != nil {
+			return err
+		}
+		if err := addRecordCount(tx, -int64(len(uniq))); err != nil {
 			return err
 		}
 		v, err := bumpDataVersion(tx)
@@ -422,15 +561,16 @@ type Stats struct {
 	FileSizeBytes int64
 }
 
-// Stats returns the store's sizes and versions. Counting walks the pages of
-// the records bucket (not the records), so it stays quick on large files.
+// Stats returns the store's sizes and versions. The record count is kept in
+// meta; counting the cells walks the pages of the counters bucket, which is
+// bounded by cells, not records.
 func (s *Store) Stats() (Stats, error) {
 	var st Stats
 	err := s.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		st = Stats{
 			Member:        s.member,
-			Records:       uint64(tx.Bucket(bucketRecords).Stats().KeyN),
+			Records:       getUint64(meta.Get(keyRecords)),
 			CounterCells:  uint64(tx.Bucket(bucketCounters).Stats().KeyN),
 			DataVersion:   getUint64(meta.Get(keyDataVersion)),
 			SchemaVersion: binary.BigEndian.Uint32(meta.Get(keySchemaVersion)),

@@ -85,6 +85,9 @@ func mustVerify(t *testing.T, s *Store) *Report {
 	if rep.OpenStream {
 		t.Fatal("an ingest stream is still open")
 	}
+	if rep.PurgePending {
+		t.Fatal("the undo entries of a committed stream are still there")
+	}
 	return rep
 }
 
@@ -925,5 +928,20 @@ func TestVerifyReportsADamagedFile(t *testing.T) {
 	}
 	if !strings.Contains(rep.Problems[0], "the file is damaged") {
 		t.Errorf("first problem: got %q, want a damaged file", rep.Problems[0])
+	}
+}
+
+func TestATotalsOnlyPolicyRefusesEveryGrouping(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, Policy{MinCellCount: 1, AllowedDimensions: []fedreportv1.Dimension{}})
+	ingest(t, s, []*fedreportv1.Record{rec("FR-1", arrests, "2020-03-04", 3)})
+	_, err := s.Aggregate(&fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-12-31",
+		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH}}, "test")
+	var pe *PolicyError
+	if !errors.As(err, &pe) || pe.Reason != ReasonDimensionNotAllowed || !strings.Contains(pe.Msg, "(allowed: none)") {
+		t.Errorf("grouped request: got %v, want DIMENSION_NOT_ALLOWED naming none allowed", err)
+	}
+	if got := totals(t, s); got[arrests] != 3 {
+		t.Errorf("totals: got %v, want 3 arrests", got)
 	}
 }

@@ -17,13 +17,13 @@ import (
 )
 
 type auditOptions struct {
-	ingestOptions
+	nodeClientOptions
 	since  string
 	output outputFormat
 }
 
 func (o *auditOptions) AddFlags(fs *pflag.FlagSet) {
-	o.ingestOptions.AddFlags(fs)
+	o.nodeClientOptions.AddFlags(fs)
 	fs.StringVar(&o.since, "since", "", "only entries made on or after this day (YYYY-MM-DD, UTC)")
 	o.output.AddFlags(fs)
 }

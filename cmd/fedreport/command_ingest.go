@@ -7,13 +7,18 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/internal/records"
+	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -23,15 +28,29 @@ const ingestBatch = 2000
 // maxListedErrors is how many validation errors ingest prints before it only counts.
 const maxListedErrors = 20
 
+// nodeClientOptions are the flags of every verb that talks to a node's admin API.
+type nodeClientOptions struct {
+	node string
+	tls  tlsOptions
+}
+
+func (o *nodeClientOptions) AddFlags(fs *pflag.FlagSet) { addNodeFlags(fs, &o.node, &o.tls) }
+
+func addNodeFlags(fs *pflag.FlagSet, node *string, tls *tlsOptions) {
+	fs.StringVar(node, "node", os.Getenv("FEDREPORT_NODE"), "node admin address: unix:///path/to/node.sock or host:port (env FEDREPORT_NODE)")
+	tls.AddFlags(fs)
+}
+
 type ingestOptions struct {
 	node   string
 	tls    tlsOptions
 	format string
+	// progress draws a progress line on stderr (set when it is a terminal).
+	progress bool
 }
 
 func (o *ingestOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.node, "node", os.Getenv("FEDREPORT_NODE"), "node admin address: unix:///path/to/node.sock or host:port (env FEDREPORT_NODE)")
-	o.tls.AddFlags(fs)
+	addNodeFlags(fs, &o.node, &o.tls)
 	fs.StringVar(&o.format, "format", "", "csv or jsonl; required for - (stdin), otherwise taken from the file extension")
 }
 
@@ -43,9 +62,15 @@ func newIngestCommand() *cobra.Command {
 		Long: `Load records into a node (member admin). Every file of one command travels in
 one stream that the node applies atomically: if any line is invalid, nothing is
 stored. Re-sending a record_id replaces that record; ingesting the same file twice
-changes nothing. FILE may be - for stdin, with --format.`,
+changes nothing. FILE may be - for stdin, with --format.
+
+Errors name FILE:LINE, the field, what is wrong and what is allowed; up to 20
+are listed, then a count. When stderr is a terminal, a progress line shows the
+records sent, records/s and, for files, the percentage read. The summary (new,
+changed and unchanged records, the node's new data version) goes to stdout.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.progress = isTerminal(cmd.ErrOrStderr())
 			return runIngest(cmd.Context(), o, args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -56,9 +81,41 @@ changes nothing. FILE may be - for stdin, with --format.`,
 // recordReader is what both file parsers provide.
 type recordReader interface {
 	Next() (*fedreportv1.Record, error)
+	Line() int
 }
 
-func openRecords(name, format string, stdin io.Reader) (recordReader, io.Closer, error) {
+// input is one FILE argument of ingest.
+type input struct {
+	name    string // as given; "-" is stdin
+	source  string // as errors and the node name it: the name, or "stdin"
+	regular bool   // a regular file, which can be read again to place a record
+	size    int64  // bytes, when known
+}
+
+// inspectInput returns what is known of name before reading it.
+func inspectInput(name string, stdin io.Reader) input {
+	in := input{name: name, source: name, size: -1}
+	var fi os.FileInfo
+	var err error
+	if name == "-" {
+		in.source = "stdin"
+		f, ok := stdin.(*os.File)
+		if !ok {
+			return in
+		}
+		fi, err = f.Stat()
+	} else {
+		fi, err = os.Stat(name)
+	}
+	if err == nil && fi.Mode().IsRegular() {
+		in.regular, in.size = name != "-", fi.Size()
+	}
+	return in
+}
+
+// openRecords opens name (or stdin for "-") with the parser its format asks
+// for; read, when not nil, is added the bytes read.
+func openRecords(name, format string, stdin io.Reader, read *int64) (recordReader, io.Closer, error) {
 	var r io.Reader
 	var c io.Closer = io.NopCloser(nil)
 	source := name
@@ -84,6 +141,9 @@ func openRecords(name, format string, stdin io.Reader) (recordReader, io.Closer,
 		}
 		r, c = f, f
 	}
+	if read != nil {
+		r = &countingReader{r: r, n: read}
+	}
 	switch format {
 	case "csv":
 		return records.NewCSVReader(r, source), c, nil
@@ -94,7 +154,36 @@ func openRecords(name, format string, stdin io.Reader) (recordReader, io.Closer,
 	return nil, nil, fmt.Errorf("--format %q: want csv or jsonl", format)
 }
 
+// countingReader adds the bytes read through it to *n.
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+// sentFile is where one input's records sit in the stream: the node numbers
+// the records of a stream from 0 in the order they arrive.
+type sentFile struct {
+	input
+	first, count uint64
+}
+
 func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	inputs := make([]input, len(files))
+	var total int64
+	for i, name := range files {
+		inputs[i] = inspectInput(name, stdin)
+		if total >= 0 && inputs[i].size >= 0 {
+			total += inputs[i].size
+		} else {
+			total = -1
+		}
+	}
 	conn, err := dialNode(o.node, o.tls)
 	if err != nil {
 		return err
@@ -109,11 +198,18 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 	}
 	var (
 		sent     uint64
+		read     int64
 		badLines int
 		listed   []string
+		placed   []sentFile
 		start    = time.Now()
 		batch    = make([]*fedreportv1.Record, 0, ingestBatch)
+		prog     *progress
 	)
+	if o.progress {
+		prog = newProgress(stderr, total, time.Now)
+	}
+	defer prog.clear()
 	flush := func(source string) error {
 		if len(batch) == 0 || badLines > 0 {
 			batch = batch[:0]
@@ -126,11 +222,25 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 		batch = make([]*fedreportv1.Record, 0, ingestBatch)
 		return nil
 	}
-	for _, name := range files {
-		rr, closer, err := openRecords(name, o.format, stdin)
+	// nodeErr explains a refusal of the node, at the refused record's line.
+	nodeErr := func(err error) error {
+		prog.clear()
+		if last := len(placed) - 1; last >= 0 {
+			// The refusal may come while the file is still being sent.
+			placed[last].count = sent + uint64(len(batch)) - placed[last].first
+		}
+		if errors.Is(err, io.EOF) {
+			// A failed Send reports only io.EOF; the status comes from CloseAndRecv.
+			_, err = stream.CloseAndRecv()
+		}
+		return placeNodeError(err, placed, o.format)
+	}
+	for _, in := range inputs {
+		rr, closer, err := openRecords(in.name, o.format, stdin, &read)
 		if err != nil {
 			return err
 		}
+		placed = append(placed, sentFile{input: in, first: sent})
 		lastBad := 0
 		for {
 			rec, err := rr.Next()
@@ -155,30 +265,35 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 			}
 			batch = append(batch, rec)
 			if len(batch) == ingestBatch {
-				if err := flush(name); err != nil {
+				if err := flush(in.source); err != nil {
 					closer.Close()
-					return ingestSendError(stream, err)
+					return nodeErr(err)
 				}
 			}
+			prog.update(sent+uint64(len(batch)), read)
 		}
-		if err := flush(name); err != nil {
+		if err := flush(in.source); err != nil {
 			closer.Close()
-			return ingestSendError(stream, err)
+			return nodeErr(err)
 		}
+		placed[len(placed)-1].count = sent - placed[len(placed)-1].first
 		closer.Close()
 	}
 	if badLines > 0 {
 		cancel()
+		prog.clear()
 		msg := strings.Join(listed, "\n")
 		if badLines > len(listed) {
 			msg += fmt.Sprintf("\n... and %d more", badLines-len(listed))
 		}
 		return fmt.Errorf("%s\n%d invalid line(s); nothing was stored. Fix them and ingest again", msg, badLines)
 	}
+	prog.status(fmt.Sprintf("%d records sent; the node is committing them", sent))
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
-		return describeRPCError("ingest", err)
+		return nodeErr(err)
 	}
+	prog.clear()
 	elapsed := time.Since(start)
 	fmt.Fprintf(stdout, "ingested %d records: %d new, %d changed, %d unchanged; data version %d (%s, %.0f records/s)\n",
 		resp.GetReceived(), resp.GetAdded(), resp.GetChanged(), resp.GetUnchanged(), resp.GetDataVersion(),
@@ -186,11 +301,134 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 	return nil
 }
 
-// ingestSendError returns the node's reason when a Send fails: a failed
-// Send reports only io.EOF, and the status comes from CloseAndRecv.
-func ingestSendError(stream fedreportv1.NodeAdminService_IngestRecordsClient, err error) error {
-	if errors.Is(err, io.EOF) {
-		_, err = stream.CloseAndRecv()
+// recordIndexRE reads the stream index of a refused record from a field
+// violation ("records[41].record_id").
+var recordIndexRE = regexp.MustCompile(`^records\[(\d+)\]`)
+
+// placeNodeError turns the node's refusal of one record of the stream into
+// an error that names FILE:LINE, as the CLI's own validation does: the node
+// knows the record's place in the stream, the CLI knows which file and line
+// that was (it reads the file again to find it). A duplicate record_id also
+// names the line of its first occurrence. Anything else, or a record of
+// stdin, which cannot be read again, is reported as the node worded it.
+func placeNodeError(err error, placed []sentFile, format string) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return describeRPCError("ingest", err)
 	}
-	return describeRPCError("ingest", err)
+	var reason string
+	index := int64(-1)
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				if m := recordIndexRE.FindStringSubmatch(v.GetField()); m != nil {
+					index, _ = strconv.ParseInt(m[1], 10, 64)
+				}
+			}
+		}
+	}
+	if index < 0 || (reason != node.ReasonDuplicateRecord && reason != node.ReasonInvalidRecord) {
+		return describeRPCError("ingest", err)
+	}
+	file, line, id, ok := locateRecord(placed, format, uint64(index))
+	if !ok {
+		return describeRPCError("ingest", err)
+	}
+	var msg string
+	if reason == node.ReasonDuplicateRecord {
+		msg = fmt.Sprintf("%s:%d: record_id %q was already sent in this stream", file.source, line, id)
+		if first, firstLine, ok := firstOccurrence(placed, format, id, uint64(index)); ok {
+			msg += fmt.Sprintf(", at %s:%d", first.source, firstLine)
+		}
+		msg += " (send each record once; a later ingest may correct it)"
+	} else {
+		// The node's message is "record N of SOURCE: <problem>".
+		problem := st.Message()
+		problem, _ = strings.CutPrefix(problem, fmt.Sprintf("record %d of %s: ", uint64(index)-file.first+1, file.source))
+		msg = fmt.Sprintf("%s:%d: %s", file.source, line, problem)
+	}
+	return fmt.Errorf("%s\nthe node refused the stream; nothing was stored. Fix it and ingest again", msg)
+}
+
+// locateRecord reads the inputs again up to the index-th record sent and
+// returns its file, line and record_id.
+func locateRecord(placed []sentFile, format string, index uint64) (sentFile, int, string, bool) {
+	for _, f := range placed {
+		if index < f.first || index >= f.first+f.count {
+			continue
+		}
+		var found sentFile
+		var line int
+		var id string
+		ok := scanSent(f, format, func(i uint64, rec *fedreportv1.Record, l int) bool {
+			if f.first+i != index {
+				return true
+			}
+			found, line, id = f, l, rec.GetRecordId()
+			return false
+		})
+		return found, line, id, ok && line > 0
+	}
+	return sentFile{}, 0, "", false
+}
+
+// firstOccurrence returns the file and line of the first record sent before
+// index with record_id id.
+func firstOccurrence(placed []sentFile, format, id string, index uint64) (sentFile, int, bool) {
+	for _, f := range placed {
+		if f.first >= index {
+			break
+		}
+		var line int
+		scanSent(f, format, func(i uint64, rec *fedreportv1.Record, l int) bool {
+			if f.first+i >= index {
+				return false
+			}
+			if rec.GetRecordId() == id {
+				line = l
+				return false
+			}
+			return true
+		})
+		if line > 0 {
+			return f, line, true
+		}
+	}
+	return sentFile{}, 0, false
+}
+
+// scanSent reads the records of a regular file that were sent, calling fn
+// with each one's index in the file (from 0) and line until fn returns
+// false. Only valid records are counted: a stream is sent only when every
+// line is valid.
+func scanSent(f sentFile, format string, fn func(i uint64, rec *fedreportv1.Record, line int) bool) bool {
+	if !f.regular {
+		return false
+	}
+	rr, closer, err := openRecords(f.name, format, nil, nil)
+	if err != nil {
+		return false
+	}
+	defer closer.Close()
+	for i := uint64(0); i < f.count; {
+		rec, err := rr.Next()
+		if errors.Is(err, io.EOF) {
+			return false
+		}
+		var lineErr *records.LineError
+		if errors.As(err, &lineErr) {
+			continue // the file changed since it was sent
+		}
+		if err != nil {
+			return false
+		}
+		if !fn(i, rec, rr.Line()) {
+			return true
+		}
+		i++
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,7 +88,7 @@ func TestIngestRefusesEachInvalidFileWhole(t *testing.T) {
 		{"unknown column", "a.csv", "record_id,metric,date,name\nFR-3,arrests,2020-01-01,x\n", []string{"a.csv:1:", `unknown column "name"`}},
 		{"missing date column", "a.csv", "record_id,metric\nFR-3,arrests\n", []string{"a.csv:1:", "date"}},
 		{"wrong number of fields", "a.csv", header + good + "FR-3,arrests\n", []string{"a.csv:3:"}},
-		{"duplicate record_id in one stream", "a.csv", header + good + "FR-2,arrests,2020-02-04,,,,1\n", []string{"a.csv", `"FR-2"`, "already sent"}},
+		{"duplicate record_id in one stream", "a.csv", header + good + "FR-2,arrests,2020-02-04,,,,1\n", []string{"a.csv:3:", `record_id "FR-2" was already sent in this stream, at `, "a.csv:2 (send each record once"}},
 		{"malformed JSON line", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01"}` + "\n{not json\n", []string{"a.jsonl:2:"}},
 		{"unknown JSON field", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01","name":"x"}` + "\n", []string{"a.jsonl:1:", "name"}},
 	} {
@@ -169,5 +170,54 @@ func TestIngestIsIdempotentAndCorrects(t *testing.T) {
 	}
 	if rep, err := n.Verify(); err != nil || !rep.OK() {
 		t.Fatalf("counters differ from records after a retract: %v %v", rep, err)
+	}
+}
+
+func TestIngestNamesBothLinesOfADuplicateAcrossFiles(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	// The duplicate is far apart: other messages of the stream, other
+	// batches of the node, another file.
+	var b strings.Builder
+	b.WriteString(header)
+	for i := 1; i <= 10000; i++ {
+		fmt.Fprintf(&b, "FR-%d,arrests,2020-01-02,,,,1\n", i)
+	}
+	first := writeFile(t, "first.csv", b.String())
+	second := writeFile(t, "second.jsonl", `{"record_id":"FR-20001","metric":"arrests","date":"2020-01-01"}`+"\n\n"+
+		`{"record_id":"FR-5000","metric":"sites_blocked","date":"2020-01-01"}`+"\n")
+	_, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, first, second)
+	want := second + `:3: record_id "FR-5000" was already sent in this stream, at ` + first + ":5001 (send each record once; a later ingest may correct it)"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "nothing was stored") {
+		t.Fatalf("got %v, want %q and nothing stored", err, want)
+	}
+	if st := stats(t, n); st.Records != 0 || st.DataVersion != 0 {
+		t.Errorf("something was stored: %+v", st)
+	}
+	// Refused while the file is still being sent: the node checks each of
+	// its batches as it arrives.
+	b.Reset()
+	b.WriteString(header)
+	for i := 1; i <= 100000; i++ {
+		id := i
+		if i == 9000 {
+			id = 5
+		}
+		fmt.Fprintf(&b, "FR-%d,arrests,2020-01-02,,,,1\n", id)
+	}
+	long := writeFile(t, "long.csv", b.String())
+	_, _, err = runCLI(t, t.Context(), "ingest", "--node", addr, long)
+	want = long + `:9001: record_id "FR-5" was already sent in this stream, at ` + long + ":6 "
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("duplicate in a long file: got %v, want %q", err, want)
+	}
+
+	// From stdin the file cannot be read again: the node's words, which
+	// still name the record_id and the record's number.
+	var out strings.Builder
+	err = run(t.Context(), []string{"ingest", "--node", addr, "--format", "csv", "-"},
+		strings.NewReader(header+"FR-1,arrests,2020-01-02,,,,1\nFR-2,arrests,2020-01-02,,,,1\nFR-1,arrests,2020-01-03,,,,1\n"), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), `record 3 of stdin: record_id "FR-1" was already sent`) {
+		t.Errorf("duplicate on stdin: got %v", err)
 	}
 }

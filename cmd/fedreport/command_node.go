@@ -13,7 +13,38 @@ import (
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/records"
 	"github.com/isa-alliance/fedreport/node"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
+
+const nodeLong = `Run a member node. Its records stay in its bbolt file (--data); only aggregate
+counts leave, over mutual TLS, to coordinators and this member's admins, under
+the member's disclosure policy, each answer written to the disclosure log first.
+Records are loaded with fedreport ingest through the admin socket (or over mTLS
+as a member admin).
+
+Every setting is a flag below or a key of the YAML file of --config: the flag's
+name with underscores. Flags win over the file; an unknown key is an error that
+names it. A file with every key:
+
+  member: FR                        # this member's code; the certificate must be node/FR
+  data: /var/lib/fedreport/fr.db    # created if missing
+  listen: 0.0.0.0:7443              # mTLS: Aggregate, DescribeNode, member-admin calls
+  admin_socket: /run/fedreport/fr.sock  # local administration, mode 0600, no TLS
+  cacert: /etc/fedreport/ca.crt
+  cert: /etc/fedreport/node-FR.crt
+  key: /etc/fedreport/node-FR.key
+  crl: /etc/fedreport/ca.crl        # optional revocation list
+  min_cell_count: 5                 # policy k: counts 1..k-1 are suppressed
+  allowed_dimensions: [month, offence, channel]  # [] allows totals only
+  earliest_date: "2020-01-01"       # policy: no request may start earlier
+  log_format: text                  # or json
+  log_level: info                   # debug, info, warn, error
+  metrics_listen: 127.0.0.1:9443    # optional Prometheus /metrics
+
+The policy is the member's alone: no request and no coordinator can change it. A
+request outside it is refused with FAILED_PRECONDITION and a reason,
+DIMENSION_NOT_ALLOWED or PERIOD_NOT_ALLOWED, whose message says how to change
+the request.`
 
 // nodeOptions are the settings of `fedreport node`, as flags or in the
 // strict YAML file of --config (same names, with underscores).
@@ -46,6 +77,7 @@ type nodeConfigFile struct {
 	EarliestDate      string   `yaml:"earliest_date"`
 	LogFormat         string   `yaml:"log_format"`
 	LogLevel          string   `yaml:"log_level"`
+	MetricsListen     string   `yaml:"metrics_listen"`
 }
 
 func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
@@ -55,9 +87,13 @@ func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:7443", "mTLS listen address for aggregates (and member-admin calls)")
 	fs.StringVar(&o.adminSocket, "admin-socket", "", "unix socket for local administration (created 0600); empty: none")
 	o.tls.AddFlags(fs)
-	fs.Uint32Var(&o.minCellCount, "min-cell-count", 5, "policy: k; a cell whose count is 1..k-1 is answered as suppressed")
-	fs.StringVar(&o.dimensions, "allowed-dimensions", "month,offence,channel", "policy: dimensions a request may group by (add victim_age to allow it)")
-	fs.StringVar(&o.earliestDate, "earliest-date", "2000-01-01", "policy: first day (YYYY-MM-DD) a request may cover")
+	// The node's certificate is a server's as well as a client's.
+	fs.Lookup("cacert").Usage = "CA bundle of the alliance: verifies every caller's certificate (env FEDREPORT_CACERT)"
+	fs.Lookup("cert").Usage = "this node's certificate, whose URI SAN is spiffe://<trust-domain>/node/<member> (env FEDREPORT_CERT)"
+	fs.Lookup("key").Usage = "this node's private key (env FEDREPORT_KEY)"
+	fs.Uint32Var(&o.minCellCount, "min-cell-count", node.DefaultMinCellCount, "policy: k; a cell whose count is 1..k-1 is answered as suppressed, never as a number (1: every count is exact)")
+	fs.StringVar(&o.dimensions, "allowed-dimensions", "month,offence,channel", "policy: dimensions a request may group by, of month, offence, channel, victim_age (add victim_age to allow it; none: totals only)")
+	fs.StringVar(&o.earliestDate, "earliest-date", "2000-01-01", "policy: first day (YYYY-MM-DD) a request may cover; earlier requests are refused with PERIOD_NOT_ALLOWED")
 	o.log.AddFlags(fs)
 	fs.StringVar(&o.metrics, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics: calls by method and code, latency; never a count (empty: off)")
 }
@@ -74,6 +110,10 @@ func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
 		"member": c.Member, "data": c.Data, "listen": c.Listen, "admin-socket": c.AdminSocket,
 		"cacert": c.CACert, "cert": c.Cert, "key": c.Key, "crl": c.CRL, "earliest-date": c.EarliestDate,
 		"allowed-dimensions": strings.Join(c.AllowedDimensions, ","), "log-format": c.LogFormat, "log-level": c.LogLevel,
+		"metrics-listen": c.MetricsListen,
+	}
+	if c.AllowedDimensions != nil && len(c.AllowedDimensions) == 0 {
+		values["allowed-dimensions"] = "none" // allowed_dimensions: []
 	}
 	if c.MinCellCount != 0 {
 		values["min-cell-count"] = fmt.Sprint(c.MinCellCount)
@@ -86,6 +126,7 @@ func newNodeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node --member FR --data fr.db --cacert ca.crt --cert node-FR.crt --key node-FR.key [--admin-socket fr.sock]",
 		Short: "Run a member node: records stay here, only aggregate counts leave",
+		Long:  nodeLong,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.applyConfig(cmd.Flags()); err != nil {
@@ -100,6 +141,9 @@ func newNodeCommand() *cobra.Command {
 			}
 			o.member = strings.ToUpper(o.member)
 			dims, err := records.ParseDimensions(o.dimensions)
+			if strings.TrimSpace(o.dimensions) == "none" {
+				dims, err = []fedreportv1.Dimension{}, nil // totals only
+			}
 			if err != nil {
 				return fmt.Errorf("--allowed-dimensions: %w", err)
 			}

@@ -2,8 +2,11 @@ package main
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func TestNodeRefusesBadSettings(t *testing.T) {
@@ -26,5 +29,74 @@ func TestNodeRefusesBadSettings(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestNodeConfigKeysAreFlagsAndDocumented checks the contract of --config:
+// every YAML key sets the flag of the same name (with dashes), and the help
+// shows every key and every flag.
+func TestNodeConfigKeysAreFlagsAndDocumented(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "node.yaml", `member: FR
+data: fr.db
+listen: 127.0.0.1:7555
+admin_socket: fr.sock
+cacert: ca.crt
+cert: node-FR.crt
+key: node-FR.key
+crl: ca.crl
+min_cell_count: 7
+allowed_dimensions: [month, victim_age]
+earliest_date: "2020-01-01"
+log_format: json
+log_level: debug
+metrics_listen: 127.0.0.1:9555
+`)
+	typ := reflect.TypeFor[nodeConfigFile]()
+	var keys []string
+	for i := range typ.NumField() {
+		keys = append(keys, typ.Field(i).Tag.Get("yaml"))
+	}
+	opts := &nodeOptions{}
+	fs := pflag.NewFlagSet("node", pflag.ContinueOnError)
+	opts.AddFlags(fs)
+	if err := fs.Parse([]string{"--config", file, "--listen", "127.0.0.1:7666"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := opts.applyConfig(fs); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"member": "FR", "data": "fr.db", "listen": "127.0.0.1:7666", // the flag wins
+		"admin-socket": "fr.sock", "cacert": "ca.crt", "cert": "node-FR.crt", "key": "node-FR.key", "crl": "ca.crl",
+		"min-cell-count": "7", "allowed-dimensions": "month,victim_age", "earliest-date": "2020-01-01",
+		"log-format": "json", "log-level": "debug", "metrics-listen": "127.0.0.1:9555",
+	}
+	help := nodeLong + "\n" + fs.FlagUsages()
+	for _, key := range keys {
+		flag := strings.ReplaceAll(key, "_", "-")
+		f := fs.Lookup(flag)
+		if f == nil {
+			t.Errorf("config key %s: no flag --%s", key, flag)
+			continue
+		}
+		if got := f.Value.String(); got != want[flag] {
+			t.Errorf("config key %s: --%s is %q, want %q", key, flag, got, want[flag])
+		}
+		if !strings.Contains(help, "\n  "+key+": ") {
+			t.Errorf("the help shows no example of the key %s", key)
+		}
+	}
+	if len(keys) != len(want) {
+		t.Errorf("the test knows %d keys, the config file %d", len(want), len(keys))
+	}
+
+	// allowed_dimensions: [] means no grouping at all, not the default.
+	opts = &nodeOptions{}
+	fs = pflag.NewFlagSet("node", pflag.ContinueOnError)
+	opts.AddFlags(fs)
+	opts.config = writeFile(t, "totals.yaml", "allowed_dimensions: []\n")
+	if err := opts.applyConfig(fs); err != nil || opts.dimensions != "none" {
+		t.Errorf("allowed_dimensions: []: got %q, %v, want none", opts.dimensions, err)
 	}
 }

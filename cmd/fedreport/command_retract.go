@@ -13,15 +13,13 @@ import (
 )
 
 type retractOptions struct {
-	node string
-	tls  tlsOptions
+	nodeClientOptions
 	file string
 }
 
 func (o *retractOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.node, "node", os.Getenv("FEDREPORT_NODE"), "node admin address: unix:///path/to/node.sock or host:port (env FEDREPORT_NODE)")
-	o.tls.AddFlags(fs)
-	fs.StringVar(&o.file, "file", "", "file with one record_id per line")
+	o.nodeClientOptions.AddFlags(fs)
+	fs.StringVar(&o.file, "file", "", "file with one record_id per line (blank lines and lines starting with # are skipped)")
 }
 
 func newRetractCommand() *cobra.Command {

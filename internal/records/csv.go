@@ -59,6 +59,7 @@ type CSVReader struct {
 	ncols  int
 	err    error // sticky: header or I/O error
 	header bool
+	line   int // line of the last row read
 }
 
 // NewCSVReader returns a reader of the CSV in r; source names it in errors.
@@ -168,6 +169,7 @@ func (c *CSVReader) Read(rec *fedreportv1.Record) error {
 		return c.err
 	}
 	line, _ := c.r.FieldPos(0)
+	c.line = line
 	if err := c.fill(rec, row); err != nil {
 		return c.lineErr(line, err)
 	}
@@ -176,6 +178,10 @@ func (c *CSVReader) Read(rec *fedreportv1.Record) error {
 	}
 	return nil
 }
+
+// Line returns the line the last record read starts on (a quoted field may
+// span lines), so that a caller can name a record's place in the file.
+func (c *CSVReader) Line() int { return c.line }
 
 func (c *CSVReader) field(row []string, col int) string {
 	if i := c.cols[col]; i >= 0 {

@@ -112,6 +112,10 @@ func (j *JSONLReader) readLine() ([]byte, error) {
 	}
 }
 
+// Line returns the line of the last record read, so that a caller can name
+// a record's place in the file.
+func (j *JSONLReader) Line() int { return j.line }
+
 // Next returns the next record, validated, or io.EOF after the last one.
 // Every other error is a *LineError; after a record error the next call moves
 // on to the next line.

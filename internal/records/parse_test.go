@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -291,6 +292,40 @@ func BenchmarkJSONLReader(b *testing.B) {
 	for range b.N {
 		if err := r.Read(&rec); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestReadersReportTheLineOfEachRecord(t *testing.T) {
+	t.Parallel()
+	type liner interface {
+		reader
+		Line() int
+	}
+	for _, tc := range []struct {
+		name string
+		r    liner
+		want []int
+	}{
+		{"csv with a blank line and a quoted field over two lines",
+			NewCSVReader(strings.NewReader("record_id,metric,date,offence,channel,victim_age,quantity\n"+"FR-1,arrests,2020-03-04,,,,\n\nFR-2,arrests,2020-03-04,\"grooming\n\",,,\nFR-3,arrests,2020-03-04,,,,\n"), "fr.csv"),
+			[]int{2, 4, 6}},
+		{"jsonl with a blank line",
+			NewJSONLReader(strings.NewReader(`{"record_id":"FR-1","metric":"arrests","date":"2020-03-04"}`+"\n\n"+`{"record_id":"FR-2","metric":"arrests","date":"2020-03-04"}`+"\n"), "fr.jsonl"),
+			[]int{1, 3}},
+	} {
+		tc.r.SetToday(testToday)
+		var got []int
+		for {
+			_, err := tc.r.Next()
+			if err == io.EOF {
+				break
+			}
+			// The quoted offence is not an offence: its line still counts.
+			got = append(got, tc.r.Line())
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: lines %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
