@@ -148,11 +148,14 @@ func TestSIGKILLMidIngest(t *testing.T) {
 		_ = p.wait(t, 10*time.Second)
 		ackErr := <-ingest
 
+		if out, err := runCmd(t, bboltCLI, "check", db); err != nil || !strings.Contains(out, "OK") {
+			t.Fatalf("iteration %d: bbolt check right after SIGKILL: %v\n%s", i, err, out)
+		}
 		if out, err := run(t, t.Context(), "verify", "--data", db); err != nil {
 			t.Fatalf("iteration %d: fedreport verify after SIGKILL: %v\n%s", i, err, out)
 		}
-		// bbolt's check runs after the node settled the file: a kill can
-		// leave an unfinished stream, which only a node's start rolls back.
+		// bbolt's check runs again after the node settled the file: a kill
+		// can leave an unfinished stream, which only a node's start rolls back.
 		p, addr = startNode()
 		got := nodeTotals(t, f, addr)
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
