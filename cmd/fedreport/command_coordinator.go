@@ -109,11 +109,7 @@ func newCoordinatorCommand() *cobra.Command {
 			if err := coordinator.ValidateMembers(o.members); err != nil {
 				return err
 			}
-			src, err := o.tls.serverFiles(log, o.tls.cert, o.tls.key)
-			if err != nil {
-				return err
-			}
-			own, err := ownIdentity(src)
+			src, own, err := o.tls.serverFiles(log, o.tls.cert, o.tls.key)
 			if err != nil {
 				return err
 			}
@@ -139,11 +135,7 @@ func newCoordinatorCommand() *cobra.Command {
 				if o.memberListen == "" || o.memberCert == "" || o.memberKey == "" {
 					return fmt.Errorf("--member-code %s needs --member-listen, --member-cert and --member-key (a node certificate for %s)", o.memberCode, o.memberCode)
 				}
-				msrc, err := o.tls.serverFiles(log, o.memberCert, o.memberKey)
-				if err != nil {
-					return err
-				}
-				mid, err := ownIdentity(msrc)
+				msrc, mid, err := o.tls.serverFiles(log, o.memberCert, o.memberKey)
 				if err != nil {
 					return err
 				}

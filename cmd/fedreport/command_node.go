@@ -147,11 +147,7 @@ func newNodeCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--allowed-dimensions: %w", err)
 			}
-			src, err := o.tls.serverFiles(log, o.tls.cert, o.tls.key)
-			if err != nil {
-				return err
-			}
-			own, err := ownIdentity(src)
+			src, own, err := o.tls.serverFiles(log, o.tls.cert, o.tls.key)
 			if err != nil {
 				return err
 			}
@@ -180,13 +176,4 @@ func newNodeCommand() *cobra.Command {
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
-}
-
-// ownIdentity returns the identity of the local certificate.
-func ownIdentity(src mtls.Source) (identity.ID, error) {
-	cert, err := src.Certificate()
-	if err != nil {
-		return identity.ID{}, err
-	}
-	return identity.FromCertificate(cert.Leaf)
 }
