@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/isa-alliance/fedreport/internal/boltmap"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -120,7 +121,7 @@ func structuralCheck(path string) (err error) {
 	// that a node starting on a large file does not map all of it.
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer releasePeriodically(db, &wg, nil)()
+	defer boltmap.ReleasePeriodically(db, &wg, nil)()
 	return db.View(func(tx *bolt.Tx) error {
 		for cerr := range tx.Check() {
 			// Drain the channel so the checker's goroutine ends, keep the first.

@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/isa-alliance/fedreport/internal/boltmap"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -423,18 +424,18 @@ func (s *Store) settleStream(why string) error {
 }
 
 // releaseWhile releases the pages of the data file mapped so far
-// (releaseMapped) every releaseInterval until the returned stop is called.
+// (releaseMapped) every boltmap.ReleaseInterval until the returned stop is called.
 // Writes run it: a stream reads pages in every batch, a purge or a rollback
 // walks the undo entries, and only a release from another goroutine reaches
 // the pages a running transaction has read.
 func (s *Store) releaseWhile() (stop func()) {
-	return releasePeriodically(s.db, &s.bg, s.done)
+	return boltmap.ReleasePeriodically(s.db, &s.bg, s.done)
 }
 
 // releaseMapped releases the pages of the data file mapped so far.
 func (s *Store) releaseMapped() {
 	if !s.closed.Load() {
-		releaseMapped(s.db)
+		boltmap.Release(s.db)
 	}
 }
 

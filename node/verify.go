@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/isa-alliance/fedreport/internal/boltmap"
 	"github.com/isa-alliance/fedreport/internal/records"
 )
 
@@ -88,7 +89,7 @@ func Verify(path string) (*Report, error) {
 	// Verify reads every page: release them as it goes (mapped.go).
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer releasePeriodically(db, &wg, nil)()
+	defer boltmap.ReleasePeriodically(db, &wg, nil)()
 	var rep *Report
 	err = db.View(func(tx *bolt.Tx) error {
 		rep = verifyTxSafely(tx, path)

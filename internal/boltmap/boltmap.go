@@ -1,4 +1,6 @@
-package node
+// Package boltmap keeps a bbolt file's read-only mapping out of the
+// process's resident set.
+package boltmap
 
 import (
 	"sync"
@@ -13,37 +15,37 @@ import (
 // set until the mapping is replaced. A stream that compares every record (a
 // re-sent or corrected file), the purge of its undo entries, a check that
 // walks the whole file: each would make the node's RSS as large as its file,
-// though none of it is the node's own memory. So the node releases the
+// though none of it is the node's own memory. So the node (and the coordinator) release the
 // mapped pages as it goes: a page dropped from the mapping stays in the page
 // cache, and the next read faults it back in.
 
-// releaseInterval is how often a running write or check releases the pages
-// it has read (releasePeriodically).
-const releaseInterval = 20 * time.Millisecond
+// ReleaseInterval is how often a running write or check releases the pages
+// it has read (ReleasePeriodically).
+const ReleaseInterval = 20 * time.Millisecond
 
-// releaseMapped drops the pages of db's file mapped so far from the
+// Release drops the pages of db's file mapped so far from the
 // process's resident set. It is safe at any time, even under a running
 // transaction: a later read faults the page in again from the page cache,
 // unchanged, since bbolt writes with pwrite and never rewrites a page a
 // transaction may read. The read transaction keeps bbolt from replacing the
 // mapping meanwhile (a remap waits for open read transactions); every page
 // in use lies below tx.Size(), and the mapping is at least that long.
-func releaseMapped(db *bolt.DB) {
+func Release(db *bolt.DB) {
 	_ = db.View(func(tx *bolt.Tx) error {
-		dropMapped(tx.DB().Info().Data, tx.Size())
+		Drop(tx.DB().Info().Data, tx.Size())
 		return nil
 	})
 }
 
-// releasePeriodically calls releaseMapped(db) every releaseInterval, in a
+// ReleasePeriodically calls Release(db) every ReleaseInterval, in a
 // goroutine counted in wg, until the returned stop is called (which waits for
 // the goroutine and releases once more) or quit is closed.
-func releasePeriodically(db *bolt.DB, wg *sync.WaitGroup, quit <-chan struct{}) (stop func()) {
+func ReleasePeriodically(db *bolt.DB, wg *sync.WaitGroup, quit <-chan struct{}) (stop func()) {
 	stopped := make(chan struct{})
 	exited := make(chan struct{})
 	wg.Go(func() {
 		defer close(exited)
-		t := time.NewTicker(releaseInterval)
+		t := time.NewTicker(ReleaseInterval)
 		defer t.Stop()
 		for {
 			select {
@@ -52,13 +54,13 @@ func releasePeriodically(db *bolt.DB, wg *sync.WaitGroup, quit <-chan struct{}) 
 			case <-quit:
 				return
 			case <-t.C:
-				releaseMapped(db)
+				Release(db)
 			}
 		}
 	})
 	return func() {
 		close(stopped)
 		<-exited
-		releaseMapped(db)
+		Release(db)
 	}
 }
