@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -90,11 +91,20 @@ func (b *bench) run(ctx context.Context) (err error) {
 	o := b.o
 	seqCSV, randCSV := filepath.Join(b.dir, "records-gen-ids.csv"), filepath.Join(b.dir, "records-random-ids.csv")
 	b.logf("writing %s records twice: ids as `fedreport gen` makes them, and the same ids in random order", count(o.records))
-	if err := writeCSV(seqCSV, o.records, o.seed, false); err != nil {
-		return err
+	if o.has("ingest") {
+		if err := writeCSV(seqCSV, o.records, o.seed, false); err != nil {
+			return err
+		}
 	}
-	if err := writeCSV(randCSV, o.records, o.seed, true); err != nil {
-		return err
+	if o.has("random") {
+		if err := writeCSV(randCSV, o.records, o.seed, true); err != nil {
+			return err
+		}
+	}
+	b.res.Steps = slices.DeleteFunc(slices.Clone(allSteps), func(st string) bool { return !o.has(st) })
+	if !o.has("ingest") && !o.has("random") {
+		b.res.PostgreSQL.Skipped = "no step of --steps " + strings.Join(b.res.Steps, ",") + " uses it"
+		return b.federation(ctx)
 	}
 
 	var srv *pg.Server
@@ -121,36 +131,44 @@ func (b *bench) run(ctx context.Context) (err error) {
 	b.res.Ingest.Records = o.records
 	b.res.Ingest.Method = "node in its own process; the bench parses the CSV and streams it to the node's admin unix socket as `fedreport ingest` does (2000 records per message, one atomic stream); " +
 		"PostgreSQL: `COPY records FROM STDIN (FORMAT csv)` piped through psql into a fresh table with PRIMARY KEY (record_id), psql's wall time"
-	seqNode, err := b.ingestNode(ctx, "node-gen-ids", seqCSV, &b.res.Ingest.Seq)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if serr := seqNode.stop(); serr != nil {
-			err = errors.Join(err, serr)
+	var seqNode *child
+	if o.has("ingest") {
+		if seqNode, err = b.ingestNode(ctx, "node-gen-ids", seqCSV, &b.res.Ingest.Seq); err != nil {
+			return err
 		}
-	}()
-	b.ingestPG(ctx, srv, "records", seqCSV, &b.res.Ingest.Seq)
-	randNode, err := b.ingestNode(ctx, "node-random-ids", randCSV, &b.res.Ingest.Random)
-	if err != nil {
-		return err
+		defer func() {
+			if serr := seqNode.stop(); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}()
+		b.ingestPG(ctx, srv, "records", seqCSV, &b.res.Ingest.Seq)
 	}
-	if err := randNode.stop(); err != nil {
-		return err
-	}
-	b.ingestPG(ctx, srv, "records_random", randCSV, &b.res.Ingest.Random)
-	if srv != nil {
-		if _, err := srv.Exec(ctx, "DROP TABLE IF EXISTS records_random"); err != nil {
-			b.logf("%v", err)
+	if o.has("random") {
+		randNode, err := b.ingestNode(ctx, "node-random-ids", randCSV, &b.res.Ingest.Random)
+		if err != nil {
+			return err
+		}
+		if err := randNode.stop(); err != nil {
+			return err
+		}
+		b.ingestPG(ctx, srv, "records_random", randCSV, &b.res.Ingest.Random)
+		if srv != nil {
+			if _, err := srv.Exec(ctx, "DROP TABLE IF EXISTS records_random"); err != nil {
+				b.logf("%v", err)
+			}
 		}
 	}
 
 	// 2. Aggregate against the node that holds the gen-id records.
-	if err := b.aggregate(ctx, seqNode, srv); err != nil {
-		return err
+	if o.has("aggregate") {
+		if err := b.aggregate(ctx, seqNode, srv); err != nil {
+			return err
+		}
 	}
-	if err := seqNode.stop(); err != nil {
-		return err
+	if seqNode != nil {
+		if err := seqNode.stop(); err != nil {
+			return err
+		}
 	}
 	if srv != nil {
 		if err := srv.Stop(); err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -41,7 +43,15 @@ type options struct {
 	dir           string
 	seed          int64
 	verbose       bool
+	steps         []string
+	stepSet       map[string]bool
 }
+
+// allSteps are the benchmark's steps in the order they run; --steps picks some.
+var allSteps = []string{"ingest", "random", "aggregate", "rollup", "hung", "tmpfs"}
+
+// has reports whether step runs.
+func (o *options) has(step string) bool { return o.stepSet[step] }
 
 func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.records, "records", 1_000_000, "records to ingest into the node and PostgreSQL (up to 10M)")
@@ -66,6 +76,7 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dir, "dir", "", "keep the benchmark's files (CSVs, data files, certificates) in DIR (default: a temporary directory, removed)")
 	fs.Int64Var(&o.seed, "seed", 2020, "seed of the synthetic records")
 	fs.BoolVar(&o.verbose, "verbose", false, "log the nodes' and coordinator's lifecycle to stderr")
+	fs.StringSliceVar(&o.steps, "steps", allSteps, "steps to run: ingest (gen ids, step 1), random (random ids, 1b), aggregate (step 2, on the node of ingest, which it implies), rollup (steps 3-5: rollups, GetRollup throughput, coordinator memory), hung (3b), tmpfs (3c)")
 }
 
 func (o *options) check() error {
@@ -90,6 +101,16 @@ func (o *options) check() error {
 		return errors.New("--qps-duration, --qps-rounds and --concurrency must be positive")
 	case o.pgSeconds <= 0:
 		return fmt.Errorf("--pg-seconds %s: want a positive duration", o.pgSeconds)
+	}
+	o.stepSet = make(map[string]bool)
+	for _, st := range o.steps {
+		if !slices.Contains(allSteps, st) {
+			return fmt.Errorf("--steps: unknown step %q (want some of %s)", st, strings.Join(allSteps, ","))
+		}
+		o.stepSet[st] = true
+	}
+	if o.stepSet["aggregate"] {
+		o.stepSet["ingest"] = true
 	}
 	var err error
 	if o.groupBy, err = records.ParseDimensions(o.rollupBy); err != nil {

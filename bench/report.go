@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ import (
 // Result is everything one run measured; --json prints it.
 type Result struct {
 	Command    string           `json:"command"`
+	Steps      []string         `json:"steps"`
 	Machine    Machine          `json:"machine"`
 	PostgreSQL PostgreSQLInfo   `json:"postgresql"`
 	Ingest     IngestResult     `json:"ingest"`
@@ -163,6 +165,7 @@ type MemoryResult struct {
 
 // Row is one line of the table: a measure against its peer and target.
 type Row struct {
+	Step      string `json:"step"`
 	Measure   string `json:"measure"`
 	Fedreport string `json:"fedreport"`
 	Peer      string `json:"peer"`
@@ -180,8 +183,8 @@ func (r *Result) rows() []Row {
 		pgNA = "n/a: " + r.PostgreSQL.Skipped
 	}
 
-	ingest := func(name string, run IngestRun, withTarget bool) {
-		row := Row{Measure: name, Fedreport: rate(run.NodeRecordsPerSec), Peer: pgNA, Ratio: "-"}
+	ingest := func(step, name string, run IngestRun, withTarget bool) {
+		row := Row{Step: step, Measure: name, Fedreport: rate(run.NodeRecordsPerSec), Peer: pgNA, Ratio: "-"}
 		if run.PGRecordsPerSec > 0 {
 			row.Peer = rate(run.PGRecordsPerSec) + " (COPY)"
 			row.Ratio = fmt.Sprintf("%.2f× COPY", run.Ratio)
@@ -196,8 +199,8 @@ func (r *Result) rows() []Row {
 		}
 		rows = append(rows, row)
 	}
-	ingest(fmt.Sprintf("ingest %s records, gen ids (rec/s)", count(r.Ingest.Records)), r.Ingest.Seq, true)
-	ingest(fmt.Sprintf("ingest %s records, random ids (rec/s)", count(r.Ingest.Records)), r.Ingest.Random, false)
+	ingest("ingest", fmt.Sprintf("ingest %s records, gen ids (rec/s)", count(r.Ingest.Records)), r.Ingest.Seq, true)
+	ingest("random", fmt.Sprintf("ingest %s records, random ids (rec/s)", count(r.Ingest.Records)), r.Ingest.Random, false)
 
 	agg := r.Aggregate
 	var best *PGVariant
@@ -215,7 +218,7 @@ func (r *Result) rows() []Row {
 		{"Aggregate month×offence p50 (ms)", agg.Node.P50ms, func(s stats.Summary) float64 { return s.P50ms }, false},
 		{"Aggregate month×offence p99 (ms)", agg.Node.P99ms, func(s stats.Summary) float64 { return s.P99ms }, true},
 	} {
-		row := Row{Measure: p.name, Fedreport: ms(p.node), Peer: pgNA, Ratio: "-"}
+		row := Row{Step: "aggregate", Measure: p.name, Fedreport: ms(p.node), Peer: pgNA, Ratio: "-"}
 		speed := 0.0
 		if best != nil {
 			speed = p.pg(best.Latency) / p.node
@@ -233,42 +236,46 @@ func (r *Result) rows() []Row {
 
 	ru := r.Rollup
 	rows = append(rows,
-		Row{Measure: fmt.Sprintf("rollup %d members p50 (ms)", ru.Members), Fedreport: ms(ru.Latency.P50ms), Peer: "-", Ratio: "-",
+		Row{Step: "rollup", Measure: fmt.Sprintf("rollup %d members p50 (ms)", ru.Members), Fedreport: ms(ru.Latency.P50ms), Peer: "-", Ratio: "-",
 			Target: "≤25 ms", Met: yes(ru.Latency.P50ms <= 25)},
-		Row{Measure: fmt.Sprintf("rollup %d members p99 (ms)", ru.Members), Fedreport: ms(ru.Latency.P99ms),
+		Row{Step: "rollup", Measure: fmt.Sprintf("rollup %d members p99 (ms)", ru.Members), Fedreport: ms(ru.Latency.P99ms),
 			Peer: ms(ru.MemberAggregate.P99ms) + " (1 member Aggregate p99)", Ratio: fmt.Sprintf("%.1f× member", ru.RatioP99),
 			Target: "≤50 ms", Met: yes(ru.Latency.P99ms <= 50)},
-		Row{Measure: fmt.Sprintf("rollup %d members, files on tmpfs, p50 / p99 (ms)", ru.Members),
+		Row{Step: "tmpfs", Measure: fmt.Sprintf("rollup %d members, files on tmpfs, p50 / p99 (ms)", ru.Members),
 			Fedreport: ms(ru.Tmpfs.Latency.P50ms) + " / " + ms(ru.Tmpfs.Latency.P99ms), Peer: "-", Ratio: "-",
 			Target: "(diagnosis: no shared-disk fsync)"},
-		Row{Measure: "rollup, 1 hung member (last): over deadline p99 (ms)", Fedreport: ms(r.Hung.OverDeadline.P99ms),
+		Row{Step: "hung", Measure: "rollup, 1 hung member (last): over deadline p99 (ms)", Fedreport: ms(r.Hung.OverDeadline.P99ms),
 			Peer: fmt.Sprintf("deadline %s ms", ms(r.Hung.TimeoutMs)), Ratio: "-",
 			Target: "≤20 ms", Met: yes(r.Hung.OverDeadline.P99ms <= 20)},
-		Row{Measure: "rollup, 1 hung member (first): over deadline p99 (ms)", Fedreport: ms(r.Hung.FirstOverDeadline.P99ms),
+		Row{Step: "hung", Measure: "rollup, 1 hung member (first): over deadline p99 (ms)", Fedreport: ms(r.Hung.FirstOverDeadline.P99ms),
 			Peer: fmt.Sprintf("deadline %s ms", ms(r.Hung.TimeoutMs)), Ratio: "-",
 			Target: "(diagnosis: queueing)"},
 	)
 	t := r.Throughput
 	rows = append(rows, Row{
+		Step:    "rollup",
 		Measure: fmt.Sprintf("GetRollup c=%d (calls/s)", t.Concurrency), Fedreport: rate(t.GetRollup),
 		Peer: rate(t.Health) + " (Health/Check)", Ratio: fmt.Sprintf("%.0f%% of Health", 100*t.Ratio),
 		Target: "≥10k/s and ≥50%", Met: yes(t.GetRollup >= 10_000 && t.Ratio >= 0.5),
 	})
 	rows = append(rows, Row{
+		Step:    "rollup",
 		Measure: fmt.Sprintf("GetRollup c=%d, client not decoding (calls/s)", t.Concurrency), Fedreport: rate(t.GetRollupNoDecode),
 		Peer: rate(t.Health) + " (Health/Check)", Ratio: fmt.Sprintf("%.0f%% of Health", 100*t.GetRollupNoDecode/t.Health),
 		Target: "(diagnosis: server's share)",
 	})
 	m := r.Memory
 	rows = append(rows,
-		Row{Measure: fmt.Sprintf("coordinator peak RSS, %d members, %s rollups (MB)", ru.Members, count(m.StoredRollups)),
+		Row{Step: "rollup", Measure: fmt.Sprintf("coordinator peak RSS, %d members, %s rollups (MB)", ru.Members, count(m.StoredRollups)),
 			Fedreport: fmt.Sprintf("%.0f", m.PeakRSSMB), Peer: "-", Ratio: "-",
 			Target: "<200 MB", Met: yes(m.PeakRSSMB < 200)},
-		Row{Measure: "node peak RSS during ingest (MB)",
+		Row{Step: "ingest", Measure: "node peak RSS during ingest (MB)",
 			Fedreport: fmt.Sprintf("%.0f", max(r.Ingest.Seq.NodePeakRSSMB, r.Ingest.Random.NodePeakRSSMB)), Peer: "-", Ratio: "-",
 			Target: "(<300 MB at 10M: measured by others)"},
 	)
-	return rows
+	return slices.DeleteFunc(rows, func(row Row) bool {
+		return len(r.Steps) > 0 && !slices.Contains(r.Steps, row.Step) && !(row.Step == "ingest" && slices.Contains(r.Steps, "random"))
+	})
 }
 
 // printTable writes the rows and the notes that make them reproducible.
@@ -288,8 +295,12 @@ func (r *Result) printTable(w io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "postgresql: not run: %s\n", r.PostgreSQL.Skipped)
 	}
-	fmt.Fprintf(w, "ingest: %s\n", r.Ingest.Method)
-	fmt.Fprintf(w, "aggregate: %s; %s\n", r.Aggregate.Request, r.Aggregate.Method)
+	if r.ran("ingest") || r.ran("random") {
+		fmt.Fprintf(w, "ingest: %s\n", r.Ingest.Method)
+	}
+	if r.ran("aggregate") {
+		fmt.Fprintf(w, "aggregate: %s; %s\n", r.Aggregate.Request, r.Aggregate.Method)
+	}
 	for _, v := range r.Aggregate.PG {
 		mark := " "
 		if v.Name == r.Aggregate.PGBest {
@@ -306,13 +317,21 @@ func (r *Result) printTable(w io.Writer) error {
 		fmt.Fprintf(w, "  %s pg %-40s p50 %7s ms  p99 %7s ms  (%d runs; %s; plan: %s)\n",
 			mark, v.Name, ms(v.Latency.P50ms), ms(v.Latency.P99ms), v.Latency.Count, build, v.Plan)
 	}
-	fmt.Fprintf(w, "rollup: %s; %d timed one after the other; member Aggregate p50 %s ms p99 %s ms; %d stored in %.0f s (%.1f/s), %d bytes each, coordinator file %.0f MB\n",
-		r.Rollup.Spec, r.Rollup.Latency.Count, ms(r.Rollup.MemberAggregate.P50ms), ms(r.Rollup.MemberAggregate.P99ms),
-		r.Rollup.Stored, r.Rollup.FillSeconds, r.Rollup.FillPerSec, r.Rollup.RollupBytes, r.Rollup.CoordinatorDBMB)
-	fmt.Fprintf(w, "hung member: member timeout %s ms; last in the registry: rollup latency p50 %s ms p99 %s ms, over deadline p50 %s ms p99 %s ms max %s ms (%s); first in the registry: over deadline p50 %s ms p99 %s ms\n",
-		ms(r.Hung.TimeoutMs), ms(r.Hung.Latency.P50ms), ms(r.Hung.Latency.P99ms),
-		ms(r.Hung.OverDeadline.P50ms), ms(r.Hung.OverDeadline.P99ms), ms(r.Hung.OverDeadline.MaxMs), r.Hung.States,
-		ms(r.Hung.FirstOverDeadline.P50ms), ms(r.Hung.FirstOverDeadline.P99ms))
+	if r.ran("rollup") {
+		fmt.Fprintf(w, "rollup: %s; %d timed one after the other; member Aggregate p50 %s ms p99 %s ms; %d stored in %.0f s (%.1f/s), %d bytes each, coordinator file %.0f MB\n",
+			r.Rollup.Spec, r.Rollup.Latency.Count, ms(r.Rollup.MemberAggregate.P50ms), ms(r.Rollup.MemberAggregate.P99ms),
+			r.Rollup.Stored, r.Rollup.FillSeconds, r.Rollup.FillPerSec, r.Rollup.RollupBytes, r.Rollup.CoordinatorDBMB)
+	}
+	if r.ran("hung") {
+		fmt.Fprintf(w, "hung member: member timeout %s ms; last in the registry: rollup latency p50 %s ms p99 %s ms, over deadline p50 %s ms p99 %s ms max %s ms (%s); first in the registry: over deadline p50 %s ms p99 %s ms\n",
+			ms(r.Hung.TimeoutMs), ms(r.Hung.Latency.P50ms), ms(r.Hung.Latency.P99ms),
+			ms(r.Hung.OverDeadline.P50ms), ms(r.Hung.OverDeadline.P99ms), ms(r.Hung.OverDeadline.MaxMs), r.Hung.States,
+			ms(r.Hung.FirstOverDeadline.P50ms), ms(r.Hung.FirstOverDeadline.P99ms))
+	}
+	if !r.ran("rollup") {
+		fmt.Fprintf(w, "command: %s (%.0f s)\n", r.Command, r.Seconds)
+		return nil
+	}
 	fmt.Fprintf(w, "throughput: one mTLS connection, %d callers, best of %d rounds of %.0f s per RPC, alternating; single GetRollup p50 %s ms; decoding one GetRollupResponse costs %.0f µs, encoding %.0f µs\n",
 		r.Throughput.Concurrency, r.Throughput.Rounds, r.Throughput.Seconds, ms(r.Throughput.GetRollupMs), r.Throughput.DecodeUs, r.Throughput.EncodeUs)
 	m := r.Memory
@@ -321,6 +340,11 @@ func (r *Result) printTable(w io.Writer) error {
 		stats.MB(m.AfterFill.HeapAlloc), m.AfterFill.Goroutines, stats.MB(m.AfterReads.Proc.VmRSS), m.PeakRSSMB)
 	fmt.Fprintf(w, "command: %s (%.0f s)\n", r.Command, r.Seconds)
 	return nil
+}
+
+// ran reports whether step ran (every step when Steps is empty).
+func (r *Result) ran(step string) bool {
+	return len(r.Steps) == 0 || slices.Contains(r.Steps, step)
 }
 
 func (r *Result) printJSON(w io.Writer) error {

@@ -39,6 +39,9 @@ const tmpfsDir = "/dev/shm"
 // the member files on tmpfs.
 func (b *bench) federation(ctx context.Context) (err error) {
 	o := b.o
+	if !o.has("rollup") && !o.has("hung") && !o.has("tmpfs") {
+		return nil
+	}
 	mdir := filepath.Join(b.dir, "members")
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		return err
@@ -50,29 +53,36 @@ func (b *bench) federation(ctx context.Context) (err error) {
 	}
 	defer func() { err = errors.Join(err, mn.close()) }()
 
-	coordData := filepath.Join(b.dir, "coordinator.db")
-	coord, err := b.startCoordinator(ctx, "coordinator", coordData, mn.list, 0)
-	if err != nil {
-		return err
+	if o.has("rollup") {
+		coordData := filepath.Join(b.dir, "coordinator.db")
+		coord, err := b.startCoordinator(ctx, "coordinator", coordData, mn.list, 0)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, coord.stop()) }()
+		if err := b.rollups(ctx, coord, mn); err != nil {
+			return err
+		}
+		if err := b.throughput(ctx, coord); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(coordData); err == nil {
+			b.res.Rollup.CoordinatorDBMB = stats.MB(uint64(fi.Size()))
+		}
+		if err := coord.stop(); err != nil {
+			return err
+		}
 	}
-	defer func() { err = errors.Join(err, coord.stop()) }()
-	if err := b.rollups(ctx, coord, mn); err != nil {
-		return err
-	}
-	if err := b.throughput(ctx, coord); err != nil {
-		return err
-	}
-	if fi, err := os.Stat(coordData); err == nil {
-		b.res.Rollup.CoordinatorDBMB = stats.MB(uint64(fi.Size()))
-	}
-	if err := coord.stop(); err != nil {
-		return err
-	}
-	if err := b.hung(ctx, mn); err != nil {
-		return err
+	if o.has("hung") {
+		if err := b.hung(ctx, mn); err != nil {
+			return err
+		}
 	}
 	if err := mn.close(); err != nil {
 		return err
+	}
+	if !o.has("tmpfs") {
+		return nil
 	}
 	return b.rollupsOnTmpfs(ctx)
 }
