@@ -15,6 +15,7 @@ package grpcsrv
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -53,6 +54,15 @@ const (
 	// DefaultKeepaliveMinTime is the shortest ping interval a client may use;
 	// one that pings more often is disconnected (too_many_pings).
 	DefaultKeepaliveMinTime = 10 * time.Second
+	// streamWindow and connWindow are the static flow-control windows a
+	// server gives each call and each connection: a request of
+	// DefaultMaxRecvMsgSize arrives without waiting for a window update,
+	// and a connection holds at most connWindow of unread requests (grpc's
+	// dynamic windows may grow to 16 MiB each). Static windows also turn off
+	// grpc's bandwidth estimation, which follows nearly every request with a
+	// PING and its ack: two more writes and reads at each end of every call.
+	streamWindow = DefaultMaxRecvMsgSize
+	connWindow   = 2 * DefaultMaxRecvMsgSize
 	// keepaliveTime and keepaliveTimeout are how a server finds a peer gone.
 	keepaliveTime    = 2 * time.Minute
 	keepaliveTimeout = 20 * time.Second
@@ -166,6 +176,14 @@ func common(l Limits) []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(l.MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(DefaultMaxHeaderListSize),
 		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
+		grpc.StaticStreamWindowSize(streamWindow),
+		grpc.StaticConnWindowSize(connWindow),
+		// Handlers run on kept goroutines (a new one only when all are
+		// busy), whose stacks have grown to what a call needs, instead of a
+		// new goroutine per call that grows its stack every time. (The
+		// option is marked experimental; grpc-go plans to make workers the
+		// default.)
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(unary...),
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -202,5 +205,52 @@ func TestLimitsDefaults(t *testing.T) {
 	}
 	if n := len(ServerOptions(Limits{MaxConnectionAge: -1, Rates: map[string]Rate{}})); n == 0 {
 		t.Error("no options")
+	}
+}
+
+// echoLen answers an Aggregate with the length of its rollup id as member.
+type echoLen struct {
+	fedreportv1.UnimplementedAggregationServiceServer
+}
+
+func (echoLen) Aggregate(_ context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+	return &fedreportv1.AggregateResponse{Member: strconv.Itoa(len(req.GetRollupId()))}, nil
+}
+
+func TestServerTakesRequestsUpToTheMessageLimit(t *testing.T) {
+	t.Parallel()
+	// The static windows (streamWindow, connWindow) replace grpc's dynamic
+	// ones, which start at 64 KiB: a request of nearly DefaultMaxRecvMsgSize
+	// still arrives whole, one after the other on one connection.
+	srv := grpc.NewServer(ServerOptions(Limits{Rates: map[string]Rate{}})...)
+	fedreportv1.RegisterAggregationServiceServer(srv, echoLen{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	defer func() {
+		srv.Stop()
+		<-done
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := fedreportv1.NewAggregationServiceClient(conn)
+	n := DefaultMaxRecvMsgSize - 1024
+	for i := range 3 {
+		resp, err := client.Aggregate(t.Context(), &fedreportv1.AggregateRequest{RollupId: strings.Repeat("r", n)})
+		if err != nil {
+			t.Fatalf("request %d of %d bytes: %v", i+1, n, err)
+		}
+		if got := resp.GetMember(); got != strconv.Itoa(n) {
+			t.Errorf("request %d: server got %s bytes, want %d", i+1, got, n)
+		}
 	}
 }
