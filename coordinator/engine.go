@@ -10,11 +10,11 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
@@ -153,11 +153,19 @@ func (c *Coordinator) StartRollup(ctx context.Context, spec *fedreportv1.RollupS
 // runRollup is StartRollup with the per-member timeout given: Aggregate
 // shortens it to fit its caller's deadline.
 func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, timeout time.Duration) (*fedreportv1.Rollup, error) {
+	r, _, err := c.runRollupStored(ctx, spec, requester, timeout)
+	return r, err
+}
+
+// runRollupStored is runRollup also returning the bytes it stored for the
+// rollup (marshalRollup's encoding), which the served StartRollup sends as
+// they are (codec.go) instead of encoding the rollup again.
+func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, timeout time.Duration) (*fedreportv1.Rollup, []byte, error) {
 	if err := ValidateSpec(spec); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !c.begin() {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	defer c.inflight.Done()
 
@@ -169,7 +177,7 @@ func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpe
 		StartedAt:   timestamppb.New(start),
 	}
 	if err := c.store.create(r); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -181,8 +189,9 @@ func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpe
 	c.finishRollup(r, outcomes, rctx.Err() != nil)
 	r.FinishedAt = timestamppb.Now()
 
-	if err := c.store.finish(r); err != nil {
-		return nil, err
+	stored, err := c.store.finish(r)
+	if err != nil {
+		return nil, nil, err
 	}
 	c.metrics.observeRollup(r)
 	statuses := make([]string, len(r.GetMembers()))
@@ -196,7 +205,7 @@ func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpe
 		"members", strings.Join(statuses, " "),
 		"duration", time.Since(start).Round(time.Millisecond),
 		"requested_by", requester)
-	return r, nil
+	return r, stored, nil
 }
 
 // begin registers an in-flight rollup unless the coordinator is closing.
@@ -210,25 +219,99 @@ func (c *Coordinator) begin() bool {
 	return true
 }
 
-// fanOut asks every member in parallel and returns their outcomes in
-// registry order.
+// fanOut asks every member in parallel, at most fanOutLimit at once, and
+// returns their outcomes in registry order.
 //
 // Every member shares one deadline, set when the fan-out starts, so that a
 // hung member holds the rollup for the member timeout and no longer, wherever
-// it stands in the registry.
+// it stands in the registry. One context carries it for all of them: one
+// timer per rollup, not one per member.
 func (c *Coordinator) fanOut(ctx context.Context, req *fedreportv1.AggregateRequest, timeout time.Duration) []outcome {
 	outcomes := make([]outcome, len(c.reg.members))
-	deadline := time.Now().Add(timeout)
-	var g errgroup.Group
-	g.SetLimit(fanOutLimit)
+	mctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	check := newAnswerCheck(req)
+	slots := make(chan struct{}, fanOutLimit)
+	var wg sync.WaitGroup
 	for i, m := range c.reg.members {
-		g.Go(func() error {
-			outcomes[i] = c.askMember(ctx, m, req, timeout, deadline)
-			return nil
+		slots <- struct{}{}
+		wg.Add(1)
+		c.reg.callers.run(func() {
+			defer wg.Done()
+			outcomes[i] = c.askMember(ctx, mctx, m, req, check, timeout)
+			<-slots
 		})
 	}
-	_ = g.Wait() // askMember never returns an error: it folds them into the outcome.
+	wg.Wait()
 	return outcomes
+}
+
+// callers runs member calls on goroutines kept from one rollup to the next,
+// as grpc-go's server stream workers (grpc.NumStreamWorkers) do for
+// handlers. A goroutine started per member and rollup grew its stack through
+// the gRPC call path every time (runtime.newstack and copystack were 6% of
+// the coordinator's CPU in 200-member rollups); a kept caller starts the next
+// call with the stack it grew, until the garbage collector shrinks it.
+type callers struct {
+	work chan func()   // unbuffered: a send succeeds only when a caller is idle
+	quit chan struct{} // closed by close: idle callers return
+	max  int           // callers kept at most; past it, a call gets a goroutine of its own
+
+	mu     sync.Mutex // protects n and closed
+	n      int        // callers running or idle
+	closed bool
+	wg     sync.WaitGroup // the callers
+}
+
+func newCallers(max int) *callers {
+	return &callers{work: make(chan func()), quit: make(chan struct{}), max: max}
+}
+
+// run calls f on an idle caller, on a new caller, or, past max callers or
+// after close, on a goroutine of its own. It does not wait for f.
+func (p *callers) run(f func()) {
+	select {
+	case p.work <- f:
+		return
+	default:
+	}
+	p.mu.Lock()
+	if p.closed || p.n >= p.max {
+		p.mu.Unlock()
+		go f()
+		return
+	}
+	p.n++
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go p.loop(f)
+}
+
+// loop is one caller: it runs f, then whatever run hands it, until close.
+func (p *callers) loop(f func()) {
+	defer p.wg.Done()
+	for {
+		f()
+		select {
+		case f = <-p.work:
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+// close stops the idle callers and waits for every caller to return; a call
+// still running is waited for.
+func (p *callers) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	close(p.quit)
+	p.wg.Wait()
 }
 
 // awaitReconnect gives a member whose connection is in TRANSIENT_FAILURE a
@@ -260,16 +343,14 @@ func retryable(err error) bool {
 	return st.Code() == codes.Unavailable && !strings.Contains(st.Message(), "handshake")
 }
 
-// askMember calls one member's Aggregate under timeout and classifies the
-// result. A call that fails with UNAVAILABLE is retried once, within the same
-// deadline: the retry never extends the member's time. The member's own
-// status is never passed on as a status: it becomes a MemberStatus and a
-// reason.
-func (c *Coordinator) askMember(ctx context.Context, m *memberConn, req *fedreportv1.AggregateRequest, timeout time.Duration, deadline time.Time) outcome {
+// askMember calls one member's Aggregate under mctx, the rollup's context
+// ctx with the member deadline (timeout after the fan-out started), and
+// classifies the result. A call that fails with UNAVAILABLE is retried once,
+// within the same deadline: the retry never extends the member's time. The
+// member's own status is never passed on as a status: it becomes a
+// MemberStatus and a reason.
+func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *fedreportv1.AggregateRequest, check *answerCheck, timeout time.Duration) outcome {
 	res := &fedreportv1.MemberResult{Member: m.Code}
-	mctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-
 	waited := awaitReconnect(mctx, m, timeout)
 
 	// The software version comes from DescribeNode, asked once per member
@@ -321,7 +402,7 @@ func (c *Coordinator) askMember(ctx context.Context, m *memberConn, req *fedrepo
 	m.noteAnswer(time.Now(), resp.GetDataVersion())
 	res.DataVersion = resp.GetDataVersion()
 	res.MinCellCount = resp.GetMinCellCount()
-	if err := checkAnswer(m.Code, req, resp); err != nil {
+	if err := check.answer(m.Code, resp); err != nil {
 		res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_INVALID
 		res.Reason = clean("invalid answer, not summed: " + err.Error())
 		return outcome{result: res}
@@ -419,52 +500,77 @@ func (k cellKey) dimValue(d fedreportv1.Dimension) string {
 	return ""
 }
 
-// checkAnswer reports how an answer breaks the AggregationService contract
-// for req, if it does: an answer that fails here is not summed.
-func checkAnswer(code string, req *fedreportv1.AggregateRequest, resp *fedreportv1.AggregateResponse) error {
-	if resp.GetMember() != code {
-		return fmt.Errorf("answered as member %q, registered as %q", resp.GetMember(), code)
-	}
-	metrics := map[fedreportv1.Metric]bool{}
+// cellDimensions are the dimensions a member's cell may carry.
+var cellDimensions = [...]fedreportv1.Dimension{
+	fedreportv1.Dimension_DIMENSION_MONTH,
+	fedreportv1.Dimension_DIMENSION_OFFENCE,
+	fedreportv1.Dimension_DIMENSION_CHANNEL,
+	fedreportv1.Dimension_DIMENSION_VICTIM_AGE,
+}
+
+// answerCheck checks members' answers to one request. It is worked out once
+// per rollup and read by every member's call at once, so it is never
+// written after newAnswerCheck.
+type answerCheck struct {
+	req                   *fedreportv1.AggregateRequest
+	metrics               map[fedreportv1.Metric]bool
+	grouped               map[fedreportv1.Dimension]bool
+	firstMonth, lastMonth string // YYYY-MM of the request's from and to
+}
+
+func newAnswerCheck(req *fedreportv1.AggregateRequest) *answerCheck {
+	a := &answerCheck{req: req, metrics: map[fedreportv1.Metric]bool{}, grouped: map[fedreportv1.Dimension]bool{}}
 	for _, m := range req.GetMetrics() {
-		metrics[m] = true
+		a.metrics[m] = true
 	}
-	grouped := map[fedreportv1.Dimension]bool{}
 	for _, d := range req.GetGroupBy() {
-		grouped[d] = true
+		a.grouped[d] = true
 	}
 	from, _ := time.Parse(dateLayout, req.GetFrom())
 	to, _ := time.Parse(dateLayout, req.GetTo())
-	firstMonth, lastMonth := from.Format("2006-01"), to.Format("2006-01")
+	a.firstMonth, a.lastMonth = from.Format("2006-01"), to.Format("2006-01")
+	return a
+}
 
-	seen := map[cellKey]bool{}
+// valid reports whether v is a value of dimension d in the requested range.
+func (a *answerCheck) valid(d fedreportv1.Dimension, v string) bool {
+	switch d {
+	case fedreportv1.Dimension_DIMENSION_MONTH:
+		t, err := time.Parse("2006-01", v)
+		return err == nil && t.Format("2006-01") == v && v >= a.firstMonth && v <= a.lastMonth
+	case fedreportv1.Dimension_DIMENSION_OFFENCE:
+		return slices.Contains(offenceNames, v)
+	case fedreportv1.Dimension_DIMENSION_CHANNEL:
+		return slices.Contains(channelNames, v)
+	case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
+		return slices.Contains(victimAgeNames, v)
+	}
+	return false
+}
+
+// answer reports how member code's answer breaks the AggregationService
+// contract for the request, if it does: an answer that fails here is not
+// summed.
+func (a *answerCheck) answer(code string, resp *fedreportv1.AggregateResponse) error {
+	if resp.GetMember() != code {
+		return fmt.Errorf("answered as member %q, registered as %q", resp.GetMember(), code)
+	}
+	seen := make(map[cellKey]bool, len(resp.GetCells()))
 	for i, cell := range resp.GetCells() {
 		k := keyOf(cell)
-		if !metrics[k.metric] {
+		if !a.metrics[k.metric] {
 			return fmt.Errorf("cell %d has metric %v, which was not requested", i, k.metric)
 		}
 		if k.member != "" {
 			return fmt.Errorf("cell %d sets member %q, which was not grouped by", i, k.member)
 		}
-		dims := []struct {
-			d     fedreportv1.Dimension
-			valid func(string) bool
-		}{
-			{fedreportv1.Dimension_DIMENSION_MONTH, func(v string) bool {
-				t, err := time.Parse("2006-01", v)
-				return err == nil && t.Format("2006-01") == v && v >= firstMonth && v <= lastMonth
-			}},
-			{fedreportv1.Dimension_DIMENSION_OFFENCE, func(v string) bool { return slices.Contains(offenceNames, v) }},
-			{fedreportv1.Dimension_DIMENSION_CHANNEL, func(v string) bool { return slices.Contains(channelNames, v) }},
-			{fedreportv1.Dimension_DIMENSION_VICTIM_AGE, func(v string) bool { return slices.Contains(victimAgeNames, v) }},
-		}
-		for _, dim := range dims {
-			v := k.dimValue(dim.d)
+		for _, d := range cellDimensions {
+			v := k.dimValue(d)
 			switch {
-			case !grouped[dim.d] && v != "":
-				return fmt.Errorf("cell %d sets %s %q, which was not grouped by", i, dimensionName(dim.d), clean(v))
-			case grouped[dim.d] && !dim.valid(v):
-				return fmt.Errorf("cell %d has %s %q, not a valid value in the requested range", i, dimensionName(dim.d), clean(v))
+			case !a.grouped[d] && v != "":
+				return fmt.Errorf("cell %d sets %s %q, which was not grouped by", i, dimensionName(d), clean(v))
+			case a.grouped[d] && !a.valid(d, v):
+				return fmt.Errorf("cell %d has %s %q, not a valid value in the requested range", i, dimensionName(d), clean(v))
 			}
 		}
 		if seen[k] {
@@ -475,8 +581,8 @@ func checkAnswer(code string, req *fedreportv1.AggregateRequest, resp *fedreport
 			return fmt.Errorf("cell %d: %w", i, err)
 		}
 	}
-	if len(req.GetGroupBy()) == 0 {
-		for _, m := range req.GetMetrics() {
+	if len(a.req.GetGroupBy()) == 0 {
+		for _, m := range a.req.GetMetrics() {
 			if !seen[cellKey{metric: m}] {
 				return fmt.Errorf("no cell for requested metric %s", metricName(m))
 			}
@@ -573,10 +679,9 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 			continue
 		}
 		maps.Copy(sums, next)
-		res.Cells = make([]*fedreportv1.Cell, 0, len(o.answer.GetCells()))
-		for _, cell := range o.answer.GetCells() {
-			res.Cells = append(res.Cells, proto.Clone(cell).(*fedreportv1.Cell))
-		}
+		// The answer was decoded for this rollup alone: its cells become
+		// the member's result as they are, without a copy.
+		res.Cells = o.answer.GetCells()
 		sortCells(res.Cells, spec.GetGroupBy(), rank)
 	}
 

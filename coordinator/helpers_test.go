@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -133,12 +136,84 @@ const (
 	sites   = fedreportv1.Metric_METRIC_SITES_BLOCKED
 )
 
-// testCoordinator is a coordinator under test with its CA and log.
+// testCoordinator is a coordinator under test with its CA and log, as text
+// and as records.
 type testCoordinator struct {
 	*Coordinator
-	ca   *testpki.CA
-	path string
-	log  *syncBuffer
+	ca      *testpki.CA
+	path    string
+	log     *syncBuffer
+	records *recordLog
+}
+
+// recordLog is a slog.Handler that keeps every record, so that a test can
+// check what the log carries attribute by attribute rather than in text,
+// where a timestamp's milliseconds or a temporary path may hold any digits.
+type recordLog struct {
+	mu      *sync.Mutex
+	records *[]slog.Record
+	attrs   []slog.Attr // from WithAttrs; groups are flattened
+}
+
+func newRecordLog() *recordLog {
+	return &recordLog{mu: &sync.Mutex{}, records: new([]slog.Record)}
+}
+
+func (l *recordLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *recordLog) Handle(_ context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(l.attrs...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	*l.records = append(*l.records, r)
+	return nil
+}
+
+func (l *recordLog) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &recordLog{mu: l.mu, records: l.records, attrs: append(slices.Clip(l.attrs), attrs...)}
+}
+
+func (l *recordLog) WithGroup(string) slog.Handler { return l }
+
+// numbers returns every number the log carries as data: each numeric
+// attribute, and each whole run of digits in messages and in other values
+// (so "FR=ok", an address or a path holds only its own numbers, never a
+// count that is part of a longer one). Times and durations are left out:
+// slog and time.Since make them, not the data.
+func (l *recordLog) numbers() map[string]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]bool{}
+	digitRuns := func(s string) {
+		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
+			out[f] = true
+		}
+	}
+	var value func(v slog.Value)
+	value = func(v slog.Value) {
+		switch v = v.Resolve(); v.Kind() {
+		case slog.KindTime, slog.KindDuration, slog.KindBool:
+		case slog.KindInt64:
+			out[strconv.FormatInt(v.Int64(), 10)] = true
+		case slog.KindUint64:
+			out[strconv.FormatUint(v.Uint64(), 10)] = true
+		case slog.KindGroup:
+			for _, a := range v.Group() {
+				value(a.Value)
+			}
+		default: // strings, floats and anything else, as text
+			digitRuns(v.String())
+		}
+	}
+	for _, r := range *l.records {
+		digitRuns(r.Message)
+		r.Attrs(func(a slog.Attr) bool {
+			value(a.Value)
+			return true
+		})
+	}
+	return out
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
@@ -179,8 +254,8 @@ func testConfig(t *testing.T, ca *testpki.CA, members ...Member) Config {
 // newCoordinator opens a coordinator with cfg and closes it when the test ends.
 func newCoordinator(t *testing.T, ca *testpki.CA, cfg Config) *testCoordinator {
 	t.Helper()
-	buf := &syncBuffer{}
-	cfg.Logger = slog.New(slog.NewTextHandler(buf, nil))
+	buf, records := &syncBuffer{}, newRecordLog()
+	cfg.Logger = slog.New(slog.NewMultiHandler(slog.NewTextHandler(buf, nil), records))
 	c, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -190,5 +265,5 @@ func newCoordinator(t *testing.T, ca *testpki.CA, cfg Config) *testCoordinator {
 			t.Errorf("close: %v", err)
 		}
 	})
-	return &testCoordinator{Coordinator: c, ca: ca, path: cfg.DataPath, log: buf}
+	return &testCoordinator{Coordinator: c, ca: ca, path: cfg.DataPath, log: buf, records: records}
 }

@@ -265,6 +265,14 @@ var memberBackoff = grpc.ConnectParams{
 	MinConnectTimeout: 20 * time.Second, // grpc's default; each call's deadline is shorter anyway
 }
 
+// memberWindow is the flow-control window of a member connection and of
+// each call on it: an answer up to grpc's default message limit (4 MiB)
+// arrives without waiting for a window update. A static window also turns
+// off grpc's bandwidth estimation, which otherwise follows nearly every
+// answer with a PING and its ack: two more writes and reads at each end
+// per member and rollup, for a window that small answers never fill.
+const memberWindow = 4 << 20
+
 // memberConn is one registered member with its long-lived connection and
 // what the coordinator last learned of it.
 type memberConn struct {
@@ -283,15 +291,17 @@ type memberConn struct {
 	lastError string
 }
 
-// registry is the coordinator's member list with one connection per member.
+// registry is the coordinator's member list with one connection per member
+// and the goroutines that call them.
 type registry struct {
 	members []*memberConn
+	callers *callers
 }
 
 // newRegistry opens one client connection per member. grpc.NewClient does
 // not connect: the first call does, so an unreachable member never blocks start-up.
 func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, error)) (*registry, error) {
-	r := &registry{}
+	r := &registry{callers: newCallers(fanOutLimit)}
 	for i, m := range members {
 		tc, err := memberTLS(m.Code)
 		if err != nil {
@@ -301,6 +311,8 @@ func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, err
 		conn, err := grpc.NewClient(m.Address,
 			grpc.WithTransportCredentials(credentials.NewTLS(tc)),
 			grpc.WithConnectParams(memberBackoff),
+			grpc.WithStaticStreamWindowSize(memberWindow),
+			grpc.WithStaticConnWindowSize(memberWindow),
 		)
 		if err != nil {
 			r.close()
@@ -316,8 +328,10 @@ func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, err
 	return r, nil
 }
 
-// close closes every member connection.
+// close stops the callers and closes every member connection. No rollup
+// may be running.
 func (r *registry) close() error {
+	r.callers.close()
 	var errs []error
 	for _, m := range r.members {
 		if err := m.conn.Close(); err != nil {

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -248,17 +249,96 @@ func (c *Coordinator) Members() []Member {
 // GetRollup returns the stored rollup id.
 func (c *Coordinator) GetRollup(_ context.Context, id string) (*fedreportv1.Rollup, error) {
 	if id == "" {
-		verr := &ValidationError{}
-		verr.add("id", "required: give a rollup id, as in %s", rollupID(42))
-		return nil, verr
+		return nil, rollupIDRequired()
 	}
 	return c.store.get(id)
 }
 
+// rollupIDRequired is the error of a GetRollup without an id.
+func rollupIDRequired() error {
+	verr := &ValidationError{}
+	verr.add("id", "required: give a rollup id, as in %s", rollupID(42))
+	return verr
+}
+
 // ListRollups returns a page of stored rollups, newest first.
 func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollupsRequest) (*fedreportv1.ListRollupsResponse, error) {
+	size, from, err := listParams(req)
+	if err != nil {
+		return nil, err
+	}
+	page, next, err := c.store.list(size, from, req.GetState())
+	if err != nil {
+		return nil, err
+	}
+	resp := &fedreportv1.ListRollupsResponse{Rollups: page, NextPageToken: pageToken(next)}
+	return resp, nil
+}
+
+// startRollupEncoded is StartRollup answering with the StartRollupResponse
+// encoding built around the bytes the store wrote for the rollup (codec.go),
+// in buffers from pool.
+func (c *Coordinator) startRollupEncoded(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, pool mem.BufferPool) (*encodedMessage, error) {
+	_, stored, err := c.runRollupStored(ctx, spec, requester, c.memberTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return &encodedMessage{data: appendBytesField(nil, 1, stored, pool)}, nil // StartRollupResponse.rollup
+}
+
+// getRollupEncoded is GetRollup answering with the GetRollupResponse
+// encoding built around the stored bytes (codec.go), in buffers from pool.
+func (c *Coordinator) getRollupEncoded(id string, pool mem.BufferPool) (*encodedMessage, error) {
+	if id == "" {
+		return nil, rollupIDRequired()
+	}
+	m := &encodedMessage{}
+	err := c.store.view(id, func(v []byte) error {
+		m.data = appendBytesField(nil, 1, v, pool) // GetRollupResponse.rollup
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// listRollupsEncoded is ListRollups answering with the ListRollupsResponse
+// encoding built from the stored bytes (codec.go), in buffers from pool.
+func (c *Coordinator) listRollupsEncoded(req *fedreportv1.ListRollupsRequest, pool mem.BufferPool) (*encodedMessage, error) {
+	size, from, err := listParams(req)
+	if err != nil {
+		return nil, err
+	}
+	var data mem.BufferSlice
+	next, err := c.store.scan(size, from, req.GetState(), func(_ uint64, v []byte) error {
+		data = appendBytesField(data, 1, v, pool) // ListRollupsResponse.rollups
+		return nil
+	})
+	if err != nil {
+		data.Free()
+		return nil, err
+	}
+	if tok := pageToken(next); tok != "" {
+		data = appendBytesField(data, 2, []byte(tok), pool) // ListRollupsResponse.next_page_token
+	}
+	return &encodedMessage{data: data}, nil
+}
+
+// pageToken is the ListRollups page token that continues at seq, or empty
+// when seq is 0 (no more pages).
+func pageToken(seq uint64) string {
+	if seq == 0 {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString(seqKey(seq))
+}
+
+// listParams validates a ListRollups request and returns its page size and
+// the seq to start from (0: the newest).
+func listParams(req *fedreportv1.ListRollupsRequest) (size int, from uint64, err error) {
 	verr := &ValidationError{}
-	size := int(req.GetPageSize())
+	size = int(req.GetPageSize())
 	switch {
 	case size < 0:
 		verr.add("page_size", "%d is negative; want 0 (the default, %d) to %d", size, defaultPageSize, maxPageSize)
@@ -267,7 +347,6 @@ func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollup
 	case size > maxPageSize:
 		size = maxPageSize
 	}
-	var from uint64
 	if tok := req.GetPageToken(); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
 		if err != nil || len(b) != 8 || binary.BigEndian.Uint64(b) == 0 {
@@ -280,17 +359,9 @@ func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollup
 		verr.add("state", "%d is not a rollup state", req.GetState())
 	}
 	if err := verr.errOrNil(); err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	page, next, err := c.store.list(size, from, req.GetState())
-	if err != nil {
-		return nil, err
-	}
-	resp := &fedreportv1.ListRollupsResponse{Rollups: page}
-	if next != 0 {
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString(seqKey(next))
-	}
-	return resp, nil
+	return size, from, nil
 }
 
 // ListMembers returns a page of the registry with what the coordinator
@@ -390,7 +461,7 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		return errors.New("serve: no trust domain")
 	}
 	srv := grpc.NewServer(c.serverOptions(c.serverTLS, c.rules())...)
-	fedreportv1.RegisterCoordinatorServiceServer(srv, &server{c: c})
+	srv.RegisterService(coordinatorServiceDesc(), &server{c: c})
 	return c.serveGRPC(ctx, lis, srv, fedreportv1.CoordinatorService_ServiceDesc.ServiceName, "coordinator serving")
 }
 
@@ -414,6 +485,9 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 	}
 	return append([]grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(tc)),
+		// StartRollup, GetRollup and ListRollups answer with encoded bytes (codec.go);
+		// every other message goes through the proto codec as before.
+		grpc.ForceServerCodecV2(newServerCodec()),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, grpcsrv.ServerOptions(limits)...)
@@ -493,20 +567,70 @@ type server struct {
 	c *Coordinator
 }
 
-// StartRollup implements CoordinatorService.
-func (s *server) StartRollup(ctx context.Context, req *fedreportv1.StartRollupRequest) (*fedreportv1.StartRollupResponse, error) {
+// callerID is the verified identity of a StartRollup caller, as stored in
+// requested_by.
+func callerID(ctx context.Context) (string, error) {
 	id, ok := identity.FromContext(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "StartRollup needs a verified client certificate")
+		return "", status.Error(codes.Unauthenticated, "StartRollup needs a verified client certificate")
 	}
-	r, err := s.c.StartRollup(ctx, req.GetSpec(), id.String())
+	return id.String(), nil
+}
+
+// startRollupEncoded is what the served CoordinatorService runs for
+// StartRollup (coordinatorServiceDesc): the rollup as the store wrote it,
+// not encoded a second time.
+func (s *server) startRollupEncoded(ctx context.Context, req *fedreportv1.StartRollupRequest) (any, error) {
+	by, err := callerID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.c.startRollupEncoded(ctx, req.GetSpec(), by, responsePool)
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_StartRollup_FullMethodName, err)
+	}
+	return m, nil
+}
+
+// StartRollup implements CoordinatorService by encoding the rollup
+// StartRollup returns. The served service answers with startRollupEncoded
+// instead; this is the reference its answers are tested against.
+func (s *server) StartRollup(ctx context.Context, req *fedreportv1.StartRollupRequest) (*fedreportv1.StartRollupResponse, error) {
+	by, err := callerID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.c.StartRollup(ctx, req.GetSpec(), by)
 	if err != nil {
 		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_StartRollup_FullMethodName, err)
 	}
 	return &fedreportv1.StartRollupResponse{Rollup: r}, nil
 }
 
-// GetRollup implements CoordinatorService.
+// getRollupEncoded is what the served CoordinatorService runs for GetRollup
+// (coordinatorServiceDesc): the stored bytes, neither decoded nor encoded.
+func (s *server) getRollupEncoded(_ context.Context, req *fedreportv1.GetRollupRequest) (any, error) {
+	m, err := s.c.getRollupEncoded(req.GetId(), responsePool)
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_GetRollup_FullMethodName, err)
+	}
+	return m, nil
+}
+
+// listRollupsEncoded is what the served CoordinatorService runs for
+// ListRollups (coordinatorServiceDesc): the stored bytes, neither decoded nor
+// encoded.
+func (s *server) listRollupsEncoded(_ context.Context, req *fedreportv1.ListRollupsRequest) (any, error) {
+	m, err := s.c.listRollupsEncoded(req, responsePool)
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_ListRollups_FullMethodName, err)
+	}
+	return m, nil
+}
+
+// GetRollup implements CoordinatorService by decoding the stored rollup. The
+// served service answers with getRollupEncoded instead; this is the
+// reference its answers are tested against.
 func (s *server) GetRollup(ctx context.Context, req *fedreportv1.GetRollupRequest) (*fedreportv1.GetRollupResponse, error) {
 	r, err := s.c.GetRollup(ctx, req.GetId())
 	if err != nil {
@@ -515,7 +639,9 @@ func (s *server) GetRollup(ctx context.Context, req *fedreportv1.GetRollupReques
 	return &fedreportv1.GetRollupResponse{Rollup: r}, nil
 }
 
-// ListRollups implements CoordinatorService.
+// ListRollups implements CoordinatorService by decoding the stored rollups.
+// The served service answers with listRollupsEncoded instead; this is the
+// reference its answers are tested against.
 func (s *server) ListRollups(ctx context.Context, req *fedreportv1.ListRollupsRequest) (*fedreportv1.ListRollupsResponse, error) {
 	resp, err := s.c.ListRollups(ctx, req)
 	if err != nil {

@@ -4,11 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/isa-alliance/fedreport/internal/boltmap"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -22,8 +25,23 @@ const reasonRestarted = "coordinator restarted while the rollup ran"
 const listScanLimit = 10000
 
 // store keeps every rollup in the coordinator's own bbolt file.
+//
+// bbolt reads through a shared mapping of the file, and every page a read
+// touches stays in the process's resident set: random GetRollup reads made
+// RSS as large as the file (221 MB of a 300 MB peak over 10,000 stored
+// rollups, BENCHMARKS.md). So each transaction signals touched, and a
+// goroutine drops the mapped pages (internal/boltmap) at most every
+// boltmap.ReleaseInterval while there are reads; they stay in the page
+// cache, and the next read maps them again.
 type store struct {
 	db *bolt.DB
+
+	release   func(*bolt.DB) // drops the mapped pages: boltmap.Release (tests wrap it)
+	touch     chan struct{}  // holds a signal while mapped pages may need dropping
+	quit      chan struct{}  // closed by close: the releaser stops
+	released  sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // openStore opens (or creates) the bbolt file at path, checks its schema
@@ -31,6 +49,12 @@ type store struct {
 // rollup found at start belongs to a coordinator process that is gone.
 // It returns the ids of the rollups it interrupted.
 func openStore(path string) (*store, []string, error) {
+	return openStoreWith(path, boltmap.Release)
+}
+
+// openStoreWith is openStore with the function that drops the file's mapped
+// pages from the resident set.
+func openStoreWith(path string, release func(*bolt.DB)) (*store, []string, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store %q: %w", path, err)
@@ -99,12 +123,53 @@ func openStore(path string) (*store, []string, error) {
 		_ = db.Close()
 		return nil, nil, fmt.Errorf("open store %q: %w", path, err)
 	}
-	return &store{db: db}, interrupted, nil
+	s := &store{db: db, release: release, touch: make(chan struct{}, 1), quit: make(chan struct{})}
+	s.released.Go(s.releaseMapped)
+	s.touched()
+	return s, interrupted, nil
 }
 
-// close closes the bbolt file.
+// close stops the releaser and closes the bbolt file. It is safe to call more
+// than once.
 func (s *store) close() error {
-	return s.db.Close()
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		s.released.Wait()
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// touched notes that a transaction has read through the mapping. It never
+// blocks: a signal already pending covers this one.
+func (s *store) touched() {
+	select {
+	case s.touch <- struct{}{}:
+	default:
+	}
+}
+
+// releaseMapped drops the mapped pages after transactions have read them, at
+// most once every boltmap.ReleaseInterval, until close. Batching the reads of
+// an interval keeps the cost of a release (a read transaction and one madvise
+// over the mapping) off each call; idle, it does nothing.
+func (s *store) releaseMapped() {
+	wait := time.NewTimer(boltmap.ReleaseInterval)
+	defer wait.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-s.touch:
+		}
+		wait.Reset(boltmap.ReleaseInterval)
+		select {
+		case <-s.quit:
+			return
+		case <-wait.C:
+		}
+		s.release(s.db)
+	}
 }
 
 // marshalRollup encodes a rollup deterministically, so equal rollups are
@@ -134,81 +199,118 @@ func (s *store) create(r *fedreportv1.Rollup) error {
 		}
 		return tx.Bucket(bucketRunning).Put(seqKey(seq), nil)
 	})
+	s.touched()
 	if err != nil {
 		return fmt.Errorf("create rollup: %w", err)
 	}
 	return nil
 }
 
-// finish replaces the RUNNING rollup r.Id by r, which must have finished.
-func (s *store) finish(r *fedreportv1.Rollup) error {
+// finish replaces the RUNNING rollup r.Id by r, which must have finished,
+// and returns the bytes it stored (marshalRollup's encoding of r, which the
+// store no longer references). bucketRunning lists exactly the RUNNING
+// rollups (create adds each, finish and openStore remove it), so finish
+// reads the marker rather than decoding the stored record.
+func (s *store) finish(r *fedreportv1.Rollup) ([]byte, error) {
 	if r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_RUNNING {
-		return fmt.Errorf("finish rollup %s: still RUNNING", r.GetId())
+		return nil, fmt.Errorf("finish rollup %s: still RUNNING", r.GetId())
 	}
 	seq, ok := parseRollupID(r.GetId())
 	if !ok {
-		return fmt.Errorf("finish rollup %q: %w", r.GetId(), ErrRollupNotFound)
+		return nil, fmt.Errorf("finish rollup %q: %w", r.GetId(), ErrRollupNotFound)
 	}
 	b, err := marshalRollup(r)
 	if err != nil {
-		return fmt.Errorf("finish rollup %s: %w", r.GetId(), err)
+		return nil, fmt.Errorf("finish rollup %s: %w", r.GetId(), err)
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		rollups := tx.Bucket(bucketRollups)
 		k := seqKey(seq)
-		v := rollups.Get(k)
-		if v == nil {
+		rollups, running := tx.Bucket(bucketRollups), tx.Bucket(bucketRunning)
+		if rollups.Get(k) == nil {
 			return ErrRollupNotFound
 		}
-		old := &fedreportv1.Rollup{}
-		if err := proto.Unmarshal(v, old); err != nil {
-			return err
-		}
-		if old.GetState() != fedreportv1.RollupState_ROLLUP_STATE_RUNNING {
+		// A marker's value is empty; Get returns it as a non-nil empty slice,
+		// nil only for a missing key, since create wrote it in an earlier
+		// transaction.
+		if running.Get(k) == nil {
 			return ErrRollupFinished
 		}
 		if err := rollups.Put(k, b); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketRunning).Delete(k)
+		return running.Delete(k)
 	})
+	s.touched()
 	if err != nil {
-		return fmt.Errorf("finish rollup %s: %w", r.GetId(), err)
+		return nil, fmt.Errorf("finish rollup %s: %w", r.GetId(), err)
 	}
-	return nil
+	return b, nil
 }
 
 // get returns the rollup with the given id.
 func (s *store) get(id string) (*fedreportv1.Rollup, error) {
+	r := &fedreportv1.Rollup{}
+	// Unmarshal copies what it keeps, so nothing aliases the mmap after the
+	// transaction ends.
+	if err := s.view(id, func(v []byte) error { return proto.Unmarshal(v, r) }); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// view calls fn with the stored encoding of rollup id, which fn must copy
+// what it keeps from: the bytes are bbolt's mapping, valid only until fn
+// returns. The encoding is checked field by field at its top level first.
+func (s *store) view(id string, fn func(stored []byte) error) error {
 	seq, ok := parseRollupID(id)
 	if !ok {
-		return nil, fmt.Errorf("rollup %q: %w (ids look like %s)", id, ErrRollupNotFound, rollupID(42))
+		return fmt.Errorf("rollup %q: %w (ids look like %s)", id, ErrRollupNotFound, rollupID(42))
 	}
-	r := &fedreportv1.Rollup{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketRollups).Get(seqKey(seq))
 		if v == nil {
 			return ErrRollupNotFound
 		}
-		// Unmarshal copies what it keeps, so nothing aliases the mmap
-		// after the transaction ends.
-		return proto.Unmarshal(v, r)
+		if _, err := storedState(v); err != nil {
+			return err
+		}
+		return fn(v)
 	})
+	s.touched()
 	if errors.Is(err, ErrRollupNotFound) {
-		return nil, fmt.Errorf("rollup %q: %w", id, ErrRollupNotFound)
+		return fmt.Errorf("rollup %q: %w", id, ErrRollupNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get rollup %s: %w", id, err)
+		return fmt.Errorf("get rollup %s: %w", id, err)
 	}
-	return r, nil
+	return nil
 }
 
 // list returns up to limit rollups, newest first, starting at seq from
 // (inclusive; 0 means the newest) and keeping only those in state (UNSPECIFIED
 // keeps all). next is the seq to continue from, or 0 when there is no more.
 func (s *store) list(limit int, from uint64, state fedreportv1.RollupState) (page []*fedreportv1.Rollup, next uint64, err error) {
+	next, err = s.scan(limit, from, state, func(seq uint64, v []byte) error {
+		r := &fedreportv1.Rollup{}
+		if err := proto.Unmarshal(v, r); err != nil {
+			return fmt.Errorf("decode rollup %d: %w", seq, err)
+		}
+		page = append(page, r)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return page, next, nil
+}
+
+// scan is list calling fn, newest first, with the stored encoding of each
+// rollup of the page instead of decoding it (fn must copy what it keeps: the
+// bytes are bbolt's mapping). The state filter reads only the rollup's state
+// field.
+func (s *store) scan(limit int, from uint64, state fedreportv1.RollupState, fn func(seq uint64, stored []byte) error) (next uint64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
-		page, next = nil, 0
+		next = 0
 		c := tx.Bucket(bucketRollups).Cursor()
 		var k, v []byte
 		if from == 0 {
@@ -221,30 +323,69 @@ func (s *store) list(limit int, from uint64, state fedreportv1.RollupState) (pag
 				k, v = c.Prev()
 			}
 		}
-		scanned := 0
+		scanned, kept := 0, 0
 		for ; k != nil; k, v = c.Prev() {
 			seq, ok := keySeq(k)
 			if !ok {
 				continue
 			}
-			if len(page) == limit || scanned == listScanLimit {
+			if kept == limit || scanned == listScanLimit {
 				next = seq
 				return nil
 			}
 			scanned++
-			r := &fedreportv1.Rollup{}
-			if err := proto.Unmarshal(v, r); err != nil {
+			st, err := storedState(v)
+			if err != nil {
 				return fmt.Errorf("decode rollup %d: %w", seq, err)
 			}
-			if state != fedreportv1.RollupState_ROLLUP_STATE_UNSPECIFIED && r.GetState() != state {
+			if state != fedreportv1.RollupState_ROLLUP_STATE_UNSPECIFIED && st != state {
 				continue
 			}
-			page = append(page, r)
+			kept++
+			if err := fn(seq, v); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
+	s.touched()
 	if err != nil {
-		return nil, 0, fmt.Errorf("list rollups: %w", err)
+		return 0, fmt.Errorf("list rollups: %w", err)
 	}
-	return page, next, nil
+	return next, nil
+}
+
+// errBadEncoding is storedState's error for bytes that are not a protobuf
+// message at their top level.
+var errBadEncoding = errors.New("stored rollup is not a valid encoding")
+
+// storedState checks that v, a stored rollup, is a sequence of well-formed
+// protobuf fields at its top level and returns its state (field 2; the last
+// one wins, as when decoding; UNSPECIFIED when absent). It decodes none of
+// the nested messages, so it costs a small fraction of proto.Unmarshal.
+func storedState(v []byte) (fedreportv1.RollupState, error) {
+	const stateField = 2 // Rollup.state
+	var state fedreportv1.RollupState
+	for len(v) > 0 {
+		num, typ, n := protowire.ConsumeTag(v)
+		if n < 0 {
+			return 0, errBadEncoding
+		}
+		v = v[n:]
+		if num == stateField && typ == protowire.VarintType {
+			x, m := protowire.ConsumeVarint(v)
+			if m < 0 {
+				return 0, errBadEncoding
+			}
+			state = fedreportv1.RollupState(int32(x))
+			v = v[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, v)
+		if m < 0 {
+			return 0, errBadEncoding
+		}
+		v = v[m:]
+	}
+	return state, nil
 }

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"path/filepath"
@@ -22,7 +23,7 @@ func storeRollup(t *testing.T, s *store, state fedreportv1.RollupState) string {
 		t.Fatal(err)
 	}
 	r.State = state
-	if err := s.finish(r); err != nil {
+	if _, err := s.finish(r); err != nil {
 		t.Fatal(err)
 	}
 	return r.GetId()
@@ -132,7 +133,7 @@ func TestFinishedRollupsAreNeverModified(t *testing.T) {
 	}
 	defer s.close()
 	id := storeRollup(t, s, fedreportv1.RollupState_ROLLUP_STATE_COMPLETE)
-	err = s.finish(&fedreportv1.Rollup{Id: id, State: fedreportv1.RollupState_ROLLUP_STATE_PARTIAL})
+	_, err = s.finish(&fedreportv1.Rollup{Id: id, State: fedreportv1.RollupState_ROLLUP_STATE_PARTIAL})
 	if !errors.Is(err, ErrRollupFinished) {
 		t.Errorf("finish twice: got %v, want ErrRollupFinished", err)
 	}
@@ -142,6 +143,72 @@ func TestFinishedRollupsAreNeverModified(t *testing.T) {
 	}
 	if got.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE {
 		t.Errorf("state: got %v, want COMPLETE", got.GetState())
+	}
+}
+
+func TestFinishGoesByTheRunningMarker(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "c.db")
+	s, _, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &fedreportv1.Rollup{State: fedreportv1.RollupState_ROLLUP_STATE_RUNNING, Spec: wholeOperation, StartedAt: timestamppb.Now()}
+	if err := s.create(r); err != nil {
+		t.Fatal(err)
+	}
+	r.State = fedreportv1.RollupState_ROLLUP_STATE_COMPLETE
+	b, err := s.finish(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// finish returns the bytes it stored: marshalRollup's, as view reads them.
+	want, err := marshalRollup(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viewed []byte
+	if err := s.view(r.GetId(), func(v []byte) error { viewed = bytes.Clone(v); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, want) || !bytes.Equal(viewed, want) {
+		t.Errorf("finish returned %d bytes and stored %d, want both the %d of marshalRollup", len(b), len(viewed), len(want))
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketRunning).Stats().KeyN != 0 {
+			t.Error("running markers after finish: got some, want none")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.finish(&fedreportv1.Rollup{Id: rollupID(99), State: fedreportv1.RollupState_ROLLUP_STATE_FAILED}); !errors.Is(err, ErrRollupNotFound) {
+		t.Errorf("finish of a rollup never created: got %v, want ErrRollupNotFound", err)
+	}
+
+	// A rollup openStore interrupted has lost its marker: a late finish (of
+	// a process that did not know) is refused and the record kept.
+	running := &fedreportv1.Rollup{State: fedreportv1.RollupState_ROLLUP_STATE_RUNNING, Spec: wholeOperation}
+	if err := s.create(running); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	s, interrupted, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if !slices.Equal(interrupted, []string{running.GetId()}) {
+		t.Fatalf("interrupted: got %v, want [%s]", interrupted, running.GetId())
+	}
+	running.State = fedreportv1.RollupState_ROLLUP_STATE_COMPLETE
+	if _, err := s.finish(running); !errors.Is(err, ErrRollupFinished) {
+		t.Errorf("finish of an interrupted rollup: got %v, want ErrRollupFinished", err)
+	}
+	if got, err := s.get(running.GetId()); err != nil || got.GetState() != fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED {
+		t.Errorf("interrupted rollup after a late finish: got %v, %v; want INTERRUPTED", got.GetState(), err)
 	}
 }
 
