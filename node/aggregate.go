@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/internal/records"
@@ -116,8 +117,9 @@ func requestDate(field, s string) (uint32, error) {
 	return d, nil
 }
 
-// groupKey identifies one output cell: the metric's position in the request
-// and the values of the grouped dimensions (zero when not grouped).
+// groupKey identifies one output cell of the sparse accumulator: the
+// metric's position in the request and the values of the grouped dimensions
+// (zero when not grouped).
 type groupKey struct {
 	metric  uint8
 	month   uint32
@@ -130,18 +132,57 @@ type groupKey struct {
 // whose grouped space is larger (decades by every dimension) uses a map.
 const maxDense = 1 << 18
 
+// strides returns the dense strides of offence, channel and age (zero for a
+// dimension not grouped) and the size of one (metric, month) block.
+func strides(byOff, byCh, byAge bool) (sOff, sCh, sAge, block int) {
+	block = 1
+	if byAge {
+		sAge, block = block, block*nVictimAges
+	}
+	if byCh {
+		sCh, block = block, block*nChannels
+	}
+	if byOff {
+		sOff, block = block, block*nOffences
+	}
+	return sOff, sCh, sAge, block
+}
+
+// codeOffsets[g] maps a cellCode to its offset in a (metric, month) block
+// of the dense accumulator for grouping g (bit 0 offence, bit 1 channel,
+// bit 2 victim_age). Built once: no request pays for it.
+var codeOffsets = makeCodeOffsets()
+
+func makeCodeOffsets() (t [8][]int32) {
+	for g := range t {
+		sOff, sCh, sAge, _ := strides(g&1 != 0, g&2 != 0, g&4 != 0)
+		t[g] = make([]int32, nCodes)
+		for code := range nCodes {
+			off, ch, age := decodeCellCode(uint16(code))
+			t[g][code] = int32(int(off)*sOff + int(ch)*sCh + int(age)*sAge)
+		}
+	}
+	return t
+}
+
+// decodeCellCode is the inverse of cellCode.
+func decodeCellCode(code uint16) (off, ch, age uint8) {
+	c := int(code)
+	return uint8(c / (nVictimAges * nChannels)), uint8(c / nVictimAges % nChannels), uint8(c % nVictimAges)
+}
+
 // accumulator sums counter cells into the request's groups. A dense array
 // indexed by (metric, month, offence, channel, age), with a zero stride for
-// each dimension not grouped, costs a couple of nanoseconds per counter
-// cell and no branch; that keeps a scan of every cell of a nine-month
-// operation well under a millisecond.
+// each dimension not grouped, costs one table lookup and one addition per
+// cell and no branch.
 type accumulator struct {
 	q          *query
 	byMonth    bool
 	firstMonth uint32
+	nMonth     int
 	// strides of the dense index; zero for a dimension not grouped.
 	sMetric, sMonth, sOff, sCh, sAge int
-	nMonth, nOff, nCh, nAge          int
+	offsets                          []int32 // codeOffsets of the request's grouping
 	dense                            []uint64
 	sparse                           map[groupKey]uint64 // when dense would be too large
 
@@ -150,8 +191,8 @@ type accumulator struct {
 }
 
 func newAccumulator(q *query) *accumulator {
-	a := &accumulator{q: q, nMonth: 1, nOff: 1, nCh: 1, nAge: 1, lastDay: ^uint32(0)}
-	var byOff, byCh, byAge bool
+	a := &accumulator{q: q, nMonth: 1, lastDay: ^uint32(0)}
+	g := 0
 	for _, d := range q.groupBy {
 		switch d {
 		case fedreportv1.Dimension_DIMENSION_MONTH:
@@ -159,26 +200,20 @@ func newAccumulator(q *query) *accumulator {
 			a.firstMonth = records.MonthOf(q.from)
 			a.nMonth = int(records.MonthOf(q.to)-a.firstMonth) + 1
 		case fedreportv1.Dimension_DIMENSION_OFFENCE:
-			byOff, a.nOff = true, len(records.Offences())
+			g |= 1
 		case fedreportv1.Dimension_DIMENSION_CHANNEL:
-			byCh, a.nCh = true, len(records.Channels())
+			g |= 2
 		case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
-			byAge, a.nAge = true, len(records.VictimAges())
+			g |= 4
 		}
 	}
-	if byAge {
-		a.sAge = 1
-	}
-	if byCh {
-		a.sCh = a.nAge
-	}
-	if byOff {
-		a.sOff = a.nAge * a.nCh
-	}
+	var block int
+	a.sOff, a.sCh, a.sAge, block = strides(g&1 != 0, g&2 != 0, g&4 != 0)
+	a.offsets = codeOffsets[g]
 	if a.byMonth {
-		a.sMonth = a.nAge * a.nCh * a.nOff
+		a.sMonth = block
 	}
-	a.sMetric = a.nAge * a.nCh * a.nOff * a.nMonth
+	a.sMetric = block * a.nMonth
 	if size := len(q.metrics) * a.sMetric; size <= maxDense {
 		a.dense = make([]uint64, size)
 	} else {
@@ -197,14 +232,21 @@ func (a *accumulator) add(mi int, day uint32, off, ch, age uint8, n uint64) {
 		}
 		month = a.lastMonth
 	}
+	a.addCode(mi, month, cellCode(off, ch, age), n)
+}
+
+// addCode counts n for the cells of code in the request's month number
+// month (0 when not grouped by month).
+func (a *accumulator) addCode(mi, month int, code uint16, n uint64) {
 	if a.dense != nil {
-		a.dense[mi*a.sMetric+month*a.sMonth+int(off)*a.sOff+int(ch)*a.sCh+int(age)*a.sAge] += n
+		a.dense[mi*a.sMetric+month*a.sMonth+int(a.offsets[code])] += n
 		return
 	}
 	k := groupKey{metric: uint8(mi)}
 	if a.byMonth {
 		k.month = a.firstMonth + uint32(month)
 	}
+	off, ch, age := decodeCellCode(code)
 	if a.sOff != 0 {
 		k.offence = off
 	}
@@ -217,75 +259,86 @@ func (a *accumulator) add(mi int, day uint32, off, ch, age uint8, n uint64) {
 	a.sparse[k] += n
 }
 
-// addMonth counts n for a whole month (metric position mi) of a request
-// grouped by month only.
-func (a *accumulator) addMonth(mi int, month uint32, n uint64) {
-	a.dense[mi*a.sMetric+int(month-a.firstMonth)*a.sMonth] += n
+// addDays counts day cells that all fall in the request's month number month.
+func (a *accumulator) addDays(mi, month int, cells []cellEntry) {
+	if a.dense == nil {
+		for _, c := range cells {
+			a.addCode(mi, month, c.code, c.n)
+		}
+		return
+	}
+	block, offsets := a.dense[mi*a.sMetric+month*a.sMonth:], a.offsets
+	for i := range cells {
+		block[offsets[cells[i].code]] += cells[i].n
+	}
 }
 
-// result returns the counts by group: every group with a non-zero count,
-// and without group_by every metric.
-func (a *accumulator) result() map[groupKey]uint64 {
-	if a.sparse != nil {
-		return a.sparse
+// addMonth counts the sums of a whole month, the request's month number month.
+func (a *accumulator) addMonth(mi, month int, cells []monthCell) {
+	if a.dense == nil {
+		for _, c := range cells {
+			a.addCode(mi, month, c.code, c.n)
+		}
+		return
 	}
-	out := make(map[groupKey]uint64)
-	for i, n := range a.dense {
-		if n == 0 && len(a.q.groupBy) > 0 {
+	block, offsets := a.dense[mi*a.sMetric+month*a.sMonth:], a.offsets
+	for i := range cells {
+		block[offsets[cells[i].code]] += cells[i].n
+	}
+}
+
+// fromSnapshot counts the request from sn: totals and months-only splits
+// from prefix sums, whole months from the month sums, and only the days of
+// a month the period cuts (at its edges) from day cells. A nine-month
+// request by offence so reads ~12k sums instead of ~130k day cells.
+func (a *accumulator) fromSnapshot(sn *snapshot) {
+	q := a.q
+	totalsOnly := a.sOff == 0 && a.sCh == 0 && a.sAge == 0
+	for mi, m := range q.metrics {
+		if totalsOnly && !a.byMonth {
+			lo, hi := sn.span(m, q.from, q.to)
+			a.addCode(mi, 0, 0, sn.sum(m, lo, hi))
 			continue
 		}
-		k := groupKey{metric: uint8(i / a.sMetric)}
-		r := i % a.sMetric
-		if a.byMonth {
-			k.month = a.firstMonth + uint32(r/a.sMonth)
-			r %= a.sMonth
+		ms := &sn.months[m]
+		if len(ms.start) == 0 {
+			continue // no cells
 		}
-		if a.sOff != 0 {
-			k.offence = uint8(r / a.sOff)
-			r %= a.sOff
+		// Months without data add nothing: a period of decades costs
+		// only the months the data covers.
+		first := max(records.MonthOf(q.from), ms.first)
+		last := min(records.MonthOf(q.to), ms.first+uint32(len(ms.start))-2)
+		for month := first; month <= last; month++ {
+			start, next := records.FirstDayOfMonth(month), records.FirstDayOfMonth(month+1)
+			from, to := max(start, q.from), min(next-1, q.to)
+			pos := 0
+			if a.byMonth {
+				pos = int(month - a.firstMonth)
+			}
+			switch {
+			case totalsOnly:
+				lo, hi := sn.span(m, from, to)
+				a.addCode(mi, pos, 0, sn.sum(m, lo, hi))
+			case from == start && to == next-1:
+				a.addMonth(mi, pos, ms.month(month))
+			default:
+				lo, hi := sn.span(m, from, to)
+				a.addDays(mi, pos, sn.cells[m][lo:hi])
+			}
 		}
-		if a.sCh != 0 {
-			k.channel = uint8(r / a.sCh)
-			r %= a.sCh
-		}
-		if a.sAge != 0 {
-			k.age = uint8(r)
-		}
-		out[k] += n
 	}
-	return out
 }
 
 // count computes the raw (unsuppressed) counts of q from the counters of
 // tx, or from snap when it holds exactly the counters of tx's data version.
 // Per metric it is one range scan over metric|from .. metric|to: its cost
 // grows with the days and cells in range, never with the records. From the
-// snapshot, totals and months-only splits cost a few binary searches.
-func count(tx *bolt.Tx, version uint64, snap *snapshot, q *query) (map[groupKey]uint64, error) {
+// snapshot it grows with the months in range (fromSnapshot).
+func count(tx *bolt.Tx, version uint64, snap *snapshot, q *query) (*accumulator, error) {
 	a := newAccumulator(q)
 	if snap != nil && snap.version == version {
-		monthsOnly := a.byMonth && a.dense != nil && a.sOff == 0 && a.sCh == 0 && a.sAge == 0
-		for mi, m := range q.metrics {
-			lo, hi := snap.span(m, q.from, q.to)
-			switch {
-			case len(q.groupBy) == 0:
-				a.dense[mi] += snap.sum(m, lo, hi)
-			case monthsOnly:
-				for month := a.firstMonth; month < a.firstMonth+uint32(a.nMonth); month++ {
-					first := max(records.FirstDayOfMonth(month), q.from)
-					last := min(records.FirstDayOfMonth(month+1)-1, q.to)
-					l, h := snap.span(m, first, last)
-					a.addMonth(mi, month, snap.sum(m, l, h))
-				}
-			default:
-				cells := snap.cells[m][lo:hi]
-				for i := range cells {
-					c := &cells[i]
-					a.add(mi, c.day, c.offence, c.channel, c.age, c.n)
-				}
-			}
-		}
-		return a.result(), nil
+		a.fromSnapshot(snap)
+		return a, nil
 	}
 	c := tx.Bucket(bucketCounters).Cursor()
 	var seek [5]byte
@@ -306,15 +359,99 @@ func count(tx *bolt.Tx, version uint64, snap *snapshot, q *query) (map[groupKey]
 			a.add(mi, day, k[5], k[6], k[7], binary.BigEndian.Uint64(v))
 		}
 	}
-	return a.result(), nil
+	return a, nil
 }
 
-// cells turns raw counts into the cells disclosed under k: without
+// cells turns the counts into the cells disclosed under k: without
 // group_by one cell per requested metric (zero included), with group_by only
 // non-zero cells; sorted by metric in request order, then by each grouped
 // dimension in group_by order (months chronologically, other values in enum
 // order, unknown first).
-func cells(q *query, counts map[groupKey]uint64, k uint32) []*fedreportv1.Cell {
+func (a *accumulator) cells(k uint32) []*fedreportv1.Cell {
+	if a.sparse != nil {
+		return sparseCells(a.q, a.sparse, k)
+	}
+	q := a.q
+	grouped := len(q.groupBy) > 0
+	n := len(a.dense)
+	if grouped {
+		n = 0
+		for _, v := range a.dense {
+			if v != 0 {
+				n++
+			}
+		}
+	}
+	// The dense array is walked in output order: an odometer over the
+	// grouped dimensions in group_by order, the last one turning fastest.
+	type axis struct {
+		d            fedreportv1.Dimension
+		stride, size int
+	}
+	axes := make([]axis, len(q.groupBy))
+	for i, d := range q.groupBy {
+		switch d {
+		case fedreportv1.Dimension_DIMENSION_MONTH:
+			axes[i] = axis{d, a.sMonth, a.nMonth}
+		case fedreportv1.Dimension_DIMENSION_OFFENCE:
+			axes[i] = axis{d, a.sOff, nOffences}
+		case fedreportv1.Dimension_DIMENSION_CHANNEL:
+			axes[i] = axis{d, a.sCh, nChannels}
+		case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
+			axes[i] = axis{d, a.sAge, nVictimAges}
+		}
+	}
+	var months []string // names, made once per month
+	if a.byMonth {
+		months = make([]string, a.nMonth)
+	}
+	slab := make([]fedreportv1.Cell, n) // one allocation for every cell
+	out := make([]*fedreportv1.Cell, 0, n)
+	pos := make([]int, len(axes))
+	for mi, m := range q.metrics {
+		for {
+			i := mi * a.sMetric
+			for j, ax := range axes {
+				i += pos[j] * ax.stride
+			}
+			if v := a.dense[i]; v != 0 || !grouped {
+				c := &slab[len(out)]
+				c.Metric = m
+				for j, ax := range axes {
+					switch ax.d {
+					case fedreportv1.Dimension_DIMENSION_MONTH:
+						if months[pos[j]] == "" {
+							months[pos[j]] = records.MonthString(a.firstMonth + uint32(pos[j]))
+						}
+						c.Month = months[pos[j]]
+					case fedreportv1.Dimension_DIMENSION_OFFENCE:
+						c.Offence = records.OffenceName(fedreportv1.Offence(pos[j]))
+					case fedreportv1.Dimension_DIMENSION_CHANNEL:
+						c.Channel = records.ChannelName(fedreportv1.Channel(pos[j]))
+					case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
+						c.VictimAge = records.VictimAgeName(fedreportv1.VictimAge(pos[j]))
+					}
+				}
+				suppress(c, v, k)
+				out = append(out, c)
+			}
+			j := len(pos) - 1
+			for ; j >= 0; j-- {
+				if pos[j]++; pos[j] < axes[j].size {
+					break
+				}
+				pos[j] = 0
+			}
+			if j < 0 {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// sparseCells is cells for the sparse accumulator.
+func sparseCells(q *query, counts map[groupKey]uint64, k uint32) []*fedreportv1.Cell {
 	keys := make([]groupKey, 0, len(counts))
 	for g, n := range counts {
 		if n > 0 || len(q.groupBy) == 0 {
@@ -368,6 +505,113 @@ func cells(q *query, counts map[groupKey]uint64, k uint32) []*fedreportv1.Cell {
 // entry and response digests depend on it being stable.
 var deterministic = proto.MarshalOptions{Deterministic: true}
 
+// answer is what Aggregate discloses for one query at one data version.
+type answer struct {
+	version uint64
+	cells   []*fedreportv1.Cell
+	// wire is the deterministic encoding of cells as the field cells of an
+	// AggregateResponse. It is made once and reused for the response digest
+	// and the disclosure entry (disclosure.go): with hundreds of cells the
+	// encoding costs more than the counting.
+	wire []byte
+}
+
+func (s *Store) answer(a *accumulator, version uint64) *answer {
+	cells := a.cells(s.policy.MinCellCount)
+	return &answer{version: version, cells: cells, wire: appendCells(make([]byte, 0, cellsCap(cells)), responseCellsField, cells)}
+}
+
+// responseCellsField is the field number of AggregateResponse.cells.
+const responseCellsField = 4
+
+// appendCells appends cells as the repeated message field num, exactly as
+// deterministic marshalling writes them (TestCellEncodingMatchesProto).
+// Written by hand because the generic marshaller costs more than counting
+// the cells, and a nine-month answer by month and offence has 315 of them.
+// The strings are the node's own names, valid UTF-8, which the marshaller
+// would check.
+func appendCells(b []byte, num protowire.Number, cells []*fedreportv1.Cell) []byte {
+	for _, c := range cells {
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		// A cell's body is shorter than 128 bytes, so its length takes
+		// one byte; it is written after the body, and a longer body is
+		// moved to make room.
+		at := len(b)
+		b = append(b, 0)
+		b = appendVarintField(b, 1, uint64(c.GetMetric()))
+		b = appendStringField(b, 2, c.GetMember())
+		b = appendStringField(b, 3, c.GetMonth())
+		b = appendStringField(b, 4, c.GetOffence())
+		b = appendStringField(b, 5, c.GetChannel())
+		b = appendStringField(b, 6, c.GetVictimAge())
+		b = appendVarintField(b, 7, c.GetCount())
+		b = appendVarintField(b, 8, uint64(c.GetSuppressedCells()))
+		b = appendVarintField(b, 9, c.GetLowerBound())
+		b = appendVarintField(b, 10, c.GetUpperBound())
+		n := len(b) - at - 1
+		if n < 0x80 {
+			b[at] = byte(n)
+			continue
+		}
+		var l [binary.MaxVarintLen64]byte
+		ln := protowire.AppendVarint(l[:0], uint64(n))
+		b = append(b, ln[1:]...)
+		copy(b[at+len(ln):], b[at+1:at+1+n])
+		copy(b[at:], ln)
+	}
+	return b
+}
+
+// cellsCap is a capacity for the encoding of cells (about 40 bytes a cell
+// with month and offence) that is rarely exceeded.
+func cellsCap(cells []*fedreportv1.Cell) int { return 48 * len(cells) }
+
+// appendResponseHead appends the fields of r before its cells (1-3).
+// Followed by appendCells of its cells and, when not zero, its
+// disclosure_seq (5), it makes r's deterministic encoding.
+func appendResponseHead(b []byte, r *fedreportv1.AggregateResponse) []byte {
+	b = appendStringField(b, 1, r.GetMember())
+	b = appendVarintField(b, 2, uint64(r.GetMinCellCount()))
+	return appendVarintField(b, 3, r.GetDataVersion())
+}
+
+// marshalResponse is r's deterministic encoding (TestCellEncodingMatchesProto).
+func marshalResponse(r *fedreportv1.AggregateResponse) []byte {
+	b := appendResponseHead(make([]byte, 0, 64+len(r.GetMember())+cellsCap(r.GetCells())), r)
+	b = appendCells(b, responseCellsField, r.GetCells())
+	return appendVarintField(b, 5, r.GetDisclosureSeq())
+}
+
+// appendVarintField appends a proto3 scalar field numbered below 16 (a
+// one-byte tag), omitted when zero. An enum's int32 is sign-extended first,
+// as the marshaller does.
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = append(b, byte(num)<<3|byte(protowire.VarintType))
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+// appendStringField appends a proto3 string field numbered below 16,
+// omitted when empty.
+func appendStringField(b []byte, num protowire.Number, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, byte(num)<<3|byte(protowire.BytesType))
+	if len(v) < 0x80 {
+		b = append(b, byte(len(v)))
+	} else {
+		b = protowire.AppendVarint(b, uint64(len(v)))
+	}
+	return append(b, v...)
+}
+
 // Aggregate answers an aggregate request for caller (the verified identity,
 // or "local-admin"). It validates the request, applies the policy, and in one
 // read-write transaction reads the counters and appends the disclosure log
@@ -378,32 +622,47 @@ func (s *Store) Aggregate(req *fedreportv1.AggregateRequest, caller string) (*fe
 	if err != nil {
 		return nil, err
 	}
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	// The answer is computed from the snapshot before the write
+	// transaction, which serialises every Aggregate: concurrent calls count
+	// and encode in parallel and hold the writer only to append the log.
+	// The transaction uses it only when the snapshot's version is still the
+	// file's; otherwise it counts afresh.
+	var early *answer
+	if sn := s.snap.Load(); sn != nil {
+		a := newAccumulator(q)
+		a.fromSnapshot(sn)
+		early = s.answer(a, sn.version)
+	}
 	var resp *fedreportv1.AggregateResponse
-	// fn may run more than once (bolt.DB.Batch retries); it computes
-	// everything afresh and only its last successful run's resp is used.
+	// fn may run more than once (bolt.DB.Batch retries); each run reads
+	// the version afresh, and only its last successful run's resp is used.
 	fn := func(tx *bolt.Tx) error {
 		resp = nil
 		version := getUint64(tx.Bucket(bucketMeta).Get(keyDataVersion))
-		counts, err := count(tx, version, s.snap.Load(), q)
-		if err != nil {
-			return err
+		ans := early
+		if ans == nil || ans.version != version {
+			a, err := count(tx, version, s.snap.Load(), q)
+			if err != nil {
+				return err
+			}
+			ans = s.answer(a, version)
 		}
 		r := &fedreportv1.AggregateResponse{
 			Member:       s.member,
 			MinCellCount: s.policy.MinCellCount,
 			DataVersion:  version,
-			Cells:        cells(q, counts, s.policy.MinCellCount),
+			Cells:        ans.cells,
 		}
-		seq, err := appendDisclosure(tx, s.now(), caller, q.req, r)
+		seq, err := appendDisclosure(tx, s.now(), caller, q.req, r, ans.wire)
 		if err != nil {
 			return err
 		}
 		r.DisclosureSeq = seq
 		resp = r
 		return nil
-	}
-	if s.closed.Load() {
-		return nil, ErrClosed
 	}
 	if s.aggregating.Add(1) > 1 {
 		err = s.db.Batch(fn)

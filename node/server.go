@@ -14,8 +14,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -164,6 +167,7 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		// The limits come after authz: only authorized calls spend a rate.
 		srv := grpc.NewServer(append(append(common,
 			grpc.Creds(credentials.NewTLS(n.cfg.ServerTLS)),
+			grpc.ForceServerCodecV2(responseCodec{encoding.GetCodecV2(grpcproto.Name)}),
 			grpc.ChainUnaryInterceptor(n.logUnary, authz.UnaryServerInterceptor(rules)),
 			grpc.ChainStreamInterceptor(n.logStream, authz.StreamServerInterceptor(rules)),
 		), grpcsrv.ServerOptions(n.limits())...)...)
@@ -268,6 +272,20 @@ func (n *Node) status(ctx context.Context, method string, err error) error {
 type aggregationServer struct {
 	fedreportv1.UnimplementedAggregationServiceServer
 	n *Node
+}
+
+// responseCodec is gRPC's proto codec with the node's own encoder for
+// AggregateResponse (marshalResponse, byte for byte the deterministic
+// encoding): the generic marshaller spends about half a microsecond a
+// cell, which made it one of the largest costs of an answer by month and
+// offence. Every other message goes to the proto codec.
+type responseCodec struct{ encoding.CodecV2 }
+
+func (c responseCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*fedreportv1.AggregateResponse); ok {
+		return mem.BufferSlice{mem.SliceBuffer(marshalResponse(r))}, nil
+	}
+	return c.CodecV2.Marshal(v)
 }
 
 func (s *aggregationServer) Aggregate(ctx context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
