@@ -41,13 +41,19 @@ func (s Summary) Proto() *fedreportv1.IngestRecordsResponse {
 
 // Ingest is an open ingest stream: every record added is applied at Commit,
 // or none is (Abort, an error, or a crash). Records go to the records bucket
-// in batches, each with an undo entry per record_id (its previous value, or
-// "absent"), while the counter deltas accumulate in memory, bounded by the
-// number of cells rather than records. Commit applies the deltas and clears
-// the stream marker in one small transaction, the stream's commit point;
-// until then queries, which read only counters, see the state before the
-// stream. The undo entries, garbage from then on, are purged in batches
-// afterwards (settleStream). An Ingest is not safe for concurrent use.
+// in sorted batches, each with one undo entry that holds the previous value
+// (or "absent") of each of its record_ids, while the counter deltas
+// accumulate in memory, bounded by the number of cells rather than records.
+// As long as each batch's ids lie outside the ranges of the batches before
+// it (a stream in key order), no id can have been sent twice and batches
+// are written as they come. From the first batch that overlaps, the stream
+// is sorted externally instead: sorted runs go to a spill file (spill.go),
+// and Commit merges them and writes them in key order, looking up the ids
+// that the batches written before may hold. Commit then applies the deltas
+// and clears the stream marker in one small transaction, the stream's
+// commit point; until then queries, which read only counters, see the
+// state before the stream. The undo entries, garbage from then on, are
+// purged afterwards (settleStream). An Ingest is not safe for concurrent use.
 type Ingest struct {
 	s     *Store
 	today uint32
@@ -56,7 +62,7 @@ type Ingest struct {
 	err     error // sticky: the first error; only Abort is left to do
 	started bool  // the stream marker and undo bucket exist
 
-	deltas  map[counterKey]int64
+	deltas  cellDeltas
 	pending []pendingRecord
 	arena   []byte   // the pending batch's keys and previous values
 	keys    [][]byte // the pending batch's keys, in arena
@@ -65,6 +71,11 @@ type Ingest struct {
 
 	source      string // source of the latest batch
 	sourceIndex uint64 // records of that source so far
+
+	spans    streamSpans // the id ranges written before spill (undo.go)
+	batchSeq uint64      // batch undo entries written so far
+	undoBuf  []byte      // the undo entry of the batch being written
+	spill    *spillFile  // the sorted runs, once the stream left key order
 }
 
 // pendingRecord is a validated record waiting for its batch's transaction.
@@ -85,7 +96,6 @@ func (s *Store) BeginIngest(ctx context.Context) (*Ingest, error) {
 	return &Ingest{
 		s:       s,
 		today:   records.DayOf(s.now().UTC()),
-		deltas:  make(map[counterKey]int64),
 		pending: make([]pendingRecord, 0, ingestBatch),
 	}, nil
 }
@@ -119,7 +129,7 @@ func (in *Ingest) Add(source string, batch []*fedreportv1.Record) error {
 			source:      source,
 			sourceIndex: in.sourceIndex,
 		})
-		if len(in.pending) >= ingestBatch {
+		if len(in.pending) >= ingestBatch && (in.spill == nil || len(in.pending) >= spillRun) {
 			if err := in.flush(); err != nil {
 				in.err = err
 				return err
@@ -129,7 +139,8 @@ func (in *Ingest) Add(source string, batch []*fedreportv1.Record) error {
 	return nil
 }
 
-// flush writes the pending batch in one transaction.
+// flush writes the pending batch in one transaction, or, once the stream
+// is out of key order, to the spill file as a sorted run.
 func (in *Ingest) flush() error {
 	if len(in.pending) == 0 {
 		return nil
@@ -153,6 +164,42 @@ func (in *Ingest) flush() error {
 	if dup != nil {
 		return &DuplicateRecordError{ID: dup.id, Index: dup.index, Source: dup.source, SourceIndex: dup.sourceIndex}
 	}
+	// A batch whose ids lie outside every earlier batch's range cannot
+	// repeat one of them, and bbolt writes it into pages of its own. The
+	// first that does not is where the stream leaves key order: from then
+	// on the batches go to the spill file, and Commit merges them.
+	if in.spill == nil && in.spans.overlaps(p[0].id, p[len(p)-1].id) {
+		sp, err := newSpillFile(in.s.path)
+		if err != nil {
+			return err
+		}
+		in.spill = sp
+	}
+	if in.spill != nil {
+		if err := in.spill.writeRun(p); err != nil {
+			return err
+		}
+		in.clearPending()
+		return nil
+	}
+	if err := in.write(p, false); err != nil {
+		return err
+	}
+	in.clearPending()
+	return nil
+}
+
+func (in *Ingest) clearPending() {
+	clear(in.pending) // drop the references to the callers' records
+	in.pending = in.pending[:0]
+}
+
+// write stores the sorted batch p, free of duplicates, in one transaction
+// with one batch undo entry (undo.go). A batch of the stream's merged spill
+// file (merged) may repeat an id of the batches written before the stream
+// left key order: those are looked up. Every other batch lies outside the
+// ranges written before.
+func (in *Ingest) write(p []pendingRecord, merged bool) error {
 	// One allocation for every key and previous value of the batch; bbolt
 	// keeps references to both until commit.
 	size := 0
@@ -176,6 +223,9 @@ func (in *Ingest) flush() error {
 		keys[i] = arena[off : off+len(p[i].id) : off+len(p[i].id)]
 		off += len(p[i].id)
 	}
+	lo, hi := p[0].id, p[len(p)-1].id
+	check := merged && in.spans.overlaps(lo, hi)
+	batchKey := undoBatchKey(in.batchSeq + 1)
 
 	var added, changed, unchanged uint64
 	err := in.s.update(func(tx *bolt.Tx) error {
@@ -193,19 +243,13 @@ func (in *Ingest) flush() error {
 		}
 		recs := tx.Bucket(bucketRecords)
 		recs.FillPercent = 0.9
-		undo.FillPercent = 0.9
-		// Reads first, as merges of the sorted batch with cursors (a
-		// cursor is not valid across puts); then the puts.
-		var dupErr error
-		lookupSorted(undo.Cursor(), keys, func(i int, v []byte) {
-			if v != nil && dupErr == nil {
-				r := &p[i]
-				dupErr = &DuplicateRecordError{ID: r.id, Index: r.index, Source: r.source, SourceIndex: r.sourceIndex}
+		if check {
+			if err := in.checkSent(undo, p, keys); err != nil {
+				return err
 			}
-		})
-		if dupErr != nil {
-			return dupErr
 		}
+		// Reads first, as a merge of the sorted batch with a cursor (a
+		// cursor is not valid across puts); then the puts.
 		lookupSorted(recs.Cursor(), keys, func(i int, v []byte) {
 			olds[i] = nil
 			if v != nil {
@@ -214,43 +258,44 @@ func (in *Ingest) flush() error {
 				olds[i] = arena[start:len(arena):len(arena)]
 			}
 		})
+		undoBuf := appendUndoBatchHeader(in.undoBuf[:0], len(p))
 		for i := range p {
 			r, key, old := &p[i], keys[i], olds[i]
+			// The undo entry matters even for an unchanged record: it
+			// marks the id as sent.
+			if old == nil {
+				undoBuf = appendUndoBatchEntry(undoBuf, i, key, undoAbsent)
+			} else {
+				undoBuf = appendUndoBatchEntry(undoBuf, i, key, old)
+			}
 			switch {
 			case old == nil:
-				if err := undo.Put(key, undoAbsent); err != nil {
-					return err
-				}
 				if err := recs.Put(key, r.val[:]); err != nil {
 					return err
 				}
 				k, q, _ := decodeRecordValue(r.val[:])
-				in.deltas[k] += int64(q)
+				in.deltas.add(k, int64(q))
 				added++
 			case bytes.Equal(old, r.val[:]):
-				// The undo entry still matters: it marks the id as sent.
-				if err := undo.Put(key, old); err != nil {
-					return err
-				}
 				unchanged++
 			default:
 				ok, oq, valid := decodeRecordValue(old)
 				if !valid {
 					return &CorruptError{Problem: fmt.Sprintf("record %q has a malformed value", r.id)}
 				}
-				if err := undo.Put(key, old); err != nil {
-					return err
-				}
 				if err := recs.Put(key, r.val[:]); err != nil {
 					return err
 				}
 				k, q, _ := decodeRecordValue(r.val[:])
-				in.deltas[ok] -= int64(oq)
-				in.deltas[k] += int64(q)
+				in.deltas.add(ok, -int64(oq))
+				in.deltas.add(k, int64(q))
 				changed++
 			}
 		}
-		return nil
+		// bbolt keeps the value until the commit; undoBuf is not touched
+		// again before the next batch.
+		in.undoBuf = undoBuf
+		return undo.Put(batchKey, undoBuf)
 	})
 	if err != nil {
 		// The deltas may hold part of this batch; the stream is dead
@@ -258,13 +303,51 @@ func (in *Ingest) flush() error {
 		return err
 	}
 	in.started = true
+	in.batchSeq++
+	if !merged {
+		in.spans.addBatch(lo, hi, batchKey)
+	}
 	in.sum.Added += added
 	in.sum.Changed += changed
 	in.sum.Unchanged += unchanged
-	clear(in.pending) // drop the references to the callers' records
-	in.pending = in.pending[:0]
 	in.arena = arena[:0]
 	clear(olds)
+	return nil
+}
+
+// checkSent returns a *DuplicateRecordError for the record of the sorted
+// batch, earliest in the stream, whose id a batch undo entry of the stream
+// holds (a batch written before the stream left key order).
+func (in *Ingest) checkSent(undo *bolt.Bucket, p []pendingRecord, keys [][]byte) error {
+	var (
+		dup  *pendingRecord
+		cur  = -1
+		val  undoBatch
+		from int
+	)
+	for i := range p {
+		var b int
+		b, from = in.spans.batchFor(p[i].id, from)
+		if b < 0 {
+			continue
+		}
+		if b != cur {
+			cur, val = b, undoBatch(undo.Get(in.spans.batches[b].key))
+			if val == nil {
+				return &CorruptError{Problem: fmt.Sprintf("the undo entry %x of the open stream is missing", in.spans.batches[b].key)}
+			}
+		}
+		found, ok := val.has(keys[i])
+		if !ok {
+			return &CorruptError{Problem: fmt.Sprintf("the undo entry %x of the open stream is malformed", in.spans.batches[b].key)}
+		}
+		if found && (dup == nil || p[i].index < dup.index) {
+			dup = &p[i]
+		}
+	}
+	if dup != nil {
+		return &DuplicateRecordError{ID: dup.id, Index: dup.index, Source: dup.source, SourceIndex: dup.sourceIndex}
+	}
 	return nil
 }
 
@@ -294,7 +377,8 @@ func lookupSorted(c *bolt.Cursor, keys [][]byte, fn func(i int, v []byte)) {
 	}
 }
 
-// Commit applies the stream: it writes the last batch, then in one
+// Commit applies the stream: it writes the last batch (and, for a stream
+// out of key order, the merged spill file), then in one
 // transaction applies the counter deltas, clears the stream marker, counts
 // the new records and increments the data version if anything changed. On
 // error the stream is rolled back. Before it returns, the stream's undo
@@ -313,6 +397,15 @@ func (in *Ingest) Commit() (Summary, error) {
 		in.Abort()
 		return Summary{}, err
 	}
+	if in.spill != nil {
+		err := in.spill.merge(in.pending, ingestBatch, func(p []pendingRecord) error { return in.write(p, true) })
+		in.spill.close()
+		in.spill = nil
+		if err != nil {
+			in.Abort()
+			return Summary{}, err
+		}
+	}
 	var version uint64
 	err := in.s.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -320,7 +413,7 @@ func (in *Ingest) Commit() (Summary, error) {
 		if !in.started {
 			return nil
 		}
-		if err := applyDeltas(tx, in.deltas); err != nil {
+		if err := applySortedDeltas(tx, in.deltas.sorted()); err != nil {
 			return err
 		}
 		// The commit point: without the marker the undo entries are
@@ -364,6 +457,10 @@ func (in *Ingest) Abort() {
 	}
 	in.done = true
 	defer in.s.releaseWriter()
+	if in.spill != nil {
+		in.spill.close()
+		in.spill = nil
+	}
 	if !in.started {
 		return
 	}

@@ -17,7 +17,9 @@ import (
 //	meta         schema_version -> uint32, member -> code, data_version -> uint64,
 //	             records -> uint64, the number of records as of the last commit,
 //	             stream -> start time (unix nanoseconds) while an ingest stream is open
-//	undo         record_id -> previous record value, or undoAbsent; exists while
+//	undo         0x00 | seq(8) -> the previous values of one batch of records
+//	             (undoBatch, undo.go), or, as earlier builds wrote it,
+//	             record_id -> previous record value, or undoAbsent; exists while
 //	             an ingest stream is open (or was interrupted by a crash), and
 //	             after its commit until its entries are purged (settleStream)
 var (

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -304,23 +305,27 @@ func (s *Store) releaseWriter() {
 	<-s.writer
 }
 
-// Batches of settleStream: how many undo entries one transaction restores
-// (a record put and an undo delete each) or purges (an undo delete each).
-const (
-	rollbackBatch = 8192
-	purgeBatch    = 65536
-)
+// rollbackBatch is how many per-key undo entries one rollback transaction
+// restores (a record put and an undo delete each); a batch undo entry is
+// restored in a transaction of its own.
+const rollbackBatch = 8192
 
-// settleStream finishes what a stream left in the undo bucket, a batch per
-// transaction so that memory stays flat whatever the stream's size:
+// purgeBatchEntries is how many batch undo entries of a committed stream
+// one purge transaction deletes (settleStream).
+const purgeBatchEntries = 64
+
+// settleStream finishes what a stream left in the undo bucket:
 //
 //   - a stream still open (the stream marker is set: a crash, a shutdown, an
-//     abort) is rolled back: every record it replaced is restored and every
-//     record it added removed, from its undo entries;
-//   - a committed stream (no marker) leaves its undo entries behind: deleting
-//     the bucket in the commit itself would read every page of it in one
-//     transaction, as much as 400 MB for 10M records. They are purged here
-//     (rolled forward).
+//     abort) is rolled back, a batch per transaction so that memory stays
+//     flat whatever the stream's size: every record it replaced is restored
+//     and every record it added removed, from its undo entries;
+//   - a committed stream (no marker) leaves its undo entries behind as
+//     garbage: its batch entries are deleted purgeBatchEntries per
+//     transaction (each frees its overflow pages unread), then one
+//     transaction deletes the bucket without a per-key delete. That reads
+//     every page of per-key entries an earlier build wrote; the writer's
+//     releaseWhile keeps those out of the resident set meanwhile.
 //
 // Counters are untouched either way: a stream changes them only in its
 // commit. It is a no-op when there is neither an undo bucket nor a marker.
@@ -347,48 +352,71 @@ func (s *Store) settleStream(why string) error {
 				return meta.Delete(keyStream)
 			}
 			if !open {
-				// From the back, with the cursor: no search per key, and
-				// bbolt removes a node's last element without shifting
-				// the others. The cursor walks the pages as they were at
-				// the start of the transaction, so Prev after Delete is
-				// the previous key.
+				// Batch entries first, purgeBatchEntries per transaction
+				// (released after each): deleting one reads the first page
+				// of its overflow run, and the kernel maps the page's cached
+				// neighbours with it. Then the bucket, whose remaining
+				// per-key entries fill dense pages.
+				var keys [][]byte
 				c := undo.Cursor()
-				n := 0
-				for k, _ := c.Last(); k != nil && n < purgeBatch; k, _ = c.Prev() {
-					if err := c.Delete(); err != nil {
-						return err
-					}
-					n++
+				for k, _ := c.First(); k != nil && isUndoBatchKey(k) && len(keys) < purgeBatchEntries; k, _ = c.Next() {
+					keys = append(keys, bytes.Clone(k))
 				}
-				if n == 0 {
+				if len(keys) == 0 {
 					done = true
 					return tx.DeleteBucket(bucketUndo)
 				}
-				settled += uint64(n)
+				for i := len(keys) - 1; i >= 0; i-- {
+					if err := undo.Delete(keys[i]); err != nil {
+						return err
+					}
+				}
 				return nil
 			}
 			recs := tx.Bucket(bucketRecords)
-			var keys [][]byte
-			c := undo.Cursor()
-			for k, v := c.First(); k != nil && len(keys) < rollbackBatch; k, v = c.Next() {
-				key := bytes.Clone(k)
-				keys = append(keys, key)
-				var err error
-				if bytes.Equal(v, undoAbsent) {
-					err = recs.Delete(key)
-				} else {
-					err = recs.Put(key, bytes.Clone(v))
+			restore := func(key, prev []byte) error {
+				if bytes.Equal(prev, undoAbsent) {
+					return recs.Delete(key)
 				}
-				if err != nil {
-					return err
-				}
+				return recs.Put(key, prev)
 			}
-			if len(keys) == 0 {
+			c := undo.Cursor()
+			k, v := c.First()
+			if k == nil {
 				done = true
 				if err := tx.DeleteBucket(bucketUndo); err != nil {
 					return err
 				}
 				return meta.Delete(keyStream)
+			}
+			if isUndoBatchKey(k) {
+				// A copy: bbolt keeps the keys and values put until the
+				// commit, and the entry's pages are freed below.
+				b := undoBatch(bytes.Clone(v))
+				var err error
+				n := 0
+				ok := b.each(func(id, prev []byte) {
+					if err == nil {
+						err = restore(id, prev)
+						n++
+					}
+				})
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return &CorruptError{Problem: fmt.Sprintf("the undo entry %x of an open ingest stream is malformed", k)}
+				}
+				settled += uint64(n)
+				return undo.Delete(bytes.Clone(k))
+			}
+			var keys [][]byte
+			for ; k != nil && len(keys) < rollbackBatch; k, v = c.Next() {
+				key := bytes.Clone(k)
+				keys = append(keys, key)
+				if err := restore(key, bytes.Clone(v)); err != nil {
+					return err
+				}
 			}
 			// Last key first: bbolt removes an element by shifting the
 			// ones after it in its node, so deleting a node's keys from
@@ -407,6 +435,9 @@ func (s *Store) settleStream(why string) error {
 		if done {
 			break
 		}
+		// The transactions come faster than the writer's periodic release,
+		// and each reads pages all over the file.
+		s.releaseMapped()
 	}
 	took := time.Since(start).Round(time.Millisecond)
 	switch {
@@ -416,9 +447,9 @@ func (s *Store) settleStream(why string) error {
 	case rollback:
 		s.log.Info("rolled back an ingest stream", "data", s.path, "records_restored", settled, "took", took)
 	case why == "open":
-		s.log.Info("purged the undo entries of a committed ingest stream", "data", s.path, "entries", settled, "took", took)
+		s.log.Info("purged the undo entries of a committed ingest stream", "data", s.path, "took", took)
 	default:
-		s.log.Debug("purged the undo entries of a committed ingest stream", "data", s.path, "entries", settled, "took", took)
+		s.log.Debug("purged the undo entries of a committed ingest stream", "data", s.path, "took", took)
 	}
 	return nil
 }
@@ -516,21 +547,29 @@ func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, erro
 // A cell going negative means counters and records disagree: the
 // transaction is refused with a *CorruptError.
 func applyDeltas(tx *bolt.Tx, deltas map[counterKey]int64) error {
-	counters := tx.Bucket(bucketCounters)
-	keys := make([]counterKey, 0, len(deltas))
+	list := make([]cellDelta, 0, len(deltas))
 	for k, d := range deltas {
 		if d != 0 {
-			keys = append(keys, k)
+			list = append(list, cellDelta{binary.BigEndian.Uint64(k[:]), d})
 		}
 	}
-	slices.SortFunc(keys, func(a, b counterKey) int { return bytes.Compare(a[:], b[:]) })
-	for i := range keys {
-		k := keys[i][:]
+	slices.SortFunc(list, func(a, b cellDelta) int { return cmp.Compare(a.key, b.key) })
+	return applySortedDeltas(tx, list)
+}
+
+// applySortedDeltas is applyDeltas for deltas in ascending key order.
+func applySortedDeltas(tx *bolt.Tx, deltas []cellDelta) error {
+	counters := tx.Bucket(bucketCounters)
+	for _, e := range deltas {
+		// A variable per iteration: bbolt keeps the key until the commit.
+		var key counterKey
+		binary.BigEndian.PutUint64(key[:], e.key)
+		k := key[:]
 		cur := int64(getUint64(counters.Get(k)))
-		n := cur + deltas[keys[i]]
+		n := cur + e.delta
 		switch {
 		case n < 0:
-			return &CorruptError{Problem: fmt.Sprintf("counter %s would go from %d to %d", keys[i], cur, n)}
+			return &CorruptError{Problem: fmt.Sprintf("counter %s would go from %d to %d", key, cur, n)}
 		case n == 0:
 			if err := counters.Delete(k); err != nil {
 				return err

@@ -234,26 +234,30 @@ func verifyCounters(tx *bolt.Tx, undo *bolt.Bucket, rep *Report) {
 	c := recs.Cursor()
 	for id, v := c.First(); id != nil; id, v = c.Next() {
 		rep.Records++
-		if undo != nil {
-			if prev := undo.Get(id); prev != nil {
-				if !bytes.Equal(prev, undoAbsent) {
-					rep.committedRecords++
-					add(id, prev)
-				}
-				continue
-			}
-		}
 		rep.committedRecords++
 		add(id, v)
 	}
 	if undo != nil {
-		// A record the stream replaced is always present; one missing here
-		// would still be restored by the rollback, so count it.
-		uc := undo.Cursor()
-		for id, prev := uc.First(); id != nil; id, prev = uc.Next() {
-			if !bytes.Equal(prev, undoAbsent) && recs.Get(id) == nil {
+		// The rollback takes each record the stream wrote out of the
+		// count and puts back what it replaced.
+		unwrite := func(id, prev []byte) {
+			if cur := recs.Get(id); cur != nil {
+				rep.committedRecords--
+				if k, q, ok := decodeRecordValue(cur); ok {
+					want[k] -= uint64(q)
+				}
+			}
+			if !bytes.Equal(prev, undoAbsent) {
 				rep.committedRecords++
 				add(id, prev)
+			}
+		}
+		uc := undo.Cursor()
+		for k, v := uc.First(); k != nil; k, v = uc.Next() {
+			if !isUndoBatchKey(k) {
+				unwrite(k, v)
+			} else if !undoBatch(v).each(unwrite) {
+				rep.problem("undo entry %x of the open stream: malformed", k)
 			}
 		}
 	}
@@ -280,8 +284,10 @@ func verifyCounters(tx *bolt.Tx, undo *bolt.Bucket, rep *Report) {
 		}
 	}
 	missing := make([]counterKey, 0, len(want))
-	for k := range want {
-		missing = append(missing, k)
+	for k, n := range want {
+		if n != 0 {
+			missing = append(missing, k)
+		}
 	}
 	slices.SortFunc(missing, func(a, b counterKey) int { return bytes.Compare(a[:], b[:]) })
 	for _, k := range missing {
