@@ -189,6 +189,10 @@ type FileConfig struct {
 	Key string `yaml:"key"`
 	// CRL is the path of the revocation list (fedreport pki's ca.crl).
 	CRL string `yaml:"crl"`
+	// StartRollupRate and StartRollupBurst are the per-identity rate limit
+	// of StartRollup (nil: the command's default; checked by the command).
+	StartRollupRate  *float64 `yaml:"start_rollup_rate"`
+	StartRollupBurst *int     `yaml:"start_rollup_burst"`
 }
 
 // LoadFileConfig reads and checks the YAML configuration file at path.

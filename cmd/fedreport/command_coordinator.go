@@ -12,6 +12,7 @@ import (
 	"github.com/isa-alliance/fedreport/coordinator"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
 type coordinatorOptions struct {
@@ -30,6 +31,7 @@ type coordinatorOptions struct {
 	metricsListen   string
 	tls             tlsOptions
 	log             logOptions
+	startRollup     rateOptions
 
 	schedules []coordinator.Schedule // from --config only
 }
@@ -50,6 +52,8 @@ func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics (empty: off)")
 	o.tls.AddFlags(fs)
 	o.log.AddFlags(fs)
+	o.startRollup = newRateOptions("start-rollup", fedreportv1.CoordinatorService_StartRollup_FullMethodName)
+	o.startRollup.AddFlags(fs, "StartRollup", "operator identity")
 }
 
 func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
@@ -63,6 +67,7 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 	values := map[string]string{
 		"data": fc.Data, "listen": fc.Listen, "cacert": fc.CACert, "cert": fc.Cert, "key": fc.Key, "crl": fc.CRL,
 		"member-code": fc.MemberCode, "member-listen": fc.MemberListen, "member-cert": fc.MemberCert, "member-key": fc.MemberKey,
+		"start-rollup-rate": optionalNumber(fc.StartRollupRate), "start-rollup-burst": optionalNumber(fc.StartRollupBurst),
 	}
 	if fc.MemberTimeout > 0 {
 		values["member-timeout"] = fc.MemberTimeout.String()
@@ -103,6 +108,9 @@ func newCoordinatorCommand() *cobra.Command {
 			if o.data == "" {
 				return fmt.Errorf("--data is required")
 			}
+			if err := o.startRollup.validate(); err != nil {
+				return err
+			}
 			if len(o.members) == 0 {
 				return fmt.Errorf("no members: add --member CODE=host:port for each member node (or members: in --config)")
 			}
@@ -129,6 +137,7 @@ func newCoordinatorCommand() *cobra.Command {
 				TrustDomain:     own.TrustDomain,
 				Logger:          log,
 				Version:         version,
+				Limits:          rateLimits(&o.startRollup),
 			}
 			if o.memberCode != "" {
 				o.memberCode = strings.ToUpper(o.memberCode)

@@ -40,6 +40,8 @@ names it. A file with every key:
   log_format: text                  # or json
   log_level: info                   # debug, info, warn, error
   metrics_listen: 127.0.0.1:9443    # optional Prometheus /metrics
+  aggregate_rate: 2                 # Aggregate calls a second per caller identity (0: no limit)
+  aggregate_burst: 30               # Aggregate calls a caller identity may make at once
 
 The policy is the member's alone: no request and no coordinator can change it. A
 request outside it is refused with FAILED_PRECONDITION and a reason,
@@ -60,6 +62,7 @@ type nodeOptions struct {
 	earliestDate string
 	log          logOptions
 	metrics      string
+	aggregate    rateOptions
 }
 
 // nodeConfigFile is the YAML form of nodeOptions.
@@ -78,6 +81,8 @@ type nodeConfigFile struct {
 	LogFormat         string   `yaml:"log_format"`
 	LogLevel          string   `yaml:"log_level"`
 	MetricsListen     string   `yaml:"metrics_listen"`
+	AggregateRate     *float64 `yaml:"aggregate_rate"`
+	AggregateBurst    *int     `yaml:"aggregate_burst"`
 }
 
 func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
@@ -96,6 +101,8 @@ func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.earliestDate, "earliest-date", "2000-01-01", "policy: first day (YYYY-MM-DD) a request may cover; earlier requests are refused with PERIOD_NOT_ALLOWED")
 	o.log.AddFlags(fs)
 	fs.StringVar(&o.metrics, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics: calls by method and code, latency; never a count (empty: off)")
+	o.aggregate = newRateOptions("aggregate", fedreportv1.AggregationService_Aggregate_FullMethodName)
+	o.aggregate.AddFlags(fs, "Aggregate", "caller identity (a coordinator, a member admin)")
 }
 
 func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
@@ -111,6 +118,7 @@ func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
 		"cacert": c.CACert, "cert": c.Cert, "key": c.Key, "crl": c.CRL, "earliest-date": c.EarliestDate,
 		"allowed-dimensions": strings.Join(c.AllowedDimensions, ","), "log-format": c.LogFormat, "log-level": c.LogLevel,
 		"metrics-listen": c.MetricsListen,
+		"aggregate-rate": optionalNumber(c.AggregateRate), "aggregate-burst": optionalNumber(c.AggregateBurst),
 	}
 	if c.AllowedDimensions != nil && len(c.AllowedDimensions) == 0 {
 		values["allowed-dimensions"] = "none" // allowed_dimensions: []
@@ -139,6 +147,9 @@ func newNodeCommand() *cobra.Command {
 			if o.member == "" || o.data == "" {
 				return fmt.Errorf("--member and --data are required")
 			}
+			if err := o.aggregate.validate(); err != nil {
+				return err
+			}
 			o.member = strings.ToUpper(o.member)
 			dims, err := records.ParseDimensions(o.dimensions)
 			if strings.TrimSpace(o.dimensions) == "none" {
@@ -162,6 +173,7 @@ func newNodeCommand() *cobra.Command {
 				ServerTLS:   mtls.ServerConfig(src),
 				Logger:      log,
 				Version:     version,
+				Limits:      rateLimits(&o.aggregate),
 				Policy: node.Policy{
 					MinCellCount:      o.minCellCount,
 					AllowedDimensions: dims,

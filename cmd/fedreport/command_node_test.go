@@ -51,6 +51,8 @@ earliest_date: "2020-01-01"
 log_format: json
 log_level: debug
 metrics_listen: 127.0.0.1:9555
+aggregate_rate: 0.25
+aggregate_burst: 4
 `)
 	typ := reflect.TypeFor[nodeConfigFile]()
 	var keys []string
@@ -71,6 +73,7 @@ metrics_listen: 127.0.0.1:9555
 		"admin-socket": "fr.sock", "cacert": "ca.crt", "cert": "node-FR.crt", "key": "node-FR.key", "crl": "ca.crl",
 		"min-cell-count": "7", "allowed-dimensions": "month,victim_age", "earliest-date": "2020-01-01",
 		"log-format": "json", "log-level": "debug", "metrics-listen": "127.0.0.1:9555",
+		"aggregate-rate": "0.25", "aggregate-burst": "4",
 	}
 	help := nodeLong + "\n" + fs.FlagUsages()
 	for _, key := range keys {

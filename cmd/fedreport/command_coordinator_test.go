@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/mtls"
+	"github.com/isa-alliance/fedreport/internal/pki"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// TestRateLimitSettingsRefuseBadValues runs node and coordinator through the
+// root command with rates and bursts no limiter can use: each is refused
+// before anything starts, naming the flag, its config key and what to give.
+func TestRateLimitSettingsRefuseBadValues(t *testing.T) {
+	t.Parallel()
+	node := []string{"node", "--member", "FR", "--data", filepath.Join(t.TempDir(), "fr.db")}
+	coord := []string{"coordinator", "--data", filepath.Join(t.TempDir(), "coord.db"), "--member", "FR=127.0.0.1:7443"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"a negative Aggregate rate", append(node, "--aggregate-rate", "-1"),
+			[]string{"--aggregate-rate -1 (aggregate_rate in --config)", "above 0, or 0 for no limit"}},
+		{"an Aggregate rate that is not a number", append(node, "--aggregate-rate", "NaN"), []string{"--aggregate-rate NaN"}},
+		{"a zero Aggregate burst", append(node, "--aggregate-burst", "0"),
+			[]string{"--aggregate-burst 0 (aggregate_burst in --config): give at least 1", "set --aggregate-rate 0 instead"}},
+		{"a negative Aggregate burst in the file", append(node, "--config", writeFile(t, "node.yaml", "aggregate_burst: -5\n")),
+			[]string{"--aggregate-burst -5 (aggregate_burst in --config)"}},
+		{"a negative StartRollup rate", append(coord, "--start-rollup-rate", "-0.5"),
+			[]string{"--start-rollup-rate -0.5 (start_rollup_rate in --config)", "or 0 for no limit"}},
+		{"a zero StartRollup burst in the file", append(coord, "--config", writeFile(t, "coord.yaml", "start_rollup_burst: 0\n")),
+			[]string{"--start-rollup-burst 0 (start_rollup_burst in --config): give at least 1"}},
+		{"a misspelt rate key", append(coord, "--config", writeFile(t, "typo.yaml", "data: c.db\nstart_rolup_rate: 1\n")),
+			[]string{`line 2: unknown key "start_rolup_rate"`}},
+	} {
+		_, _, err := runCLI(t, t.Context(), tc.args...)
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: got %v, want an error containing %q", tc.name, err, want)
+			}
+		}
+	}
+}
+
+// TestCoordinatorConfigFile checks --config of the coordinator: its own keys
+// and this command's rate keys set the flags of the same names, flags win,
+// schedules and members come through, and the coordinator's checks still apply.
+func TestCoordinatorConfigFile(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "coord.yaml", `listen: 127.0.0.1:7555
+data: coord.db
+cacert: ca.crt
+cert: coordinator-main.crt
+key: coordinator-main.key
+crl: ca.crl
+member_timeout: 3s
+min_members: 2
+shutdown_timeout: 20s
+members:
+  - {code: FR, address: 127.0.0.1:7443}
+  - {code: IT, address: 127.0.0.1:7444}
+schedules:
+  - {name: weekly, every: weekly, metrics: [arrests], after: 6h}
+start_rollup_rate: 0.1
+start_rollup_burst: 3
+`)
+	o := &coordinatorOptions{}
+	fs := pflag.NewFlagSet("coordinator", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse([]string{"--config", file, "--start-rollup-burst", "5"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.applyConfig(fs); err != nil {
+		t.Fatal(err)
+	}
+	for flag, want := range map[string]string{
+		"listen": "127.0.0.1:7555", "data": "coord.db", "crl": "ca.crl", "member-timeout": "3s", "min-members": "2",
+		"shutdown-timeout": "20s", "start-rollup-rate": "0.1", "start-rollup-burst": "5", // the flag wins
+	} {
+		if got := fs.Lookup(flag).Value.String(); got != want {
+			t.Errorf("--%s: got %q, want %q", flag, got, want)
+		}
+	}
+	if got := o.members.String(); got != "FR=127.0.0.1:7443,IT=127.0.0.1:7444" {
+		t.Errorf("members: got %s", got)
+	}
+	if len(o.schedules) != 1 || o.schedules[0].Name != "weekly" || o.schedules[0].After != 6*time.Hour || !slices.Equal(o.schedules[0].Metrics, []string{"arrests"}) {
+		t.Errorf("schedules: got %+v", o.schedules)
+	}
+	limits := rateLimits(&o.startRollup)
+	if got := limits.Rates[fedreportv1.CoordinatorService_StartRollup_FullMethodName]; got.PerSecond != 0.1 || got.Burst != 5 {
+		t.Errorf("StartRollup rate: got %+v, want 0.1/s, bursts of 5", got)
+	}
+	if _, ok := limits.Rates[fedreportv1.AggregationService_Aggregate_FullMethodName]; !ok {
+		t.Error("the member API's Aggregate lost its default rate")
+	}
+
+	// The coordinator's own checks of the file still run.
+	o = &coordinatorOptions{}
+	fs = pflag.NewFlagSet("coordinator", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	o.config = writeFile(t, "bad.yaml", "min_members: 1\nrequire_all: true\n")
+	if err := o.applyConfig(fs); err == nil || !strings.Contains(err.Error(), "give one quorum rule") {
+		t.Errorf("min_members with require_all: got %v, want the coordinator's quorum error", err)
+	}
+}
+
+// serveCLI runs fedreport args through the root command until the test ends
+// and waits for its listener at addr to serve health checks as id.
+func serveCLI(t *testing.T, pkiDir, addr string, id, server identity.ID, args ...string) *grpc.ClientConn {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	var stderr string
+	go func() {
+		var err error
+		_, stderr, err = runCLI(t, ctx, args...)
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("fedreport %s: %v\n%s", args[0], err, stderr)
+		}
+	})
+	base := filepath.Join(pkiDir, pki.FileBase(id))
+	src, err := mtls.NewFiles(filepath.Join(pkiDir, "ca.crt"), base+".crt", base+".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(mtls.ClientConfig(src, mtls.ExpectID(server)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	hctx, hcancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer hcancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(hctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("fedreport %s did not come up: %v", args[0], err)
+	}
+	return conn
+}
+
+// rateLimited reports whether err is the limiter's refusal with a burst of burst.
+func rateLimited(err error, burst string) bool {
+	return status.Code(err) == codes.ResourceExhausted && strings.Contains(status.Convert(err).Message(), "bursts of "+burst+")")
+}
+
+// TestRateLimitFlagsReachTheServers runs a node and a coordinator through
+// the root command with their rate settings (node: flags; coordinator: its
+// config file) and checks the servers enforce them: a burst of 2 refuses the
+// third Aggregate, rate 0 lifts the limit, a burst of 1 the second rollup.
+func TestRateLimitFlagsReachTheServers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	mustRunCLI(t, "pki", "init", "--dir", pkiDir)
+	for _, issue := range [][]string{
+		{"--role", "node", "--member", "FR"}, {"--role", "node", "--member", "IT"},
+		{"--role", "member-admin", "--member", "FR", "--name", "ops"}, {"--role", "member-admin", "--member", "IT", "--name", "ops"},
+		{"--role", "coordinator", "--name", "main"}, {"--role", "operator", "--name", "alice"},
+	} {
+		mustRunCLI(t, append([]string{"pki", "issue", "--dir", pkiDir}, issue...)...)
+	}
+	p := func(name string) string { return filepath.Join(pkiDir, name) }
+	node := func(member string, rate ...string) fedreportv1.AggregationServiceClient {
+		addr := freeAddr(t)
+		args := append([]string{"node", "--member", member, "--data", filepath.Join(dir, member+".db"), "--listen", addr,
+			"--min-cell-count", "1", "--cacert", p("ca.crt"), "--cert", p("node-" + member + ".crt"), "--key", p("node-" + member + ".key")}, rate...)
+		conn := serveCLI(t, pkiDir, addr, identity.MemberAdmin("isa", member, "ops"), identity.Node("isa", member), args...)
+		return fedreportv1.NewAggregationServiceClient(conn)
+	}
+	aggregate := func(c fedreportv1.AggregationServiceClient) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		_, err := c.Aggregate(ctx, &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31"})
+		return err
+	}
+
+	limited := node("FR", "--aggregate-rate", "0.01", "--aggregate-burst", "2")
+	for i := range 2 {
+		if err := aggregate(limited); err != nil {
+			t.Fatalf("Aggregate %d of a burst of 2: %v", i+1, err)
+		}
+	}
+	if err := aggregate(limited); !rateLimited(err, "2") {
+		t.Errorf("third Aggregate with --aggregate-burst 2: got %v, want RESOURCE_EXHAUSTED naming bursts of 2", err)
+	}
+	unlimited := node("IT", "--aggregate-rate", "0")
+	for i := range 40 { // more than the default burst of 30
+		if err := aggregate(unlimited); err != nil {
+			t.Fatalf("Aggregate %d with --aggregate-rate 0: %v", i+1, err)
+		}
+	}
+
+	addr := freeAddr(t)
+	config := writeFile(t, "coord.yaml", "member_timeout: 500ms\nstart_rollup_rate: 0.01\nstart_rollup_burst: 1\nmembers:\n  - {code: FR, address: "+freeAddr(t)+"}\n")
+	conn := serveCLI(t, pkiDir, addr, identity.Operator("isa", "alice"), identity.Coordinator("isa", "main"),
+		"coordinator", "--config", config, "--data", filepath.Join(dir, "coord.db"), "--listen", addr,
+		"--cacert", p("ca.crt"), "--cert", p("coordinator-main.crt"), "--key", p("coordinator-main.key"))
+	c := fedreportv1.NewCoordinatorServiceClient(conn)
+	startRollup := func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		_, err := c.StartRollup(ctx, &fedreportv1.StartRollupRequest{Spec: &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-01-31"}})
+		return err
+	}
+	if err := startRollup(); err != nil {
+		t.Fatalf("first rollup: %v", err)
+	}
+	if err := startRollup(); !rateLimited(err, "1") {
+		t.Errorf("second rollup with start_rollup_burst: 1: got %v, want RESOURCE_EXHAUSTED naming bursts of 1", err)
+	}
+}
