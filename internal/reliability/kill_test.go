@@ -107,25 +107,35 @@ func TestSIGKILLMidIngest(t *testing.T) {
 	}
 
 	// Every stream replaces the same 30,000 record ids with other content,
-	// so each leaves its own totals.
+	// so each leaves its own totals. Streams 1 and 3 come in random key
+	// order, which the node sorts through its spill file and merges at
+	// commit; 0 and 2 in key order, written batch by batch.
 	const n = "30000"
 	streams := make([]string, 4)
 	totals := make([]map[fedreportv1.Metric]uint64, len(streams))
 	for i := range streams {
 		streams[i] = filepath.Join(dir, "stream"+strconv.Itoa(i)+".csv")
 		gen(t, streams[i], n, strconv.Itoa(i+1))
+		if i%2 == 1 {
+			shuffleLines(t, streams[i], uint64(i))
+		}
 		totals[i] = streamTotals(t, streams[i])
 	}
 
 	p, addr := startNode()
-	start := time.Now()
 	if out, err := run(t, t.Context(), "ingest", "--node", "unix://"+sock, streams[0]); err != nil {
 		t.Fatalf("first ingest: %v\n%s", err, out)
 	}
+	// The kills fall within the time a replacing stream out of key order
+	// takes, the slowest kind the loop sends.
+	start := time.Now()
+	if out, err := run(t, t.Context(), "ingest", "--node", "unix://"+sock, streams[1]); err != nil {
+		t.Fatalf("second ingest: %v\n%s", err, out)
+	}
 	ingestTime := time.Since(start)
-	acked := 0 // the stream the node must hold
+	acked := 1 // the stream the node must hold
 	if got := nodeTotals(t, f, addr); !sameTotals(got, totals[acked]) {
-		t.Fatalf("after the first ingest: got %v, want %v", got, totals[acked])
+		t.Fatalf("after the second ingest: got %v, want %v", got, totals[acked])
 	}
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
@@ -140,8 +150,10 @@ func TestSIGKILLMidIngest(t *testing.T) {
 			_, err := run(t, t.Context(), "ingest", "--node", "unix://"+sock, streams[next])
 			ingest <- err
 		}()
-		// Kill anywhere from before the stream starts to just after it would end.
-		time.Sleep(time.Duration(rng.Int64N(int64(ingestTime) * 12 / 10)))
+		// Kill anywhere from before the stream starts to well after it would
+		// end (streams slow down under load, and a kill after the commit is a
+		// case too).
+		time.Sleep(time.Duration(rng.Int64N(int64(ingestTime) * 2)))
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -185,4 +197,23 @@ func TestSIGKILLMidIngest(t *testing.T) {
 	}
 	t.Logf("%d kills: %d streams rolled back whole, %d committed whole before the kill (%d of those unacknowledged)",
 		*killIterations, rolledBack, *killIterations-rolledBack, committedUnacked)
+}
+
+// shuffleLines puts the data lines of the CSV file path in a random order
+// (seeded), keeping its header first.
+func shuffleLines(t *testing.T, path string, seed uint64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	data := lines[1:]
+	rand.New(rand.NewPCG(seed, 2)).Shuffle(len(data), func(i, j int) { data[i], data[j] = data[j], data[i] })
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
