@@ -25,7 +25,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
@@ -484,7 +483,7 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 		stream = append([]grpc.StreamServerInterceptor{c.metrics.grpc.StreamServerInterceptor()}, stream...)
 	}
 	return append([]grpc.ServerOption{
-		grpc.Creds(credentials.NewTLS(tc)),
+		grpc.Creds(identity.ServerCredentials(tc)),
 		// StartRollup, GetRollup and ListRollups answer with encoded bytes (codec.go);
 		// every other message goes through the proto codec as before.
 		grpc.ForceServerCodecV2(newServerCodec()),

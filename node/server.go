@@ -13,7 +13,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/health"
@@ -166,7 +165,7 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		rules := n.rules()
 		// The limits come after authz: only authorized calls spend a rate.
 		srv := grpc.NewServer(append(append(common,
-			grpc.Creds(credentials.NewTLS(n.cfg.ServerTLS)),
+			grpc.Creds(identity.ServerCredentials(n.cfg.ServerTLS)),
 			grpc.ForceServerCodecV2(responseCodec{encoding.GetCodecV2(grpcproto.Name)}),
 			grpc.ChainUnaryInterceptor(n.logUnary, authz.UnaryServerInterceptor(rules)),
 			grpc.ChainStreamInterceptor(n.logStream, authz.StreamServerInterceptor(rules)),

@@ -206,13 +206,11 @@ func FromContext(ctx context.Context) (ID, bool) {
 	if !ok {
 		return ID{}, false
 	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return ID{}, false
+	switch info := p.AuthInfo.(type) {
+	case AuthInfo:
+		return info.id, info.ok
+	case credentials.TLSInfo:
+		return fromTLSInfo(info)
 	}
-	id, err := FromCertificate(info.State.VerifiedChains[0][0])
-	if err != nil {
-		return ID{}, false
-	}
-	return id, true
+	return ID{}, false
 }
