@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -164,16 +165,33 @@ func TestEncodedAnswersEqualDecodedOnes(t *testing.T) {
 	ref := &server{c: c.Coordinator} // the decoded path
 	ctx := t.Context()
 
-	for _, id := range append(ids, "r1") { // r1: an unpadded id names r00000001
-		want, err := ref.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id})
+	views := []fedreportv1.RollupView{
+		fedreportv1.RollupView_ROLLUP_VIEW_UNSPECIFIED,
+		fedreportv1.RollupView_ROLLUP_VIEW_BASIC,
+		fedreportv1.RollupView_ROLLUP_VIEW_FULL,
+	}
+	getIDs := append(slices.Clone(ids), "r1") // r1: an unpadded id names r00000001
+	for i := range len(getIDs) * len(views) {
+		id, view := getIDs[i/len(views)], views[i%len(views)]
+		req := &fedreportv1.GetRollupRequest{Id: id, View: view}
+		want, err := ref.GetRollup(ctx, req)
 		if err != nil {
 			t.Fatal(err)
+		}
+		stored, err := c.GetRollup(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if full := view == fedreportv1.RollupView_ROLLUP_VIEW_FULL; full != (len(want.GetRollup().GetMembers()) > 0) ||
+			len(want.GetRollup().GetTotals()) != len(stored.GetTotals()) {
+			t.Errorf("GetRollup %s in view %v: %d members and %d totals, want %d members (FULL only) and %d totals", id, view,
+				len(want.GetRollup().GetMembers()), len(want.GetRollup().GetTotals()), len(stored.GetMembers()), len(stored.GetTotals()))
 		}
 		wantBytes, err := proto.Marshal(want)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := invokeRaw(ctx, conn, fedreportv1.CoordinatorService_GetRollup_FullMethodName, &fedreportv1.GetRollupRequest{Id: id})
+		got, err := invokeRaw(ctx, conn, fedreportv1.CoordinatorService_GetRollup_FullMethodName, req)
 		if err != nil {
 			t.Fatalf("GetRollup %s: %v", id, err)
 		}
@@ -184,7 +202,7 @@ func TestEncodedAnswersEqualDecodedOnes(t *testing.T) {
 		if err != nil || !bytes.Equal(det, got) {
 			t.Errorf("GetRollup %s: the answer is not the deterministic encoding of the rollup (%v)", id, err)
 		}
-		decoded, err := client.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id})
+		decoded, err := client.GetRollup(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,10 +214,12 @@ func TestEncodedAnswersEqualDecodedOnes(t *testing.T) {
 	for _, req := range []*fedreportv1.ListRollupsRequest{
 		{},
 		{PageSize: 2},
-		{PageSize: 2, PageToken: pageToken(4)},
+		{PageSize: 2, PageToken: pageToken(4), View: fedreportv1.RollupView_ROLLUP_VIEW_FULL},
 		{State: fedreportv1.RollupState_ROLLUP_STATE_PARTIAL},
-		{PageSize: 1, State: fedreportv1.RollupState_ROLLUP_STATE_COMPLETE},
+		{State: fedreportv1.RollupState_ROLLUP_STATE_PARTIAL, View: fedreportv1.RollupView_ROLLUP_VIEW_FULL},
+		{PageSize: 1, State: fedreportv1.RollupState_ROLLUP_STATE_COMPLETE, View: fedreportv1.RollupView_ROLLUP_VIEW_BASIC},
 		{State: fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED},
+		{View: fedreportv1.RollupView_ROLLUP_VIEW_FULL},
 	} {
 		want, err := ref.ListRollups(ctx, req)
 		if err != nil {
@@ -246,6 +266,21 @@ func TestEncodedAnswersEqualDecodedOnes(t *testing.T) {
 			_, err := client.ListRollups(ctx, &fedreportv1.ListRollupsRequest{PageToken: "nope!"})
 			return err
 		}, codes.InvalidArgument, "", "page_token"},
+		{"GetRollup in no view", func() error {
+			_, err := client.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: ids[0], View: 7})
+			return err
+		}, codes.InvalidArgument, "", "view"},
+		{"GetRollup without an id, in no view", func() error {
+			_, err := client.GetRollup(ctx, &fedreportv1.GetRollupRequest{View: -1})
+			if !violates(err, "id") {
+				return fmt.Errorf("%w (and no violation of id)", err)
+			}
+			return err
+		}, codes.InvalidArgument, "", "view"},
+		{"ListRollups in no view", func() error {
+			_, err := client.ListRollups(ctx, &fedreportv1.ListRollupsRequest{View: 3})
+			return err
+		}, codes.InvalidArgument, "", "view"},
 	} {
 		err := tc.call()
 		if status.Code(err) != tc.code {
@@ -312,24 +347,41 @@ func TestDynamicClientsReadTheSameRollup(t *testing.T) {
 	if method == nil {
 		t.Fatal("reflection: no GetRollup")
 	}
-	req := dynamicpb.NewMessage(method.Input())
-	req.Set(method.Input().Fields().ByName("id"), protoreflect.ValueOfString(id))
-	resp := dynamicpb.NewMessage(method.Output())
-	if err := conn.Invoke(ctx, fedreportv1.CoordinatorService_GetRollup_FullMethodName, req, resp); err != nil {
-		t.Fatal(err)
+	// The view as grpcurl users name it, by the enum value's name; no view
+	// is the BASIC one.
+	viewField := method.Input().Fields().ByName("view")
+	if viewField == nil || viewField.Enum() == nil {
+		t.Fatal("reflection: GetRollupRequest has no view enum")
 	}
-	// Back to the generated type through the wire form the dynamic client
-	// understood: equal to the decoded path's rollup.
-	b, err := proto.Marshal(resp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := &fedreportv1.GetRollupResponse{}
-	if err := proto.Unmarshal(b, got); err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.GetUnknown()) != 0 || !proto.Equal(got.GetRollup(), want) {
-		t.Errorf("dynamic client: got %v (unknown %d bytes), want %v", got.GetRollup(), len(resp.GetUnknown()), want)
+	for _, view := range []string{"", "ROLLUP_VIEW_FULL"} {
+		req := dynamicpb.NewMessage(method.Input())
+		req.Set(method.Input().Fields().ByName("id"), protoreflect.ValueOfString(id))
+		wantView := inView(want, false)
+		if view != "" {
+			v := viewField.Enum().Values().ByName(protoreflect.Name(view))
+			if v == nil {
+				t.Fatalf("reflection: no %s", view)
+			}
+			req.Set(viewField, protoreflect.ValueOfEnum(v.Number()))
+			wantView = want
+		}
+		resp := dynamicpb.NewMessage(method.Output())
+		if err := conn.Invoke(ctx, fedreportv1.CoordinatorService_GetRollup_FullMethodName, req, resp); err != nil {
+			t.Fatal(err)
+		}
+		// Back to the generated type through the wire form the dynamic client
+		// understood: equal to the decoded path's rollup.
+		b, err := proto.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := &fedreportv1.GetRollupResponse{}
+		if err := proto.Unmarshal(b, got); err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetUnknown()) != 0 || !proto.Equal(got.GetRollup(), wantView) {
+			t.Errorf("dynamic client, view %q: got %v (unknown %d bytes), want %v", view, got.GetRollup(), len(resp.GetUnknown()), wantView)
+		}
 	}
 }
 
@@ -536,7 +588,7 @@ func TestEncodedStartRollupEqualsTheDecodedAnswer(t *testing.T) {
 		if err != nil || !bytes.Equal(got, det) {
 			t.Errorf("StartRollup %s: got %d bytes, want the %d of the deterministic encoding of the decoded answer, equal (%v)", id, len(got), len(det), err)
 		}
-		stored, err := ref.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id})
+		stored, err := ref.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id, View: fedreportv1.RollupView_ROLLUP_VIEW_FULL})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -245,30 +245,37 @@ func (c *Coordinator) Members() []Member {
 	return out
 }
 
-// GetRollup returns the stored rollup id.
+// GetRollup returns the stored rollup id, whole (the FULL view).
 func (c *Coordinator) GetRollup(_ context.Context, id string) (*fedreportv1.Rollup, error) {
-	if id == "" {
-		return nil, rollupIDRequired()
+	if _, err := getParams(&fedreportv1.GetRollupRequest{Id: id, View: fedreportv1.RollupView_ROLLUP_VIEW_FULL}); err != nil {
+		return nil, err
 	}
 	return c.store.get(id)
 }
 
-// rollupIDRequired is the error of a GetRollup without an id.
-func rollupIDRequired() error {
+// getParams validates a GetRollup request and returns whether it asks for
+// the FULL view.
+func getParams(req *fedreportv1.GetRollupRequest) (full bool, err error) {
 	verr := &ValidationError{}
-	verr.add("id", "required: give a rollup id, as in %s", rollupID(42))
-	return verr
+	if req.GetId() == "" {
+		verr.add("id", "required: give a rollup id, as in %s", rollupID(42))
+	}
+	full = fullView(req.GetView(), verr)
+	return full, verr.errOrNil()
 }
 
 // ListRollups returns a page of stored rollups, newest first.
 func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollupsRequest) (*fedreportv1.ListRollupsResponse, error) {
-	size, from, err := listParams(req)
+	size, from, full, err := listParams(req)
 	if err != nil {
 		return nil, err
 	}
 	page, next, err := c.store.list(size, from, req.GetState())
 	if err != nil {
 		return nil, err
+	}
+	for i, r := range page {
+		page[i] = inView(r, full)
 	}
 	resp := &fedreportv1.ListRollupsResponse{Rollups: page, NextPageToken: pageToken(next)}
 	return resp, nil
@@ -287,14 +294,15 @@ func (c *Coordinator) startRollupEncoded(ctx context.Context, spec *fedreportv1.
 
 // getRollupEncoded is GetRollup answering with the GetRollupResponse
 // encoding built around the stored bytes (codec.go), in buffers from pool.
-func (c *Coordinator) getRollupEncoded(id string, pool mem.BufferPool) (*encodedMessage, error) {
-	if id == "" {
-		return nil, rollupIDRequired()
+func (c *Coordinator) getRollupEncoded(req *fedreportv1.GetRollupRequest, pool mem.BufferPool) (*encodedMessage, error) {
+	full, err := getParams(req)
+	if err != nil {
+		return nil, err
 	}
 	m := &encodedMessage{}
-	err := c.store.view(id, func(v []byte) error {
-		m.data = appendBytesField(nil, 1, v, pool) // GetRollupResponse.rollup
-		return nil
+	err = c.store.view(req.GetId(), func(v []byte) (err error) {
+		m.data, err = appendRollupField(nil, 1, v, full, pool) // GetRollupResponse.rollup
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -305,14 +313,14 @@ func (c *Coordinator) getRollupEncoded(id string, pool mem.BufferPool) (*encoded
 // listRollupsEncoded is ListRollups answering with the ListRollupsResponse
 // encoding built from the stored bytes (codec.go), in buffers from pool.
 func (c *Coordinator) listRollupsEncoded(req *fedreportv1.ListRollupsRequest, pool mem.BufferPool) (*encodedMessage, error) {
-	size, from, err := listParams(req)
+	size, from, full, err := listParams(req)
 	if err != nil {
 		return nil, err
 	}
 	var data mem.BufferSlice
-	next, err := c.store.scan(size, from, req.GetState(), func(_ uint64, v []byte) error {
-		data = appendBytesField(data, 1, v, pool) // ListRollupsResponse.rollups
-		return nil
+	next, err := c.store.scan(size, from, req.GetState(), func(_ uint64, v []byte) (err error) {
+		data, err = appendRollupField(data, 1, v, full, pool) // ListRollupsResponse.rollups
+		return err
 	})
 	if err != nil {
 		data.Free()
@@ -333,9 +341,9 @@ func pageToken(seq uint64) string {
 	return base64.RawURLEncoding.EncodeToString(seqKey(seq))
 }
 
-// listParams validates a ListRollups request and returns its page size and
-// the seq to start from (0: the newest).
-func listParams(req *fedreportv1.ListRollupsRequest) (size int, from uint64, err error) {
+// listParams validates a ListRollups request and returns its page size, the
+// seq to start from (0: the newest) and whether it asks for the FULL view.
+func listParams(req *fedreportv1.ListRollupsRequest) (size int, from uint64, full bool, err error) {
 	verr := &ValidationError{}
 	size = int(req.GetPageSize())
 	switch {
@@ -357,10 +365,11 @@ func listParams(req *fedreportv1.ListRollupsRequest) (size int, from uint64, err
 	if _, ok := fedreportv1.RollupState_name[int32(req.GetState())]; !ok {
 		verr.add("state", "%d is not a rollup state", req.GetState())
 	}
+	full = fullView(req.GetView(), verr)
 	if err := verr.errOrNil(); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
-	return size, from, nil
+	return size, from, full, nil
 }
 
 // ListMembers returns a page of the registry with what the coordinator
@@ -609,7 +618,7 @@ func (s *server) StartRollup(ctx context.Context, req *fedreportv1.StartRollupRe
 // getRollupEncoded is what the served CoordinatorService runs for GetRollup
 // (coordinatorServiceDesc): the stored bytes, neither decoded nor encoded.
 func (s *server) getRollupEncoded(_ context.Context, req *fedreportv1.GetRollupRequest) (any, error) {
-	m, err := s.c.getRollupEncoded(req.GetId(), responsePool)
+	m, err := s.c.getRollupEncoded(req, responsePool)
 	if err != nil {
 		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_GetRollup_FullMethodName, err)
 	}
@@ -631,11 +640,15 @@ func (s *server) listRollupsEncoded(_ context.Context, req *fedreportv1.ListRoll
 // served service answers with getRollupEncoded instead; this is the
 // reference its answers are tested against.
 func (s *server) GetRollup(ctx context.Context, req *fedreportv1.GetRollupRequest) (*fedreportv1.GetRollupResponse, error) {
+	full, err := getParams(req)
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_GetRollup_FullMethodName, err)
+	}
 	r, err := s.c.GetRollup(ctx, req.GetId())
 	if err != nil {
 		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_GetRollup_FullMethodName, err)
 	}
-	return &fedreportv1.GetRollupResponse{Rollup: r}, nil
+	return &fedreportv1.GetRollupResponse{Rollup: inView(r, full)}, nil
 }
 
 // ListRollups implements CoordinatorService by decoding the stored rollups.

@@ -78,9 +78,10 @@ func newRollupCommand() *cobra.Command {
 }
 
 // rerunRollup starts a rollup with the request of stored rollup id and
-// reports, per member, whether its data version moved since.
+// reports, per member, whether its data version moved since (the FULL view
+// has them).
 func rerunRollup(ctx context.Context, c fedreportv1.CoordinatorServiceClient, id string, format outputFormat, w io.Writer) error {
-	old, err := c.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id})
+	old, err := c.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id, View: fedreportv1.RollupView_ROLLUP_VIEW_FULL})
 	if err != nil {
 		return describeRPCError("rerun", err)
 	}

@@ -30,7 +30,8 @@ func newRollupsCommand() *cobra.Command {
 				return err
 			}
 			return o.call(cmd.Context(), func(ctx context.Context, c fedreportv1.CoordinatorServiceClient) error {
-				resp, err := c.ListRollups(ctx, &fedreportv1.ListRollupsRequest{PageSize: int32(limit), PageToken: pageToken, State: st})
+				resp, err := c.ListRollups(ctx, &fedreportv1.ListRollupsRequest{PageSize: int32(limit), PageToken: pageToken, State: st,
+					View: fedreportv1.RollupView_ROLLUP_VIEW_FULL})
 				if err != nil {
 					return describeRPCError("list rollups", err)
 				}
@@ -83,7 +84,7 @@ func newRollupsShowCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.call(cmd.Context(), func(ctx context.Context, c fedreportv1.CoordinatorServiceClient) error {
-				resp, err := c.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: args[0]})
+				resp, err := c.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: args[0], View: fedreportv1.RollupView_ROLLUP_VIEW_FULL})
 				if err != nil {
 					return describeRPCError("show rollup", err)
 				}

@@ -154,6 +154,65 @@ func (MemberStatus) EnumDescriptor() ([]byte, []int) {
 	return file_fedreport_v1_coordinator_proto_rawDescGZIP(), []int{1}
 }
 
+// RollupView is how much of a rollup GetRollup and ListRollups return
+// (AIP-157). A 200-member rollup is ~19 KB and ~1,200 messages in the FULL
+// view; the BASIC view is what a dashboard or a script polling for the
+// alliance totals needs, at a few hundred bytes.
+type RollupView int32
+
+const (
+	// ROLLUP_VIEW_UNSPECIFIED is the BASIC view.
+	RollupView_ROLLUP_VIEW_UNSPECIFIED RollupView = 0
+	// ROLLUP_VIEW_BASIC is the rollup without its per-member results
+	// (members): id, state, spec, who started it and when, the totals, the
+	// missing members and the failure reason.
+	RollupView_ROLLUP_VIEW_BASIC RollupView = 1
+	// ROLLUP_VIEW_FULL is the rollup as stored, with every member's status,
+	// data version, latency and cells.
+	RollupView_ROLLUP_VIEW_FULL RollupView = 2
+)
+
+// Enum value maps for RollupView.
+var (
+	RollupView_name = map[int32]string{
+		0: "ROLLUP_VIEW_UNSPECIFIED",
+		1: "ROLLUP_VIEW_BASIC",
+		2: "ROLLUP_VIEW_FULL",
+	}
+	RollupView_value = map[string]int32{
+		"ROLLUP_VIEW_UNSPECIFIED": 0,
+		"ROLLUP_VIEW_BASIC":       1,
+		"ROLLUP_VIEW_FULL":        2,
+	}
+)
+
+func (x RollupView) Enum() *RollupView {
+	p := new(RollupView)
+	*p = x
+	return p
+}
+
+func (x RollupView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RollupView) Descriptor() protoreflect.EnumDescriptor {
+	return file_fedreport_v1_coordinator_proto_enumTypes[2].Descriptor()
+}
+
+func (RollupView) Type() protoreflect.EnumType {
+	return &file_fedreport_v1_coordinator_proto_enumTypes[2]
+}
+
+func (x RollupView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RollupView.Descriptor instead.
+func (RollupView) EnumDescriptor() ([]byte, []int) {
+	return file_fedreport_v1_coordinator_proto_rawDescGZIP(), []int{2}
+}
+
 // RollupSpec is what a rollup asks every member.
 type RollupSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -561,7 +620,9 @@ func (x *StartRollupResponse) GetRollup() *Rollup {
 type GetRollupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id of the rollup.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// view is how much of the rollup to return; unspecified is BASIC.
+	View          RollupView `protobuf:"varint,2,opt,name=view,proto3,enum=fedreport.v1.RollupView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -603,10 +664,17 @@ func (x *GetRollupRequest) GetId() string {
 	return ""
 }
 
+func (x *GetRollupRequest) GetView() RollupView {
+	if x != nil {
+		return x.View
+	}
+	return RollupView_ROLLUP_VIEW_UNSPECIFIED
+}
+
 // GetRollupResponse returns a rollup.
 type GetRollupResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// rollup as stored.
+	// rollup as stored, in the view asked for.
 	Rollup        *Rollup `protobuf:"bytes,1,opt,name=rollup,proto3" json:"rollup,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -657,7 +725,9 @@ type ListRollupsRequest struct {
 	// page_token is next_page_token of the previous page.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// state keeps only rollups in this state; unspecified keeps all.
-	State         RollupState `protobuf:"varint,3,opt,name=state,proto3,enum=fedreport.v1.RollupState" json:"state,omitempty"`
+	State RollupState `protobuf:"varint,3,opt,name=state,proto3,enum=fedreport.v1.RollupState" json:"state,omitempty"`
+	// view is how much of each rollup to return; unspecified is BASIC.
+	View          RollupView `protobuf:"varint,4,opt,name=view,proto3,enum=fedreport.v1.RollupView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -711,6 +781,13 @@ func (x *ListRollupsRequest) GetState() RollupState {
 		return x.State
 	}
 	return RollupState_ROLLUP_STATE_UNSPECIFIED
+}
+
+func (x *ListRollupsRequest) GetView() RollupView {
+	if x != nil {
+		return x.View
+	}
+	return RollupView_ROLLUP_VIEW_UNSPECIFIED
 }
 
 // ListRollupsResponse is one page of rollups.
@@ -1024,16 +1101,18 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\x12StartRollupRequest\x12,\n" +
 	"\x04spec\x18\x01 \x01(\v2\x18.fedreport.v1.RollupSpecR\x04spec\"C\n" +
 	"\x13StartRollupResponse\x12,\n" +
-	"\x06rollup\x18\x01 \x01(\v2\x14.fedreport.v1.RollupR\x06rollup\"\"\n" +
+	"\x06rollup\x18\x01 \x01(\v2\x14.fedreport.v1.RollupR\x06rollup\"P\n" +
 	"\x10GetRollupRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"A\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x18.fedreport.v1.RollupViewR\x04view\"A\n" +
 	"\x11GetRollupResponse\x12,\n" +
-	"\x06rollup\x18\x01 \x01(\v2\x14.fedreport.v1.RollupR\x06rollup\"\x81\x01\n" +
+	"\x06rollup\x18\x01 \x01(\v2\x14.fedreport.v1.RollupR\x06rollup\"\xaf\x01\n" +
 	"\x12ListRollupsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12/\n" +
-	"\x05state\x18\x03 \x01(\x0e2\x19.fedreport.v1.RollupStateR\x05state\"m\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x19.fedreport.v1.RollupStateR\x05state\x12,\n" +
+	"\x04view\x18\x04 \x01(\x0e2\x18.fedreport.v1.RollupViewR\x04view\"m\n" +
 	"\x13ListRollupsResponse\x12.\n" +
 	"\arollups\x18\x01 \x03(\v2\x14.fedreport.v1.RollupR\arollups\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"P\n" +
@@ -1067,7 +1146,12 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\x19MEMBER_STATUS_UNREACHABLE\x10\x02\x12\x19\n" +
 	"\x15MEMBER_STATUS_TIMEOUT\x10\x03\x12\x19\n" +
 	"\x15MEMBER_STATUS_REFUSED\x10\x04\x12\x19\n" +
-	"\x15MEMBER_STATUS_INVALID\x10\x052\xed\x02\n" +
+	"\x15MEMBER_STATUS_INVALID\x10\x05*V\n" +
+	"\n" +
+	"RollupView\x12\x1b\n" +
+	"\x17ROLLUP_VIEW_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11ROLLUP_VIEW_BASIC\x10\x01\x12\x14\n" +
+	"\x10ROLLUP_VIEW_FULL\x10\x022\xed\x02\n" +
 	"\x12CoordinatorService\x12R\n" +
 	"\vStartRollup\x12 .fedreport.v1.StartRollupRequest\x1a!.fedreport.v1.StartRollupResponse\x12Q\n" +
 	"\tGetRollup\x12\x1e.fedreport.v1.GetRollupRequest\x1a\x1f.fedreport.v1.GetRollupResponse\"\x03\x90\x02\x01\x12W\n" +
@@ -1086,63 +1170,66 @@ func file_fedreport_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_fedreport_v1_coordinator_proto_rawDescData
 }
 
-var file_fedreport_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_fedreport_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_fedreport_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_fedreport_v1_coordinator_proto_goTypes = []any{
 	(RollupState)(0),              // 0: fedreport.v1.RollupState
 	(MemberStatus)(0),             // 1: fedreport.v1.MemberStatus
-	(*RollupSpec)(nil),            // 2: fedreport.v1.RollupSpec
-	(*MemberResult)(nil),          // 3: fedreport.v1.MemberResult
-	(*Rollup)(nil),                // 4: fedreport.v1.Rollup
-	(*StartRollupRequest)(nil),    // 5: fedreport.v1.StartRollupRequest
-	(*StartRollupResponse)(nil),   // 6: fedreport.v1.StartRollupResponse
-	(*GetRollupRequest)(nil),      // 7: fedreport.v1.GetRollupRequest
-	(*GetRollupResponse)(nil),     // 8: fedreport.v1.GetRollupResponse
-	(*ListRollupsRequest)(nil),    // 9: fedreport.v1.ListRollupsRequest
-	(*ListRollupsResponse)(nil),   // 10: fedreport.v1.ListRollupsResponse
-	(*ListMembersRequest)(nil),    // 11: fedreport.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),   // 12: fedreport.v1.ListMembersResponse
-	(*Member)(nil),                // 13: fedreport.v1.Member
-	(Metric)(0),                   // 14: fedreport.v1.Metric
-	(Dimension)(0),                // 15: fedreport.v1.Dimension
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
-	(*Cell)(nil),                  // 17: fedreport.v1.Cell
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*Policy)(nil),                // 19: fedreport.v1.Policy
+	(RollupView)(0),               // 2: fedreport.v1.RollupView
+	(*RollupSpec)(nil),            // 3: fedreport.v1.RollupSpec
+	(*MemberResult)(nil),          // 4: fedreport.v1.MemberResult
+	(*Rollup)(nil),                // 5: fedreport.v1.Rollup
+	(*StartRollupRequest)(nil),    // 6: fedreport.v1.StartRollupRequest
+	(*StartRollupResponse)(nil),   // 7: fedreport.v1.StartRollupResponse
+	(*GetRollupRequest)(nil),      // 8: fedreport.v1.GetRollupRequest
+	(*GetRollupResponse)(nil),     // 9: fedreport.v1.GetRollupResponse
+	(*ListRollupsRequest)(nil),    // 10: fedreport.v1.ListRollupsRequest
+	(*ListRollupsResponse)(nil),   // 11: fedreport.v1.ListRollupsResponse
+	(*ListMembersRequest)(nil),    // 12: fedreport.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),   // 13: fedreport.v1.ListMembersResponse
+	(*Member)(nil),                // 14: fedreport.v1.Member
+	(Metric)(0),                   // 15: fedreport.v1.Metric
+	(Dimension)(0),                // 16: fedreport.v1.Dimension
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*Cell)(nil),                  // 18: fedreport.v1.Cell
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*Policy)(nil),                // 20: fedreport.v1.Policy
 }
 var file_fedreport_v1_coordinator_proto_depIdxs = []int32{
-	14, // 0: fedreport.v1.RollupSpec.metrics:type_name -> fedreport.v1.Metric
-	15, // 1: fedreport.v1.RollupSpec.group_by:type_name -> fedreport.v1.Dimension
+	15, // 0: fedreport.v1.RollupSpec.metrics:type_name -> fedreport.v1.Metric
+	16, // 1: fedreport.v1.RollupSpec.group_by:type_name -> fedreport.v1.Dimension
 	1,  // 2: fedreport.v1.MemberResult.status:type_name -> fedreport.v1.MemberStatus
-	16, // 3: fedreport.v1.MemberResult.latency:type_name -> google.protobuf.Duration
-	17, // 4: fedreport.v1.MemberResult.cells:type_name -> fedreport.v1.Cell
+	17, // 3: fedreport.v1.MemberResult.latency:type_name -> google.protobuf.Duration
+	18, // 4: fedreport.v1.MemberResult.cells:type_name -> fedreport.v1.Cell
 	0,  // 5: fedreport.v1.Rollup.state:type_name -> fedreport.v1.RollupState
-	2,  // 6: fedreport.v1.Rollup.spec:type_name -> fedreport.v1.RollupSpec
-	18, // 7: fedreport.v1.Rollup.started_at:type_name -> google.protobuf.Timestamp
-	18, // 8: fedreport.v1.Rollup.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 9: fedreport.v1.Rollup.members:type_name -> fedreport.v1.MemberResult
-	17, // 10: fedreport.v1.Rollup.totals:type_name -> fedreport.v1.Cell
-	2,  // 11: fedreport.v1.StartRollupRequest.spec:type_name -> fedreport.v1.RollupSpec
-	4,  // 12: fedreport.v1.StartRollupResponse.rollup:type_name -> fedreport.v1.Rollup
-	4,  // 13: fedreport.v1.GetRollupResponse.rollup:type_name -> fedreport.v1.Rollup
-	0,  // 14: fedreport.v1.ListRollupsRequest.state:type_name -> fedreport.v1.RollupState
-	4,  // 15: fedreport.v1.ListRollupsResponse.rollups:type_name -> fedreport.v1.Rollup
-	13, // 16: fedreport.v1.ListMembersResponse.members:type_name -> fedreport.v1.Member
-	18, // 17: fedreport.v1.Member.last_contact:type_name -> google.protobuf.Timestamp
-	19, // 18: fedreport.v1.Member.policy:type_name -> fedreport.v1.Policy
-	5,  // 19: fedreport.v1.CoordinatorService.StartRollup:input_type -> fedreport.v1.StartRollupRequest
-	7,  // 20: fedreport.v1.CoordinatorService.GetRollup:input_type -> fedreport.v1.GetRollupRequest
-	9,  // 21: fedreport.v1.CoordinatorService.ListRollups:input_type -> fedreport.v1.ListRollupsRequest
-	11, // 22: fedreport.v1.CoordinatorService.ListMembers:input_type -> fedreport.v1.ListMembersRequest
-	6,  // 23: fedreport.v1.CoordinatorService.StartRollup:output_type -> fedreport.v1.StartRollupResponse
-	8,  // 24: fedreport.v1.CoordinatorService.GetRollup:output_type -> fedreport.v1.GetRollupResponse
-	10, // 25: fedreport.v1.CoordinatorService.ListRollups:output_type -> fedreport.v1.ListRollupsResponse
-	12, // 26: fedreport.v1.CoordinatorService.ListMembers:output_type -> fedreport.v1.ListMembersResponse
-	23, // [23:27] is the sub-list for method output_type
-	19, // [19:23] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	3,  // 6: fedreport.v1.Rollup.spec:type_name -> fedreport.v1.RollupSpec
+	19, // 7: fedreport.v1.Rollup.started_at:type_name -> google.protobuf.Timestamp
+	19, // 8: fedreport.v1.Rollup.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 9: fedreport.v1.Rollup.members:type_name -> fedreport.v1.MemberResult
+	18, // 10: fedreport.v1.Rollup.totals:type_name -> fedreport.v1.Cell
+	3,  // 11: fedreport.v1.StartRollupRequest.spec:type_name -> fedreport.v1.RollupSpec
+	5,  // 12: fedreport.v1.StartRollupResponse.rollup:type_name -> fedreport.v1.Rollup
+	2,  // 13: fedreport.v1.GetRollupRequest.view:type_name -> fedreport.v1.RollupView
+	5,  // 14: fedreport.v1.GetRollupResponse.rollup:type_name -> fedreport.v1.Rollup
+	0,  // 15: fedreport.v1.ListRollupsRequest.state:type_name -> fedreport.v1.RollupState
+	2,  // 16: fedreport.v1.ListRollupsRequest.view:type_name -> fedreport.v1.RollupView
+	5,  // 17: fedreport.v1.ListRollupsResponse.rollups:type_name -> fedreport.v1.Rollup
+	14, // 18: fedreport.v1.ListMembersResponse.members:type_name -> fedreport.v1.Member
+	19, // 19: fedreport.v1.Member.last_contact:type_name -> google.protobuf.Timestamp
+	20, // 20: fedreport.v1.Member.policy:type_name -> fedreport.v1.Policy
+	6,  // 21: fedreport.v1.CoordinatorService.StartRollup:input_type -> fedreport.v1.StartRollupRequest
+	8,  // 22: fedreport.v1.CoordinatorService.GetRollup:input_type -> fedreport.v1.GetRollupRequest
+	10, // 23: fedreport.v1.CoordinatorService.ListRollups:input_type -> fedreport.v1.ListRollupsRequest
+	12, // 24: fedreport.v1.CoordinatorService.ListMembers:input_type -> fedreport.v1.ListMembersRequest
+	7,  // 25: fedreport.v1.CoordinatorService.StartRollup:output_type -> fedreport.v1.StartRollupResponse
+	9,  // 26: fedreport.v1.CoordinatorService.GetRollup:output_type -> fedreport.v1.GetRollupResponse
+	11, // 27: fedreport.v1.CoordinatorService.ListRollups:output_type -> fedreport.v1.ListRollupsResponse
+	13, // 28: fedreport.v1.CoordinatorService.ListMembers:output_type -> fedreport.v1.ListMembersResponse
+	25, // [25:29] is the sub-list for method output_type
+	21, // [21:25] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_fedreport_v1_coordinator_proto_init() }
@@ -1156,7 +1243,7 @@ func file_fedreport_v1_coordinator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedreport_v1_coordinator_proto_rawDesc), len(file_fedreport_v1_coordinator_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -36,9 +36,11 @@ type CoordinatorServiceClient interface {
 	// StartRollup asks every member in parallel, each under the coordinator's
 	// per-member deadline, stores the result and returns it when finished.
 	StartRollup(ctx context.Context, in *StartRollupRequest, opts ...grpc.CallOption) (*StartRollupResponse, error)
-	// GetRollup returns one stored rollup.
+	// GetRollup returns one stored rollup: its totals (BASIC, the default), or
+	// with every member's result (view FULL).
 	GetRollup(ctx context.Context, in *GetRollupRequest, opts ...grpc.CallOption) (*GetRollupResponse, error)
-	// ListRollups pages through stored rollups, newest first.
+	// ListRollups pages through stored rollups, newest first, in the view
+	// asked for (BASIC by default).
 	ListRollups(ctx context.Context, in *ListRollupsRequest, opts ...grpc.CallOption) (*ListRollupsResponse, error)
 	// ListMembers lists the registered members with what the coordinator last
 	// learned of each. It discloses no counts.
@@ -104,9 +106,11 @@ type CoordinatorServiceServer interface {
 	// StartRollup asks every member in parallel, each under the coordinator's
 	// per-member deadline, stores the result and returns it when finished.
 	StartRollup(context.Context, *StartRollupRequest) (*StartRollupResponse, error)
-	// GetRollup returns one stored rollup.
+	// GetRollup returns one stored rollup: its totals (BASIC, the default), or
+	// with every member's result (view FULL).
 	GetRollup(context.Context, *GetRollupRequest) (*GetRollupResponse, error)
-	// ListRollups pages through stored rollups, newest first.
+	// ListRollups pages through stored rollups, newest first, in the view
+	// asked for (BASIC by default).
 	ListRollups(context.Context, *ListRollupsRequest) (*ListRollupsResponse, error)
 	// ListMembers lists the registered members with what the coordinator last
 	// learned of each. It discloses no counts.
