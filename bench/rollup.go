@@ -270,14 +270,19 @@ func (b *bench) throughput(ctx context.Context, coord *child) error {
 	client := fedreportv1.NewCoordinatorServiceClient(conn)
 	health := healthpb.NewHealthClient(conn)
 	ids := b.rollupIDs
+	full := fedreportv1.RollupView_ROLLUP_VIEW_FULL
 	getRollup := func(ctx context.Context, _ int, _ uint64) error {
 		_, err := client.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: ids[rand.IntN(len(ids))]})
+		return err
+	}
+	getRollupFull := func(ctx context.Context, _ int, _ uint64) error {
+		_, err := client.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: ids[rand.IntN(len(ids))], View: full})
 		return err
 	}
 	getRollupRaw := func(ctx context.Context, _ int, _ uint64) error {
 		var d discarded
 		return conn.Invoke(ctx, fedreportv1.CoordinatorService_GetRollup_FullMethodName,
-			&fedreportv1.GetRollupRequest{Id: ids[rand.IntN(len(ids))]}, &d, grpc.ForceCodec(skipDecode{}))
+			&fedreportv1.GetRollupRequest{Id: ids[rand.IntN(len(ids))], View: full}, &d, grpc.ForceCodec(skipDecode{}))
 	}
 	check := func(ctx context.Context, _ int, _ uint64) error {
 		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
@@ -293,7 +298,7 @@ func (b *bench) throughput(ctx context.Context, coord *child) error {
 	t := &b.res.Throughput
 	t.Concurrency, t.Seconds, t.Rounds = o.concurrency, o.qpsDuration.Seconds(), o.qpsRounds
 	t.GetRollupMs = single.Summarize().P50ms
-	if t.DecodeUs, t.EncodeUs, err = codecCost(ctx, client, ids[0]); err != nil {
+	if t.DecodeUs, t.EncodeUs, t.BasicBytes, t.FullBytes, err = codecCost(ctx, client, ids[0]); err != nil {
 		return err
 	}
 	b.logf("measuring GetRollup and Health/Check throughput at concurrency %d (%d rounds of %s each)", o.concurrency, o.qpsRounds, o.qpsDuration)
@@ -309,13 +314,18 @@ func (b *bench) throughput(ctx context.Context, coord *child) error {
 			stop()
 			return fmt.Errorf("GetRollup: %w", err)
 		}
+		f, err := qps(ctx, o.concurrency, o.qpsDuration, getRollupFull)
+		if err != nil {
+			stop()
+			return fmt.Errorf("GetRollup (FULL): %w", err)
+		}
 		raw, err := qps(ctx, o.concurrency, o.qpsDuration, getRollupRaw)
 		if err != nil {
 			stop()
 			return fmt.Errorf("GetRollup (not decoded): %w", err)
 		}
-		t.Health, t.GetRollup, t.GetRollupNoDecode = max(t.Health, h), max(t.GetRollup, g), max(t.GetRollupNoDecode, raw)
-		b.logf("  round: Health/Check %s/s, GetRollup %s/s, GetRollup not decoded by the client %s/s", rate(h), rate(g), rate(raw))
+		t.Health, t.GetRollup, t.GetRollupFull, t.GetRollupNoDecode = max(t.Health, h), max(t.GetRollup, g), max(t.GetRollupFull, f), max(t.GetRollupNoDecode, raw)
+		b.logf("  round: Health/Check %s/s, GetRollup %s/s, GetRollup FULL %s/s, GetRollup FULL not decoded by the client %s/s", rate(h), rate(g), rate(f), rate(raw))
 	}
 	stop()
 	t.Ratio = t.GetRollup / t.Health
@@ -467,35 +477,40 @@ func (b *bench) rollupsOnTmpfs(ctx context.Context) (err error) {
 }
 
 // codecCost fetches rollup id and returns what decoding and encoding its
-// GetRollupResponse costs in this process, in microseconds: the part of a
-// GetRollup that does not depend on the network.
-func codecCost(ctx context.Context, client fedreportv1.CoordinatorServiceClient, id string) (decodeUs, encodeUs float64, err error) {
+// GetRollupResponse in the FULL view costs in this process, in microseconds:
+// the part of a GetRollup that does not depend on the network; and the sizes
+// of the BASIC and FULL answers.
+func codecCost(ctx context.Context, client fedreportv1.CoordinatorServiceClient, id string) (decodeUs, encodeUs float64, basicBytes, fullBytes int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	resp, err := client.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id})
+	basic, err := client.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id})
 	if err != nil {
-		return 0, 0, fmt.Errorf("GetRollup: %w", err)
+		return 0, 0, 0, 0, fmt.Errorf("GetRollup: %w", err)
+	}
+	resp, err := client.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id, View: fedreportv1.RollupView_ROLLUP_VIEW_FULL})
+	if err != nil {
+		return 0, 0, 0, 0, fmt.Errorf("GetRollup: %w", err)
 	}
 	raw, err := proto.Marshal(resp)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	const n = 500
 	start := time.Now()
 	for range n {
 		var r fedreportv1.GetRollupResponse
 		if err := proto.Unmarshal(raw, &r); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, 0, err
 		}
 	}
 	decode := time.Since(start)
 	start = time.Now()
 	for range n {
 		if _, err := proto.Marshal(resp); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, 0, err
 		}
 	}
 	encode := time.Since(start)
 	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
-	return us(decode), us(encode), nil
+	return us(decode), us(encode), proto.Size(basic), len(raw), nil
 }
