@@ -2,16 +2,13 @@ package coordinator
 
 import (
 	"context"
-	"errors"
-	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
-	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/isa-alliance/fedreport/internal/encoded"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -26,54 +23,8 @@ import (
 // bytes on the wire are the ones proto.Marshal of the decoded response would
 // give, since no message under Rollup has a map (the only fields whose order
 // Marshal leaves open); TestEncodedAnswersEqualDecodedOnes and
-// TestEncodedStartRollupEqualsTheDecodedAnswer check it.
-
-// encodedMessage is a response already in its wire encoding. The server
-// codec sends its buffers as they are and takes them over (gRPC frees them
-// once written); only the coordinator's server codec knows the type, so it
-// never reaches another codec.
-type encodedMessage struct {
-	data mem.BufferSlice // empty for an empty message
-	sent bool            // set by Marshal, which hands data over
-}
-
-// errEncodedSent is the server codec's error for an encodedMessage marshalled
-// twice; gRPC marshals a server's response once.
-var errEncodedSent = errors.New("encoded response already sent")
-
-// serverCodec is the coordinator's server codec: it passes an encodedMessage
-// through and hands everything else (requests, health, reflection, errors'
-// details) to gRPC's proto codec, so other services and clients see no change.
-type serverCodec struct {
-	proto encoding.CodecV2
-}
-
-// newServerCodec returns the codec for grpc.ForceServerCodecV2.
-func newServerCodec() serverCodec {
-	return serverCodec{proto: encoding.GetCodecV2(protocodec.Name)}
-}
-
-// Marshal implements encoding.CodecV2.
-func (c serverCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if m, ok := v.(*encodedMessage); ok {
-		if m.sent {
-			return nil, errEncodedSent
-		}
-		data := m.data
-		m.data, m.sent = nil, true
-		return data, nil
-	}
-	return c.proto.Marshal(v)
-}
-
-// Unmarshal implements encoding.CodecV2.
-func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	return c.proto.Unmarshal(data, v)
-}
-
-// Name implements encoding.CodecV2: the codec speaks proto, and a forced
-// server codec's name is not sent to clients.
-func (serverCodec) Name() string { return protocodec.Name }
+// TestEncodedStartRollupEqualsTheDecodedAnswer check it. Package encoded
+// carries the bytes through gRPC.
 
 // responsePool holds the buffers of encoded responses; gRPC returns each to
 // it once written.
@@ -125,73 +76,22 @@ func appendBytesField(data mem.BufferSlice, num protowire.Number, v []byte, pool
 }
 
 // coordinatorServiceDesc is the generated CoordinatorService description
-// with StartRollup, GetRollup and ListRollups answered with the stored bytes. The
-// generated handlers stay as the server's methods (the decoded path, which
-// tests compare against); the service name, the other methods and the
-// metadata are the generated ones, so reflection describes the same service.
+// with StartRollup, GetRollup and ListRollups answered with the stored bytes
+// (package encoded). The generated handlers stay as the server's methods
+// (the decoded path, which tests compare against).
 func coordinatorServiceDesc() *grpc.ServiceDesc {
-	desc := fedreportv1.CoordinatorService_ServiceDesc
-	desc.Methods = slices.Clone(desc.Methods)
-	for i, m := range desc.Methods {
-		switch m.MethodName {
-		case "StartRollup":
-			desc.Methods[i].Handler = startRollupEncodedHandler
-		case "GetRollup":
-			desc.Methods[i].Handler = getRollupEncodedHandler
-		case "ListRollups":
-			desc.Methods[i].Handler = listRollupsEncodedHandler
-		}
-	}
-	return &desc
-}
-
-// startRollupEncodedHandler is the generated StartRollup handler calling
-// (*server).startRollupEncoded.
-func startRollupEncodedHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	in := new(fedreportv1.StartRollupRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	s := srv.(*server)
-	if interceptor == nil {
-		return s.startRollupEncoded(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: fedreportv1.CoordinatorService_StartRollup_FullMethodName}
-	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-		return s.startRollupEncoded(ctx, req.(*fedreportv1.StartRollupRequest))
-	})
-}
-
-// getRollupEncodedHandler is the generated GetRollup handler calling
-// (*server).getRollupEncoded.
-func getRollupEncodedHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	in := new(fedreportv1.GetRollupRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	s := srv.(*server)
-	if interceptor == nil {
-		return s.getRollupEncoded(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: fedreportv1.CoordinatorService_GetRollup_FullMethodName}
-	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-		return s.getRollupEncoded(ctx, req.(*fedreportv1.GetRollupRequest))
-	})
-}
-
-// listRollupsEncodedHandler is the generated ListRollups handler calling
-// (*server).listRollupsEncoded.
-func listRollupsEncodedHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	in := new(fedreportv1.ListRollupsRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	s := srv.(*server)
-	if interceptor == nil {
-		return s.listRollupsEncoded(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: fedreportv1.CoordinatorService_ListRollups_FullMethodName}
-	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-		return s.listRollupsEncoded(ctx, req.(*fedreportv1.ListRollupsRequest))
+	return encoded.Desc(fedreportv1.CoordinatorService_ServiceDesc, map[string]grpc.MethodHandler{
+		"StartRollup": encoded.Handler(fedreportv1.CoordinatorService_StartRollup_FullMethodName,
+			func(srv any, ctx context.Context, req *fedreportv1.StartRollupRequest) (any, error) {
+				return srv.(*server).startRollupEncoded(ctx, req)
+			}),
+		"GetRollup": encoded.Handler(fedreportv1.CoordinatorService_GetRollup_FullMethodName,
+			func(srv any, ctx context.Context, req *fedreportv1.GetRollupRequest) (any, error) {
+				return srv.(*server).getRollupEncoded(ctx, req)
+			}),
+		"ListRollups": encoded.Handler(fedreportv1.CoordinatorService_ListRollups_FullMethodName,
+			func(srv any, ctx context.Context, req *fedreportv1.ListRollupsRequest) (any, error) {
+				return srv.(*server).listRollupsEncoded(ctx, req)
+			}),
 	})
 }

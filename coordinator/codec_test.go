@@ -450,33 +450,6 @@ func wellKnown(t *testing.T, path string) *descriptorpb.FileDescriptorProto {
 	return nil
 }
 
-func TestServerCodecPassesEncodedMessagesOnly(t *testing.T) {
-	t.Parallel()
-	c := newServerCodec()
-	want := &fedreportv1.GetRollupRequest{Id: "r00000001"}
-	data, err := c.Marshal(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := &fedreportv1.GetRollupRequest{}
-	if err := c.Unmarshal(data, got); err != nil || !proto.Equal(got, want) {
-		t.Errorf("proto message round trip: got %v, %v; want %v", got, err, want)
-	}
-	data.Free()
-
-	m := &encodedMessage{data: mem.BufferSlice{mem.SliceBuffer("\x0a\x01x")}}
-	data, err = c.Marshal(m)
-	if err != nil || string(data.Materialize()) != "\x0a\x01x" {
-		t.Errorf("encoded message: got %q, %v; want its bytes", data.Materialize(), err)
-	}
-	if _, err := c.Marshal(m); !errors.Is(err, errEncodedSent) {
-		t.Errorf("encoded message marshalled twice: got %v, want errEncodedSent", err)
-	}
-	if _, err := c.Marshal("not a message"); err == nil {
-		t.Error("a string: got no error, want the proto codec's")
-	}
-}
-
 func TestStoredStateReadsTheTopLevelOnly(t *testing.T) {
 	t.Parallel()
 	for _, state := range []fedreportv1.RollupState{

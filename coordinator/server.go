@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/internal/authz"
+	"github.com/isa-alliance/fedreport/internal/encoded"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -284,35 +285,36 @@ func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollup
 // startRollupEncoded is StartRollup answering with the StartRollupResponse
 // encoding built around the bytes the store wrote for the rollup (codec.go),
 // in buffers from pool.
-func (c *Coordinator) startRollupEncoded(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, pool mem.BufferPool) (*encodedMessage, error) {
+func (c *Coordinator) startRollupEncoded(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, pool mem.BufferPool) (*encoded.Message, error) {
 	_, stored, err := c.runRollupStored(ctx, spec, requester, c.memberTimeout)
 	if err != nil {
 		return nil, err
 	}
-	return &encodedMessage{data: appendBytesField(nil, 1, stored, pool)}, nil // StartRollupResponse.rollup
+	return encoded.NewMessage(appendBytesField(nil, 1, stored, pool)), nil // StartRollupResponse.rollup
 }
 
 // getRollupEncoded is GetRollup answering with the GetRollupResponse
 // encoding built around the stored bytes (codec.go), in buffers from pool.
-func (c *Coordinator) getRollupEncoded(req *fedreportv1.GetRollupRequest, pool mem.BufferPool) (*encodedMessage, error) {
+func (c *Coordinator) getRollupEncoded(req *fedreportv1.GetRollupRequest, pool mem.BufferPool) (*encoded.Message, error) {
 	full, err := getParams(req)
 	if err != nil {
 		return nil, err
 	}
-	m := &encodedMessage{}
+	var data mem.BufferSlice
 	err = c.store.view(req.GetId(), func(v []byte) (err error) {
-		m.data, err = appendRollupField(nil, 1, v, full, pool) // GetRollupResponse.rollup
+		data, err = appendRollupField(nil, 1, v, full, pool) // GetRollupResponse.rollup
 		return err
 	})
 	if err != nil {
+		data.Free()
 		return nil, err
 	}
-	return m, nil
+	return encoded.NewMessage(data), nil
 }
 
 // listRollupsEncoded is ListRollups answering with the ListRollupsResponse
 // encoding built from the stored bytes (codec.go), in buffers from pool.
-func (c *Coordinator) listRollupsEncoded(req *fedreportv1.ListRollupsRequest, pool mem.BufferPool) (*encodedMessage, error) {
+func (c *Coordinator) listRollupsEncoded(req *fedreportv1.ListRollupsRequest, pool mem.BufferPool) (*encoded.Message, error) {
 	size, from, full, err := listParams(req)
 	if err != nil {
 		return nil, err
@@ -329,7 +331,7 @@ func (c *Coordinator) listRollupsEncoded(req *fedreportv1.ListRollupsRequest, po
 	if tok := pageToken(next); tok != "" {
 		data = appendBytesField(data, 2, []byte(tok), pool) // ListRollupsResponse.next_page_token
 	}
-	return &encodedMessage{data: data}, nil
+	return encoded.NewMessage(data), nil
 }
 
 // pageToken is the ListRollups page token that continues at seq, or empty
@@ -495,7 +497,7 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 		grpc.Creds(identity.ServerCredentials(tc)),
 		// StartRollup, GetRollup and ListRollups answer with encoded bytes (codec.go);
 		// every other message goes through the proto codec as before.
-		grpc.ForceServerCodecV2(newServerCodec()),
+		grpc.ForceServerCodecV2(encoded.NewServerCodec()),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, grpcsrv.ServerOptions(limits)...)
