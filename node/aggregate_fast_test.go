@@ -87,8 +87,12 @@ func TestSnapshotCountMatchesCursor(t *testing.T) {
 				for _, k := range []uint32{1, 5} {
 					want := recountCells(recs, q, k)
 					for path, a := range map[string]*accumulator{"snapshot": fast, "cursor": slow} {
-						if diff := diffCells(a.cells(k), want); diff != "" {
+						cells := a.cells(k)
+						if diff := diffCells(cells, want); diff != "" {
 							t.Fatalf("%s path, request %d {%v} (dense %t), k %d: %s", path, i, req, a.dense != nil, k, diff)
+						}
+						if got, want := a.appendWire(nil, responseCellsField, k), appendCells(nil, responseCellsField, cells); !bytes.Equal(got, want) {
+							t.Fatalf("%s path, request %d {%v} (dense %t), k %d: appendWire gives %x, want the encoding of cells %x", path, i, req, a.dense != nil, k, got, want)
 						}
 					}
 				}
@@ -248,7 +252,25 @@ func TestAggregateDisclosureBytesMatchProto(t *testing.T) {
 		if i%2 == 1 {
 			s.snap.Store(nil) // from cursors
 		}
-		resp, err := s.Aggregate(req, strings.Repeat("spiffe://isa/coordinator/main", 1+i%5))
+		// Every other answer is the encoded one the server sends: the
+		// deterministic encoding of the response the log below was written
+		// for.
+		caller := strings.Repeat("spiffe://isa/coordinator/main", 1+i%5)
+		var resp *fedreportv1.AggregateResponse
+		var err error
+		if i%4 < 2 {
+			resp, err = s.Aggregate(req, caller)
+		} else {
+			var pieces [][]byte
+			if pieces, err = s.AggregateEncoded(req, caller); err == nil {
+				b := bytes.Join(pieces, nil)
+				resp = &fedreportv1.AggregateResponse{}
+				err = proto.Unmarshal(b, resp)
+				if det, derr := deterministic.Marshal(resp); err == nil && (derr != nil || !bytes.Equal(b, det)) {
+					t.Fatalf("request %d: AggregateEncoded gives %x, not the deterministic encoding of what it says, %x (%v)", i, b, det, derr)
+				}
+			}
+		}
 		if i%2 == 1 {
 			s.refreshSnapshot()
 		}
@@ -456,4 +478,11 @@ func TestMonthSums(t *testing.T) {
 			}
 		}
 	}
+}
+
+// marshalResponse is r's deterministic encoding (TestCellEncodingMatchesProto).
+func marshalResponse(r *fedreportv1.AggregateResponse) []byte {
+	b := appendResponseHead(make([]byte, 0, 64+len(r.GetMember())+cellsCap(r.GetCells())), r)
+	b = appendCells(b, responseCellsField, r.GetCells())
+	return appendVarintField(b, 5, r.GetDisclosureSeq())
 }

@@ -90,7 +90,11 @@ func BenchmarkAggregate(b *testing.B) {
 		{"all metrics, ungrouped", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", RollupId: "R-bench"}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			benchAggregate(b, s, bc.req)
+			benchAggregate(b, s, bc.req, false)
+		})
+		// As the node's server answers: encoded, no cell made a message.
+		b.Run("encoded, "+bc.name, func(b *testing.B) {
+			benchAggregate(b, s, bc.req, true)
 		})
 	}
 	// The same without fdatasync: the disk is shared and its latency noisy,
@@ -105,19 +109,29 @@ func BenchmarkAggregate(b *testing.B) {
 		{"no sync, all metrics, ungrouped", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", RollupId: "R-bench"}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			benchAggregate(b, s, bc.req)
+			benchAggregate(b, s, bc.req, false)
+		})
+		b.Run("encoded, "+bc.name, func(b *testing.B) {
+			benchAggregate(b, s, bc.req, true)
 		})
 	}
 }
 
-// benchAggregate runs req b.N times and reports the 99th percentile too.
-func benchAggregate(b *testing.B, s *Store, req *fedreportv1.AggregateRequest) {
+// benchAggregate runs req b.N times, with Store.AggregateEncoded when
+// encoded, and reports the 99th percentile too.
+func benchAggregate(b *testing.B, s *Store, req *fedreportv1.AggregateRequest, encoded bool) {
 	b.ReportAllocs()
 	lat := make([]time.Duration, 0, b.N)
 	cpu0 := processCPU()
 	for range b.N {
 		t0 := time.Now()
-		if _, err := s.Aggregate(req, "bench"); err != nil {
+		var err error
+		if encoded {
+			_, err = s.AggregateEncoded(req, "bench")
+		} else {
+			_, err = s.Aggregate(req, "bench")
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(t0))

@@ -85,12 +85,14 @@ func (p Policy) Proto() *fedreportv1.Policy {
 // withheld (count 0, one suppressed cell, bounds [1, k-1]); anything else is
 // exact.
 func suppress(c *fedreportv1.Cell, n uint64, k uint32) {
+	c.Count, c.SuppressedCells, c.LowerBound, c.UpperBound = disclosed(n, k)
+}
+
+// disclosed is what a cell of raw count n discloses under k: the count and
+// its bounds, or for 1..k-1 one suppressed cell with bounds 1..k-1.
+func disclosed(n uint64, k uint32) (count uint64, suppressed uint32, lower, upper uint64) {
 	if n >= 1 && n < uint64(k) {
-		c.Count = 0
-		c.SuppressedCells = 1
-		c.LowerBound = 1
-		c.UpperBound = uint64(k) - 1
-		return
+		return 0, 1, 1, uint64(k) - 1
 	}
-	c.Count, c.LowerBound, c.UpperBound = n, n, n
+	return n, 0, n, n
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/testpki"
@@ -448,5 +450,70 @@ func TestRunServesTheAdminSocket(t *testing.T) {
 	}
 	if _, err := ListenAdminSocket(plain); err == nil {
 		t.Errorf("listen over a plain file: got nil error")
+	}
+}
+
+// rawCodec is a client codec that keeps a response's bytes as they came.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return proto.Marshal(v.(proto.Message)) }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+// TestServedAggregateIsTheDecodedOne checks the encoded Aggregate the node
+// serves over mTLS against the decoded answer (Store.Aggregate): the bytes
+// are the deterministic encoding of the same response, one disclosure on.
+func TestServedAggregateIsTheDecodedOne(t *testing.T) {
+	t.Parallel()
+	tn := startNode(t, Policy{MinCellCount: 5, AllowedDimensions: everyDimension})
+	ctx := callCtx(t)
+	if _, err := sendStream(ctx, tn.dialSocket(t), "fr.csv", genRecords(t, "FR", 3000, 12)); err != nil {
+		t.Fatal(err)
+	}
+	caller := identity.Coordinator(td, "main")
+	conn := tn.dial(t, caller)
+	client := fedreportv1.NewAggregationServiceClient(conn)
+	for i, req := range []*fedreportv1.AggregateRequest{
+		{From: "2020-01-01", To: "2020-09-30", RollupId: "R-1"},
+		{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE}},
+		{From: "2020-02-10", To: "2020-05-03", Metrics: []fedreportv1.Metric{arrests}, GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_CHANNEL}},
+		{From: "2020-03-01", To: "2020-03-31", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_VICTIM_AGE, fedreportv1.Dimension_DIMENSION_MONTH}},
+	} {
+		var raw []byte
+		if err := conn.Invoke(ctx, fedreportv1.AggregationService_Aggregate_FullMethodName, req, &raw, grpc.ForceCodec(rawCodec{})); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		served := &fedreportv1.AggregateResponse{}
+		if err := proto.Unmarshal(raw, served); err != nil {
+			t.Fatal(err)
+		}
+		if det, err := (proto.MarshalOptions{Deterministic: true}).Marshal(served); err != nil || !bytes.Equal(det, raw) {
+			t.Errorf("request %d: served %d bytes, not the deterministic encoding of what they say (%d bytes, %v)", i, len(raw), len(det), err)
+		}
+		ref, err := tn.n.store.Aggregate(req, caller.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref.GetDisclosureSeq() != served.GetDisclosureSeq()+1 || len(ref.GetCells()) == 0 {
+			t.Fatalf("request %d: decoded answer seq %d, %d cells; served seq %d", i, ref.GetDisclosureSeq(), len(ref.GetCells()), served.GetDisclosureSeq())
+		}
+		ref.DisclosureSeq = served.GetDisclosureSeq()
+		if !proto.Equal(served, ref) {
+			t.Errorf("request %d: served %v, want the decoded %v", i, served, ref)
+		}
+		generated, err := client.Aggregate(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		generated.DisclosureSeq = served.GetDisclosureSeq()
+		if !proto.Equal(generated, served) {
+			t.Errorf("request %d: generated client got %v, want %v", i, generated, served)
+		}
+	}
+	if rep, err := tn.n.store.Verify(); err != nil || !rep.OK() {
+		t.Fatalf("verify: %v, %v", err, rep.Problems)
 	}
 }
