@@ -79,6 +79,8 @@ type childMem struct {
 	NumGC      uint32       `json:"num_gc"`
 	Goroutines int          `json:"goroutines"`
 	Proc       stats.Memory `json:"proc"`
+	// CPUSeconds is the child's CPU time so far, user and system.
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 // runChild is the child side: it serves cfg until stdin closes.
@@ -243,10 +245,11 @@ func readChildMem() (childMem, error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	pm, err := stats.ProcMemory(0)
+	cpu, cerr := stats.CPUTime()
 	return childMem{
 		HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, HeapSys: ms.HeapSys, Sys: ms.Sys,
-		NumGC: ms.NumGC, Goroutines: runtime.NumGoroutine(), Proc: pm,
-	}, err
+		NumGC: ms.NumGC, Goroutines: runtime.NumGoroutine(), Proc: pm, CPUSeconds: cpu.Seconds(),
+	}, errors.Join(err, cerr)
 }
 
 // child is the parent's handle on a running child process.

@@ -113,13 +113,30 @@ type RollupResult struct {
 	FillPerSec      float64 `json:"fill_rollups_per_sec"`
 	RollupBytes     int     `json:"rollup_bytes"`
 	CoordinatorDBMB float64 `json:"coordinator_db_mb"`
+	// CPU is what the timed rollups cost the machine's cores.
+	CPU RollupCPU `json:"cpu_per_rollup"`
 	// Tmpfs is the same rollup with every member file on tmpfs (a diagnosis).
 	Tmpfs TmpfsResult `json:"members_on_tmpfs"`
+}
+
+// RollupCPU is the CPU time (user and system) per timed rollup, in ms: of
+// the bench process, which serves every member (and sends the StartRollup
+// calls), and of the coordinator's process.
+type RollupCPU struct {
+	MembersMs     float64 `json:"members_ms"`
+	CoordinatorMs float64 `json:"coordinator_ms"`
+}
+
+// String is the row's figure, with the wall-time floor on the machine's cores.
+func (c RollupCPU) String() string {
+	return fmt.Sprintf("%s + %s = %s (÷ %d cores = %s)", ms(c.MembersMs), ms(c.CoordinatorMs),
+		ms(c.MembersMs+c.CoordinatorMs), runtime.NumCPU(), ms((c.MembersMs+c.CoordinatorMs)/float64(runtime.NumCPU())))
 }
 
 // TmpfsResult is the rollup latency with member files where fsync is free.
 type TmpfsResult struct {
 	Latency stats.Summary `json:"latency"`
+	CPU     RollupCPU     `json:"cpu_per_rollup"`
 	Skipped string        `json:"skipped,omitempty"`
 }
 
@@ -248,9 +265,13 @@ func (r *Result) rows() []Row {
 		Row{Step: "rollup", Measure: fmt.Sprintf("rollup %d members p99 (ms)", ru.Members), Fedreport: ms(ru.Latency.P99ms),
 			Peer: ms(ru.MemberAggregate.P99ms) + " (1 member Aggregate p99)", Ratio: fmt.Sprintf("%.1f× member", ru.RatioP99),
 			Target: "≤50 ms", Met: yes(ru.Latency.P99ms <= 50)},
+		Row{Step: "rollup", Measure: "rollup CPU: members + coordinator (ms per rollup)", Fedreport: ru.CPU.String(), Peer: "-", Ratio: "-",
+			Target: "(diagnosis: CPU floor)"},
 		Row{Step: "tmpfs", Measure: fmt.Sprintf("rollup %d members, files on tmpfs, p50 / p99 (ms)", ru.Members),
 			Fedreport: ms(ru.Tmpfs.Latency.P50ms) + " / " + ms(ru.Tmpfs.Latency.P99ms), Peer: "-", Ratio: "-",
 			Target: "(diagnosis: no shared-disk fsync)"},
+		Row{Step: "tmpfs", Measure: "rollup CPU on tmpfs: members + coordinator (ms per rollup)", Fedreport: ru.Tmpfs.CPU.String(), Peer: "-", Ratio: "-",
+			Target: "(diagnosis: CPU floor)"},
 		Row{Step: "hung", Measure: "rollup, 1 hung member (last): over deadline p99 (ms)", Fedreport: ms(r.Hung.OverDeadline.P99ms),
 			Peer: fmt.Sprintf("deadline %s ms", ms(r.Hung.TimeoutMs)), Ratio: "-",
 			Target: "≤20 ms", Met: yes(r.Hung.OverDeadline.P99ms <= 20)},

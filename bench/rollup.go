@@ -170,13 +170,13 @@ func (b *bench) rollups(ctx context.Context, coord *child, mn *members) error {
 	ru.Spec = fmt.Sprintf("%s..%s, every metric, group by [%s]", periodFromString, periodToString, records.DimensionNames(o.groupBy))
 	b.logf("timing %d rollups over %d members, one after the other", o.rollupSamples, o.members)
 	stop := b.profile(ctx, "rollup", coord)
-	lat, err := latencies(ctx, rollupWarmup, o.rollupSamples, start)
+	lat, cpu, err := timedRollups(ctx, coord, o.rollupSamples, start)
 	stop()
 	if err != nil {
 		return err
 	}
-	ru.Latency = lat.Summarize()
-	b.logf("  rollup: p50 %s ms, p99 %s ms", ms(ru.Latency.P50ms), ms(ru.Latency.P99ms))
+	ru.Latency, ru.CPU = lat.Summarize(), cpu
+	b.logf("  rollup: p50 %s ms, p99 %s ms; CPU per rollup (ms): %s", ms(ru.Latency.P50ms), ms(ru.Latency.P99ms), cpu)
 
 	first := mn.list[0]
 	mconn, err := b.pki.dial(first.Address, identity.Coordinator(trustDomain, "bench"), mtls.ExpectID(identity.Node(trustDomain, first.Code)))
@@ -466,14 +466,46 @@ func (b *bench) rollupsOnTmpfs(ctx context.Context) (err error) {
 	defer conn.Close()
 	b.logf("timing %d rollups over %d members on tmpfs", o.rollupSamples, o.members)
 	stop := b.profile(ctx, "rollup-tmpfs", coord)
-	lat, err := latencies(ctx, rollupWarmup, o.rollupSamples, b.startRollup(fedreportv1.NewCoordinatorServiceClient(conn), complete))
+	lat, cpu, err := timedRollups(ctx, coord, o.rollupSamples, b.startRollup(fedreportv1.NewCoordinatorServiceClient(conn), complete))
 	stop()
 	if err != nil {
 		return err
 	}
-	tr.Latency = lat.Summarize()
-	b.logf("  rollup, members on tmpfs: p50 %s ms, p99 %s ms", ms(tr.Latency.P50ms), ms(tr.Latency.P99ms))
+	tr.Latency, tr.CPU = lat.Summarize(), cpu
+	b.logf("  rollup, members on tmpfs: p50 %s ms, p99 %s ms; CPU per rollup (ms): %s", ms(tr.Latency.P50ms), ms(tr.Latency.P99ms), cpu)
 	return nil
+}
+
+// timedRollups times rollupWarmup+samples calls of start, one after the
+// other, and returns the latencies of the last samples and the CPU time per
+// call of this process (which serves the members) and of coord. Nothing
+// else runs meanwhile, so the two add up to what a rollup costs the cores.
+func timedRollups(ctx context.Context, coord *child, samples int, start func(context.Context) error) (stats.Latencies, RollupCPU, error) {
+	cpu0, err := stats.CPUTime()
+	if err != nil {
+		return nil, RollupCPU{}, err
+	}
+	c0, err := coord.Mem(ctx)
+	if err != nil {
+		return nil, RollupCPU{}, err
+	}
+	lat, err := latencies(ctx, rollupWarmup, samples, start)
+	if err != nil {
+		return nil, RollupCPU{}, err
+	}
+	cpu1, err := stats.CPUTime()
+	if err != nil {
+		return nil, RollupCPU{}, err
+	}
+	c1, err := coord.Mem(ctx)
+	if err != nil {
+		return nil, RollupCPU{}, err
+	}
+	n := float64(rollupWarmup + samples)
+	return lat, RollupCPU{
+		MembersMs:     stats.Ms(cpu1-cpu0) / n,
+		CoordinatorMs: (c1.CPUSeconds - c0.CPUSeconds) * 1000 / n,
+	}, nil
 }
 
 // codecCost fetches rollup id and returns what decoding and encoding its

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -105,3 +106,12 @@ func ProcMemory(pid int) (Memory, error) {
 
 // MB converts bytes to mebibytes.
 func MB(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// CPUTime is this process's CPU time so far, user and system, all threads.
+func CPUTime() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}

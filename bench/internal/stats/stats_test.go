@@ -34,3 +34,25 @@ func TestProcMemoryReadsThisProcess(t *testing.T) {
 		t.Errorf("got %+v, want a resident set no larger than its peak", m)
 	}
 }
+
+func TestCPUTimeGrowsWithWork(t *testing.T) {
+	before, err := CPUTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until 20 ms of CPU show, or give up after 5 s of wall time.
+	x := 0
+	for start := time.Now(); time.Since(start) < 5*time.Second; x++ {
+		if x%1000 != 0 {
+			continue
+		}
+		now, err := CPUTime()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now-before >= 20*time.Millisecond {
+			return
+		}
+	}
+	t.Errorf("5 s of spinning (%d turns) did not add 20 ms of CPU time", x)
+}
