@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -492,7 +493,7 @@ func TestGetRollupRefusesABrokenStoredRollup(t *testing.T) {
 	if err == nil || errors.Is(err, ErrRollupNotFound) || called {
 		t.Errorf("view of a broken rollup: got %v (fn called: %v), want an error before fn", err, called)
 	}
-	if _, _, err := s.list(10, 0, 0); err == nil {
+	if _, _, err := s.list(10, 0, 0, true); err == nil {
 		t.Error("list over a broken rollup: got no error")
 	}
 }
@@ -627,5 +628,51 @@ func TestEncodedStartRollupEqualsTheDecodedAnswer(t *testing.T) {
 	// The in-process rollup and the three served ones: four, all PARTIAL.
 	if got := testutil.ToFloat64(m.rollups.WithLabelValues("partial")); got != 4 {
 		t.Errorf("partial rollups: got %v, want 4", got)
+	}
+}
+
+// TestListRollupsPagesFitAClientsLimit lists more big rollups than fit in
+// the 4 MiB a gRPC client accepts by default: every page must fit, and the
+// pages together must hold every rollup once, newest first, in both paths.
+func TestListRollupsPagesFitAClientsLimit(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	c := newCoordinator(t, ca, testConfig(t, ca, Member{"FR", closedAddr(t)}))
+	c.store.db.NoSync = true
+	const n = 250 // ~19 KB each in the FULL view: ~4.7 MB
+	for range n {
+		storeFinished(t, c.store, bigRollup(200, fedreportv1.RollupState_ROLLUP_STATE_COMPLETE))
+	}
+	client := fedreportv1.NewCoordinatorServiceClient(dial(t, ca, serve(t, c), identity.Analyst(td, "bob")))
+	ref := &server{c: c.Coordinator}
+	for _, view := range []fedreportv1.RollupView{fedreportv1.RollupView_ROLLUP_VIEW_FULL, fedreportv1.RollupView_ROLLUP_VIEW_BASIC} {
+		var ids []string
+		pages := 0
+		req := &fedreportv1.ListRollupsRequest{PageSize: maxPageSize, View: view}
+		for {
+			resp, err := client.ListRollups(t.Context(), req)
+			if err != nil {
+				t.Fatalf("%v, page %d: %v", view, pages+1, err)
+			}
+			want, err := ref.ListRollups(t.Context(), req)
+			if err != nil || !proto.Equal(resp, want) {
+				t.Fatalf("%v, page %d: served %d rollups (next %q), decoded path %d (next %q), %v", view, pages+1,
+					len(resp.GetRollups()), resp.GetNextPageToken(), len(want.GetRollups()), want.GetNextPageToken(), err)
+			}
+			pages++
+			for _, r := range resp.GetRollups() {
+				ids = append(ids, r.GetId())
+			}
+			if resp.GetNextPageToken() == "" {
+				break
+			}
+			req.PageToken = resp.GetNextPageToken()
+		}
+		if len(ids) != n || !slices.IsSortedFunc(ids, func(a, b string) int { return strings.Compare(b, a) }) || len(slices.Compact(slices.Clone(ids))) != n {
+			t.Errorf("%v: %d pages listed %d ids, want %d distinct, newest first", view, pages, len(ids), n)
+		}
+		if wantPages := map[fedreportv1.RollupView]int{fedreportv1.RollupView_ROLLUP_VIEW_FULL: 2, fedreportv1.RollupView_ROLLUP_VIEW_BASIC: 1}[view]; pages != wantPages {
+			t.Errorf("%v: %d pages, want %d", view, pages, wantPages)
+		}
 	}
 }

@@ -188,7 +188,7 @@ func TestRunSchedulesRunsEachPeriodOnceAcrossRestarts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st.close()
-		page, _, err := st.list(100, 0, 0)
+		page, _, err := st.list(100, 0, 0, true)
 		if err != nil {
 			t.Fatal(err)
 		}

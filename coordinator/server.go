@@ -271,12 +271,9 @@ func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollup
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := c.store.list(size, from, req.GetState())
+	page, next, err := c.store.list(size, from, req.GetState(), full)
 	if err != nil {
 		return nil, err
-	}
-	for i, r := range page {
-		page[i] = inView(r, full)
 	}
 	resp := &fedreportv1.ListRollupsResponse{Rollups: page, NextPageToken: pageToken(next)}
 	return resp, nil
@@ -319,10 +316,21 @@ func (c *Coordinator) listRollupsEncoded(req *fedreportv1.ListRollupsRequest, po
 	if err != nil {
 		return nil, err
 	}
-	var data mem.BufferSlice
+	var (
+		data  mem.BufferSlice
+		bytes pageBytes
+	)
 	next, err := c.store.scan(size, from, req.GetState(), func(_ uint64, v []byte) (err error) {
 		data, err = appendRollupField(data, 1, v, full, pool) // ListRollupsResponse.rollups
-		return err
+		if err != nil {
+			return err
+		}
+		if last := len(data) - 1; !bytes.add(data[last].Len()) {
+			data[last].Free()
+			data = data[:last]
+			return errPageFull
+		}
+		return nil
 	})
 	if err != nil {
 		data.Free()

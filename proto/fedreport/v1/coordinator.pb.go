@@ -720,7 +720,9 @@ func (x *GetRollupResponse) GetRollup() *Rollup {
 // ListRollupsRequest pages through rollups, newest first.
 type ListRollupsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// page_size is the most rollups to return; 0 means 50, at most 1000.
+	// page_size is the most rollups to return; 0 means 50, at most 1000. A
+	// page holds fewer when more would pass 4 MiB, the most a gRPC client
+	// accepts by default; next_page_token continues it.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token is next_page_token of the previous page.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
