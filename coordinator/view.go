@@ -3,6 +3,7 @@ package coordinator
 import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -31,17 +32,16 @@ func fullView(view fedreportv1.RollupView, verr *ValidationError) bool {
 	return false
 }
 
-// inView returns r as view shows it: r itself for FULL, a shallow copy
-// without members for BASIC.
+// inView returns r as view shows it: r itself for FULL, a copy without
+// members for BASIC (every other field, a field added later included, as
+// the encoded path keeps it). It is the decoded path, the reference the
+// served bytes are tested against, so it copies rather than being clever.
 func inView(r *fedreportv1.Rollup, full bool) *fedreportv1.Rollup {
 	if full || len(r.GetMembers()) == 0 {
 		return r
 	}
-	basic := &fedreportv1.Rollup{
-		Id: r.GetId(), State: r.GetState(), Spec: r.GetSpec(), RequestedBy: r.GetRequestedBy(),
-		StartedAt: r.GetStartedAt(), FinishedAt: r.GetFinishedAt(), Totals: r.GetTotals(),
-		MissingMembers: r.GetMissingMembers(), FailureReason: r.GetFailureReason(),
-	}
+	basic := proto.CloneOf(r)
+	basic.Members = nil
 	return basic
 }
 
