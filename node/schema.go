@@ -34,6 +34,10 @@ var (
 	keyDataVersion   = []byte("data_version")
 	keyRecords       = []byte("records")
 	keyStream        = []byte("stream")
+	// keyRollbackAt is set only while an open stream is rolled back
+	// (settleStream): the batch undo entry being restored and how many of
+	// its records are done.
+	keyRollbackAt = []byte("rollback_at")
 )
 
 // SchemaVersion is the layout version this build writes and reads.

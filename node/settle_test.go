@@ -276,3 +276,67 @@ func TestOpenPurgesManyBatchUndoEntries(t *testing.T) {
 		t.Errorf("after open: %d records, want 100", rep.Records)
 	}
 }
+
+// TestRollbackInSmallTransactions aborts a stream of several batches that
+// adds records and replaces others, rolled back as after a failed
+// transaction (on a full disk): a few records per transaction, the progress
+// kept in meta, the undo bucket dropped at the end. The file must be as
+// before the stream.
+func TestRollbackInSmallTransactions(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, Policy{MinCellCount: 1})
+	base := genRecords(t, "FR", 3000, 21)
+	ingest(t, s, base)
+	before, err := s.Verify()
+	if err != nil || !before.OK() {
+		t.Fatalf("verify before: %v, %v", err, before)
+	}
+	want := sumByMetric(base)
+	s.rollbackChunk = 100
+
+	in, err := s.BeginIngest(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Corrections of the base records, then new ones: three batches and more.
+	var stream []*fedreportv1.Record
+	for i, r := range base[:2000] {
+		stream = append(stream, rec(r.GetRecordId(), arrests, "2020-04-04", uint32(1+i%3)))
+	}
+	stream = append(stream, genRecords(t, "XX", 3*ingestBatch, 22)...)
+	for i := 0; i < len(stream); i += 1000 {
+		if err := in.Add("fr.csv", stream[i:min(i+1000, len(stream))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if batches, _ := undoKinds(t, s); batches < 3 {
+		t.Fatalf("%d batch undo entries, want at least 3", batches)
+	}
+	in.Abort()
+
+	if undo, marker := undoState(t, s); undo || marker {
+		t.Errorf("after the rollback: undo bucket %v, stream marker %v; want neither", undo, marker)
+	}
+	err = s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyRollbackAt); v != nil {
+			t.Errorf("the rollback's progress %x is still in meta", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := s.Verify()
+	if err != nil || !after.OK() || after.Records != before.Records || after.CounterCells != before.CounterCells {
+		t.Fatalf("verify after: %v, %+v; want clean with %d records and %d cells", err, after, before.Records, before.CounterCells)
+	}
+	resp, err := s.Aggregate(&fedreportv1.AggregateRequest{From: "2000-01-01", To: "2020-12-31"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range resp.GetCells() {
+		if c.GetCount() != want[c.GetMetric()] {
+			t.Errorf("%v: %d after the rollback, want %d", c.GetMetric(), c.GetCount(), want[c.GetMetric()])
+		}
+	}
+}

@@ -33,6 +33,10 @@ type Store struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	// rollbackChunk, when set (by tests), makes every rollback go in
+	// transactions of that many records, as after a failed one.
+	rollbackChunk int
+
 	// writer holds a token while an ingest stream or a retraction runs; a
 	// channel rather than a mutex so that waiting honours a context.
 	writer chan struct{}
@@ -310,6 +314,12 @@ func (s *Store) releaseWriter() {
 // restored in a transaction of its own.
 const rollbackBatch = 8192
 
+// rollbackChunk is how many records of a batch undo entry one rollback
+// transaction restores once a whole entry's transaction has failed: on a
+// full disk a transaction that rewrites a few pages fits in the pages the
+// earlier ones freed, where one that restores 8,192 records needs more.
+const rollbackChunk = 128
+
 // purgeBatchEntries is how many batch undo entries of a committed stream
 // one purge transaction deletes (settleStream).
 const purgeBatchEntries = 64
@@ -319,7 +329,10 @@ const purgeBatchEntries = 64
 //   - a stream still open (the stream marker is set: a crash, a shutdown, an
 //     abort) is rolled back, a batch per transaction so that memory stays
 //     flat whatever the stream's size: every record it replaced is restored
-//     and every record it added removed, from its undo entries;
+//     and every record it added removed, from its undo entries. After a
+//     failed transaction (a full disk) it goes on rollbackChunk records per
+//     transaction. keyRollbackAt in meta keeps how far it got, and the undo
+//     bucket is dropped at the end rather than entry by entry;
 //   - a committed stream (no marker) leaves its undo entries behind as
 //     garbage: its batch entries are deleted purgeBatchEntries per
 //     transaction (each frees its overflow pages unread), then one
@@ -335,6 +348,9 @@ func (s *Store) settleStream(why string) error {
 		seen     bool // an undo bucket or a marker was found
 		rollback bool // what was found is an open stream
 		start    = time.Now()
+		// chunk bounds the records of a batch entry restored per
+		// transaction: 0 (the whole entry) until a transaction fails.
+		chunk = s.rollbackChunk
 	)
 	for {
 		done := false
@@ -349,6 +365,9 @@ func (s *Store) settleStream(why string) error {
 			seen, rollback = true, open
 			if undo == nil {
 				done = true
+				if err := meta.Delete(keyRollbackAt); err != nil {
+					return err
+				}
 				return meta.Delete(keyStream)
 			}
 			if !open {
@@ -380,11 +399,27 @@ func (s *Store) settleStream(why string) error {
 				}
 				return recs.Put(key, prev)
 			}
+			// Batch entries are restored in key order and not deleted
+			// one by one: keyRollbackAt says how far the rollback got,
+			// and the bucket goes in one piece at the end. Deleting an
+			// entry rewrites the entries that share its node (up to four
+			// of ~200 KB), which on a full disk there is no room for.
 			c := undo.Cursor()
 			k, v := c.First()
+			at := meta.Get(keyRollbackAt)
+			if len(at) == undoBatchKeyLen+4 {
+				if k, v = c.Seek(at[:undoBatchKeyLen]); k != nil && isUndoBatchKey(k) {
+					if n := undoBatch(v).count(); n >= 0 && rollbackFrom(at, k) >= n {
+						k, v = c.Next() // that entry is done
+					}
+				}
+			}
 			if k == nil {
 				done = true
 				if err := tx.DeleteBucket(bucketUndo); err != nil {
+					return err
+				}
+				if err := meta.Delete(keyRollbackAt); err != nil {
 					return err
 				}
 				return meta.Delete(keyStream)
@@ -393,22 +428,28 @@ func (s *Store) settleStream(why string) error {
 				// A copy: bbolt keeps the keys and values put until the
 				// commit, and the entry's pages are freed below.
 				b := undoBatch(bytes.Clone(v))
-				var err error
-				n := 0
-				ok := b.each(func(id, prev []byte) {
-					if err == nil {
-						err = restore(id, prev)
-						n++
+				key := bytes.Clone(k)
+				malformed := &CorruptError{Problem: fmt.Sprintf("the undo entry %x of an open ingest stream is malformed", k)}
+				n := b.count()
+				if n < 0 {
+					return malformed
+				}
+				from := rollbackFrom(meta.Get(keyRollbackAt), key)
+				to := n
+				if chunk > 0 {
+					to = min(n, from+chunk)
+				}
+				for i := from; i < to; i++ {
+					id, prev, ok := b.entry(i)
+					if !ok {
+						return malformed
 					}
-				})
-				if err != nil {
-					return err
+					if err := restore(id, prev); err != nil {
+						return err
+					}
 				}
-				if !ok {
-					return &CorruptError{Problem: fmt.Sprintf("the undo entry %x of an open ingest stream is malformed", k)}
-				}
-				settled += uint64(n)
-				return undo.Delete(bytes.Clone(k))
+				settled += uint64(max(to-from, 0))
+				return meta.Put(keyRollbackAt, binary.BigEndian.AppendUint32(key, uint32(max(to, from))))
 			}
 			var keys [][]byte
 			for ; k != nil && len(keys) < rollbackBatch; k, v = c.Next() {
@@ -430,6 +471,14 @@ func (s *Store) settleStream(why string) error {
 			return nil
 		})
 		if err != nil {
+			var corrupt *CorruptError
+			if rollback && chunk == 0 && !errors.As(err, &corrupt) && !errors.Is(err, ErrClosed) {
+				// A full disk, most likely: go on in transactions small
+				// enough for the pages the earlier ones freed.
+				s.log.Warn("rolling back an ingest stream in small transactions after a failed one", "data", s.path, "err", err)
+				chunk = rollbackChunk
+				continue
+			}
 			return err
 		}
 		if done {
@@ -452,6 +501,16 @@ func (s *Store) settleStream(why string) error {
 		s.log.Debug("purged the undo entries of a committed ingest stream", "data", s.path, "took", took)
 	}
 	return nil
+}
+
+// rollbackFrom is how many records of the batch undo entry key an earlier
+// transaction of a rollback in small transactions restored: the count in
+// at (keyRollbackAt's value) when at names key, else 0.
+func rollbackFrom(at, key []byte) int {
+	if len(at) != len(key)+4 || !bytes.Equal(at[:len(key)], key) {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(at[len(key):]))
 }
 
 // releaseWhile releases the pages of the data file mapped so far

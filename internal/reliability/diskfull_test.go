@@ -75,7 +75,7 @@ func TestDiskFullDuringIngest(t *testing.T) {
 		t.Fatalf("verify after a full disk: %v\n%s", err, report)
 	}
 	if !strings.Contains(report, " 1000 records") {
-		t.Errorf("got %q, want exactly the first stream's 1000 records", report)
+		t.Errorf("got %q, want exactly the first stream's 1000 records\nnode log:\n%s", report, n.output())
 	}
 }
 
