@@ -277,9 +277,10 @@ type aggregationServer struct {
 // made from the cells' bytes the disclosure entry was written from, so no
 // cell is ever a message (the generic marshaller spent about half a
 // microsecond a cell, and the 315 messages of an answer by month and
-// offence were a third of the node's allocation per call). The generated
-// Aggregate stays as the decoded reference TestServedAggregateIsTheDecodedOne
-// compares with.
+// offence were a third of the node's allocation per call). The server has no
+// typed Aggregate of its own (the embedded Unimplemented one stands in for
+// the interface); TestServedAggregateIsTheDecodedOne compares the served
+// bytes with Store.Aggregate.
 func aggregationServiceDesc() *grpc.ServiceDesc {
 	return encoded.Desc(fedreportv1.AggregationService_ServiceDesc, map[string]grpc.MethodHandler{
 		"Aggregate": encoded.Handler(fedreportv1.AggregationService_Aggregate_FullMethodName,
@@ -287,18 +288,6 @@ func aggregationServiceDesc() *grpc.ServiceDesc {
 				return srv.(*aggregationServer).aggregateEncoded(ctx, req)
 			}),
 	})
-}
-
-func (s *aggregationServer) Aggregate(ctx context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
-	id, ok := identity.FromContext(ctx)
-	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "Aggregate needs a verified client certificate")
-	}
-	resp, err := s.n.store.Aggregate(req, id.String())
-	if err != nil {
-		return nil, s.n.status(ctx, "Aggregate", err)
-	}
-	return resp, nil
 }
 
 // aggregateEncoded is what the served AggregationService runs for Aggregate.
