@@ -145,6 +145,25 @@ func invokeRaw(ctx context.Context, conn *grpc.ClientConn, method string, req pr
 	return b, err
 }
 
+// servedIsDecoded calls method with req on conn, keeping the answer's bytes,
+// checks that they are the encoding of want (the decoded path's answer) and
+// returns them.
+func servedIsDecoded(t *testing.T, conn *grpc.ClientConn, method string, req, want proto.Message) []byte {
+	t.Helper()
+	wantBytes, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := invokeRaw(t.Context(), conn, method, req)
+	if err != nil {
+		t.Fatalf("%s(%v): %v", method, req, err)
+	}
+	if !bytes.Equal(got, wantBytes) {
+		t.Errorf("%s(%v): got %d bytes, want the %d of the decoded answer, equal", method, req, len(got), len(wantBytes))
+	}
+	return got
+}
+
 func TestEncodedAnswersEqualDecodedOnes(t *testing.T) {
 	t.Parallel()
 	ca := testpki.New(t, td)
@@ -188,17 +207,7 @@ func TestEncodedAnswersEqualDecodedOnes(t *testing.T) {
 			t.Errorf("GetRollup %s in view %v: %d members and %d totals, want %d members (FULL only) and %d totals", id, view,
 				len(want.GetRollup().GetMembers()), len(want.GetRollup().GetTotals()), len(stored.GetMembers()), len(stored.GetTotals()))
 		}
-		wantBytes, err := proto.Marshal(want)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := invokeRaw(ctx, conn, fedreportv1.CoordinatorService_GetRollup_FullMethodName, req)
-		if err != nil {
-			t.Fatalf("GetRollup %s: %v", id, err)
-		}
-		if !bytes.Equal(got, wantBytes) {
-			t.Errorf("GetRollup %s: got %d bytes, want the %d of the decoded answer, equal", id, len(got), len(wantBytes))
-		}
+		got := servedIsDecoded(t, conn, fedreportv1.CoordinatorService_GetRollup_FullMethodName, req, want)
 		det, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
 		if err != nil || !bytes.Equal(det, got) {
 			t.Errorf("GetRollup %s: the answer is not the deterministic encoding of the rollup (%v)", id, err)
@@ -226,17 +235,7 @@ func TestEncodedAnswersEqualDecodedOnes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantBytes, err := proto.Marshal(want)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := invokeRaw(ctx, conn, fedreportv1.CoordinatorService_ListRollups_FullMethodName, req)
-		if err != nil {
-			t.Fatalf("ListRollups(%v): %v", req, err)
-		}
-		if !bytes.Equal(got, wantBytes) {
-			t.Errorf("ListRollups(%v): got %d bytes, want the %d of the decoded answer, equal", req, len(got), len(wantBytes))
-		}
+		servedIsDecoded(t, conn, fedreportv1.CoordinatorService_ListRollups_FullMethodName, req, want)
 		decoded, err := client.ListRollups(ctx, req)
 		if err != nil {
 			t.Fatal(err)
