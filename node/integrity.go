@@ -109,7 +109,11 @@ func structuralCheck(path string) (err error) {
 			err = &CorruptError{Problem: fmt.Sprintf("%s is damaged (%v); restore it from a backup", path, r)}
 		}
 	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: openTimeout})
+	// The free pages are loaded in Open, here: read-only, bbolt would load
+	// them lazily inside Check, in the checker's goroutine, racing with the
+	// release below (a read transaction reads the freelist) and out of
+	// reach of the recover above.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, PreLoadFreelist: true, Timeout: openTimeout})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return ErrInUse
 	}
