@@ -318,14 +318,14 @@ func (c *Coordinator) listRollupsEncoded(req *fedreportv1.ListRollupsRequest, po
 	}
 	var (
 		data  mem.BufferSlice
-		bytes pageBytes
+		bytes grpcsrv.PageBytes
 	)
 	next, err := c.store.scan(size, from, req.GetState(), func(_ uint64, v []byte) (err error) {
 		data, err = appendRollupField(data, 1, v, full, pool) // ListRollupsResponse.rollups
 		if err != nil {
 			return err
 		}
-		if last := len(data) - 1; !bytes.add(data[last].Len()) {
+		if last := len(data) - 1; !bytes.Add(data[last].Len()) {
 			data[last].Free()
 			data = data[:last]
 			return errPageFull

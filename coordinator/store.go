@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/internal/boltmap"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -290,39 +291,18 @@ func (s *store) view(id string, fn func(stored []byte) error) error {
 // rollup it was given, which the next page starts with.
 var errPageFull = errors.New("page full")
 
-// maxPageBytes bounds the rollups of one ListRollups page: a gRPC client
-// accepts 4 MiB by default, and 200-member rollups in the FULL view fill
-// that at ~220 to a page. The page ends early instead (AIP-158 lets a page
-// hold fewer than page_size); the margin covers the page token.
-const maxPageBytes = 4<<20 - 64<<10
-
-// pageBytes counts the encoded size of a page's rollups.
-type pageBytes struct{ n, total int }
-
-// add reports whether a rollup of size bytes (as framed in the response)
-// still fits the page, and counts it if so. The first always fits, so
-// every page makes progress.
-func (p *pageBytes) add(size int) bool {
-	if p.n > 0 && p.total+size > maxPageBytes {
-		return false
-	}
-	p.n++
-	p.total += size
-	return true
-}
-
 // list returns up to limit rollups, newest first, starting at seq from
 // (inclusive; 0 means the newest) and keeping only those in state (UNSPECIFIED
 // keeps all). next is the seq to continue from, or 0 when there is no more.
 func (s *store) list(limit int, from uint64, state fedreportv1.RollupState, full bool) (page []*fedreportv1.Rollup, next uint64, err error) {
-	var bytes pageBytes
+	var bytes grpcsrv.PageBytes
 	next, err = s.scan(limit, from, state, func(seq uint64, v []byte) error {
 		r := &fedreportv1.Rollup{}
 		if err := proto.Unmarshal(v, r); err != nil {
 			return fmt.Errorf("decode rollup %d: %w", seq, err)
 		}
 		r = inView(r, full)
-		if !bytes.add(protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(r))) {
+		if !bytes.Add(protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(r))) {
 			return errPageFull
 		}
 		page = append(page, r)

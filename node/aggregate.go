@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -559,6 +560,21 @@ func (s *Store) answer(a *accumulator, version uint64) *answer {
 	return &answer{version: version, acc: a, wire: a.appendWire(nil, responseCellsField, s.policy.MinCellCount)}
 }
 
+// MaxAnswerBytes is the largest encoded cells of one Aggregate answer
+// (grpcsrv.MaxAnswerBytes): every client with gRPC's default limits
+// receives any answer a node gives. An answer is sparse, so this bounds the
+// cells that are not zero: about 90,000 of them, e.g. 27 years by month,
+// offence and channel with every cell in use.
+const MaxAnswerBytes = grpcsrv.MaxAnswerBytes
+
+// fits refuses an answer too large to send, before anything is logged.
+func (s *Store) fits(ans *answer) error {
+	if len(ans.wire) > s.maxAnswerBytes {
+		return &AnswerTooLargeError{Cells: ans.acc.numCells(), Bytes: len(ans.wire), Limit: s.maxAnswerBytes}
+	}
+	return nil
+}
+
 // responseCellsField is the field number of AggregateResponse.cells.
 const responseCellsField = 4
 
@@ -702,6 +718,9 @@ func (s *Store) aggregate(req *fedreportv1.AggregateRequest, caller string) (*fe
 		a := newAccumulator(q)
 		a.fromSnapshot(sn)
 		early = s.answer(a, sn.version)
+		if err := s.fits(early); err != nil {
+			return nil, nil, err
+		}
 	}
 	var (
 		resp     *fedreportv1.AggregateResponse
@@ -719,6 +738,9 @@ func (s *Store) aggregate(req *fedreportv1.AggregateRequest, caller string) (*fe
 				return err
 			}
 			ans = s.answer(a, version)
+			if err := s.fits(ans); err != nil {
+				return err
+			}
 		}
 		r := &fedreportv1.AggregateResponse{
 			Member:       s.member,

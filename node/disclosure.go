@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -167,6 +168,9 @@ func (s *Store) ListDisclosures(pageSize int32, pageToken, since string) ([]*fed
 	next := ""
 	err := s.view(func(tx *bolt.Tx) error {
 		out, next = nil, ""
+		// A page also ends before it outgrows what a client reads by
+		// default: entries of large answers are up to 4 MiB each.
+		var bytes grpcsrv.PageBytes
 		c := tx.Bucket(bucketDisclosures).Cursor()
 		for k, v := c.Seek(u64(start)); k != nil; k, v = c.Next() {
 			if len(out) == int(pageSize) {
@@ -179,6 +183,10 @@ func (s *Store) ListDisclosures(pageSize int32, pageToken, since string) ([]*fed
 			}
 			if !sinceTime.IsZero() && e.GetTime().AsTime().Before(sinceTime) {
 				continue
+			}
+			if !bytes.Add(protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(e))) {
+				next = strconv.FormatUint(getUint64(k), 10)
+				return nil
 			}
 			out = append(out, e)
 		}

@@ -128,6 +128,17 @@ type PolicyError struct {
 
 func (e *PolicyError) Error() string { return e.Msg }
 
+// AnswerTooLargeError is an Aggregate refused because its answer would be
+// larger than a client accepts (MaxAnswerBytes). Nothing is logged for it.
+type AnswerTooLargeError struct {
+	Cells, Bytes, Limit int
+}
+
+func (e *AnswerTooLargeError) Error() string {
+	return fmt.Sprintf("the answer would be %d cells in %d bytes, over the node's limit of %d bytes (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions",
+		e.Cells, e.Bytes, e.Limit)
+}
+
 // ErrorDomain is the google.rpc.ErrorInfo domain of fedreport's errors.
 const ErrorDomain = "fedreport.isa"
 
@@ -140,6 +151,7 @@ const (
 	ReasonUnavailable     = "NODE_UNAVAILABLE"
 	ReasonInternal        = "INTERNAL"
 	ReasonDiskFull        = "DISK_FULL"
+	ReasonAnswerTooLarge  = "ANSWER_TOO_LARGE"
 )
 
 // toStatus maps an error of the store to a gRPC status with
@@ -158,6 +170,7 @@ func toStatus(err error) (st error, internal bool) {
 		de  *DuplicateRecordError
 		ue  *UnknownRecordsError
 		pe  *PolicyError
+		te  *AnswerTooLargeError
 		msg = err.Error()
 	)
 	switch {
@@ -185,6 +198,8 @@ func toStatus(err error) (st error, internal bool) {
 			vs = append(vs, &errdetails.BadRequest_FieldViolation{Field: "record_ids", Description: fmt.Sprintf("record_id %q is not stored", id)})
 		}
 		return withDetails(codes.NotFound, msg, ReasonUnknownRecord, vs...), false
+	case errors.As(err, &te):
+		return withDetails(codes.ResourceExhausted, msg, ReasonAnswerTooLarge, violation("group_by", msg)), false
 	case errors.As(err, &pe):
 		return withDetails(codes.FailedPrecondition, msg, pe.Reason, violation(pe.Field, msg)), false
 	case errors.Is(err, ErrClosed):

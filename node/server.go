@@ -55,6 +55,9 @@ type Config struct {
 	// Metrics, when set, counts and times every call on both listeners
 	// (internal/metrics); nil exports none. No metric carries a count.
 	Metrics *metrics.GRPC
+	// MaxAnswerBytes bounds an Aggregate answer's encoded cells; 0 means
+	// MaxAnswerBytes (tests set less).
+	MaxAnswerBytes int
 }
 
 // Node is one member's node: its store and the gRPC services over it.
@@ -76,7 +79,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := CheckFile(cfg.DataPath); err != nil {
 		return nil, err
 	}
-	st, err := OpenStore(cfg.DataPath, StoreOptions{Member: cfg.Member, Policy: cfg.Policy, Logger: cfg.Logger})
+	st, err := OpenStore(cfg.DataPath, StoreOptions{Member: cfg.Member, Policy: cfg.Policy, Logger: cfg.Logger, MaxAnswerBytes: cfg.MaxAnswerBytes})
 	if err != nil {
 		return nil, err
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,16 +57,20 @@ func shortTempDir(t *testing.T) string {
 
 func startNode(t *testing.T, pol Policy) *testNode {
 	t.Helper()
+	return startNodeWith(t, Config{Policy: pol})
+}
+
+// startNodeWith starts node FR with cfg's policy and limits.
+func startNodeWith(t *testing.T, cfg Config) *testNode {
+	t.Helper()
 	ca := testpki.New(t, td)
 	dir := shortTempDir(t)
-	n, err := Open(Config{
-		Member:      "FR",
-		DataPath:    filepath.Join(dir, "fr.db"),
-		Policy:      pol,
-		TrustDomain: td,
-		ServerTLS:   ca.ServerTLS(t, identity.Node(td, "FR")),
-		Version:     "test",
-	})
+	cfg.Member = "FR"
+	cfg.DataPath = filepath.Join(dir, "fr.db")
+	cfg.TrustDomain = td
+	cfg.ServerTLS = ca.ServerTLS(t, identity.Node(td, "FR"))
+	cfg.Version = "test"
+	n, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,6 +383,94 @@ func TestAggregateErrorsOverGRPC(t *testing.T) {
 	if desc.GetMember() != "FR" || desc.GetKind() != "node" || desc.GetSoftwareVersion() != "test" ||
 		desc.GetPolicy().GetMinCellCount() != 5 || desc.GetPolicy().GetEarliestDate() != "2019-01-01" || len(desc.GetPolicy().GetAllowedDimensions()) != 3 {
 		t.Errorf("DescribeNode: got %v", desc)
+	}
+}
+
+// An answer larger than a client accepts is refused before the log is
+// written, with what to change; smaller requests are answered as before.
+func TestAggregateTooLargeIsRefusedBeforeLogging(t *testing.T) {
+	t.Parallel()
+	const limit = 4096
+	tn := startNodeWith(t, Config{Policy: Policy{MinCellCount: 1, AllowedDimensions: everyDimension}, MaxAnswerBytes: limit})
+	ctx := callCtx(t)
+	if _, err := sendStream(ctx, tn.dialSocket(t), "fr.csv", genRecords(t, "FR", 3000, 12)); err != nil {
+		t.Fatal(err)
+	}
+	client := fedreportv1.NewAggregationServiceClient(tn.dial(t, identity.Coordinator(td, "main")))
+	small := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30"}
+	if resp, err := client.Aggregate(ctx, small); err != nil || resp.GetDisclosureSeq() != 1 {
+		t.Fatalf("ungrouped: %v, %v", resp, err)
+	}
+	big := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{
+		fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_CHANNEL}}
+	_, refused := client.Aggregate(ctx, big)
+	reason, fields := errorInfo(refused)
+	if status.Code(refused) != codes.ResourceExhausted || reason != ReasonAnswerTooLarge || !slices.Equal(fields, []string{"group_by"}) {
+		t.Fatalf("by month, offence and channel: got %v (reason %q, fields %v), want RESOURCE_EXHAUSTED %s on group_by", refused, reason, fields, ReasonAnswerTooLarge)
+	}
+	// The message counts the cells the answer would have had.
+	tn.n.store.maxAnswerBytes = MaxAnswerBytes
+	whole, err := tn.n.store.Aggregate(big, "test")
+	tn.n.store.maxAnswerBytes = limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, _ := proto.Marshal(&fedreportv1.AggregateResponse{Cells: whole.GetCells()})
+	want := fmt.Sprintf("the answer would be %d cells in %d bytes, over the node's limit of %d bytes (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions",
+		len(whole.GetCells()), len(wire), limit)
+	if got := status.Convert(refused).Message(); got != want {
+		t.Errorf("message %q, want %q", got, want)
+	}
+	// Nothing was logged for the refusal: the log holds the ungrouped
+	// answer and the whole one asked of the store above, and goes on.
+	if resp, err := client.Aggregate(ctx, small); err != nil || resp.GetDisclosureSeq() != 3 {
+		t.Fatalf("after the refusal: %v, %v (want disclosure 3)", resp, err)
+	}
+	list, err := fedreportv1.NewNodeAdminServiceClient(tn.dialSocket(t)).ListDisclosures(ctx, &fedreportv1.ListDisclosuresRequest{})
+	if err != nil || len(list.GetEntries()) != 3 || len(list.GetEntries()[1].GetCells()) != len(whole.GetCells()) {
+		t.Fatalf("disclosures: %d entries, %v", len(list.GetEntries()), err)
+	}
+	if rep, err := tn.n.store.Verify(); err != nil || !rep.OK() {
+		t.Fatalf("verify: %v, %v", err, rep.Problems)
+	}
+}
+
+// Pages of large disclosure entries end before a client's 4 MiB, and
+// following next_page_token still lists every entry once.
+func TestListDisclosuresPagesFitAClient(t *testing.T) {
+	t.Parallel()
+	tn := startNode(t, Policy{MinCellCount: 1, AllowedDimensions: everyDimension})
+	ctx := callCtx(t)
+	if _, err := sendStream(ctx, tn.dialSocket(t), "fr.csv", genRecords(t, "FR", 3000, 12)); err != nil {
+		t.Fatal(err)
+	}
+	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: everyDimension}
+	const n = 70 // ~70 KB each: ~4.9 MB in all
+	for range n {
+		if _, err := tn.n.store.Aggregate(req, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := fedreportv1.NewNodeAdminServiceClient(tn.dialSocket(t))
+	var seqs []uint64
+	pages := 0
+	for token := ""; ; pages++ {
+		resp, err := admin.ListDisclosures(ctx, &fedreportv1.ListDisclosuresRequest{PageSize: 100, PageToken: token})
+		if err != nil {
+			t.Fatalf("page %d: %v", pages+1, err)
+		}
+		if size := proto.Size(resp); size > 4<<20 {
+			t.Errorf("page %d is %d bytes, over a client's 4 MiB", pages+1, size)
+		}
+		for _, e := range resp.GetEntries() {
+			seqs = append(seqs, e.GetSeq())
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if pages != 1 || len(seqs) != n || seqs[0] != 1 || seqs[n-1] != n || !slices.IsSorted(seqs) {
+		t.Errorf("got %d entries (%v...) over %d pages, want 1..%d over 2 pages", len(seqs), seqs[:min(3, len(seqs))], pages+1, n)
 	}
 }
 

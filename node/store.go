@@ -32,6 +32,8 @@ type Store struct {
 	policy Policy
 	log    *slog.Logger
 	now    func() time.Time
+	// maxAnswerBytes bounds an Aggregate answer's encoded cells.
+	maxAnswerBytes int
 
 	// rollbackChunk, when set (by tests), makes every rollback go in
 	// transactions of that many records, as after a failed one.
@@ -65,6 +67,9 @@ type StoreOptions struct {
 	Logger *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// MaxAnswerBytes bounds the encoded cells of one Aggregate answer
+	// (tests); 0 means MaxAnswerBytes.
+	MaxAnswerBytes int
 }
 
 // openTimeout bounds the wait for the file lock, so that a second process
@@ -107,6 +112,8 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		now:    opts.Now,
 		writer: make(chan struct{}, 1),
 		done:   make(chan struct{}),
+
+		maxAnswerBytes: cmp.Or(opts.MaxAnswerBytes, MaxAnswerBytes),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
