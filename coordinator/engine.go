@@ -746,6 +746,32 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 		})
 	}
 	sortCells(r.Totals, spec.GetGroupBy(), rank)
+	c.bound(r)
+}
+
+// MaxRollupBytes is the largest rollup a coordinator stores with its cells:
+// the members' answers may each be up to a gRPC message (4 MiB), and a
+// rollup holds them all and their totals. The CLI accepts answers this large;
+// grpcurl needs -max-msg-sz for a rollup over 4 MiB in the FULL view.
+const MaxRollupBytes = 64 << 20
+
+// bound turns a result larger than MaxRollupBytes into a FAILED rollup that
+// says how to ask for a smaller one. What each member disclosed stays in its
+// own disclosure log, under the rollup's id.
+func (c *Coordinator) bound(r *fedreportv1.Rollup) {
+	size := proto.Size(r)
+	if size <= c.maxRollupBytes {
+		return
+	}
+	cells := len(r.GetTotals())
+	for _, m := range r.GetMembers() {
+		cells += len(m.GetCells())
+		m.Cells = nil
+	}
+	r.Totals = nil
+	r.State = fedreportv1.RollupState_ROLLUP_STATE_FAILED
+	r.FailureReason = fmt.Sprintf("the result would be %d cells in %d bytes, over the coordinator's limit of %d bytes for one rollup; ask for a shorter period (from, to) or group by fewer dimensions",
+		cells, size, c.maxRollupBytes)
 }
 
 // quorum is how many members must answer correctly for a rollup to have

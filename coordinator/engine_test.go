@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -210,6 +211,61 @@ func TestRollupGroupedByMemberKeepsOneCellPerMemberAndKey(t *testing.T) {
 	got := fr.requests()[0].GetGroupBy()
 	if !slices.Equal(got, []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH}) {
 		t.Errorf("group_by sent to members: got %v, want [month]", got)
+	}
+}
+
+// A result larger than the coordinator keeps is a FAILED rollup without
+// cells that says how to ask for less; smaller rollups go on as before.
+func TestRollupLargerThanTheLimitFails(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	// Each member answers 40 months when asked by month, one cell otherwise.
+	monthly := func(code string) *fakeNode {
+		return &fakeNode{aggregate: func(_ context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+			resp := &fedreportv1.AggregateResponse{Member: code, MinCellCount: 5, DataVersion: 7}
+			if len(req.GetGroupBy()) == 0 {
+				resp.Cells = []*fedreportv1.Cell{exact(arrests, 40*10)}
+				return resp, nil
+			}
+			for i := range 40 {
+				resp.Cells = append(resp.Cells, withMonth(exact(arrests, 10), fmt.Sprintf("%d-%02d", 2000+i/12, 1+i%12)))
+			}
+			return resp, nil
+		}}
+	}
+	cfg := testConfig(t, ca,
+		Member{"FR", startNode(t, ca, identity.Node(td, "FR"), monthly("FR"))},
+		Member{"IT", startNode(t, ca, identity.Node(td, "IT"), monthly("IT"))},
+	)
+	const limit = 2048
+	cfg.MaxRollupBytes = limit
+	c := newCoordinator(t, ca, cfg)
+	spec := &fedreportv1.RollupSpec{From: "2000-01-01", To: "2003-04-30", Metrics: []fedreportv1.Metric{arrests}}
+	small, err := c.StartRollup(t.Context(), spec, requester)
+	if err != nil || small.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE || !slices.Equal(totalsOf(small), []string{"arrests=800"}) {
+		t.Fatalf("ungrouped: %v, %v", small, err)
+	}
+	spec.GroupBy = []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH}
+	big, err := c.StartRollup(t.Context(), spec, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReason := regexp.MustCompile(`^the result would be 120 cells in (\d+) bytes, over the coordinator's limit of 2048 bytes for one rollup; ask for a shorter period \(from, to\) or group by fewer dimensions$`)
+	m := wantReason.FindStringSubmatch(big.GetFailureReason())
+	if big.GetState() != fedreportv1.RollupState_ROLLUP_STATE_FAILED || m == nil || len(big.GetTotals()) != 0 {
+		t.Fatalf("by month: state %v, reason %q, %d totals; want FAILED for its size, without totals", big.GetState(), big.GetFailureReason(), len(big.GetTotals()))
+	}
+	if size, _ := strconv.Atoi(m[1]); size <= limit {
+		t.Errorf("reason gives %d bytes, not over the limit", size)
+	}
+	for _, mr := range big.GetMembers() {
+		if mr.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK || len(mr.GetCells()) != 0 {
+			t.Errorf("member %s: %v with %d cells, want ok without cells", mr.GetMember(), mr.GetStatus(), len(mr.GetCells()))
+		}
+	}
+	stored, err := c.GetRollup(t.Context(), big.GetId())
+	if err != nil || !proto.Equal(stored, big) {
+		t.Errorf("stored: %v, %v; want what StartRollup returned", stored, err)
 	}
 }
 

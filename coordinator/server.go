@@ -10,6 +10,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -101,6 +102,9 @@ type Config struct {
 	// Limits are the listeners' limits (internal/grpcsrv); zero fields
 	// take the defaults.
 	Limits grpcsrv.Limits
+	// MaxRollupBytes bounds one stored rollup; 0 means MaxRollupBytes
+	// (tests set less).
+	MaxRollupBytes int
 }
 
 // Coordinator is a running coordinator: registry, rollup engine and store.
@@ -117,6 +121,7 @@ type Coordinator struct {
 	schedules       []Schedule
 	metrics         *Metrics // nil: none
 	limits          grpcsrv.Limits
+	maxRollupBytes  int
 	shutdownWait    time.Duration
 	store           *store
 	reg             *registry
@@ -210,6 +215,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		schedules:       slices.Clone(cfg.Schedules),
 		metrics:         cfg.Metrics,
 		limits:          cfg.Limits,
+		maxRollupBytes:  cmp.Or(cfg.MaxRollupBytes, MaxRollupBytes),
 		shutdownWait:    shutdownWait,
 		store:           st,
 		reg:             reg,
