@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/isa-alliance/fedreport/coordinator"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -36,6 +37,12 @@ func (o *tlsOptions) source() (mtls.Source, error) {
 	return mtls.NewFiles(o.cacert, o.cert, o.key, mtls.WithCRL(o.crl))
 }
 
+// recvLimit lets the CLI read the largest rollup a coordinator keeps
+// (coordinator.MaxRollupBytes) with room for a page token: over gRPC's
+// default 4 MiB, a rollup by month, offence and channel over many years
+// could be stored but not shown. Node answers and pages stay under 4 MiB.
+var recvLimit = grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(coordinator.MaxRollupBytes + 1<<20))
+
 // dialTimeout bounds every client call of the CLI that has no longer deadline.
 const dialTimeout = 30 * time.Second
 
@@ -50,7 +57,7 @@ func dialCoordinator(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	cfg := mtls.ClientConfig(src, mtls.ExpectRole("", identity.RoleCoordinator))
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), recvLimit)
 }
 
 // dialNode connects to a node's admin API: unix:///path is the node's local
@@ -70,7 +77,7 @@ func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 		if _, err := os.Stat(abs); err != nil {
 			return nil, fmt.Errorf("node admin socket: %w (is the node running with --admin-socket %s?)", err, path)
 		}
-		return grpc.NewClient("unix://"+abs, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		return grpc.NewClient("unix://"+abs, grpc.WithTransportCredentials(insecure.NewCredentials()), recvLimit)
 	case strings.HasPrefix(addr, "/"):
 		return nil, fmt.Errorf("--node %s: write a socket path as unix://%s", addr, addr)
 	}
@@ -79,7 +86,7 @@ func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	cfg := mtls.ClientConfig(src, mtls.ExpectRole("", identity.RoleNode))
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), recvLimit)
 }
 
 // callContext returns a context with the CLI's default deadline.
