@@ -392,6 +392,15 @@ func (a *accumulator) cells(k uint32) []*fedreportv1.Cell {
 
 // numCells is how many cells the dense accumulator discloses.
 func (a *accumulator) numCells() int {
+	if a.sparse != nil { // grouped: only a long period by every dimension
+		n := 0
+		for _, v := range a.sparse {
+			if v != 0 {
+				n++
+			}
+		}
+		return n
+	}
 	if len(a.q.groupBy) == 0 {
 		return len(a.dense)
 	}

@@ -401,33 +401,42 @@ func TestAggregateTooLargeIsRefusedBeforeLogging(t *testing.T) {
 	if resp, err := client.Aggregate(ctx, small); err != nil || resp.GetDisclosureSeq() != 1 {
 		t.Fatalf("ungrouped: %v, %v", resp, err)
 	}
-	big := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{
-		fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_CHANNEL}}
-	_, refused := client.Aggregate(ctx, big)
-	reason, fields := errorInfo(refused)
-	if status.Code(refused) != codes.ResourceExhausted || reason != ReasonAnswerTooLarge || !slices.Equal(fields, []string{"group_by"}) {
-		t.Fatalf("by month, offence and channel: got %v (reason %q, fields %v), want RESOURCE_EXHAUSTED %s on group_by", refused, reason, fields, ReasonAnswerTooLarge)
+	// By month, offence and channel over the records' months, and over 27
+	// years by every dimension, which the node counts in a map instead of
+	// an array (maxDense).
+	var wholes []int
+	for _, big := range []*fedreportv1.AggregateRequest{
+		{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{
+			fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_CHANNEL}},
+		{From: "2000-01-01", To: "2026-10-31", GroupBy: everyDimension},
+	} {
+		_, refused := client.Aggregate(ctx, big)
+		reason, fields := errorInfo(refused)
+		if status.Code(refused) != codes.ResourceExhausted || reason != ReasonAnswerTooLarge || !slices.Equal(fields, []string{"group_by"}) {
+			t.Fatalf("%v: got %v (reason %q, fields %v), want RESOURCE_EXHAUSTED %s on group_by", big, refused, reason, fields, ReasonAnswerTooLarge)
+		}
+		// The message counts the cells the answer would have had.
+		tn.n.store.maxAnswerBytes = MaxAnswerBytes
+		whole, err := tn.n.store.Aggregate(big, "test")
+		tn.n.store.maxAnswerBytes = limit
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire, _ := proto.Marshal(&fedreportv1.AggregateResponse{Cells: whole.GetCells()})
+		want := fmt.Sprintf("the answer would be %d cells in %d bytes, over the node's limit of %d bytes (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions",
+			len(whole.GetCells()), len(wire), limit)
+		if got := status.Convert(refused).Message(); got != want {
+			t.Errorf("message %q, want %q", got, want)
+		}
+		wholes = append(wholes, len(whole.GetCells()))
 	}
-	// The message counts the cells the answer would have had.
-	tn.n.store.maxAnswerBytes = MaxAnswerBytes
-	whole, err := tn.n.store.Aggregate(big, "test")
-	tn.n.store.maxAnswerBytes = limit
-	if err != nil {
-		t.Fatal(err)
-	}
-	wire, _ := proto.Marshal(&fedreportv1.AggregateResponse{Cells: whole.GetCells()})
-	want := fmt.Sprintf("the answer would be %d cells in %d bytes, over the node's limit of %d bytes (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions",
-		len(whole.GetCells()), len(wire), limit)
-	if got := status.Convert(refused).Message(); got != want {
-		t.Errorf("message %q, want %q", got, want)
-	}
-	// Nothing was logged for the refusal: the log holds the ungrouped
-	// answer and the whole one asked of the store above, and goes on.
-	if resp, err := client.Aggregate(ctx, small); err != nil || resp.GetDisclosureSeq() != 3 {
-		t.Fatalf("after the refusal: %v, %v (want disclosure 3)", resp, err)
+	// Nothing was logged for the refusals: the log holds the ungrouped
+	// answer and the whole ones asked of the store above, and goes on.
+	if resp, err := client.Aggregate(ctx, small); err != nil || resp.GetDisclosureSeq() != 4 {
+		t.Fatalf("after the refusals: %v, %v (want disclosure 4)", resp, err)
 	}
 	list, err := fedreportv1.NewNodeAdminServiceClient(tn.dialSocket(t)).ListDisclosures(ctx, &fedreportv1.ListDisclosuresRequest{})
-	if err != nil || len(list.GetEntries()) != 3 || len(list.GetEntries()[1].GetCells()) != len(whole.GetCells()) {
+	if err != nil || len(list.GetEntries()) != 4 || len(list.GetEntries()[1].GetCells()) != wholes[0] || len(list.GetEntries()[2].GetCells()) != wholes[1] {
 		t.Fatalf("disclosures: %d entries, %v", len(list.GetEntries()), err)
 	}
 	if rep, err := tn.n.store.Verify(); err != nil || !rep.OK() {
