@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,6 +38,8 @@ const (
 	reasonUnavailable     = "COORDINATOR_UNAVAILABLE"
 	reasonNotComplete     = "ROLLUP_NOT_COMPLETE"
 	reasonInternal        = "INTERNAL"
+	// reasonAnswerTooLarge is a node's reason for the same refusal.
+	reasonAnswerTooLarge = "ANSWER_TOO_LARGE"
 )
 
 // FieldViolation names one invalid request field and says what to fix.
@@ -84,6 +87,7 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	}
 	var verr *ValidationError
 	var incomplete *IncompleteError
+	var tooLarge *grpcsrv.AnswerTooLargeError
 	switch {
 	case errors.As(err, &verr):
 		br := &errdetails.BadRequest{}
@@ -103,6 +107,9 @@ func toStatus(log *slog.Logger, method string, err error) error {
 			st = withD
 		}
 		return st.Err()
+	case errors.As(err, &tooLarge):
+		return withDetails(codes.ResourceExhausted, tooLarge.Error(), reasonAnswerTooLarge,
+			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "group_by", Description: tooLarge.Error()}}})
 	case errors.Is(err, ErrRollupNotFound):
 		return withDetails(codes.NotFound, err.Error(), reasonRollupNotFound)
 	case errors.Is(err, ErrClosed):

@@ -15,8 +15,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/internal/authz"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -131,11 +134,18 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 		resp.DataVersion = addSat(resp.DataVersion, m.GetDataVersion())
 	}
 	grouped := len(spec.GetGroupBy()) > 0
+	cellBytes := 0
 	for _, cell := range r.GetTotals() {
 		if grouped && cell.GetUpperBound() == 0 {
 			continue // the contract leaves zero cells out of grouped answers
 		}
 		resp.Cells = append(resp.Cells, cell)
+		cellBytes += protowire.SizeTag(4) + protowire.SizeBytes(proto.Size(cell))
+	}
+	// As a node would: the totals of members that each fit one answer
+	// may not, when they hold different cells.
+	if cellBytes > c.maxAnswerBytes {
+		return nil, &grpcsrv.AnswerTooLargeError{Cells: len(resp.Cells), Bytes: cellBytes, Limit: c.maxAnswerBytes}
 	}
 	return resp, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"maps"
 	"net"
 	"path/filepath"
@@ -262,6 +263,58 @@ func TestMemberAPIAnswersOnlyCoordinators(t *testing.T) {
 	}
 	if status.Code(err) != codes.InvalidArgument || !slices.Equal(fields, []string{"to", "group_by[0]"}) {
 		t.Errorf("a bad request: got %v with fields %v, want InvalidArgument on to and group_by[0]", err, fields)
+	}
+}
+
+// As a member, a coordinator refuses totals that would not fit one answer,
+// as a node does, and says what to ask instead.
+func TestMemberAPIRefusesAnAnswerOverTheLimit(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	counts := map[string]uint64{}
+	var cells []*fedreportv1.Cell
+	for m := 1; m <= 9; m++ {
+		month := fmt.Sprintf("2020-%02d", m)
+		counts[month] = uint64(10 * m)
+		cells = append(cells, withMonth(exact(arrests, uint64(10*m)), month))
+	}
+	fr := startNode(t, ca, identity.Node(td, "FR"), monthlyNode("FR", 5, 7, counts, "", month))
+	cfg := testConfigAs(t, ca, "eu", Member{"FR", fr})
+	cfg.MemberCode = "EU"
+	cfg.MemberServerTLS = ca.ServerTLS(t, identity.Node(td, "EU"))
+	const limit = 64
+	cfg.MaxAnswerBytes = limit
+	c := newCoordinator(t, ca, cfg)
+	addr := serveMemberUntil(t, c)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(ca.ClientTLS(t, identity.Coordinator(td, "top"), identity.Node(td, "EU")))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	parent := fedreportv1.NewAggregationServiceClient(conn)
+
+	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}
+	if resp, err := parent.Aggregate(t.Context(), req); err != nil || len(resp.GetCells()) != 1 || resp.GetCells()[0].GetCount() != 450 {
+		t.Fatalf("ungrouped: %v, %v", resp, err)
+	}
+	req.GroupBy = []fedreportv1.Dimension{month}
+	_, err = parent.Aggregate(t.Context(), req)
+	wire, _ := proto.Marshal(&fedreportv1.AggregateResponse{Cells: cells})
+	want := fmt.Sprintf("the answer would be 9 cells in %d bytes, over the limit of %d bytes for one answer (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions", len(wire), limit)
+	var reason string
+	var fields []string
+	for _, det := range status.Convert(err).Details() {
+		switch d := det.(type) {
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	if status.Code(err) != codes.ResourceExhausted || status.Convert(err).Message() != want || reason != "ANSWER_TOO_LARGE" || !slices.Equal(fields, []string{"group_by"}) {
+		t.Errorf("by month: got %v (reason %q, fields %v), want RESOURCE_EXHAUSTED %q", err, reason, fields, want)
 	}
 }
 

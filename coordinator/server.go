@@ -105,6 +105,9 @@ type Config struct {
 	// MaxRollupBytes bounds one stored rollup; 0 means MaxRollupBytes
 	// (tests set less).
 	MaxRollupBytes int
+	// MaxAnswerBytes bounds the cells of an answer as member MemberCode;
+	// 0 means grpcsrv.MaxAnswerBytes (tests set less).
+	MaxAnswerBytes int
 }
 
 // Coordinator is a running coordinator: registry, rollup engine and store.
@@ -122,6 +125,7 @@ type Coordinator struct {
 	metrics         *Metrics // nil: none
 	limits          grpcsrv.Limits
 	maxRollupBytes  int
+	maxAnswerBytes  int
 	shutdownWait    time.Duration
 	store           *store
 	reg             *registry
@@ -216,6 +220,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		metrics:         cfg.Metrics,
 		limits:          cfg.Limits,
 		maxRollupBytes:  cmp.Or(cfg.MaxRollupBytes, MaxRollupBytes),
+		maxAnswerBytes:  cmp.Or(cfg.MaxAnswerBytes, grpcsrv.MaxAnswerBytes),
 		shutdownWait:    shutdownWait,
 		store:           st,
 		reg:             reg,

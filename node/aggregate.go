@@ -579,7 +579,7 @@ const MaxAnswerBytes = grpcsrv.MaxAnswerBytes
 // fits refuses an answer too large to send, before anything is logged.
 func (s *Store) fits(ans *answer) error {
 	if len(ans.wire) > s.maxAnswerBytes {
-		return &AnswerTooLargeError{Cells: ans.acc.numCells(), Bytes: len(ans.wire), Limit: s.maxAnswerBytes}
+		return &grpcsrv.AnswerTooLargeError{Cells: ans.acc.numCells(), Bytes: len(ans.wire), Limit: s.maxAnswerBytes}
 	}
 	return nil
 }

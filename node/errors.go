@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/records"
 )
 
@@ -128,17 +129,6 @@ type PolicyError struct {
 
 func (e *PolicyError) Error() string { return e.Msg }
 
-// AnswerTooLargeError is an Aggregate refused because its answer would be
-// larger than a client accepts (MaxAnswerBytes). Nothing is logged for it.
-type AnswerTooLargeError struct {
-	Cells, Bytes, Limit int
-}
-
-func (e *AnswerTooLargeError) Error() string {
-	return fmt.Sprintf("the answer would be %d cells in %d bytes, over the node's limit of %d bytes (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions",
-		e.Cells, e.Bytes, e.Limit)
-}
-
 // ErrorDomain is the google.rpc.ErrorInfo domain of fedreport's errors.
 const ErrorDomain = "fedreport.isa"
 
@@ -170,7 +160,7 @@ func toStatus(err error) (st error, internal bool) {
 		de  *DuplicateRecordError
 		ue  *UnknownRecordsError
 		pe  *PolicyError
-		te  *AnswerTooLargeError
+		te  *grpcsrv.AnswerTooLargeError
 		msg = err.Error()
 	)
 	switch {

@@ -423,7 +423,7 @@ func TestAggregateTooLargeIsRefusedBeforeLogging(t *testing.T) {
 			t.Fatal(err)
 		}
 		wire, _ := proto.Marshal(&fedreportv1.AggregateResponse{Cells: whole.GetCells()})
-		want := fmt.Sprintf("the answer would be %d cells in %d bytes, over the node's limit of %d bytes (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions",
+		want := fmt.Sprintf("the answer would be %d cells in %d bytes, over the limit of %d bytes for one answer (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions",
 			len(whole.GetCells()), len(wire), limit)
 		if got := status.Convert(refused).Message(); got != want {
 			t.Errorf("message %q, want %q", got, want)
