@@ -7,11 +7,12 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 )
 
 // ErrRollupNotFound is returned when no stored rollup has the requested id.
@@ -38,7 +39,8 @@ const (
 	reasonUnavailable     = "COORDINATOR_UNAVAILABLE"
 	reasonNotComplete     = "ROLLUP_NOT_COMPLETE"
 	reasonInternal        = "INTERNAL"
-	// reasonAnswerTooLarge is a node's reason for the same refusal.
+	// reasonAnswerTooLarge is the reason a node gives for the same
+	// refusal (node.ReasonAnswerTooLarge).
 	reasonAnswerTooLarge = "ANSWER_TOO_LARGE"
 )
 
