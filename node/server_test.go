@@ -98,6 +98,17 @@ func startNodeWith(t *testing.T, cfg Config) *testNode {
 	return &testNode{n: n, ca: ca, addr: lis.Addr().String(), socket: socket}
 }
 
+// startLoadedNode starts node FR with cfg and ingests 3,000 generated
+// records over 12 months into it.
+func startLoadedNode(t *testing.T, cfg Config) *testNode {
+	t.Helper()
+	tn := startNodeWith(t, cfg)
+	if _, err := sendStream(callCtx(t), tn.dialSocket(t), "fr.csv", genRecords(t, "FR", 3000, 12)); err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
 // dial connects to the node's mTLS listener as id.
 func (tn *testNode) dial(t *testing.T, id identity.ID) *grpc.ClientConn {
 	t.Helper()
@@ -391,11 +402,8 @@ func TestAggregateErrorsOverGRPC(t *testing.T) {
 func TestAggregateTooLargeIsRefusedBeforeLogging(t *testing.T) {
 	t.Parallel()
 	const limit = 4096
-	tn := startNodeWith(t, Config{Policy: Policy{MinCellCount: 1, AllowedDimensions: everyDimension}, MaxAnswerBytes: limit})
+	tn := startLoadedNode(t, Config{Policy: Policy{MinCellCount: 1, AllowedDimensions: everyDimension}, MaxAnswerBytes: limit})
 	ctx := callCtx(t)
-	if _, err := sendStream(ctx, tn.dialSocket(t), "fr.csv", genRecords(t, "FR", 3000, 12)); err != nil {
-		t.Fatal(err)
-	}
 	client := fedreportv1.NewAggregationServiceClient(tn.dial(t, identity.Coordinator(td, "main")))
 	small := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30"}
 	if resp, err := client.Aggregate(ctx, small); err != nil || resp.GetDisclosureSeq() != 1 {
@@ -448,11 +456,8 @@ func TestAggregateTooLargeIsRefusedBeforeLogging(t *testing.T) {
 // following next_page_token still lists every entry once.
 func TestListDisclosuresPagesFitAClient(t *testing.T) {
 	t.Parallel()
-	tn := startNode(t, Policy{MinCellCount: 1, AllowedDimensions: everyDimension})
+	tn := startLoadedNode(t, Config{Policy: Policy{MinCellCount: 1, AllowedDimensions: everyDimension}})
 	ctx := callCtx(t)
-	if _, err := sendStream(ctx, tn.dialSocket(t), "fr.csv", genRecords(t, "FR", 3000, 12)); err != nil {
-		t.Fatal(err)
-	}
 	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: everyDimension}
 	const n = 70 // ~70 KB each: ~4.9 MB in all
 	for range n {
@@ -571,11 +576,8 @@ func (rawCodec) Name() string { return "proto" }
 // are the deterministic encoding of the same response, one disclosure on.
 func TestServedAggregateIsTheDecodedOne(t *testing.T) {
 	t.Parallel()
-	tn := startNode(t, Policy{MinCellCount: 5, AllowedDimensions: everyDimension})
+	tn := startLoadedNode(t, Config{Policy: Policy{MinCellCount: 5, AllowedDimensions: everyDimension}})
 	ctx := callCtx(t)
-	if _, err := sendStream(ctx, tn.dialSocket(t), "fr.csv", genRecords(t, "FR", 3000, 12)); err != nil {
-		t.Fatal(err)
-	}
 	caller := identity.Coordinator(td, "main")
 	conn := tn.dial(t, caller)
 	client := fedreportv1.NewAggregationServiceClient(conn)
