@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -764,12 +765,16 @@ func (s *Store) aggregate(req *fedreportv1.AggregateRequest, caller string) (*fe
 		resp, answered = r, ans
 		return nil
 	}
+	start := time.Now()
 	if s.aggregating.Add(1) > 1 {
 		err = s.db.Batch(fn)
 	} else {
 		err = s.db.Update(fn)
 	}
 	s.aggregating.Add(-1)
+	if err == nil {
+		s.metrics.observeDisclosure(time.Since(start))
+	}
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return nil, nil, ErrClosed
 	}

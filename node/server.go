@@ -23,7 +23,6 @@ import (
 	"github.com/isa-alliance/fedreport/internal/encoded"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
-	"github.com/isa-alliance/fedreport/internal/metrics"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -53,8 +52,9 @@ type Config struct {
 	// take the defaults.
 	Limits grpcsrv.Limits
 	// Metrics, when set, counts and times every call on both listeners
-	// (internal/metrics); nil exports none. No metric carries a count.
-	Metrics *metrics.GRPC
+	// and times the disclosure log's appends (NewMetrics); nil exports
+	// none. No metric carries a count.
+	Metrics *Metrics
 	// MaxAnswerBytes bounds an Aggregate answer's encoded cells; 0 means
 	// MaxAnswerBytes (tests set less).
 	MaxAnswerBytes int
@@ -79,7 +79,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := CheckFile(cfg.DataPath); err != nil {
 		return nil, err
 	}
-	st, err := OpenStore(cfg.DataPath, StoreOptions{Member: cfg.Member, Policy: cfg.Policy, Logger: cfg.Logger, MaxAnswerBytes: cfg.MaxAnswerBytes})
+	st, err := OpenStore(cfg.DataPath, StoreOptions{Member: cfg.Member, Policy: cfg.Policy, Logger: cfg.Logger, MaxAnswerBytes: cfg.MaxAnswerBytes, Metrics: cfg.Metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -152,8 +152,8 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 	}
 	if m := n.cfg.Metrics; m != nil {
 		// First in the chain, so refused calls are counted too.
-		common = append(common, grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
-			grpc.ChainStreamInterceptor(m.StreamServerInterceptor()))
+		common = append(common, grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
+			grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()))
 	}
 	type served struct {
 		srv *grpc.Server

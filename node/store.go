@@ -34,6 +34,7 @@ type Store struct {
 	now    func() time.Time
 	// maxAnswerBytes bounds an Aggregate answer's encoded cells.
 	maxAnswerBytes int
+	metrics        *Metrics
 
 	// rollbackChunk, when set (by tests), makes every rollback go in
 	// transactions of that many records, as after a failed one.
@@ -70,6 +71,8 @@ type StoreOptions struct {
 	// MaxAnswerBytes bounds the encoded cells of one Aggregate answer
 	// (tests); 0 means MaxAnswerBytes.
 	MaxAnswerBytes int
+	// Metrics, when set, times the disclosure log's appends.
+	Metrics *Metrics
 }
 
 // openTimeout bounds the wait for the file lock, so that a second process
@@ -105,13 +108,14 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		path:   path,
-		member: opts.Member,
-		policy: pol,
-		log:    opts.Logger,
-		now:    opts.Now,
-		writer: make(chan struct{}, 1),
-		done:   make(chan struct{}),
+		path:    path,
+		member:  opts.Member,
+		policy:  pol,
+		log:     opts.Logger,
+		metrics: opts.Metrics,
+		now:     opts.Now,
+		writer:  make(chan struct{}, 1),
+		done:    make(chan struct{}),
 
 		maxAnswerBytes: cmp.Or(opts.MaxAnswerBytes, MaxAnswerBytes),
 	}

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/isa-alliance/fedreport/internal/identity"
-	"github.com/isa-alliance/fedreport/internal/metrics"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/records"
 	"github.com/isa-alliance/fedreport/node"
@@ -100,7 +100,7 @@ func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dimensions, "allowed-dimensions", "month,offence,channel", "policy: dimensions a request may group by, of month, offence, channel, victim_age (add victim_age to allow it; none: totals only)")
 	fs.StringVar(&o.earliestDate, "earliest-date", "2000-01-01", "policy: first day (YYYY-MM-DD) a request may cover; earlier requests are refused with PERIOD_NOT_ALLOWED")
 	o.log.AddFlags(fs)
-	fs.StringVar(&o.metrics, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics: calls by method and code, latency; never a count (empty: off)")
+	fs.StringVar(&o.metrics, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics: calls by method and code, latency, disclosure log append time; never a count (empty: off)")
 	o.aggregate = newRateOptions("aggregate", fedreportv1.AggregationService_Aggregate_FullMethodName)
 	o.aggregate.AddFlags(fs, "Aggregate", "caller identity (a coordinator, a member admin)")
 }
@@ -180,8 +180,14 @@ func newNodeCommand() *cobra.Command {
 					EarliestDate:      o.earliestDate,
 				},
 			}
-			return runWithMetrics(cmd.Context(), o.metrics, "fedreport_node", log, func(ctx context.Context, m *metrics.GRPC) error {
-				cfg.Metrics = m
+			return runWithMetrics(cmd.Context(), o.metrics, log, func(ctx context.Context, reg prometheus.Registerer) error {
+				if reg != nil {
+					m, err := node.NewMetrics(reg)
+					if err != nil {
+						return err
+					}
+					cfg.Metrics = m
+				}
 				return node.Run(ctx, cfg, o.listen, o.adminSocket)
 			})
 		},

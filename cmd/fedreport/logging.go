@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/isa-alliance/fedreport/internal/metrics"
@@ -41,16 +42,13 @@ func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 }
 
 // runWithMetrics runs serve, and when addr is set a Prometheus endpoint on
-// it whose gRPC metrics serve receives; either ending stops both.
-func runWithMetrics(ctx context.Context, addr, namespace string, log *slog.Logger, serve func(context.Context, *metrics.GRPC) error) error {
+// it serving the registry serve receives (nil when addr is empty); either
+// ending stops both.
+func runWithMetrics(ctx context.Context, addr string, log *slog.Logger, serve func(context.Context, prometheus.Registerer) error) error {
 	if addr == "" {
 		return serve(ctx, nil)
 	}
 	reg := metrics.NewRegistry()
-	m, err := metrics.NewGRPC(reg, namespace)
-	if err != nil {
-		return err
-	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", addr, err)
@@ -58,6 +56,6 @@ func runWithMetrics(ctx context.Context, addr, namespace string, log *slog.Logge
 	log.Info("metrics serving", "addr", lis.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return metrics.Serve(gctx, lis, reg) })
-	g.Go(func() error { return serve(gctx, m) })
+	g.Go(func() error { return serve(gctx, reg) })
 	return g.Wait()
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
+	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -288,6 +289,9 @@ type soakSample struct {
 	proc                   string
 	rss, anon, heap        float64 // bytes: VmRSS, RssAnon, Go heap in use
 	goroutines, fds, liveG float64
+	// appends and appendSeconds are a node's disclosure log appends so
+	// far and the time they took (node.DisclosureAppendMetric).
+	appends, appendSeconds float64
 }
 
 // soakCounts are the operations done, for the report.
@@ -932,6 +936,15 @@ func scrape(ctx context.Context, p soakProc) (soakSample, error) {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		name, value, ok := strings.Cut(sc.Text(), " ")
+		switch name {
+		case node.DisclosureAppendMetric + "_count":
+			smp.appends, err = strconv.ParseFloat(value, 64)
+		case node.DisclosureAppendMetric + "_sum":
+			smp.appendSeconds, err = strconv.ParseFloat(value, 64)
+		}
+		if err != nil {
+			return smp, fmt.Errorf("scrape %s: %s: %w", p.name, name, err)
+		}
 		if dst := want[name]; ok && dst != nil {
 			if *dst, err = strconv.ParseFloat(value, 64); err != nil {
 				return smp, fmt.Errorf("scrape %s: %s: %w", p.name, name, err)
@@ -1146,8 +1159,22 @@ func (s *soak) report(verdict []flatness) {
 		c.rollups.Load(), checked, c.exactCells.Load(), c.boundedCells.Load(), c.rateLimited.Load())
 	fmt.Fprintf(&b, "reads: %d GetRollup, %d ListRollups, %d CLI reads (rollups, rollups show, members), %d audits\n",
 		c.getRollups.Load(), c.listRollups.Load(), c.cliReads.Load(), c.audits.Load())
+	s.mu.Lock()
+	samples := slices.Clone(s.samples)
+	s.mu.Unlock()
 	for _, m := range s.members {
-		fmt.Fprintf(&b, "node %s: %d records at the end, k=%d\n", m.code, len(m.live), m.k)
+		// The node's last scrape: its metrics time every disclosure.
+		var last soakSample
+		for _, smp := range samples {
+			if smp.proc == "node "+m.code {
+				last = smp
+			}
+		}
+		if last.appends == 0 && c.rollups.Load() > 0 {
+			s.t.Errorf("node %s: %s counts no append after %d rollups", m.code, node.DisclosureAppendMetric, c.rollups.Load())
+		}
+		fmt.Fprintf(&b, "node %s: %d records at the end, k=%d; %.0f disclosures appended, %.2f ms each on average\n",
+			m.code, len(m.live), m.k, last.appends, 1e3*last.appendSeconds/max(1, last.appends))
 	}
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
@@ -1162,9 +1189,6 @@ func (s *soak) report(verdict []flatness) {
 	}
 	tw.Flush()
 
-	s.mu.Lock()
-	samples := slices.Clone(s.samples)
-	s.mu.Unlock()
 	table := func(w io.Writer, every int) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "t\tprocess\tRSS MB\tanon MB\theap MB\tgoroutines\tfds\t")
