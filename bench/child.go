@@ -23,6 +23,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/node"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A role runs in a child process of its own (the bench binary started again
@@ -56,8 +57,9 @@ type childConfig struct {
 	MemberTimeout time.Duration        `json:"member_timeout,omitempty"`
 }
 
-// childRequest asks a child for its memory ("mem"), to start a CPU profile
-// into Path ("profile") or to stop it ("profile-stop").
+// childRequest asks a child for its memory ("mem"), a node child for its
+// disclosure log histogram ("appends"), to start a CPU profile into Path
+// ("profile") or to stop it ("profile-stop").
 type childRequest struct {
 	Cmd  string `json:"cmd"`
 	Path string `json:"path,omitempty"`
@@ -68,6 +70,8 @@ type childReply struct {
 	Error string    `json:"error,omitempty"`
 	Addr  string    `json:"addr,omitempty"`
 	Mem   *childMem `json:"mem,omitempty"`
+	// Appends is a node's node.DisclosureAppendMetric histogram.
+	Appends *stats.Histogram `json:"appends,omitempty"`
 }
 
 // childMem is a child's memory: the Go runtime's view and the kernel's.
@@ -113,11 +117,17 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 
 	var serve func(context.Context) error
 	var closeRole func() error
+	var reg *prometheus.Registry // a node's metrics
 	switch cfg.Role {
 	case roleNode:
+		reg = prometheus.NewRegistry()
+		metrics, err := node.NewMetrics(reg)
+		if err != nil {
+			return fmt.Errorf("child: %w", err)
+		}
 		n, err := node.Open(node.Config{
 			Member: cfg.Member, DataPath: cfg.Data, TrustDomain: cfg.TrustDomain,
-			ServerTLS: mtls.ServerConfig(src), Logger: log, Version: "bench", Limits: benchLimits(),
+			ServerTLS: mtls.ServerConfig(src), Logger: log, Version: "bench", Limits: benchLimits(), Metrics: metrics,
 		})
 		if err != nil {
 			return fmt.Errorf("child: %w", err)
@@ -165,7 +175,7 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	// The command loop ends when stdin closes; the scanner cannot be
 	// interrupted, so a signal ends the child through ctx instead.
 	loopDone := make(chan error, 1)
-	go func() { loopDone <- childLoop(stdin, enc) }()
+	go func() { loopDone <- childLoop(stdin, enc, reg) }()
 	select {
 	case err = <-served:
 		if err == nil {
@@ -183,8 +193,9 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	return err
 }
 
-// childLoop answers requests until stdin closes.
-func childLoop(stdin io.Reader, enc *json.Encoder) error {
+// childLoop answers requests until stdin closes; reg has a node's metrics,
+// or is nil.
+func childLoop(stdin io.Reader, enc *json.Encoder, reg *prometheus.Registry) error {
 	sc := bufio.NewScanner(stdin)
 	var profile *os.File
 	defer func() {
@@ -206,6 +217,16 @@ func childLoop(stdin io.Reader, enc *json.Encoder) error {
 					reply.Error = err.Error()
 				}
 				reply.Mem = &m
+			case "appends":
+				if reg == nil {
+					reply.Error = "not a node"
+					break
+				}
+				h, err := gatherAppends(reg)
+				if err != nil {
+					reply.Error = err.Error()
+				}
+				reply.Appends = &h
 			case "profile":
 				if profile != nil {
 					reply.Error = "a profile is running"
@@ -366,6 +387,18 @@ func (c *child) Mem(ctx context.Context) (childMem, error) {
 		return childMem{}, fmt.Errorf("%s: no memory in reply", c.name)
 	}
 	return *r.Mem, nil
+}
+
+// Appends returns a node child's disclosure log histogram.
+func (c *child) Appends(ctx context.Context) (stats.Histogram, error) {
+	r, err := c.call(ctx, childRequest{Cmd: "appends"})
+	if err != nil {
+		return stats.Histogram{}, err
+	}
+	if r.Appends == nil {
+		return stats.Histogram{}, fmt.Errorf("%s: no histogram in reply", c.name)
+	}
+	return *r.Appends, nil
 }
 
 // childStopTimeout bounds a graceful stop (the node's grace period is 5 s;

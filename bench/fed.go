@@ -23,6 +23,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/records"
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // trustDomain is the benchmark federation's SPIFFE trust domain.
@@ -105,6 +106,9 @@ func dialSocket(path string) (*grpc.ClientConn, error) {
 // members is a set of member nodes served from this process, each with its
 // own bbolt file and mTLS listener on loopback.
 type members struct {
+	// reg holds the metrics every member shares (node.NewMetrics): their
+	// disclosure log appends in one histogram.
+	reg     *prometheus.Registry
 	nodes   []*node.Node
 	list    []coordinator.Member
 	cancel  context.CancelFunc
@@ -122,12 +126,16 @@ func memberCode(i int) string { return fmt.Sprintf("M%03d", i+1) }
 // takes after decoding) and serves them.
 func startMembers(ctx context.Context, p *benchPKI, dir string, n, recordsEach int, seed int64) (_ *members, err error) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m := &members{cancel: cancel}
+	m := &members{cancel: cancel, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, m.close())
 		}
 	}()
+	metrics, err := node.NewMetrics(m.reg)
+	if err != nil {
+		return nil, err
+	}
 	for i := range n {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -139,7 +147,7 @@ func startMembers(ctx context.Context, p *benchPKI, dir string, n, recordsEach i
 		}
 		nd, err := node.Open(node.Config{
 			Member: code, DataPath: filepath.Join(dir, code+".db"), TrustDomain: trustDomain,
-			ServerTLS: mtls.ServerConfig(src), Version: "bench", Limits: benchLimits(),
+			ServerTLS: mtls.ServerConfig(src), Version: "bench", Limits: benchLimits(), Metrics: metrics,
 		})
 		if err != nil {
 			return nil, err

@@ -16,7 +16,9 @@ import (
 
 	"github.com/isa-alliance/fedreport/bench/internal/stats"
 	"github.com/isa-alliance/fedreport/internal/records"
+	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ingestBatch is how many records travel in one stream message, as in
@@ -169,3 +171,46 @@ func (skipDecode) Unmarshal(data []byte, v any) error {
 
 // Name is the content subtype, so the server decodes requests as usual.
 func (skipDecode) Name() string { return "proto" }
+
+// gatherAppends reads the disclosure log histogram of the nodes whose
+// metrics g gathers (node.DisclosureAppendMetric).
+func gatherAppends(g prometheus.Gatherer) (stats.Histogram, error) {
+	families, err := g.Gather()
+	if err != nil {
+		return stats.Histogram{}, err
+	}
+	for _, f := range families {
+		if f.GetName() != node.DisclosureAppendMetric {
+			continue
+		}
+		if len(f.GetMetric()) != 1 {
+			return stats.Histogram{}, fmt.Errorf("%s: %d series, want 1", f.GetName(), len(f.GetMetric()))
+		}
+		ph := f.GetMetric()[0].GetHistogram()
+		h := stats.Histogram{Count: ph.GetSampleCount(), Sum: ph.GetSampleSum()}
+		for _, b := range ph.GetBucket() {
+			h.Bounds = append(h.Bounds, b.GetUpperBound())
+			h.Cumulative = append(h.Cumulative, b.GetCumulativeCount())
+		}
+		return h, nil
+	}
+	return stats.Histogram{}, fmt.Errorf("no %s gathered", node.DisclosureAppendMetric)
+}
+
+// appendsSince summarizes the appends g's nodes made since before.
+func appendsSince(g prometheus.Gatherer, before stats.Histogram) (stats.HistogramSummary, error) {
+	after, err := gatherAppends(g)
+	if err != nil {
+		return stats.HistogramSummary{}, err
+	}
+	return summarizeSince(after, before)
+}
+
+// summarizeSince summarizes the observations after has and before had not.
+func summarizeSince(after, before stats.Histogram) (stats.HistogramSummary, error) {
+	d, err := after.Sub(before)
+	if err != nil {
+		return stats.HistogramSummary{}, err
+	}
+	return d.Summarize()
+}

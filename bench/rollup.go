@@ -170,13 +170,14 @@ func (b *bench) rollups(ctx context.Context, coord *child, mn *members) error {
 	ru.Spec = fmt.Sprintf("%s..%s, every metric, group by [%s]", periodFromString, periodToString, records.DimensionNames(o.groupBy))
 	b.logf("timing %d rollups over %d members, one after the other", o.rollupSamples, o.members)
 	stop := b.profile(ctx, "rollup", coord)
-	lat, cpu, err := timedRollups(ctx, coord, o.rollupSamples, start)
+	lat, cpu, appends, err := timedRollups(ctx, coord, mn, o.rollupSamples, start)
 	stop()
 	if err != nil {
 		return err
 	}
-	ru.Latency, ru.CPU = lat.Summarize(), cpu
-	b.logf("  rollup: p50 %s ms, p99 %s ms; CPU per rollup (ms): %s", ms(ru.Latency.P50ms), ms(ru.Latency.P99ms), cpu)
+	ru.Latency, ru.CPU, ru.MemberLogAppend = lat.Summarize(), cpu, appends
+	b.logf("  rollup: p50 %s ms, p99 %s ms; CPU per rollup (ms): %s; members' disclosure log appends p50 %s ms, p99 %s ms",
+		ms(ru.Latency.P50ms), ms(ru.Latency.P99ms), cpu, ms(appends.P50ms), ms(appends.P99ms))
 
 	first := mn.list[0]
 	mconn, err := b.pki.dial(first.Address, identity.Coordinator(trustDomain, "bench"), mtls.ExpectID(identity.Node(trustDomain, first.Code)))
@@ -466,46 +467,59 @@ func (b *bench) rollupsOnTmpfs(ctx context.Context) (err error) {
 	defer conn.Close()
 	b.logf("timing %d rollups over %d members on tmpfs", o.rollupSamples, o.members)
 	stop := b.profile(ctx, "rollup-tmpfs", coord)
-	lat, cpu, err := timedRollups(ctx, coord, o.rollupSamples, b.startRollup(fedreportv1.NewCoordinatorServiceClient(conn), complete))
+	lat, cpu, appends, err := timedRollups(ctx, coord, mn, o.rollupSamples, b.startRollup(fedreportv1.NewCoordinatorServiceClient(conn), complete))
 	stop()
 	if err != nil {
 		return err
 	}
-	tr.Latency, tr.CPU = lat.Summarize(), cpu
-	b.logf("  rollup, members on tmpfs: p50 %s ms, p99 %s ms; CPU per rollup (ms): %s", ms(tr.Latency.P50ms), ms(tr.Latency.P99ms), cpu)
+	tr.Latency, tr.CPU, tr.MemberLogAppend = lat.Summarize(), cpu, appends
+	b.logf("  rollup, members on tmpfs: p50 %s ms, p99 %s ms; CPU per rollup (ms): %s; members' disclosure log appends p50 %s ms, p99 %s ms",
+		ms(tr.Latency.P50ms), ms(tr.Latency.P99ms), cpu, ms(appends.P50ms), ms(appends.P99ms))
 	return nil
 }
 
-// timedRollups times rollupWarmup+samples calls of start, one after the
-// other, and returns the latencies of the last samples and the CPU time per
-// call of this process (which serves the members) and of coord. Nothing
-// else runs meanwhile, so the two add up to what a rollup costs the cores.
-func timedRollups(ctx context.Context, coord *child, samples int, start func(context.Context) error) (stats.Latencies, RollupCPU, error) {
+// timedRollups makes rollupWarmup calls of start, then times samples more,
+// one after the other. It returns their latencies, the CPU time per timed
+// call of this process (which serves the members) and of coord, and the
+// members' disclosure log appends meanwhile (their own histogram). Nothing
+// else runs meanwhile, so the two CPU times add up to what a rollup costs
+// the cores.
+func timedRollups(ctx context.Context, coord *child, mn *members, samples int, start func(context.Context) error) (_ stats.Latencies, _ RollupCPU, appends stats.HistogramSummary, err error) {
+	if _, err := latencies(ctx, rollupWarmup, 0, start); err != nil {
+		return nil, RollupCPU{}, appends, err
+	}
 	cpu0, err := stats.CPUTime()
 	if err != nil {
-		return nil, RollupCPU{}, err
+		return nil, RollupCPU{}, appends, err
 	}
 	c0, err := coord.Mem(ctx)
 	if err != nil {
-		return nil, RollupCPU{}, err
+		return nil, RollupCPU{}, appends, err
 	}
-	lat, err := latencies(ctx, rollupWarmup, samples, start)
+	a0, err := gatherAppends(mn.reg)
 	if err != nil {
-		return nil, RollupCPU{}, err
+		return nil, RollupCPU{}, appends, err
+	}
+	lat, err := latencies(ctx, 0, samples, start)
+	if err != nil {
+		return nil, RollupCPU{}, appends, err
 	}
 	cpu1, err := stats.CPUTime()
 	if err != nil {
-		return nil, RollupCPU{}, err
+		return nil, RollupCPU{}, appends, err
 	}
 	c1, err := coord.Mem(ctx)
 	if err != nil {
-		return nil, RollupCPU{}, err
+		return nil, RollupCPU{}, appends, err
 	}
-	n := float64(rollupWarmup + samples)
+	if appends, err = appendsSince(mn.reg, a0); err != nil {
+		return nil, RollupCPU{}, appends, err
+	}
+	n := float64(samples)
 	return lat, RollupCPU{
 		MembersMs:     stats.Ms(cpu1-cpu0) / n,
 		CoordinatorMs: (c1.CPUSeconds - c0.CPUSeconds) * 1000 / n,
-	}, nil
+	}, appends, nil
 }
 
 // codecCost fetches rollup id and returns what decoding and encoding its
