@@ -120,6 +120,8 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	var reg *prometheus.Registry // a node's metrics
 	switch cfg.Role {
 	case roleNode:
+		// As `fedreport node` runs.
+		node.SetGCPercent()
 		reg = prometheus.NewRegistry()
 		metrics, err := node.NewMetrics(reg)
 		if err != nil {

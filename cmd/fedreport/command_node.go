@@ -180,6 +180,7 @@ func newNodeCommand() *cobra.Command {
 					EarliestDate:      o.earliestDate,
 				},
 			}
+			log.Info("garbage collector", "gogc", node.SetGCPercent())
 			return runWithMetrics(cmd.Context(), o.metrics, log, func(ctx context.Context, reg prometheus.Registerer) error {
 				if reg != nil {
 					m, err := node.NewMetrics(reg)
