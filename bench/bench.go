@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/isa-alliance/fedreport/bench/internal/pg"
@@ -134,6 +135,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 		"PostgreSQL: `COPY records FROM STDIN (FORMAT csv)` piped through psql into a fresh table with PRIMARY KEY (record_id), psql's wall time"
 	var seqNode *child
 	if o.has("ingest") {
+		b.quiesce(ctx, srv)
 		if seqNode, err = b.ingestNode(ctx, "node-gen-ids", seqCSV, &b.res.Ingest.Seq); err != nil {
 			return err
 		}
@@ -142,9 +144,11 @@ func (b *bench) run(ctx context.Context) (err error) {
 				err = errors.Join(err, serr)
 			}
 		}()
+		b.quiesce(ctx, srv)
 		b.ingestPG(ctx, srv, "records", seqCSV, &b.res.Ingest.Seq)
 	}
 	if o.has("random") {
+		b.quiesce(ctx, srv)
 		randNode, err := b.ingestNode(ctx, "node-random-ids", randCSV, &b.res.Ingest.Random)
 		if err != nil {
 			return err
@@ -152,6 +156,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 		if err := randNode.stop(); err != nil {
 			return err
 		}
+		b.quiesce(ctx, srv)
 		b.ingestPG(ctx, srv, "records_random", randCSV, &b.res.Ingest.Random)
 		if srv != nil {
 			if _, err := srv.Exec(ctx, "DROP TABLE IF EXISTS records_random"); err != nil {
@@ -179,6 +184,23 @@ func (b *bench) run(ctx context.Context) (err error) {
 
 	// 3-5. Rollups, throughput and the coordinator's memory.
 	return b.federation(ctx)
+}
+
+// quiesce makes the machine's pending writes durable before a timed step,
+// so that the step does not pay for an earlier one's: PostgreSQL's
+// checkpoint after a large COPY or CREATE INDEX (spread over minutes by
+// default) and the kernel's writeback of the generated CSV files, which
+// would otherwise compete with the step's own fsyncs. Both sides of a
+// comparison are timed after it.
+func (b *bench) quiesce(ctx context.Context, srv *pg.Server) {
+	start := time.Now()
+	if srv != nil {
+		if _, err := srv.Exec(ctx, "CHECKPOINT"); err != nil {
+			b.logf("CHECKPOINT: %s", firstLine(err.Error()))
+		}
+	}
+	syscall.Sync()
+	b.logf("flushed pending writes (CHECKPOINT, sync) in %s", time.Since(start).Round(time.Millisecond))
 }
 
 // firstLine returns s up to its first newline.
@@ -361,6 +383,7 @@ func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server)
 		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE},
 	}
 	var cells int
+	b.quiesce(ctx, srv)
 	b.logf("timing %d node Aggregate calls over mTLS", b.o.aggregateCalls)
 	call := func(ctx context.Context) error {
 		resp, err := client.Aggregate(ctx, req)
@@ -460,6 +483,7 @@ func (b *bench) pgVariant(ctx context.Context, srv *pg.Server, v *PGVariant) {
 		return
 	}
 	v.Plan = planSummary(plan)
+	b.quiesce(ctx, srv)
 	options := strings.Join(opts, " ")
 	probe, err := srv.Bench(ctx, pgQuery, options, 3)
 	if err != nil {

@@ -169,6 +169,7 @@ func (b *bench) rollups(ctx context.Context, coord *child, mn *members) error {
 	ru.Members, ru.MemberRecords = o.members, o.memberRecords
 	ru.Spec = fmt.Sprintf("%s..%s, every metric, group by [%s]", periodFromString, periodToString, records.DimensionNames(o.groupBy))
 	b.logf("timing %d rollups over %d members, one after the other", o.rollupSamples, o.members)
+	b.quiesce(ctx, nil)
 	stop := b.profile(ctx, "rollup", coord)
 	lat, cpu, appends, err := timedRollups(ctx, coord, mn, o.rollupSamples, start)
 	stop()
@@ -466,6 +467,7 @@ func (b *bench) rollupsOnTmpfs(ctx context.Context) (err error) {
 	}
 	defer conn.Close()
 	b.logf("timing %d rollups over %d members on tmpfs", o.rollupSamples, o.members)
+	b.quiesce(ctx, nil)
 	stop := b.profile(ctx, "rollup-tmpfs", coord)
 	lat, cpu, appends, err := timedRollups(ctx, coord, mn, o.rollupSamples, b.startRollup(fedreportv1.NewCoordinatorServiceClient(conn), complete))
 	stop()
