@@ -58,8 +58,8 @@ type childConfig struct {
 }
 
 // childRequest asks a child for its memory ("mem"), a node child for its
-// disclosure log histogram ("appends"), to start a CPU profile into Path
-// ("profile") or to stop it ("profile-stop").
+// histograms ("histograms"), to start a CPU profile into Path ("profile")
+// or to stop it ("profile-stop").
 type childRequest struct {
 	Cmd  string `json:"cmd"`
 	Path string `json:"path,omitempty"`
@@ -70,8 +70,8 @@ type childReply struct {
 	Error string    `json:"error,omitempty"`
 	Addr  string    `json:"addr,omitempty"`
 	Mem   *childMem `json:"mem,omitempty"`
-	// Appends is a node's node.DisclosureAppendMetric histogram.
-	Appends *stats.Histogram `json:"appends,omitempty"`
+	// Node is a node's histograms.
+	Node *nodeHistograms `json:"node,omitempty"`
 }
 
 // childMem is a child's memory: the Go runtime's view and the kernel's.
@@ -219,16 +219,16 @@ func childLoop(stdin io.Reader, enc *json.Encoder, reg *prometheus.Registry) err
 					reply.Error = err.Error()
 				}
 				reply.Mem = &m
-			case "appends":
+			case "histograms":
 				if reg == nil {
 					reply.Error = "not a node"
 					break
 				}
-				h, err := gatherAppends(reg)
+				h, err := gatherNode(reg)
 				if err != nil {
 					reply.Error = err.Error()
 				}
-				reply.Appends = &h
+				reply.Node = &h
 			case "profile":
 				if profile != nil {
 					reply.Error = "a profile is running"
@@ -391,16 +391,16 @@ func (c *child) Mem(ctx context.Context) (childMem, error) {
 	return *r.Mem, nil
 }
 
-// Appends returns a node child's disclosure log histogram.
-func (c *child) Appends(ctx context.Context) (stats.Histogram, error) {
-	r, err := c.call(ctx, childRequest{Cmd: "appends"})
+// Histograms returns a node child's histograms.
+func (c *child) Histograms(ctx context.Context) (nodeHistograms, error) {
+	r, err := c.call(ctx, childRequest{Cmd: "histograms"})
 	if err != nil {
-		return stats.Histogram{}, err
+		return nodeHistograms{}, err
 	}
-	if r.Appends == nil {
-		return stats.Histogram{}, fmt.Errorf("%s: no histogram in reply", c.name)
+	if r.Node == nil {
+		return nodeHistograms{}, fmt.Errorf("%s: no histograms in reply", c.name)
 	}
-	return *r.Appends, nil
+	return *r.Node, nil
 }
 
 // childStopTimeout bounds a graceful stop (the node's grace period is 5 s;

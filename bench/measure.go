@@ -172,38 +172,57 @@ func (skipDecode) Unmarshal(data []byte, v any) error {
 // Name is the content subtype, so the server decodes requests as usual.
 func (skipDecode) Name() string { return "proto" }
 
-// gatherAppends reads the disclosure log histogram of the nodes whose
-// metrics g gathers (node.DisclosureAppendMetric).
-func gatherAppends(g prometheus.Gatherer) (stats.Histogram, error) {
-	families, err := g.Gather()
-	if err != nil {
-		return stats.Histogram{}, err
-	}
-	for _, f := range families {
-		if f.GetName() != node.DisclosureAppendMetric {
-			continue
-		}
-		if len(f.GetMetric()) != 1 {
-			return stats.Histogram{}, fmt.Errorf("%s: %d series, want 1", f.GetName(), len(f.GetMetric()))
-		}
-		ph := f.GetMetric()[0].GetHistogram()
-		h := stats.Histogram{Count: ph.GetSampleCount(), Sum: ph.GetSampleSum()}
-		for _, b := range ph.GetBucket() {
-			h.Bounds = append(h.Bounds, b.GetUpperBound())
-			h.Cumulative = append(h.Cumulative, b.GetCumulativeCount())
-		}
-		return h, nil
-	}
-	return stats.Histogram{}, fmt.Errorf("no %s gathered", node.DisclosureAppendMetric)
+// nodeHistograms are the histograms a node's own metrics keep of what the
+// bench times (node.NewMetrics).
+type nodeHistograms struct {
+	// Appends is node.DisclosureAppendMetric: the disclosure log's appends.
+	Appends stats.Histogram `json:"appends"`
+	// Aggregate is the time the node's server spent on Aggregate calls,
+	// from the first interceptor to the handler's return: the request
+	// decoded, the answer logged and encoded, not yet sent.
+	Aggregate stats.Histogram `json:"aggregate"`
 }
 
-// appendsSince summarizes the appends g's nodes made since before.
-func appendsSince(g prometheus.Gatherer, before stats.Histogram) (stats.HistogramSummary, error) {
-	after, err := gatherAppends(g)
+// aggregateHandling is the node's gRPC handling-time histogram.
+const aggregateHandling = "fedreport_node_grpc_server_handling_seconds"
+
+// gatherNode reads a node's histograms from g (the members' shared ones
+// when g gathers several nodes).
+func gatherNode(g prometheus.Gatherer) (nodeHistograms, error) {
+	families, err := g.Gather()
 	if err != nil {
-		return stats.HistogramSummary{}, err
+		return nodeHistograms{}, err
 	}
-	return summarizeSince(after, before)
+	var h nodeHistograms
+	for _, f := range families {
+		var dst *stats.Histogram
+		switch f.GetName() {
+		case node.DisclosureAppendMetric:
+			dst = &h.Appends
+		case aggregateHandling:
+			dst = &h.Aggregate
+		default:
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "method" && l.GetValue() != fedreportv1.AggregationService_Aggregate_FullMethodName {
+					continue series
+				}
+			}
+			ph := m.GetHistogram()
+			*dst = stats.Histogram{Count: ph.GetSampleCount(), Sum: ph.GetSampleSum()}
+			for _, b := range ph.GetBucket() {
+				dst.Bounds = append(dst.Bounds, b.GetUpperBound())
+				dst.Cumulative = append(dst.Cumulative, b.GetCumulativeCount())
+			}
+		}
+	}
+	if len(h.Appends.Bounds) == 0 {
+		return h, fmt.Errorf("no %s gathered", node.DisclosureAppendMetric)
+	}
+	return h, nil
 }
 
 // summarizeSince summarizes the observations after has and before had not.

@@ -498,7 +498,7 @@ func timedRollups(ctx context.Context, coord *child, mn *members, samples int, s
 	if err != nil {
 		return nil, RollupCPU{}, appends, err
 	}
-	a0, err := gatherAppends(mn.reg)
+	h0, err := gatherNode(mn.reg)
 	if err != nil {
 		return nil, RollupCPU{}, appends, err
 	}
@@ -514,7 +514,11 @@ func timedRollups(ctx context.Context, coord *child, mn *members, samples int, s
 	if err != nil {
 		return nil, RollupCPU{}, appends, err
 	}
-	if appends, err = appendsSince(mn.reg, a0); err != nil {
+	h1, err := gatherNode(mn.reg)
+	if err != nil {
+		return nil, RollupCPU{}, appends, err
+	}
+	if appends, err = summarizeSince(h1.Appends, h0.Appends); err != nil {
 		return nil, RollupCPU{}, appends, err
 	}
 	n := float64(samples)
