@@ -27,6 +27,10 @@ const (
 	rollupWarmup    = 3
 )
 
+// benchCoordinator is the identity the bench asks nodes as, as a
+// coordinator would.
+var benchCoordinator = identity.Coordinator(trustDomain, "bench")
+
 // fillConcurrency is how many rollups run at once while the coordinator's
 // history is filled up to --rollups.
 const fillConcurrency = 4
@@ -372,7 +376,7 @@ const pgQuery = `SELECT metric, date_trunc('month', date)::date AS month, coales
 // aggregate is step 2: the node's Aggregate over mTLS, then PostgreSQL's
 // GROUP BY with each index variant.
 func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server) error {
-	conn, err := b.pki.dial(nodeChild.Addr, identity.Coordinator(trustDomain, "bench"), mtls.ExpectID(identity.Node(trustDomain, benchMember)))
+	conn, err := b.pki.dial(nodeChild.Addr, benchCoordinator, mtls.ExpectID(identity.Node(trustDomain, benchMember)))
 	if err != nil {
 		return err
 	}
@@ -382,12 +386,12 @@ func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server)
 		From: periodFromString, To: periodToString,
 		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE},
 	}
-	var cells int
+	var last *fedreportv1.AggregateResponse
 	b.quiesce(ctx, srv)
 	b.logf("timing %d node Aggregate calls over mTLS", b.o.aggregateCalls)
 	call := func(ctx context.Context) error {
 		resp, err := client.Aggregate(ctx, req)
-		cells = len(resp.GetCells())
+		last = resp
 		return err
 	}
 	if _, err := latencies(ctx, aggregateWarmup, 0, call); err != nil {
@@ -415,13 +419,16 @@ func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server)
 	if a.NodeHandling, err = summarizeSince(after.Aggregate, before.Aggregate); err != nil {
 		return err
 	}
-	a.Request = fmt.Sprintf("%s..%s, every metric, by month and offence (%d cells over %s records)", periodFromString, periodToString, cells, count(b.o.records))
+	a.Request = fmt.Sprintf("%s..%s, every metric, by month and offence (%d cells over %s records)", periodFromString, periodToString, len(last.GetCells()), count(b.o.records))
 	a.Method = "node: sequential calls from one mTLS client as a coordinator identity, client-side latency (each call also appends the disclosure log, fsync'd); " +
 		"PostgreSQL: pgbench, one client, prepared statement over loopback TCP, client-side latency from pgbench's per-transaction log; " +
 		"each index variant measured on its own, after VACUUM ANALYZE; the fastest p50 (*) is the peer"
 	b.logf("  node: p50 %s ms, p99 %s ms; its server's handling p50 %s ms, p99 %s ms; its disclosure log appends p50 %s ms, p99 %s ms, %.1f%% over 2 ms",
 		ms(a.Node.P50ms), ms(a.Node.P99ms), ms(a.NodeHandling.P50ms), ms(a.NodeHandling.P99ms),
 		ms(a.NodeLogAppend.P50ms), ms(a.NodeLogAppend.P99ms), 100*a.NodeLogAppend.Over2ms)
+	if a.DiskFloor, err = b.diskFloor(ctx, 1, aggregateWarmup, b.o.aggregateCalls, req, last, benchCoordinator.String()); err != nil {
+		return err
+	}
 	if srv == nil {
 		return nil
 	}

@@ -84,10 +84,12 @@ type AggregateResult struct {
 	// NodeHandling is the node server's own histogram of its Aggregate
 	// handling time (no network, no client) over the timed calls.
 	NodeHandling stats.HistogramSummary `json:"node_handling"`
-	PG           []PGVariant            `json:"pg_variants,omitempty"`
-	PGBest       string                 `json:"pg_best,omitempty"`
-	PGError      string                 `json:"pg_error,omitempty"`
-	PGQuery      string                 `json:"pg_query,omitempty"`
+	// DiskFloor is one bbolt commit of the node's log entry, on its disk.
+	DiskFloor DiskFloor   `json:"disk_floor"`
+	PG        []PGVariant `json:"pg_variants,omitempty"`
+	PGBest    string      `json:"pg_best,omitempty"`
+	PGError   string      `json:"pg_error,omitempty"`
+	PGQuery   string      `json:"pg_query,omitempty"`
 	// SpeedupP50 and SpeedupP99 are the best PostgreSQL variant's latency
 	// over the node's.
 	SpeedupP50 float64 `json:"speedup_p50,omitempty"`
@@ -124,6 +126,9 @@ type RollupResult struct {
 	// MemberLogAppend is the members' disclosure log appends during the
 	// timed rollups, from their shared histogram.
 	MemberLogAppend stats.HistogramSummary `json:"member_log_append"`
+	// DiskFloor is the members' bbolt commits of their log entries, all at
+	// once, on their disk.
+	DiskFloor DiskFloor `json:"disk_floor"`
 	// Tmpfs is the same rollup with every member file on tmpfs (a diagnosis).
 	Tmpfs TmpfsResult `json:"members_on_tmpfs"`
 }
@@ -148,6 +153,16 @@ type TmpfsResult struct {
 	CPU             RollupCPU              `json:"cpu_per_rollup"`
 	MemberLogAppend stats.HistogramSummary `json:"member_log_append"`
 	Skipped         string                 `json:"skipped,omitempty"`
+}
+
+// row is f's table row: measure, what was committed, p50 / p99.
+func (f DiskFloor) row(step, measure, diagnosis string) Row {
+	what := fmt.Sprintf("one bbolt commit of a %s-byte log entry", count(f.EntryBytes))
+	if f.Files > 1 {
+		what = fmt.Sprintf("%d bbolt commits at once, one file each, %s-byte log entries", f.Files, count(f.EntryBytes))
+	}
+	return Row{Step: step, Measure: fmt.Sprintf("%s: %s, p50 / p99 (ms)", measure, what),
+		Fedreport: ms(f.Latency.P50ms) + " / " + ms(f.Latency.P99ms), Peer: "-", Ratio: "-", Target: diagnosis}
 }
 
 // HungResult is step 3 with one member that never answers.
@@ -275,6 +290,7 @@ func (r *Result) rows() []Row {
 			Peer: "-", Ratio: "-", Target: "(diagnosis: the fsync'd commit alone)"},
 		Row{Step: "aggregate", Measure: "Aggregate: calls whose log append alone took over 2 ms", Fedreport: fmt.Sprintf("%.1f%%", 100*la.Over2ms),
 			Peer: "-", Ratio: "-", Target: "(over 1%: p99 ≤ 2 ms out of reach)"},
+		agg.DiskFloor.row("aggregate", "Aggregate: this disk's floor", "(diagnosis: the least an answer takes here)"),
 	)
 
 	ru := r.Rollup
@@ -289,6 +305,7 @@ func (r *Result) rows() []Row {
 		Row{Step: "rollup", Measure: "rollup: members' disclosure log append p50 / p99 (ms)",
 			Fedreport: ms(ru.MemberLogAppend.P50ms) + " / " + ms(ru.MemberLogAppend.P99ms), Peer: "-", Ratio: "-",
 			Target: "(diagnosis: commits on one disk)"},
+		ru.DiskFloor.row("rollup", "rollup: this disk's floor", "(diagnosis: the least a rollup takes here)"),
 		Row{Step: "tmpfs", Measure: fmt.Sprintf("rollup %d members, files on tmpfs, p50 / p99 (ms)", ru.Members),
 			Fedreport: ms(ru.Tmpfs.Latency.P50ms) + " / " + ms(ru.Tmpfs.Latency.P99ms), Peer: "-", Ratio: "-",
 			Target: "(diagnosis: no shared-disk fsync)"},

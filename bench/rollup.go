@@ -28,6 +28,9 @@ import (
 // short member timeout.
 const hungWarmupMax = 20
 
+// coordinatorName is the name in the rollup step's coordinator's identity.
+const coordinatorName = "coordinator"
+
 // tmpfsDir is where the diagnostic variant of the rollup step keeps its
 // member files, so that fsync costs nothing.
 const tmpfsDir = "/dev/shm"
@@ -42,6 +45,12 @@ func (b *bench) federation(ctx context.Context) (err error) {
 	if !o.has("rollup") && !o.has("hung") && !o.has("tmpfs") {
 		return nil
 	}
+	ru := &b.res.Rollup
+	ru.Members, ru.MemberRecords = o.members, o.memberRecords
+	ru.Spec = fmt.Sprintf("%s..%s, every metric, group by [%s]", periodFromString, periodToString, records.DimensionNames(o.groupBy))
+	if !o.has("rollup") && !o.has("hung") {
+		return b.rollupsOnTmpfs(ctx)
+	}
 	mdir := filepath.Join(b.dir, "members")
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		return err
@@ -55,7 +64,7 @@ func (b *bench) federation(ctx context.Context) (err error) {
 
 	if o.has("rollup") {
 		coordData := filepath.Join(b.dir, "coordinator.db")
-		coord, err := b.startCoordinator(ctx, "coordinator", coordData, mn.list, 0)
+		coord, err := b.startCoordinator(ctx, coordinatorName, coordData, mn.list, 0)
 		if err != nil {
 			return err
 		}
@@ -166,8 +175,6 @@ func (b *bench) rollups(ctx context.Context, coord *child, mn *members) error {
 		return nil
 	})
 	ru := &b.res.Rollup
-	ru.Members, ru.MemberRecords = o.members, o.memberRecords
-	ru.Spec = fmt.Sprintf("%s..%s, every metric, group by [%s]", periodFromString, periodToString, records.DimensionNames(o.groupBy))
 	b.logf("timing %d rollups over %d members, one after the other", o.rollupSamples, o.members)
 	b.quiesce(ctx, nil)
 	stop := b.profile(ctx, "rollup", coord)
@@ -181,7 +188,7 @@ func (b *bench) rollups(ctx context.Context, coord *child, mn *members) error {
 		ms(ru.Latency.P50ms), ms(ru.Latency.P99ms), cpu, ms(appends.P50ms), ms(appends.P99ms))
 
 	first := mn.list[0]
-	mconn, err := b.pki.dial(first.Address, identity.Coordinator(trustDomain, "bench"), mtls.ExpectID(identity.Node(trustDomain, first.Code)))
+	mconn, err := b.pki.dial(first.Address, benchCoordinator, mtls.ExpectID(identity.Node(trustDomain, first.Code)))
 	if err != nil {
 		return err
 	}
@@ -189,8 +196,9 @@ func (b *bench) rollups(ctx context.Context, coord *child, mn *members) error {
 	mclient := fedreportv1.NewAggregationServiceClient(mconn)
 	mreq := memberRequest(b.spec())
 	b.logf("timing %d Aggregate calls to member %s (what the coordinator asks each member)", o.aggregateCalls, first.Code)
-	mlat, err := latencies(ctx, aggregateWarmup, o.aggregateCalls, func(ctx context.Context) error {
-		_, err := mclient.Aggregate(ctx, mreq)
+	var mresp *fedreportv1.AggregateResponse
+	mlat, err := latencies(ctx, aggregateWarmup, o.aggregateCalls, func(ctx context.Context) (err error) {
+		mresp, err = mclient.Aggregate(ctx, mreq)
 		return err
 	})
 	if err != nil {
@@ -199,6 +207,14 @@ func (b *bench) rollups(ctx context.Context, coord *child, mn *members) error {
 	ru.MemberAggregate = mlat.Summarize()
 	ru.RatioP99 = ru.Latency.P99ms / ru.MemberAggregate.P99ms
 	b.logf("  member Aggregate: p50 %s ms, p99 %s ms", ms(ru.MemberAggregate.P50ms), ms(ru.MemberAggregate.P99ms))
+
+	// The members' entries as a rollup makes them: asked by the
+	// coordinator, with a rollup id.
+	mreq.RollupId = ids[len(ids)-1]
+	coordID := identity.Coordinator(trustDomain, coordinatorName)
+	if ru.DiskFloor, err = b.diskFloor(ctx, o.members, rollupWarmup, o.rollupSamples, mreq, mresp, coordID.String()); err != nil {
+		return err
+	}
 
 	remaining := o.rollups - len(ids)
 	b.logf("storing %s more rollups, %d at a time", count(remaining), fillConcurrency)

@@ -25,6 +25,10 @@ import (
 //
 // so editing, removing or reordering an entry breaks a link Verify finds.
 
+// DisclosureFillPercent is the disclosure log's bucket fill: its keys only
+// ever append, so full leaves are never split again.
+const DisclosureFillPercent = 0.9
+
 // appendDisclosure logs resp (whose disclosure_seq is still 0) as the next
 // entry and returns its seq. It runs inside the transaction that computed
 // resp. cellsWire is resp's cells as deterministically encoded in an
@@ -32,7 +36,7 @@ import (
 // put together from those bytes, so the cells are encoded once per call.
 func appendDisclosure(tx *bolt.Tx, now time.Time, caller string, req *fedreportv1.AggregateRequest, resp *fedreportv1.AggregateResponse, cellsWire []byte) (uint64, error) {
 	b := tx.Bucket(bucketDisclosures)
-	b.FillPercent = 0.9 // keys only ever append
+	b.FillPercent = DisclosureFillPercent
 	respSum := responseDigest(resp, cellsWire)
 	prev := make([]byte, hashLen)
 	var seq uint64 = 1

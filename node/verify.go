@@ -78,7 +78,7 @@ func Verify(path string) (*Report, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, boltOptions(true))
+	db, err := bolt.Open(path, 0o600, BoltOptions(true))
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("verify %s: %w", path, ErrInUse)
 	}
