@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"math/bits"
 	"slices"
@@ -135,6 +134,7 @@ func memberRequest(spec *fedreportv1.RollupSpec, rollupID string) *fedreportv1.A
 type outcome struct {
 	result *fedreportv1.MemberResult
 	answer *fedreportv1.AggregateResponse // nil unless the member answered
+	ids    []cellID                       // answer's cells' ids, as answerCheck made them
 }
 
 // StartRollup validates spec, stores it as RUNNING, asks every member in
@@ -402,13 +402,14 @@ func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *f
 	m.noteAnswer(time.Now(), resp.GetDataVersion())
 	res.DataVersion = resp.GetDataVersion()
 	res.MinCellCount = resp.GetMinCellCount()
-	if err := check.answer(m.Code, resp); err != nil {
+	ids, err := check.answer(m.Code, resp)
+	if err != nil {
 		res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_INVALID
 		res.Reason = clean("invalid answer, not summed: " + err.Error())
 		return outcome{result: res}
 	}
 	res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_OK
-	return outcome{result: res, answer: resp}
+	return outcome{result: res, answer: resp, ids: ids}
 }
 
 // classifyError turns a failed Aggregate call into a member status and a
@@ -466,36 +467,84 @@ func clean(s string) string {
 	return s
 }
 
-// cellKey identifies a cell: its metric and dimension values.
-type cellKey struct {
-	metric                                   fedreportv1.Metric
-	member, month, offence, channel, ageBand string
+// cellID is a checked cell's metric and dimension values as small
+// integers: what the coordinator hashes to sum 200 members' cells and
+// compares to list them, instead of five strings. A dimension not grouped
+// by is 0, as its value is empty.
+type cellID struct {
+	metric fedreportv1.Metric
+	// month is year×12 + month−1 of a YYYY-MM value.
+	month uint32
+	// member is the member's place in the registry plus one.
+	member uint32
+	// offence, channel and ageBand are the value's place in offenceNames,
+	// channelNames and victimAgeNames: enum order, unknown first.
+	offence, channel, ageBand uint8
 }
 
-func keyOf(c *fedreportv1.Cell) cellKey {
-	return cellKey{
-		metric:  c.GetMetric(),
-		member:  c.GetMember(),
-		month:   c.GetMonth(),
-		offence: c.GetOffence(),
-		channel: c.GetChannel(),
-		ageBand: c.GetVictimAge(),
+// compareIDs returns the order in which a rollup lists its cells: by
+// metric, then by the grouped dimensions in group_by order, members in
+// registry order, months by date, the enumerated dimensions in enum order.
+func compareIDs(groupBy []fedreportv1.Dimension) func(a, b cellID) int {
+	return func(a, b cellID) int {
+		if n := cmp.Compare(a.metric, b.metric); n != 0 {
+			return n
+		}
+		for _, d := range groupBy {
+			var n int
+			switch d {
+			case fedreportv1.Dimension_DIMENSION_MEMBER:
+				n = cmp.Compare(a.member, b.member)
+			case fedreportv1.Dimension_DIMENSION_MONTH:
+				n = cmp.Compare(a.month, b.month)
+			case fedreportv1.Dimension_DIMENSION_OFFENCE:
+				n = cmp.Compare(a.offence, b.offence)
+			case fedreportv1.Dimension_DIMENSION_CHANNEL:
+				n = cmp.Compare(a.channel, b.channel)
+			case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
+				n = cmp.Compare(a.ageBand, b.ageBand)
+			}
+			if n != 0 {
+				return n
+			}
+		}
+		return 0
 	}
 }
 
-// dimValue returns the field of k that d sets.
-func (k cellKey) dimValue(d fedreportv1.Dimension) string {
+// sortByID orders cells, and ids with them, as compare says. Nodes list
+// their cells in this order already, which costs one pass to see.
+func sortByID(cells []*fedreportv1.Cell, ids []cellID, compare func(a, b cellID) int) {
+	if slices.IsSortedFunc(ids, compare) {
+		return
+	}
+	type pair struct {
+		id   cellID
+		cell *fedreportv1.Cell
+	}
+	pairs := make([]pair, len(cells))
+	for i := range cells {
+		pairs[i] = pair{ids[i], cells[i]}
+	}
+	slices.SortFunc(pairs, func(a, b pair) int { return compare(a.id, b.id) })
+	for i, p := range pairs {
+		ids[i], cells[i] = p.id, p.cell
+	}
+}
+
+// dimValue returns the value c carries for dimension d.
+func dimValue(c *fedreportv1.Cell, d fedreportv1.Dimension) string {
 	switch d {
 	case fedreportv1.Dimension_DIMENSION_MEMBER:
-		return k.member
+		return c.GetMember()
 	case fedreportv1.Dimension_DIMENSION_MONTH:
-		return k.month
+		return c.GetMonth()
 	case fedreportv1.Dimension_DIMENSION_OFFENCE:
-		return k.offence
+		return c.GetOffence()
 	case fedreportv1.Dimension_DIMENSION_CHANNEL:
-		return k.channel
+		return c.GetChannel()
 	case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
-		return k.ageBand
+		return c.GetVictimAge()
 	}
 	return ""
 }
@@ -508,87 +557,126 @@ var cellDimensions = [...]fedreportv1.Dimension{
 	fedreportv1.Dimension_DIMENSION_VICTIM_AGE,
 }
 
+// maxEnum bounds the metric and dimension values answerCheck indexes by;
+// a larger one in an answer is simply not requested.
+const maxEnum = 16
+
 // answerCheck checks members' answers to one request. It is worked out once
 // per rollup and read by every member's call at once, so it is never
 // written after newAnswerCheck.
 type answerCheck struct {
 	req                   *fedreportv1.AggregateRequest
-	metrics               map[fedreportv1.Metric]bool
-	grouped               map[fedreportv1.Dimension]bool
-	firstMonth, lastMonth string // YYYY-MM of the request's from and to
+	metrics               [maxEnum]bool // by metric
+	grouped               [maxEnum]bool // by dimension
+	firstMonth, lastMonth uint32        // of the request's from and to, as cellID.month
 }
 
 func newAnswerCheck(req *fedreportv1.AggregateRequest) *answerCheck {
-	a := &answerCheck{req: req, metrics: map[fedreportv1.Metric]bool{}, grouped: map[fedreportv1.Dimension]bool{}}
+	a := &answerCheck{req: req}
 	for _, m := range req.GetMetrics() {
-		a.metrics[m] = true
+		if m >= 0 && m < maxEnum {
+			a.metrics[m] = true
+		}
 	}
 	for _, d := range req.GetGroupBy() {
-		a.grouped[d] = true
+		if d >= 0 && d < maxEnum {
+			a.grouped[d] = true
+		}
 	}
 	from, _ := time.Parse(dateLayout, req.GetFrom())
 	to, _ := time.Parse(dateLayout, req.GetTo())
-	a.firstMonth, a.lastMonth = from.Format("2006-01"), to.Format("2006-01")
+	a.firstMonth = uint32(from.Year()*12 + int(from.Month()) - 1)
+	a.lastMonth = uint32(to.Year()*12 + int(to.Month()) - 1)
 	return a
 }
 
-// valid reports whether v is a value of dimension d in the requested range.
-func (a *answerCheck) valid(d fedreportv1.Dimension, v string) bool {
+// monthNumber returns year×12 + month−1 for a YYYY-MM value, or false if v
+// is not one.
+func monthNumber(v string) (uint32, bool) {
+	if len(v) != len("2006-01") || v[4] != '-' {
+		return 0, false
+	}
+	var n [6]uint32
+	for i, j := range [...]int{0, 1, 2, 3, 5, 6} {
+		if v[j] < '0' || v[j] > '9' {
+			return 0, false
+		}
+		n[i] = uint32(v[j] - '0')
+	}
+	year, month := n[0]*1000+n[1]*100+n[2]*10+n[3], n[4]*10+n[5]
+	if month < 1 || month > 12 {
+		return 0, false
+	}
+	return year*12 + month - 1, true
+}
+
+// index returns v's place in names, or false if v is not one of them.
+func index(names []string, v string) (uint8, bool) {
+	i := slices.Index(names, v)
+	return uint8(i), i >= 0
+}
+
+// set records in id the value v of grouped dimension d, and reports whether
+// v is a value of d in the requested range.
+func (a *answerCheck) set(id *cellID, d fedreportv1.Dimension, v string) (ok bool) {
 	switch d {
 	case fedreportv1.Dimension_DIMENSION_MONTH:
-		t, err := time.Parse("2006-01", v)
-		return err == nil && t.Format("2006-01") == v && v >= a.firstMonth && v <= a.lastMonth
+		id.month, ok = monthNumber(v)
+		return ok && id.month >= a.firstMonth && id.month <= a.lastMonth
 	case fedreportv1.Dimension_DIMENSION_OFFENCE:
-		return slices.Contains(offenceNames, v)
+		id.offence, ok = index(offenceNames, v)
 	case fedreportv1.Dimension_DIMENSION_CHANNEL:
-		return slices.Contains(channelNames, v)
+		id.channel, ok = index(channelNames, v)
 	case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
-		return slices.Contains(victimAgeNames, v)
+		id.ageBand, ok = index(victimAgeNames, v)
 	}
-	return false
+	return ok
 }
 
 // answer reports how member code's answer breaks the AggregationService
 // contract for the request, if it does: an answer that fails here is not
-// summed.
-func (a *answerCheck) answer(code string, resp *fedreportv1.AggregateResponse) error {
+// summed. It returns the ids of the answer's cells, in their order.
+func (a *answerCheck) answer(code string, resp *fedreportv1.AggregateResponse) ([]cellID, error) {
 	if resp.GetMember() != code {
-		return fmt.Errorf("answered as member %q, registered as %q", resp.GetMember(), code)
+		return nil, fmt.Errorf("answered as member %q, registered as %q", resp.GetMember(), code)
 	}
-	seen := make(map[cellKey]bool, len(resp.GetCells()))
-	for i, cell := range resp.GetCells() {
-		k := keyOf(cell)
-		if !a.metrics[k.metric] {
-			return fmt.Errorf("cell %d has metric %v, which was not requested", i, k.metric)
+	cells := resp.GetCells()
+	ids := make([]cellID, len(cells))
+	seen := make(map[cellID]struct{}, len(cells))
+	for i, cell := range cells {
+		id := cellID{metric: cell.GetMetric()}
+		if id.metric < 0 || id.metric >= maxEnum || !a.metrics[id.metric] {
+			return nil, fmt.Errorf("cell %d has metric %v, which was not requested", i, id.metric)
 		}
-		if k.member != "" {
-			return fmt.Errorf("cell %d sets member %q, which was not grouped by", i, k.member)
+		if m := cell.GetMember(); m != "" {
+			return nil, fmt.Errorf("cell %d sets member %q, which was not grouped by", i, clean(m))
 		}
 		for _, d := range cellDimensions {
-			v := k.dimValue(d)
+			v := dimValue(cell, d)
 			switch {
 			case !a.grouped[d] && v != "":
-				return fmt.Errorf("cell %d sets %s %q, which was not grouped by", i, dimensionName(d), clean(v))
-			case a.grouped[d] && !a.valid(d, v):
-				return fmt.Errorf("cell %d has %s %q, not a valid value in the requested range", i, dimensionName(d), clean(v))
+				return nil, fmt.Errorf("cell %d sets %s %q, which was not grouped by", i, dimensionName(d), clean(v))
+			case a.grouped[d] && !a.set(&id, d, v):
+				return nil, fmt.Errorf("cell %d has %s %q, not a valid value in the requested range", i, dimensionName(d), clean(v))
 			}
 		}
-		if seen[k] {
-			return fmt.Errorf("cell %d repeats an earlier cell's metric and dimensions", i)
+		if _, dup := seen[id]; dup {
+			return nil, fmt.Errorf("cell %d repeats an earlier cell's metric and dimensions", i)
 		}
-		seen[k] = true
+		seen[id] = struct{}{}
 		if err := checkBounds(cell, resp.GetMinCellCount()); err != nil {
-			return fmt.Errorf("cell %d: %w", i, err)
+			return nil, fmt.Errorf("cell %d: %w", i, err)
 		}
+		ids[i] = id
 	}
 	if len(a.req.GetGroupBy()) == 0 {
 		for _, m := range a.req.GetMetrics() {
-			if !seen[cellKey{metric: m}] {
-				return fmt.Errorf("no cell for requested metric %s", metricName(m))
+			if _, ok := seen[cellID{metric: m}]; !ok {
+				return nil, fmt.Errorf("no cell for requested metric %s", metricName(m))
 			}
 		}
 	}
-	return nil
+	return ids, nil
 }
 
 // checkBounds checks that a cell's bounds are those its count, suppressed
@@ -649,40 +737,65 @@ func (t total) add(c *fedreportv1.Cell) (total, bool) {
 func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, stopped bool) {
 	spec := r.GetSpec()
 	byMember := slices.Contains(spec.GetGroupBy(), fedreportv1.Dimension_DIMENSION_MEMBER)
-	rank := c.rankers()
+	compare := compareIDs(spec.GetGroupBy())
 
-	sums := map[cellKey]total{}
-	for _, o := range outcomes {
+	// sums holds the totals in the order their ids were first met; at
+	// finds a total by id. Each total keeps the first cell of its id, whose
+	// dimension values it lists.
+	type sum struct {
+		id    cellID
+		first *fedreportv1.Cell
+		total total
+	}
+	var sums []sum
+	at := map[cellID]int{}
+	for i, o := range outcomes {
 		res := o.result
 		if res.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK {
 			continue
 		}
+		cells := o.answer.GetCells()
+		member := uint32(0)
+		if byMember {
+			member = uint32(i + 1) // outcomes are in registry order
+		}
 		// Check the whole answer first, so a member whose cells would
 		// overflow the totals is left out entirely rather than half summed.
-		next := make(map[cellKey]total, len(o.answer.GetCells()))
+		// An answer's ids are distinct (answerCheck), so no cell of it adds
+		// to another's total.
 		overflow := false
-		for _, cell := range o.answer.GetCells() {
-			k := keyOf(cell)
-			if byMember {
-				k.member = res.GetMember()
+		for j, cell := range cells {
+			id := o.ids[j]
+			id.member = member
+			var t total
+			if n, ok := at[id]; ok {
+				t = sums[n].total
 			}
-			t, ok := sums[k].add(cell)
-			if !ok {
+			if _, ok := t.add(cell); !ok {
 				overflow = true
 				break
 			}
-			next[k] = t
 		}
 		if overflow {
 			res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_INVALID
 			res.Reason = "invalid answer, not summed: its counts overflow the totals"
 			continue
 		}
-		maps.Copy(sums, next)
+		for j, cell := range cells {
+			id := o.ids[j]
+			id.member = member
+			n, ok := at[id]
+			if !ok {
+				n = len(sums)
+				at[id] = n
+				sums = append(sums, sum{id: id, first: cell})
+			}
+			sums[n].total, _ = sums[n].total.add(cell)
+		}
 		// The answer was decoded for this rollup alone: its cells become
 		// the member's result as they are, without a copy.
-		res.Cells = o.answer.GetCells()
-		sortCells(res.Cells, spec.GetGroupBy(), rank)
+		sortByID(cells, o.ids, compare)
+		res.Cells = cells
 	}
 
 	var okCount int
@@ -724,28 +837,33 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 	if len(spec.GetGroupBy()) == 0 {
 		// Without grouping every requested metric has a total, even 0.
 		for _, m := range memberRequest(spec, "").GetMetrics() {
-			k := cellKey{metric: m}
-			if _, ok := sums[k]; !ok {
-				sums[k] = total{}
+			id := cellID{metric: m}
+			if _, ok := at[id]; !ok {
+				at[id] = len(sums)
+				sums = append(sums, sum{id: id, first: &fedreportv1.Cell{Metric: m}})
 			}
 		}
 	}
-	r.Totals = make([]*fedreportv1.Cell, 0, len(sums))
-	for k, t := range sums {
-		r.Totals = append(r.Totals, &fedreportv1.Cell{
-			Metric:          k.metric,
-			Member:          k.member,
-			Month:           k.month,
-			Offence:         k.offence,
-			Channel:         k.channel,
-			VictimAge:       k.ageBand,
-			Count:           t.count,
-			SuppressedCells: t.suppressed,
-			LowerBound:      t.lower,
-			UpperBound:      t.upper,
-		})
+	ids := make([]cellID, len(sums))
+	r.Totals = make([]*fedreportv1.Cell, len(sums))
+	for i, s := range sums {
+		cell := &fedreportv1.Cell{
+			Metric:          s.id.metric,
+			Month:           s.first.GetMonth(),
+			Offence:         s.first.GetOffence(),
+			Channel:         s.first.GetChannel(),
+			VictimAge:       s.first.GetVictimAge(),
+			Count:           s.total.count,
+			SuppressedCells: s.total.suppressed,
+			LowerBound:      s.total.lower,
+			UpperBound:      s.total.upper,
+		}
+		if s.id.member > 0 {
+			cell.Member = c.reg.members[s.id.member-1].Code
+		}
+		ids[i], r.Totals[i] = s.id, cell
 	}
-	sortCells(r.Totals, spec.GetGroupBy(), rank)
+	sortByID(r.Totals, ids, compare)
 	c.bound(r)
 }
 
@@ -803,53 +921,6 @@ func missingReasons(r *fedreportv1.Rollup) string {
 		}
 	}
 	return "missing: " + strings.Join(parts, ", ")
-}
-
-// rankers returns, per dimension, a function ordering its values: members
-// in registry order, months by date, the enumerated dimensions in enum order
-// with unknown first, as the enum's zero value.
-func (c *Coordinator) rankers() map[fedreportv1.Dimension]func(string) int {
-	memberIdx := make(map[string]int, len(c.reg.members))
-	for i, m := range c.reg.members {
-		memberIdx[m.Code] = i
-	}
-	indexIn := func(list []string) func(string) int {
-		return func(v string) int { return slices.Index(list, v) }
-	}
-	return map[fedreportv1.Dimension]func(string) int{
-		fedreportv1.Dimension_DIMENSION_MEMBER: func(v string) int {
-			if i, ok := memberIdx[v]; ok {
-				return i
-			}
-			return -1
-		},
-		fedreportv1.Dimension_DIMENSION_OFFENCE:    indexIn(offenceNames),
-		fedreportv1.Dimension_DIMENSION_CHANNEL:    indexIn(channelNames),
-		fedreportv1.Dimension_DIMENSION_VICTIM_AGE: indexIn(victimAgeNames),
-	}
-}
-
-// sortCells orders cells by metric, then by the grouped dimensions in
-// group_by order, so equal rollups list equal totals.
-func sortCells(cells []*fedreportv1.Cell, groupBy []fedreportv1.Dimension, rank map[fedreportv1.Dimension]func(string) int) {
-	slices.SortFunc(cells, func(a, b *fedreportv1.Cell) int {
-		if n := cmp.Compare(a.GetMetric(), b.GetMetric()); n != 0 {
-			return n
-		}
-		ka, kb := keyOf(a), keyOf(b)
-		for _, d := range groupBy {
-			va, vb := ka.dimValue(d), kb.dimValue(d)
-			if f := rank[d]; f != nil {
-				if n := cmp.Compare(f(va), f(vb)); n != 0 {
-					return n
-				}
-			}
-			if n := strings.Compare(va, vb); n != 0 {
-				return n
-			}
-		}
-		return 0
-	})
 }
 
 // memberStatusName is a member status in lower case (ok, timeout, ...).
