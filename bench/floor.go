@@ -29,7 +29,11 @@ type DiskFloor struct {
 func (b *bench) diskFloor(ctx context.Context, files, warmup, rounds int, req *fedreportv1.AggregateRequest, resp *fedreportv1.AggregateResponse, caller string) (DiskFloor, error) {
 	f := DiskFloor{Files: files, EntryBytes: logEntryBytes(req, resp, caller)}
 	b.quiesce(ctx, nil)
-	b.logf("timing the disk's floor: %d rounds of %d bbolt commits at once, %d-byte entries", rounds, files, f.EntryBytes)
+	if files == 1 {
+		b.logf("timing the disk's floor: %d bbolt commits of %d-byte entries, one after the other", rounds, f.EntryBytes)
+	} else {
+		b.logf("timing the disk's floor: %d rounds of %d bbolt commits at once, %d-byte entries", rounds, files, f.EntryBytes)
+	}
 	lat, err := floor.Commits(ctx, floor.Options{Dir: b.dir, Files: files, Warmup: warmup, Rounds: rounds, EntryBytes: f.EntryBytes})
 	if err != nil {
 		return f, err
