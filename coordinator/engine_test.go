@@ -1072,3 +1072,74 @@ func BenchmarkRollupGrouped(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "stored-bytes")
 }
+
+// FuzzMonthNumber checks the answer check's month parser against the
+// time.Parse and Format round trip it replaced: the same values accepted,
+// numbered in date order.
+func FuzzMonthNumber(f *testing.F) {
+	for _, v := range []string{"2020-01", "2020-12", "2020-13", "2020-00", "0000-01", "9999-12", "2020-1", "+020-01", "2020/01", "２020-01", ""} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		n, ok := monthNumber(v)
+		tm, err := time.Parse("2006-01", v)
+		want := err == nil && tm.Format("2006-01") == v
+		if ok != want {
+			t.Fatalf("monthNumber(%q) ok = %v, time.Parse round trip says %v", v, ok, want)
+		}
+		if ok && n != uint32(tm.Year()*12+int(tm.Month())-1) {
+			t.Fatalf("monthNumber(%q) = %d, want %d", v, n, tm.Year()*12+int(tm.Month())-1)
+		}
+	})
+}
+
+// FuzzAnswerCheck feeds the answer check what a member could send: it
+// never panics, and an answer it accepts has one distinct id per cell that
+// names the cell's own values.
+func FuzzAnswerCheck(f *testing.F) {
+	seed := &fedreportv1.AggregateResponse{Member: "FR", MinCellCount: 5, Cells: []*fedreportv1.Cell{
+		{Metric: arrests, Month: "2020-03", Offence: offenceNames[1], Channel: channelNames[2], VictimAge: victimAgeNames[0], Count: 7, LowerBound: 7, UpperBound: 7},
+		{Metric: victims, Month: "2020-01", Offence: offenceNames[0], Channel: channelNames[0], VictimAge: victimAgeNames[1], SuppressedCells: 1, LowerBound: 1, UpperBound: 4},
+	}}
+	b, err := proto.Marshal(seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	req := memberRequest(&fedreportv1.RollupSpec{From: "2019-12-15", To: "2020-06-30", GroupBy: []fedreportv1.Dimension{
+		fedreportv1.Dimension_DIMENSION_VICTIM_AGE, fedreportv1.Dimension_DIMENSION_MONTH,
+		fedreportv1.Dimension_DIMENSION_CHANNEL, fedreportv1.Dimension_DIMENSION_OFFENCE}}, "r")
+	check := newAnswerCheck(req)
+	if _, err := check.answer("FR", seed); err != nil {
+		f.Fatalf("the seed must pass, so that the properties below are reached: %v", err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		resp := &fedreportv1.AggregateResponse{}
+		if proto.Unmarshal(b, resp) != nil {
+			return
+		}
+		ids, err := check.answer("FR", resp)
+		if err != nil {
+			return
+		}
+		if len(ids) != len(resp.GetCells()) {
+			t.Fatalf("%d ids for %d cells", len(ids), len(resp.GetCells()))
+		}
+		seen := map[cellID]bool{}
+		for i, c := range resp.GetCells() {
+			id := ids[i]
+			if seen[id] {
+				t.Fatalf("cell %d: id %+v twice", i, id)
+			}
+			seen[id] = true
+			month := fmt.Sprintf("%04d-%02d", id.month/12, id.month%12+1)
+			if id.metric != c.GetMetric() || month != c.GetMonth() || offenceNames[id.offence] != c.GetOffence() ||
+				channelNames[id.channel] != c.GetChannel() || victimAgeNames[id.ageBand] != c.GetVictimAge() || id.member != 0 {
+				t.Fatalf("cell %d %v has id %+v", i, c, id)
+			}
+			if month < "2019-12" || month > "2020-06" {
+				t.Fatalf("cell %d: month %s accepted outside the request", i, month)
+			}
+		}
+	})
+}
