@@ -64,7 +64,7 @@ func Commits(ctx context.Context, o Options) (_ stats.Latencies, err error) {
 	}()
 	entry := make([]byte, o.EntryBytes)
 	for i := range entry {
-		entry[i] = byte(i*131 + i>>8) // not all zeros; bbolt does not compress, but be fair
+		entry[i] = byte(i*131 + i>>8) // varied bytes, as an entry's are, not a run of zeros
 	}
 	for i := range logs {
 		if logs[i], err = openLog(filepath.Join(dir, fmt.Sprintf("%03d.db", i))); err != nil {
