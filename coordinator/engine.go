@@ -749,48 +749,53 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 	}
 	var sums []sum
 	at := map[cellID]int{}
+	// Per answer, each cell's place in sums (-1: a new id) and its total
+	// with the cell added, worked out before anything is summed.
+	var places []int
+	var added []total
 	for i, o := range outcomes {
 		res := o.result
 		if res.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK {
 			continue
 		}
 		cells := o.answer.GetCells()
-		member := uint32(0)
 		if byMember {
-			member = uint32(i + 1) // outcomes are in registry order
+			for j := range o.ids {
+				o.ids[j].member = uint32(i + 1) // outcomes are in registry order
+			}
 		}
-		// Check the whole answer first, so a member whose cells would
+		// Add up the whole answer first, so a member whose cells would
 		// overflow the totals is left out entirely rather than half summed.
 		// An answer's ids are distinct (answerCheck), so no cell of it adds
 		// to another's total.
+		places, added = places[:0], added[:0]
 		overflow := false
 		for j, cell := range cells {
-			id := o.ids[j]
-			id.member = member
+			n, ok := at[o.ids[j]]
 			var t total
-			if n, ok := at[id]; ok {
+			if ok {
 				t = sums[n].total
+			} else {
+				n = -1
 			}
-			if _, ok := t.add(cell); !ok {
+			if t, ok = t.add(cell); !ok {
 				overflow = true
 				break
 			}
+			places, added = append(places, n), append(added, t)
 		}
 		if overflow {
 			res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_INVALID
 			res.Reason = "invalid answer, not summed: its counts overflow the totals"
 			continue
 		}
-		for j, cell := range cells {
-			id := o.ids[j]
-			id.member = member
-			n, ok := at[id]
-			if !ok {
+		for j, n := range places {
+			if n < 0 {
 				n = len(sums)
-				at[id] = n
-				sums = append(sums, sum{id: id, first: cell})
+				at[o.ids[j]] = n
+				sums = append(sums, sum{id: o.ids[j], first: cells[j]})
 			}
-			sums[n].total, _ = sums[n].total.add(cell)
+			sums[n].total = added[j]
 		}
 		// The answer was decoded for this rollup alone: its cells become
 		// the member's result as they are, without a copy.
