@@ -129,7 +129,8 @@ type RollupResult struct {
 	// DiskFloor is the members' bbolt commits of their log entries, all at
 	// once, on their disk.
 	DiskFloor DiskFloor `json:"disk_floor"`
-	// Tmpfs is the same rollup with every member file on tmpfs (a diagnosis).
+	// Tmpfs is the same rollup with the members' and the coordinator's files
+	// on tmpfs (a diagnosis).
 	Tmpfs TmpfsResult `json:"members_on_tmpfs"`
 }
 
@@ -147,7 +148,8 @@ func (c RollupCPU) String() string {
 		ms(c.MembersMs+c.CoordinatorMs), runtime.NumCPU(), ms((c.MembersMs+c.CoordinatorMs)/float64(runtime.NumCPU())))
 }
 
-// TmpfsResult is the rollup latency with member files where fsync is free.
+// TmpfsResult is the rollup latency with the federation's files where fsync
+// is free.
 type TmpfsResult struct {
 	Latency         stats.Summary          `json:"latency"`
 	CPU             RollupCPU              `json:"cpu_per_rollup"`

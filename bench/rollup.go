@@ -466,13 +466,13 @@ func (b *bench) rollupsOnTmpfs(ctx context.Context) (err error) {
 		return nil
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
-	b.logf("starting %d member nodes with their files on tmpfs (%s)", o.members, dir)
+	b.logf("starting %d member nodes and a coordinator with their files on tmpfs (%s)", o.members, dir)
 	mn, err := startMembers(ctx, b.pki, dir, o.members, o.memberRecords, o.seed)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, mn.close()) }()
-	coord, err := b.startCoordinator(ctx, "coordinator-tmpfs", filepath.Join(b.dir, "coordinator-tmpfs.db"), mn.list, 0)
+	coord, err := b.startCoordinator(ctx, "coordinator-tmpfs", filepath.Join(dir, "coordinator.db"), mn.list, 0)
 	if err != nil {
 		return err
 	}
