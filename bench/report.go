@@ -149,12 +149,16 @@ func (c RollupCPU) String() string {
 }
 
 // TmpfsResult is the rollup latency with the federation's files where fsync
-// is free.
+// is free, and the members' side of it without the coordinator.
 type TmpfsResult struct {
 	Latency         stats.Summary          `json:"latency"`
 	CPU             RollupCPU              `json:"cpu_per_rollup"`
 	MemberLogAppend stats.HistogramSummary `json:"member_log_append"`
-	Skipped         string                 `json:"skipped,omitempty"`
+	// FanOutHealth and FanOutAggregate are the members' side of the rollup
+	// without the coordinator: Health/Check, then the members' Aggregate.
+	FanOutHealth    FanOut `json:"fan_out_health"`
+	FanOutAggregate FanOut `json:"fan_out_aggregate"`
+	Skipped         string `json:"skipped,omitempty"`
 }
 
 // row is f's table row: measure, what was committed, p50 / p99.
@@ -165,6 +169,12 @@ func (f DiskFloor) row(step, measure, diagnosis string) Row {
 	}
 	return Row{Step: step, Measure: fmt.Sprintf("%s: %s, p50 / p99 (ms)", measure, what),
 		Fedreport: ms(f.Latency.P50ms) + " / " + ms(f.Latency.P99ms), Peer: "-", Ratio: "-", Target: diagnosis}
+}
+
+// row is f's table row in the tmpfs step.
+func (f FanOut) row(members int, diagnosis string) Row {
+	return Row{Step: "tmpfs", Measure: fmt.Sprintf("on tmpfs, no coordinator: %s to %d members at once, p50 / p99 (ms)", f.Call, members),
+		Fedreport: fmt.Sprintf("%s / %s (CPU %s per round)", ms(f.Latency.P50ms), ms(f.Latency.P99ms), ms(f.CPUMs)), Peer: "-", Ratio: "-", Target: diagnosis}
 }
 
 // HungResult is step 3 with one member that never answers.
@@ -316,6 +326,8 @@ func (r *Result) rows() []Row {
 		Row{Step: "tmpfs", Measure: "rollup on tmpfs: members' disclosure log append p50 / p99 (ms)",
 			Fedreport: ms(ru.Tmpfs.MemberLogAppend.P50ms) + " / " + ms(ru.Tmpfs.MemberLogAppend.P99ms), Peer: "-", Ratio: "-",
 			Target: "(diagnosis: commits without a disk)"},
+		ru.Tmpfs.FanOutHealth.row(ru.Members, "(diagnosis: reaching the members at all)"),
+		ru.Tmpfs.FanOutAggregate.row(ru.Members, "(diagnosis: the members' answers)"),
 		Row{Step: "hung", Measure: "rollup, 1 hung member (last): over deadline p99 (ms)", Fedreport: ms(r.Hung.OverDeadline.P99ms),
 			Peer: fmt.Sprintf("deadline %s ms", ms(r.Hung.TimeoutMs)), Ratio: "-",
 			Target: "≤20 ms", Met: yes(r.Hung.OverDeadline.P99ms <= 20)},

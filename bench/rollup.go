@@ -493,6 +493,17 @@ func (b *bench) rollupsOnTmpfs(ctx context.Context) (err error) {
 	tr.Latency, tr.CPU, tr.MemberLogAppend = lat.Summarize(), cpu, appends
 	b.logf("  rollup, members on tmpfs: p50 %s ms, p99 %s ms; CPU per rollup (ms): %s; members' disclosure log appends p50 %s ms, p99 %s ms",
 		ms(tr.Latency.P50ms), ms(tr.Latency.P99ms), cpu, ms(appends.P50ms), ms(appends.P99ms))
+
+	// The same members' side of a rollup without the coordinator: the calls
+	// alone, then the members' answers.
+	req := memberRequest(b.spec())
+	req.RollupId = fanOutRollupID
+	f, err := b.fanOuts(ctx, mn.list, rollupWarmup, o.rollupSamples,
+		namedCall{"Health/Check", healthCheck}, namedCall{"Aggregate", memberAggregate(req)})
+	if err != nil {
+		return err
+	}
+	tr.FanOutHealth, tr.FanOutAggregate = f[0], f[1]
 	return nil
 }
 

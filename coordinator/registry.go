@@ -277,6 +277,17 @@ var memberBackoff = grpc.ConnectParams{
 // per member and rollup, for a window that small answers never fill.
 const memberWindow = 4 << 20
 
+// MemberDialOptions are the options of the coordinator's connection to a
+// member, but for its TLS credentials: reconnection backoff and flow-control
+// windows. The bench dials members with them to measure the fan-out alone.
+func MemberDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithConnectParams(memberBackoff),
+		grpc.WithStaticStreamWindowSize(memberWindow),
+		grpc.WithStaticConnWindowSize(memberWindow),
+	}
+}
+
 // memberConn is one registered member with its long-lived connection and
 // what the coordinator last learned of it.
 type memberConn struct {
@@ -312,12 +323,7 @@ func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, err
 			r.close()
 			return nil, fmt.Errorf("member %s TLS: %w", m.Code, err)
 		}
-		conn, err := grpc.NewClient(m.Address,
-			grpc.WithTransportCredentials(credentials.NewTLS(tc)),
-			grpc.WithConnectParams(memberBackoff),
-			grpc.WithStaticStreamWindowSize(memberWindow),
-			grpc.WithStaticConnWindowSize(memberWindow),
-		)
+		conn, err := grpc.NewClient(m.Address, append(MemberDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
 		if err != nil {
 			r.close()
 			return nil, fmt.Errorf("member %s client: %w", m.Code, err)
