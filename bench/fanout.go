@@ -116,11 +116,18 @@ func fanOut(ctx context.Context, conns []*grpc.ClientConn, warmup, rounds int, c
 		for _, s := range starts {
 			s <- struct{}{}
 		}
-		var errs []error
+		var first error
+		failed := 0
 		for range conns {
-			errs = append(errs, <-done)
+			if err := <-done; err != nil {
+				failed++
+				first = cmpErr(first, err)
+			}
 		}
-		return errors.Join(errs...)
+		if failed > 0 {
+			return fmt.Errorf("%d of %d calls failed, the first: %w", failed, len(conns), first)
+		}
+		return nil
 	}
 	if _, err := latencies(ctx, warmup, 0, round); err != nil {
 		return FanOut{}, err

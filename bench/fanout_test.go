@@ -62,7 +62,7 @@ func TestFanOutAsksEveryMemberEveryRound(t *testing.T) {
 
 	gone := append([]coordinator.Member(nil), mn.list...)
 	gone[1].Address = "127.0.0.1:1"
-	if _, err := b.fanOuts(ctx, gone, 0, 1, namedCall{"Health/Check", healthCheck}); err == nil || !strings.Contains(err.Error(), "fan-out of Health/Check") {
+	if _, err := b.fanOuts(ctx, gone, 0, 1, namedCall{"Health/Check", healthCheck}); err == nil || !strings.Contains(err.Error(), "fan-out of Health/Check: 1 of 3 calls failed, the first: ") {
 		t.Errorf("fan-out with a member down: %v, want the fan-out's error", err)
 	}
 }
