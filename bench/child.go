@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/isa-alliance/fedreport/bench/internal/stats"
 	"github.com/isa-alliance/fedreport/coordinator"
@@ -59,11 +61,13 @@ type childConfig struct {
 }
 
 // childRequest asks a child for its memory ("mem"), a node child for its
-// histograms ("histograms"), to start a CPU profile into Path ("profile")
+// histograms ("histograms"), a coordinator child for a fan-out of its own to
+// its members ("fan-out"), or to start a CPU profile into Path ("profile")
 // or to stop it ("profile-stop").
 type childRequest struct {
-	Cmd  string `json:"cmd"`
-	Path string `json:"path,omitempty"`
+	Cmd    string         `json:"cmd"`
+	Path   string         `json:"path,omitempty"`
+	FanOut *fanOutRequest `json:"fan_out,omitempty"`
 }
 
 // childReply answers a request, or announces that the child serves.
@@ -73,6 +77,8 @@ type childReply struct {
 	Mem   *childMem `json:"mem,omitempty"`
 	// Node is a node's histograms.
 	Node *nodeHistograms `json:"node,omitempty"`
+	// FanOut is a coordinator's fan-out.
+	FanOut *fanOutReply `json:"fan_out,omitempty"`
 }
 
 // childMem is a child's memory: the Go runtime's view and the kernel's.
@@ -119,6 +125,7 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	var serve func(context.Context) error
 	var closeRole func() error
 	var reg *prometheus.Registry // a node's metrics
+	var fan *fanOutCaller        // a coordinator's fan-outs
 	switch cfg.Role {
 	case roleNode:
 		// As `fedreport node` runs.
@@ -155,7 +162,13 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		if err != nil {
 			return fmt.Errorf("child: %w", err)
 		}
-		closeRole = c.Close
+		// The bench's own fan-outs go over connections of their own,
+		// dialed as the coordinator dials its members.
+		fan = &fanOutCaller{members: cfg.Members, dial: func(m coordinator.Member) (*grpc.ClientConn, error) {
+			creds := credentials.NewTLS(mtls.ClientConfig(src, mtls.ExpectID(identity.Node(cfg.TrustDomain, m.Code))))
+			return grpc.NewClient(m.Address, append(coordinator.MemberDialOptions(), grpc.WithTransportCredentials(creds))...)
+		}}
+		closeRole = func() error { return errors.Join(fan.close(), c.Close()) }
 		serve = func(ctx context.Context) error { return c.Serve(ctx, lis) }
 	default:
 		return fmt.Errorf("child: role %q: want %s or %s", cfg.Role, roleNode, roleCoordinator)
@@ -178,7 +191,7 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	// The command loop ends when stdin closes; the scanner cannot be
 	// interrupted, so a signal ends the child through ctx instead.
 	loopDone := make(chan error, 1)
-	go func() { loopDone <- childLoop(stdin, enc, reg) }()
+	go func() { loopDone <- childLoop(ctx, stdin, enc, reg, fan) }()
 	select {
 	case err = <-served:
 		if err == nil {
@@ -197,8 +210,8 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 }
 
 // childLoop answers requests until stdin closes; reg has a node's metrics,
-// or is nil.
-func childLoop(stdin io.Reader, enc *json.Encoder, reg *prometheus.Registry) error {
+// or is nil; fan makes a coordinator's fan-outs, or is nil.
+func childLoop(ctx context.Context, stdin io.Reader, enc *json.Encoder, reg *prometheus.Registry, fan *fanOutCaller) error {
 	sc := bufio.NewScanner(stdin)
 	var profile *os.File
 	defer func() {
@@ -230,6 +243,16 @@ func childLoop(stdin io.Reader, enc *json.Encoder, reg *prometheus.Registry) err
 					reply.Error = err.Error()
 				}
 				reply.Node = &h
+			case "fan-out":
+				if fan == nil || req.FanOut == nil {
+					reply.Error = "not a coordinator, or no fan-out asked"
+					break
+				}
+				r, err := fan.run(ctx, *req.FanOut)
+				if err != nil {
+					reply.Error = err.Error()
+				}
+				reply.FanOut = &r
 			case "profile":
 				if profile != nil {
 					reply.Error = "a profile is running"
@@ -370,6 +393,11 @@ func (c *child) read(ctx context.Context, timeout time.Duration) (childReply, er
 
 // call sends one request and waits for its reply.
 func (c *child) call(ctx context.Context, req childRequest) (childReply, error) {
+	return c.callWithin(ctx, req, childCallTimeout)
+}
+
+// callWithin sends one request and waits for its reply for timeout at most.
+func (c *child) callWithin(ctx context.Context, req childRequest, timeout time.Duration) (childReply, error) {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return childReply{}, err
@@ -377,7 +405,7 @@ func (c *child) call(ctx context.Context, req childRequest) (childReply, error) 
 	if _, err := c.stdin.Write(append(b, '\n')); err != nil {
 		return childReply{}, fmt.Errorf("%s: %w", c.name, err)
 	}
-	return c.read(ctx, childCallTimeout)
+	return c.read(ctx, timeout)
 }
 
 // Mem returns the child's memory.

@@ -4,95 +4,180 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/bench/internal/stats"
 	"github.com/isa-alliance/fedreport/coordinator"
-	"github.com/isa-alliance/fedreport/internal/identity"
-	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
-// FanOut is a rollup's fan-out without the coordinator: rounds of one call to
-// every member at once, from this process (which also serves the members),
-// over connections dialed as the coordinator dials its members, each call on
-// a goroutine kept from round to round as the coordinator keeps its callers.
-// With Health/Check it is what reaching the members costs at all; with the
-// members' Aggregate, what their answers add; the rollup adds the
-// coordinator to that.
+// FanOut is a rollup's fan-out without the coordinator's work: rounds of one
+// call to every member at once, made from the coordinator's process (its
+// child) over connections of its own, dialed as the coordinator dials its
+// members, each call on a goroutine kept from round to round as the
+// coordinator keeps its callers. With Health/Check it is what reaching the
+// members costs at all; with the members' Aggregate, what their answers add;
+// the rollup adds the coordinator's work to that.
 type FanOut struct {
 	Call    string        `json:"call"`
 	Latency stats.Summary `json:"latency"`
-	// CPUMs is this process's CPU time per round, in ms: both ends of every
-	// call.
-	CPUMs float64 `json:"cpu_ms_per_round"`
+	// CPU is the CPU time per timed round of the members' process and of
+	// the caller's, the coordinator's.
+	CPU RollupCPU `json:"cpu_per_round"`
 }
+
+// The calls a fan-out can make.
+const (
+	healthCall    = "Health/Check"
+	aggregateCall = "Aggregate"
+)
 
 // fanOutRollupID is the rollup id of the bench's own Aggregate fan-out, so
 // that the members' logs tell its entries from the coordinator's.
 const fanOutRollupID = "bench-fan-out"
 
+// fanOutRequest asks a coordinator child for rounds of one call to every
+// member ("fan-out").
+type fanOutRequest struct {
+	// Call is healthCall or aggregateCall.
+	Call string `json:"call"`
+	// Aggregate is the encoded AggregateRequest of aggregateCall.
+	Aggregate []byte `json:"aggregate,omitempty"`
+	Warmup    int    `json:"warmup"`
+	Rounds    int    `json:"rounds"`
+}
+
+// aggregateFanOut is the fan-out of req, as the coordinator asks it of each
+// member.
+func aggregateFanOut(req *fedreportv1.AggregateRequest) (fanOutRequest, error) {
+	b, err := proto.Marshal(req)
+	return fanOutRequest{Call: aggregateCall, Aggregate: b}, err
+}
+
+// fanOutReply is a child's timing of a fanOutRequest's rounds.
+type fanOutReply struct {
+	Latency stats.Summary `json:"latency"`
+	// CPUMs is the child's CPU time per timed round.
+	CPUMs float64 `json:"cpu_ms_per_round"`
+}
+
 // fanOutCall is one call to a member on its connection.
 type fanOutCall func(context.Context, *grpc.ClientConn) error
 
-// namedCall is a fanOutCall with the name the results give it.
-type namedCall struct {
-	name string
-	call fanOutCall
-}
-
-// healthCheck is the trivial call of the fan-out floor.
-func healthCheck(ctx context.Context, c *grpc.ClientConn) error {
-	_, err := healthpb.NewHealthClient(c).Check(ctx, &healthpb.HealthCheckRequest{})
-	return err
-}
-
-// memberAggregate is req, as the coordinator asks it of each member.
-func memberAggregate(req *fedreportv1.AggregateRequest) fanOutCall {
-	return func(ctx context.Context, c *grpc.ClientConn) error {
-		_, err := fedreportv1.NewAggregationServiceClient(c).Aggregate(ctx, req)
-		return err
-	}
-}
-
-// fanOuts times warmup+rounds rounds of each of calls to every member of
-// list, one call after the other, and returns them in the order of calls.
-func (b *bench) fanOuts(ctx context.Context, list []coordinator.Member, warmup, rounds int, calls ...namedCall) (_ []FanOut, err error) {
-	conns := make([]*grpc.ClientConn, 0, len(list))
-	defer func() {
-		for _, c := range conns {
-			err = errors.Join(err, c.Close())
+// call is the call r names.
+func (r fanOutRequest) call() (fanOutCall, error) {
+	switch r.Call {
+	case healthCall:
+		return func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := healthpb.NewHealthClient(c).Check(ctx, &healthpb.HealthCheckRequest{})
+			return err
+		}, nil
+	case aggregateCall:
+		req := &fedreportv1.AggregateRequest{}
+		if err := proto.Unmarshal(r.Aggregate, req); err != nil {
+			return nil, fmt.Errorf("fan-out of %s: request: %w", r.Call, err)
 		}
-	}()
-	for _, m := range list {
-		c, err := b.pki.dial(m.Address, benchCoordinator, mtls.ExpectID(identity.Node(trustDomain, m.Code)), coordinator.MemberDialOptions()...)
+		return func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := fedreportv1.NewAggregationServiceClient(c).Aggregate(ctx, req)
+			return err
+		}, nil
+	}
+	return nil, fmt.Errorf("fan-out call %q: want %q or %q", r.Call, healthCall, aggregateCall)
+}
+
+// fanOuts has coord time warmup+rounds rounds of each of calls to every one
+// of its members, one call after the other, and returns them in the order of
+// calls, each with this process's CPU time over its timed rounds (the
+// members', when this process serves them).
+func (b *bench) fanOuts(ctx context.Context, coord *child, warmup, rounds int, calls ...fanOutRequest) ([]FanOut, error) {
+	out := make([]FanOut, len(calls))
+	for i, req := range calls {
+		b.logf("timing %d rounds of %s from %s to every member at once, without the coordinator's work", rounds, req.Call, coord.name)
+		b.quiesce(ctx, nil)
+		req.Warmup, req.Rounds = warmup, 0
+		if _, err := coord.fanOut(ctx, req); err != nil {
+			return nil, err
+		}
+		cpu0, err := stats.CPUTime()
 		if err != nil {
 			return nil, err
 		}
-		conns = append(conns, c)
-	}
-	out := make([]FanOut, len(calls))
-	for i, c := range calls {
-		b.logf("timing %d rounds of %s to %d members at once, without the coordinator", rounds, c.name, len(conns))
-		b.quiesce(ctx, nil)
-		f, err := fanOut(ctx, conns, warmup, rounds, c.call)
+		req.Warmup, req.Rounds = 0, rounds
+		r, err := coord.fanOut(ctx, req)
 		if err != nil {
-			return nil, fmt.Errorf("fan-out of %s: %w", c.name, err)
+			return nil, err
 		}
-		f.Call = c.name
+		cpu1, err := stats.CPUTime()
+		if err != nil {
+			return nil, err
+		}
+		f := FanOut{Call: req.Call, Latency: r.Latency, CPU: RollupCPU{MembersMs: stats.Ms(cpu1-cpu0) / float64(rounds), CoordinatorMs: r.CPUMs}}
 		out[i] = f
-		b.logf("  fan-out of %s: p50 %s ms, p99 %s ms; CPU per round %s ms", c.name, ms(f.Latency.P50ms), ms(f.Latency.P99ms), ms(f.CPUMs))
+		b.logf("  fan-out of %s: p50 %s ms, p99 %s ms; CPU per round (ms): %s", f.Call, ms(f.Latency.P50ms), ms(f.Latency.P99ms), f.CPU)
 	}
 	return out, nil
+}
+
+// fanOut asks a coordinator child for req's rounds.
+func (c *child) fanOut(ctx context.Context, req fanOutRequest) (fanOutReply, error) {
+	// Each call in a round has callTimeout at most.
+	r, err := c.callWithin(ctx, childRequest{Cmd: "fan-out", FanOut: &req}, time.Duration(req.Warmup+req.Rounds+1)*callTimeout)
+	if err != nil {
+		return fanOutReply{}, err
+	}
+	if r.FanOut == nil {
+		return fanOutReply{}, fmt.Errorf("%s: no fan-out in reply", c.name)
+	}
+	return *r.FanOut, nil
+}
+
+// fanOutCaller makes a coordinator child's fan-outs, over connections of
+// its own to members, dialed at the first.
+type fanOutCaller struct {
+	members []coordinator.Member
+	dial    func(coordinator.Member) (*grpc.ClientConn, error)
+	conns   []*grpc.ClientConn
+}
+
+// run times req's rounds.
+func (f *fanOutCaller) run(ctx context.Context, req fanOutRequest) (fanOutReply, error) {
+	call, err := req.call()
+	if err != nil {
+		return fanOutReply{}, err
+	}
+	if f.conns == nil {
+		for _, m := range f.members {
+			c, err := f.dial(m)
+			if err != nil {
+				return fanOutReply{}, fmt.Errorf("member %s: %w", m.Code, err)
+			}
+			f.conns = append(f.conns, c)
+		}
+	}
+	r, err := fanOut(ctx, f.conns, req.Warmup, req.Rounds, call)
+	if err != nil {
+		return r, fmt.Errorf("fan-out of %s: %w", req.Call, err)
+	}
+	return r, nil
+}
+
+func (f *fanOutCaller) close() error {
+	var errs []error
+	for _, c := range f.conns {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // fanOut times warmup+rounds rounds of call to every one of conns at once,
 // and returns the timed rounds' latencies and this process's CPU time per
 // timed round. A round lasts until the last call returns; any error ends
 // the measurement.
-func fanOut(ctx context.Context, conns []*grpc.ClientConn, warmup, rounds int, call fanOutCall) (FanOut, error) {
+func fanOut(ctx context.Context, conns []*grpc.ClientConn, warmup, rounds int, call fanOutCall) (fanOutReply, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	starts := make([]chan struct{}, len(conns))
@@ -129,20 +214,20 @@ func fanOut(ctx context.Context, conns []*grpc.ClientConn, warmup, rounds int, c
 		}
 		return nil
 	}
-	if _, err := latencies(ctx, warmup, 0, round); err != nil {
-		return FanOut{}, err
+	if _, err := latencies(ctx, warmup, 0, round); err != nil || rounds == 0 {
+		return fanOutReply{}, err
 	}
 	cpu0, err := stats.CPUTime()
 	if err != nil {
-		return FanOut{}, err
+		return fanOutReply{}, err
 	}
 	lat, err := latencies(ctx, 0, rounds, round)
 	if err != nil {
-		return FanOut{}, err
+		return fanOutReply{}, err
 	}
 	cpu1, err := stats.CPUTime()
 	if err != nil {
-		return FanOut{}, err
+		return fanOutReply{}, err
 	}
-	return FanOut{Latency: lat.Summarize(), CPUMs: stats.Ms(cpu1-cpu0) / float64(rounds)}, nil
+	return fanOutReply{Latency: lat.Summarize(), CPUMs: stats.Ms(cpu1-cpu0) / float64(rounds)}, nil
 }

@@ -3,18 +3,22 @@ package main
 import (
 	"context"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/isa-alliance/fedreport/coordinator"
+	"github.com/isa-alliance/fedreport/internal/identity"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
-// TestFanOutAsksEveryMemberEveryRound runs both fan-outs against real
-// members over mTLS: every warm-up and timed round of Aggregate reaches every
-// member once (each logs one entry per round, under the bench's rollup id),
-// and a member that cannot be reached fails the measurement instead of
-// being timed.
+// TestFanOutAsksEveryMemberEveryRound has a real coordinator child (this
+// test binary, see TestMain) time both fan-outs against real members over
+// mTLS: every warm-up and timed round of Aggregate reaches every member
+// once, from the coordinator's identity (each member logs one entry per
+// round, under the bench's rollup id), both processes' CPU is counted, and
+// a member that cannot be reached fails the measurement instead of being
+// timed.
 func TestFanOutAsksEveryMemberEveryRound(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -31,20 +35,39 @@ func TestFanOutAsksEveryMemberEveryRound(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	b := &bench{pki: p, stderr: io.Discard}
+	b := &bench{pki: p, dir: t.TempDir(), stderr: io.Discard}
+	start := func(name string, members []coordinator.Member) *child {
+		c, err := b.startCoordinator(ctx, name, filepath.Join(b.dir, name+".db"), members, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := c.stop(); err != nil {
+				t.Error(err)
+			}
+		})
+		return c
+	}
+	coord := start("coordinator-fan-out", mn.list)
+
 	req := memberRequest(&fedreportv1.RollupSpec{From: periodFromString, To: periodToString})
 	req.RollupId = fanOutRollupID
-	const warmup, rounds = 2, 5
-	got, err := b.fanOuts(ctx, mn.list, warmup, rounds, namedCall{"Health/Check", healthCheck}, namedCall{"Aggregate", memberAggregate(req)})
+	agg, err := aggregateFanOut(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []string{"Health/Check", "Aggregate"} {
+	const warmup, rounds = 2, 5
+	got, err := b.fanOuts(ctx, coord, warmup, rounds, fanOutRequest{Call: healthCall}, agg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{healthCall, aggregateCall} {
 		f := got[i]
-		if f.Call != want || f.Latency.Count != rounds || f.Latency.P50ms <= 0 || f.Latency.P99ms < f.Latency.P50ms || f.CPUMs <= 0 {
-			t.Errorf("fan-out %d: %+v, want %s timed over %d rounds", i, f, want, rounds)
+		if f.Call != want || f.Latency.Count != rounds || f.Latency.P50ms <= 0 || f.Latency.P99ms < f.Latency.P50ms || f.CPU.MembersMs <= 0 || f.CPU.CoordinatorMs <= 0 {
+			t.Errorf("fan-out %d: %+v, want %s timed over %d rounds, with both processes' CPU", i, f, want, rounds)
 		}
 	}
+	caller := identity.Coordinator(trustDomain, "coordinator-fan-out").String()
 	for _, nd := range mn.nodes {
 		entries, _, err := nd.Store().ListDisclosures(100, "", "")
 		if err != nil {
@@ -54,15 +77,19 @@ func TestFanOutAsksEveryMemberEveryRound(t *testing.T) {
 			t.Errorf("member %s logged %d answers, want one per round: %d", nd.Store().Member(), len(entries), warmup+rounds)
 		}
 		for _, e := range entries {
-			if e.GetRollupId() != fanOutRollupID || e.GetCaller() != benchCoordinator.String() {
-				t.Errorf("member %s logged rollup %q for %s, want %q for %s", nd.Store().Member(), e.GetRollupId(), e.GetCaller(), fanOutRollupID, benchCoordinator)
+			if e.GetRollupId() != fanOutRollupID || e.GetCaller() != caller {
+				t.Errorf("member %s logged rollup %q for %s, want %q for %s", nd.Store().Member(), e.GetRollupId(), e.GetCaller(), fanOutRollupID, caller)
 			}
 		}
 	}
 
+	if _, err := coord.fanOut(ctx, fanOutRequest{Call: "Nope", Rounds: 1}); err == nil || !strings.Contains(err.Error(), `fan-out call "Nope": want`) {
+		t.Errorf("unknown call: %v, want it refused by name", err)
+	}
 	gone := append([]coordinator.Member(nil), mn.list...)
 	gone[1].Address = "127.0.0.1:1"
-	if _, err := b.fanOuts(ctx, gone, 0, 1, namedCall{"Health/Check", healthCheck}); err == nil || !strings.Contains(err.Error(), "fan-out of Health/Check: 1 of 3 calls failed, the first: ") {
+	if _, err := b.fanOuts(ctx, start("coordinator-member-down", gone), 0, 1, fanOutRequest{Call: healthCall}); err == nil ||
+		!strings.Contains(err.Error(), "fan-out of Health/Check: 1 of 3 calls failed, the first: ") {
 		t.Errorf("fan-out with a member down: %v, want the fan-out's error", err)
 	}
 }

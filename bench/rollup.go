@@ -494,12 +494,15 @@ func (b *bench) rollupsOnTmpfs(ctx context.Context) (err error) {
 	b.logf("  rollup, members on tmpfs: p50 %s ms, p99 %s ms; CPU per rollup (ms): %s; members' disclosure log appends p50 %s ms, p99 %s ms",
 		ms(tr.Latency.P50ms), ms(tr.Latency.P99ms), cpu, ms(appends.P50ms), ms(appends.P99ms))
 
-	// The same members' side of a rollup without the coordinator: the calls
-	// alone, then the members' answers.
+	// The same fan-out from the coordinator's process without the
+	// coordinator's work: the calls alone, then the members' answers.
 	req := memberRequest(b.spec())
 	req.RollupId = fanOutRollupID
-	f, err := b.fanOuts(ctx, mn.list, rollupWarmup, o.rollupSamples,
-		namedCall{"Health/Check", healthCheck}, namedCall{"Aggregate", memberAggregate(req)})
+	agg, err := aggregateFanOut(req)
+	if err != nil {
+		return err
+	}
+	f, err := b.fanOuts(ctx, coord, rollupWarmup, o.rollupSamples, fanOutRequest{Call: healthCall}, agg)
 	if err != nil {
 		return err
 	}
