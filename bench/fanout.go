@@ -180,15 +180,14 @@ func (f *fanOutCaller) close() error {
 func fanOut(ctx context.Context, conns []*grpc.ClientConn, warmup, rounds int, call fanOutCall) (fanOutReply, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	starts := make([]chan struct{}, len(conns))
+	// Each round's calls share one deadline, as a rollup's do.
+	starts := make([]chan context.Context, len(conns))
 	done := make(chan error, len(conns))
 	for i, c := range conns {
-		starts[i] = make(chan struct{})
+		starts[i] = make(chan context.Context)
 		go func() {
-			for range starts[i] {
-				cctx, cancel := context.WithTimeout(ctx, callTimeout)
-				done <- call(cctx, c)
-				cancel()
+			for rctx := range starts[i] {
+				done <- call(rctx, c)
 			}
 		}()
 	}
@@ -197,9 +196,9 @@ func fanOut(ctx context.Context, conns []*grpc.ClientConn, warmup, rounds int, c
 			close(s)
 		}
 	}()
-	round := func(context.Context) error {
+	round := func(rctx context.Context) error {
 		for _, s := range starts {
-			s <- struct{}{}
+			s <- rctx
 		}
 		var first error
 		failed := 0
