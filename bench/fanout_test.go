@@ -93,3 +93,34 @@ func TestFanOutAsksEveryMemberEveryRound(t *testing.T) {
 		t.Errorf("fan-out with a member down: %v, want the fan-out's error", err)
 	}
 }
+
+// TestTmpfsRowsSayWhyTheStepDidNotRun checks the tmpfs step's rows: a step
+// that could not run says why in one row, instead of rows of zeros; one
+// that ran has its rollup rows and both fan-outs.
+func TestTmpfsRowsSayWhyTheStepDidNotRun(t *testing.T) {
+	t.Parallel()
+	r := &Result{Steps: []string{"tmpfs"}}
+	r.Rollup.Members = 200
+	r.Rollup.Tmpfs.Skipped = "/dev/shm not found"
+	rows := r.rows()
+	if len(rows) != 1 || rows[0].Fedreport != "not run: /dev/shm not found" || !strings.Contains(rows[0].Measure, "rollup 200 members, files on tmpfs") {
+		t.Errorf("skipped tmpfs step: rows %+v, want one that says why", rows)
+	}
+
+	r.Rollup.Tmpfs = TmpfsResult{FanOutHealth: FanOut{Call: healthCall}, FanOutAggregate: FanOut{Call: aggregateCall}}
+	rows = r.rows()
+	var measures []string
+	for _, row := range rows {
+		measures = append(measures, row.Measure)
+	}
+	got := strings.Join(measures, "\n")
+	for _, want := range []string{"rollup 200 members, files on tmpfs", "rollup CPU on tmpfs", "members' disclosure log append",
+		"Health/Check to 200 members at once", "CPU of that fan-out of Health/Check", "Aggregate to 200 members at once", "CPU of that fan-out of Aggregate"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("tmpfs rows lack %q:\n%s", want, got)
+		}
+	}
+	if len(rows) != 7 {
+		t.Errorf("tmpfs step: %d rows, want 7:\n%s", len(rows), got)
+	}
+}

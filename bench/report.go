@@ -162,6 +162,26 @@ type TmpfsResult struct {
 	Skipped         string `json:"skipped,omitempty"`
 }
 
+// rows are the tmpfs step's table rows over members, or one that says why
+// the step did not run.
+func (t TmpfsResult) rows(members int) []Row {
+	measure := fmt.Sprintf("rollup %d members, files on tmpfs, p50 / p99 (ms)", members)
+	if t.Skipped != "" {
+		return []Row{{Step: "tmpfs", Measure: measure, Fedreport: "not run: " + t.Skipped, Peer: "-", Ratio: "-", Target: "(diagnosis: no shared-disk fsync)"}}
+	}
+	rows := []Row{
+		{Step: "tmpfs", Measure: measure, Fedreport: ms(t.Latency.P50ms) + " / " + ms(t.Latency.P99ms), Peer: "-", Ratio: "-",
+			Target: "(diagnosis: no shared-disk fsync)"},
+		{Step: "tmpfs", Measure: "rollup CPU on tmpfs: members + coordinator (ms per rollup)", Fedreport: t.CPU.String(), Peer: "-", Ratio: "-",
+			Target: "(diagnosis: CPU floor)"},
+		{Step: "tmpfs", Measure: "rollup on tmpfs: members' disclosure log append p50 / p99 (ms)",
+			Fedreport: ms(t.MemberLogAppend.P50ms) + " / " + ms(t.MemberLogAppend.P99ms), Peer: "-", Ratio: "-",
+			Target: "(diagnosis: commits without a disk)"},
+	}
+	rows = append(rows, t.FanOutHealth.rows(members, "(diagnosis: reaching the members at all)")...)
+	return append(rows, t.FanOutAggregate.rows(members, "(diagnosis: the members' answers)")...)
+}
+
 // row is f's table row: measure, what was committed, p50 / p99.
 func (f DiskFloor) row(step, measure, diagnosis string) Row {
 	what := fmt.Sprintf("one bbolt commit of a %s-byte log entry", count(f.EntryBytes))
@@ -323,17 +343,8 @@ func (r *Result) rows() []Row {
 			Fedreport: ms(ru.MemberLogAppend.P50ms) + " / " + ms(ru.MemberLogAppend.P99ms), Peer: "-", Ratio: "-",
 			Target: "(diagnosis: commits on one disk)"},
 		ru.DiskFloor.row("rollup", "rollup: this disk's floor", "(diagnosis: the least a rollup takes here)"),
-		Row{Step: "tmpfs", Measure: fmt.Sprintf("rollup %d members, files on tmpfs, p50 / p99 (ms)", ru.Members),
-			Fedreport: ms(ru.Tmpfs.Latency.P50ms) + " / " + ms(ru.Tmpfs.Latency.P99ms), Peer: "-", Ratio: "-",
-			Target: "(diagnosis: no shared-disk fsync)"},
-		Row{Step: "tmpfs", Measure: "rollup CPU on tmpfs: members + coordinator (ms per rollup)", Fedreport: ru.Tmpfs.CPU.String(), Peer: "-", Ratio: "-",
-			Target: "(diagnosis: CPU floor)"},
-		Row{Step: "tmpfs", Measure: "rollup on tmpfs: members' disclosure log append p50 / p99 (ms)",
-			Fedreport: ms(ru.Tmpfs.MemberLogAppend.P50ms) + " / " + ms(ru.Tmpfs.MemberLogAppend.P99ms), Peer: "-", Ratio: "-",
-			Target: "(diagnosis: commits without a disk)"},
 	)
-	rows = append(rows, ru.Tmpfs.FanOutHealth.rows(ru.Members, "(diagnosis: reaching the members at all)")...)
-	rows = append(rows, ru.Tmpfs.FanOutAggregate.rows(ru.Members, "(diagnosis: the members' answers)")...)
+	rows = append(rows, ru.Tmpfs.rows(ru.Members)...)
 	rows = append(rows,
 		Row{Step: "hung", Measure: "rollup, 1 hung member (last): over deadline p99 (ms)", Fedreport: ms(r.Hung.OverDeadline.P99ms),
 			Peer: fmt.Sprintf("deadline %s ms", ms(r.Hung.TimeoutMs)), Ratio: "-",
