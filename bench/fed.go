@@ -84,14 +84,13 @@ func (p *benchPKI) source(id identity.ID) (mtls.Source, error) {
 	return &mtls.Static{Cert: cert, Pool: p.pool}, nil
 }
 
-// dial connects over mTLS as id to a server that must present want, with
-// opts besides.
-func (p *benchPKI) dial(addr string, id identity.ID, want mtls.Expect, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+// dial connects over mTLS as id to a server that must present want.
+func (p *benchPKI) dial(addr string, id identity.ID, want mtls.Expect) (*grpc.ClientConn, error) {
 	src, err := p.source(id)
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(credentials.NewTLS(mtls.ClientConfig(src, want))))...)
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(mtls.ClientConfig(src, want))))
 }
 
 // dialSocket connects to a node's admin unix socket (no TLS; the socket's
