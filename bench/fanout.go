@@ -150,13 +150,19 @@ func (f *fanOutCaller) run(ctx context.Context, req fanOutRequest) (fanOutReply,
 		return fanOutReply{}, err
 	}
 	if f.conns == nil {
+		// All or none: a later fan-out must not go to some members only.
+		conns := make([]*grpc.ClientConn, 0, len(f.members))
 		for _, m := range f.members {
 			c, err := f.dial(m)
 			if err != nil {
+				for _, c := range conns {
+					_ = c.Close()
+				}
 				return fanOutReply{}, fmt.Errorf("member %s: %w", m.Code, err)
 			}
-			f.conns = append(f.conns, c)
+			conns = append(conns, c)
 		}
+		f.conns = conns
 	}
 	r, err := fanOut(ctx, f.conns, req.Warmup, req.Rounds, call)
 	if err != nil {
