@@ -8,9 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sync"
 
-	"github.com/isa-alliance/fedreport/internal/boltmap"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -28,9 +26,10 @@ const (
 // CheckFile checks a data file before a node opens it, so that a damaged
 // file is refused with a clear error instead of crashing the node or being
 // served from: the file must be as long as its newest valid meta page says
-// (a truncated file would fault when read), and bbolt's structural check
-// (every page reachable once, no page both used and free) must pass. A
-// missing file is fine: the node creates it.
+// (a truncated file would fault when read), and every page must be sound
+// (checkPages: every page reachable once, no page both used and free, keys
+// in order, nothing reaching outside its page). A missing file is fine: the
+// node creates it.
 func CheckFile(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -40,29 +39,63 @@ func CheckFile(path string) error {
 		return fmt.Errorf("check data file: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	m, empty, problem, err := inspectFile(f)
+	if err != nil || empty {
+		return err
+	}
+	if problem != "" {
+		return damaged(path, problem)
+	}
+	// bbolt's read-only open takes the file's shared lock, so that a file
+	// a node is writing is reported in use rather than checked mid-write.
+	// It reads only the meta pages, which inspectFile has checked.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: openTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return ErrInUse
+	}
 	if err != nil {
-		return fmt.Errorf("check data file: %w", err)
+		return damaged(path, fmt.Sprintf("cannot be opened (%v)", err))
 	}
-	if st.Size() == 0 {
-		return nil // bbolt initialises an empty file
+	defer db.Close()
+	if err := checkPages(f, m); err != nil {
+		return damaged(path, "is damaged: "+err.Error())
 	}
-	need, err := boltHighWater(f)
-	if err != nil {
-		return &CorruptError{Problem: fmt.Sprintf("%s: %v; restore it from a backup", path, err)}
-	}
-	if st.Size() < need {
-		return &CorruptError{Problem: fmt.Sprintf("%s is truncated: its pages reach byte %d but the file holds %d; restore it from a backup", path, need, st.Size())}
-	}
-	return structuralCheck(path)
+	return nil
 }
 
-// boltHighWater returns the file length the newest valid meta page needs.
-func boltHighWater(r io.ReaderAt) (int64, error) {
-	var best struct {
-		txid, end uint64
-		ok        bool
+// damaged is the refusal of a damaged file: problem completes a sentence
+// about it ("is truncated: ...").
+func damaged(path, problem string) error {
+	return &CorruptError{Problem: fmt.Sprintf("%s %s; restore it from a backup", path, problem)}
+}
+
+// inspectFile reads the meta page bbolt would open f with and checks that
+// the file holds every page it counts. An empty file is fine (bbolt
+// initialises it). problem, when not empty, says what is wrong with the
+// file, worded to follow its name ("is truncated: ..."); err is a failure
+// to read it.
+func inspectFile(f *os.File) (m boltMeta, empty bool, problem string, err error) {
+	st, err := f.Stat()
+	if err != nil {
+		return m, false, "", fmt.Errorf("check data file: %w", err)
 	}
+	if st.Size() == 0 {
+		return m, true, "", nil
+	}
+	if m, err = readBoltMeta(f); err != nil {
+		return m, false, "has " + err.Error(), nil
+	}
+	if need := m.hwm * uint64(m.pageSize); uint64(st.Size()) < need {
+		return m, false, fmt.Sprintf("is truncated: its pages reach byte %d but the file holds %d", need, st.Size()), nil
+	}
+	return m, false, "", nil
+}
+
+// readBoltMeta returns the meta page bbolt opens: of the two, the valid
+// one with the higher transaction id.
+func readBoltMeta(r io.ReaderAt) (boltMeta, error) {
+	var best boltMeta
+	ok := false
 	buf := make([]byte, boltPageHeader+boltMetaLen+8)
 	pageSize := int64(0)
 	for i := range 2 {
@@ -87,52 +120,16 @@ func boltHighWater(r io.ReaderAt) (int64, error) {
 		if i == 0 {
 			pageSize = int64(ps)
 		}
-		pgid, txid := le.Uint64(m[40:]), le.Uint64(m[48:])
-		if !best.ok || txid > best.txid {
-			best.txid, best.end, best.ok = txid, pgid*uint64(ps), true
+		cur := boltMeta{pageSize: ps, root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), hwm: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}
+		if !ok || cur.txid > best.txid {
+			best, ok = cur, true
 		}
 		if i == 0 && pageSize == 0 {
 			break
 		}
 	}
-	if !best.ok {
-		return 0, errors.New("no valid bbolt meta page (not a fedreport data file, or its header is damaged)")
+	if !ok {
+		return best, errors.New("no valid bbolt meta page (not a fedreport data file, or its header is damaged)")
 	}
-	return int64(best.end), nil
-}
-
-// structuralCheck opens the file read-only and runs bbolt's consistency
-// check, turning any panic of a damaged file into an error.
-func structuralCheck(path string) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = &CorruptError{Problem: fmt.Sprintf("%s is damaged (%v); restore it from a backup", path, r)}
-		}
-	}()
-	// The free pages are loaded in Open, here: read-only, bbolt would load
-	// them lazily inside Check, in the checker's goroutine, racing with the
-	// release below (a read transaction reads the freelist) and out of
-	// reach of the recover above.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, PreLoadFreelist: true, Timeout: openTimeout})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return ErrInUse
-	}
-	if err != nil {
-		return &CorruptError{Problem: fmt.Sprintf("%s cannot be opened (%v); restore it from a backup", path, err)}
-	}
-	defer db.Close()
-	// The check reads every page of the file: release them as it goes, so
-	// that a node starting on a large file does not map all of it.
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer boltmap.ReleasePeriodically(db, &wg, nil)()
-	return db.View(func(tx *bolt.Tx) error {
-		for cerr := range tx.Check() {
-			// Drain the channel so the checker's goroutine ends, keep the first.
-			if err == nil {
-				err = &CorruptError{Problem: fmt.Sprintf("%s is damaged: %v; restore it from a backup", path, cerr)}
-			}
-		}
-		return err
-	})
+	return best, nil
 }

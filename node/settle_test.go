@@ -209,8 +209,6 @@ func newestFreelist(t *testing.T, path string) uint64 {
 	return freelist
 }
 
-const noFreelist = ^uint64(0)
-
 // TestCloseWritesTheFreelist checks the trade of BoltOptions: commits skip
 // the freelist, and Close writes it, so that a clean start need not walk
 // the file to rebuild it.

@@ -923,8 +923,8 @@ func TestVerifyReportsADamagedFile(t *testing.T) {
 	if rep.OK() {
 		t.Fatalf("damaged file: got no problem")
 	}
-	if !strings.Contains(rep.String(), "problem(s):") {
-		t.Errorf("String: got %q", rep.String())
+	if got := rep.String(); !rep.Damaged || !strings.Contains(got, "not checked: the file is damaged") || !strings.HasSuffix(got, "restore it from a backup") {
+		t.Errorf("String: got %q, want the damage and what to do", got)
 	}
 	if !strings.Contains(rep.Problems[0], "the file is damaged") {
 		t.Errorf("first problem: got %q, want a damaged file", rep.Problems[0])

@@ -43,6 +43,9 @@ type Report struct {
 	Problems []string
 	// ProblemCount is the number of problems found.
 	ProblemCount int
+	// Damaged is set when the file's pages could not be read: nothing in
+	// it was checked.
+	Damaged bool
 
 	committedRecords uint64 // records as the rollback of an open stream leaves them
 }
@@ -75,8 +78,22 @@ func (r *Report) Err() error {
 // cannot be read at all (ErrInUse while a node holds it); what is wrong
 // inside the file is in the report.
 func Verify(path string) (*Report, error) {
-	if _, err := os.Stat(path); err != nil {
+	f, err := os.Open(path)
+	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", path, err)
+	}
+	defer f.Close()
+	// The pages are checked before bbolt reads any of them: bbolt follows
+	// a damaged page id out of its mapping, and the fault kills the process.
+	m, empty, problem, err := inspectFile(f)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("verify %s: %w", path, err)
+	case empty:
+		problem = "is empty: not a node's data file"
+	}
+	if problem != "" {
+		return damagedReport(path, problem), nil
 	}
 	db, err := bolt.Open(path, 0o600, BoltOptions(true))
 	if errors.Is(err, berrors.ErrTimeout) {
@@ -86,6 +103,10 @@ func Verify(path string) (*Report, error) {
 		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}
 	defer db.Close()
+	// Under bbolt's shared lock, so that no node writes the file meanwhile.
+	if err := checkPages(f, m); err != nil {
+		return damagedReport(path, "is damaged: "+err.Error()), nil
+	}
 	// Verify reads every page: release them as it goes (mapped.go).
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -98,9 +119,21 @@ func Verify(path string) (*Report, error) {
 	return rep, err
 }
 
+// damagedReport is the report on a file whose pages cannot be read:
+// problem completes "the file ...".
+func damagedReport(path, problem string) *Report {
+	rep := &Report{Path: path, Damaged: true}
+	rep.problem("the file %s; restore it from a backup", problem)
+	return rep
+}
+
 // String summarises the report for people, one finding per line.
 func (r *Report) String() string {
 	var b strings.Builder
+	if r.Damaged {
+		fmt.Fprintf(&b, "%s: not checked: %s", r.Path, r.Problems[0])
+		return b.String()
+	}
 	fmt.Fprintf(&b, "%s: member %s, schema version %d, data version %d\n", r.Path, r.Member, r.SchemaVersion, r.DataVersion)
 	fmt.Fprintf(&b, "  %d records, %d counter cells, %d disclosures\n", r.Records, r.CounterCells, r.Disclosures)
 	if r.OpenStream {

@@ -1,6 +1,7 @@
 package reliability
 
 import (
+	byteorder "encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -56,6 +57,20 @@ func TestNodeRefusesDamagedFile(t *testing.T) {
 				b[i] = byte(i*7 + 3)
 			}
 			return b
+		}},
+		// bbolt's own check, which the node ran before, followed the id
+		// out of its mapping and the node died of the fault.
+		{"a branch page's child id overwritten", func(b []byte) []byte {
+			b = append([]byte(nil), b...)
+			for at := 2 * page; at+page <= len(b); at += page {
+				flags, count := byteorder.LittleEndian.Uint16(b[at+8:]), byteorder.LittleEndian.Uint16(b[at+10:])
+				if flags == 0x01 && count > 0 { // a branch page (bbolt's layout)
+					byteorder.LittleEndian.PutUint64(b[at+16+8:], 0xDEADBEEF) // element 0's child page id
+					return b
+				}
+			}
+			t.Fatal("no branch page in the file")
+			return nil
 		}},
 		{"both meta pages overwritten", func(b []byte) []byte {
 			b = append([]byte(nil), b...)
