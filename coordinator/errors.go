@@ -29,6 +29,26 @@ var ErrClosed = errors.New("coordinator is closed")
 // unknown schema version.
 var ErrSchemaVersion = errors.New("unsupported coordinator schema version")
 
+// ErrInUse is returned by Open when another process holds the data file.
+var ErrInUse = errors.New("data file is in use by another process (is a coordinator already running on it?)")
+
+// NotCoordinatorFileError is returned by Open for an existing bbolt file that
+// is not a coordinator's data file, such as a member node's. Open writes
+// nothing to such a file.
+type NotCoordinatorFileError struct {
+	// Member is the member code a node's data file belongs to; empty when
+	// the file is not a node's either.
+	Member string
+}
+
+func (e *NotCoordinatorFileError) Error() string {
+	what := "a bbolt file that is not a coordinator's data file"
+	if e.Member != "" {
+		what = fmt.Sprintf("the data file of member %s's node, not a coordinator's", e.Member)
+	}
+	return "it is " + what + "; give the coordinator a --data file of its own (a new path is created)"
+}
+
 // errorDomain is the ErrorInfo domain of every error the coordinator returns.
 const errorDomain = "fedreport.coordinator"
 

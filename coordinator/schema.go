@@ -30,6 +30,12 @@ var (
 	bucketSchedules = []byte("schedules")
 
 	keySchemaVersion = []byte("schema_version")
+
+	// keyNodeMember is the key a member node's data file keeps its member
+	// code under in its own meta bucket (node/schema.go); a coordinator's
+	// meta never has it, which is how openStore tells a node's file from
+	// its own.
+	keyNodeMember = []byte("member")
 )
 
 // schemaVersion is the layout version written to meta. Bump it, and add a

@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -56,13 +58,28 @@ func openStore(path string) (*store, []string, error) {
 // openStoreWith is openStore with the function that drops the file's mapped
 // pages from the resident set.
 func openStoreWith(path string, release func(*bolt.DB)) (*store, []string, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	// An existing file is checked read-only first: opening it for writing
+	// may already write to it (bbolt writes out a freelist a node's file
+	// does not keep), and a file that is not the coordinator's must stay
+	// as it was.
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		if err := checkFile(path); err != nil {
+			return nil, nil, fmt.Errorf("open store %q: %w", path, err)
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		err = ErrInUse
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store %q: %w", path, err)
 	}
 	var interrupted []string
 	err = db.Update(func(tx *bolt.Tx) error {
 		interrupted = nil // Update may not retry, but keep the closure idempotent.
+		if err := checkOwnFile(tx); err != nil {
+			return err
+		}
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -129,6 +146,45 @@ func openStoreWith(path string, release func(*bolt.DB)) (*store, []string, error
 	s.touched()
 	return s, interrupted, nil
 }
+
+// openTimeout bounds the wait for the file lock, so that a second process
+// gets ErrInUse instead of hanging.
+const openTimeout = time.Second
+
+// checkFile opens the existing file at path read-only and checks that it is
+// a coordinator's data file (checkOwnFile).
+func checkFile(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, ReadOnly: true})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return ErrInUse
+	}
+	if err != nil {
+		return err
+	}
+	err = db.View(func(tx *bolt.Tx) error { return checkOwnFile(tx) })
+	return errors.Join(err, db.Close())
+}
+
+// checkOwnFile returns a *NotCoordinatorFileError unless the file is empty
+// (no buckets: new) or has a meta bucket without a node's member code. The
+// schema version is checked by the caller.
+func checkOwnFile(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		empty := tx.ForEach(func([]byte, *bolt.Bucket) error { return errNotEmpty }) == nil
+		if empty {
+			return nil
+		}
+		return &NotCoordinatorFileError{}
+	}
+	if member := meta.Get(keyNodeMember); member != nil {
+		return &NotCoordinatorFileError{Member: string(member)}
+	}
+	return nil
+}
+
+// errNotEmpty ends checkOwnFile's walk over the buckets at the first one.
+var errNotEmpty = errors.New("not empty")
 
 // close stops the releaser and closes the bbolt file. It is safe to call more
 // than once.

@@ -39,6 +39,15 @@ func (e *MemberMismatchError) Error() string {
 	return fmt.Sprintf("data file %s belongs to member %s, not %s (check --member and --data)", e.Path, e.Stored, e.Configured)
 }
 
+// CoordinatorFileError is returned by Open for a coordinator's data file.
+type CoordinatorFileError struct {
+	Path string
+}
+
+func (e *CoordinatorFileError) Error() string {
+	return fmt.Sprintf("data file %s is a coordinator's data file, not a node's; give the node its own --data file (a new path is created)", e.Path)
+}
+
 // SchemaVersionError is returned by Open for a data file whose layout this
 // build does not know.
 type SchemaVersionError struct {

@@ -29,6 +29,11 @@ var (
 	bucketMeta        = []byte("meta")
 	bucketUndo        = []byte("undo")
 
+	// bucketCoordinatorRollups is a bucket of a coordinator's data file
+	// (coordinator/schema.go), whose meta has no member: with it, a file
+	// OpenStore refuses is named as a coordinator's.
+	bucketCoordinatorRollups = []byte("rollups")
+
 	keySchemaVersion = []byte("schema_version")
 	keyMember        = []byte("member")
 	keyDataVersion   = []byte("data_version")

@@ -181,6 +181,9 @@ func (s *Store) initMeta(tx *bolt.Tx) error {
 		}
 		return meta.Put(keyDataVersion, u64(0))
 	}
+	if meta.Get(keyMember) == nil && tx.Bucket(bucketCoordinatorRollups) != nil {
+		return &CoordinatorFileError{Path: s.path}
+	}
 	switch v := meta.Get(keySchemaVersion); {
 	case v == nil:
 		return &SchemaVersionError{Path: s.path}
