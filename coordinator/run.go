@@ -58,19 +58,21 @@ func RunAll(ctx context.Context, cfg Config, addrs Addresses) error {
 			return fmt.Errorf("metrics listen %s: %w", addrs.MetricsListen, err)
 		}
 	}
-	c, err := Open(cfg)
-	if err != nil {
-		return errors.Join(err, closeListener(metricsLis))
-	}
+	// The listeners come before Open, so that a port in use leaves no new,
+	// empty data file behind.
 	lis, err := lc.Listen(ctx, "tcp", addrs.Listen)
 	if err != nil {
-		return errors.Join(fmt.Errorf("listen %s: %w", addrs.Listen, err), closeListener(metricsLis), c.Close())
+		return errors.Join(fmt.Errorf("listen %s: %w", addrs.Listen, err), closeListener(metricsLis))
 	}
 	var memberLis net.Listener
 	if addrs.MemberListen != "" {
 		if memberLis, err = lc.Listen(ctx, "tcp", addrs.MemberListen); err != nil {
-			return errors.Join(fmt.Errorf("member listen %s: %w", addrs.MemberListen, err), lis.Close(), closeListener(metricsLis), c.Close())
+			return errors.Join(fmt.Errorf("member listen %s: %w", addrs.MemberListen, err), lis.Close(), closeListener(metricsLis))
 		}
+	}
+	c, err := Open(cfg)
+	if err != nil {
+		return errors.Join(err, lis.Close(), closeListener(memberLis), closeListener(metricsLis))
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	// Serve logs the address it serves on, so ":0" shows the real port.

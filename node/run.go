@@ -10,20 +10,13 @@ import (
 	"time"
 )
 
-// Run opens the node, listens on listenAddr (mTLS) and, if adminSocketPath
-// is not empty, on a unix socket there (mode 0600, no TLS), serves until ctx
+// Run listens on listenAddr (mTLS) and, if adminSocketPath is not empty, on
+// a unix socket there (mode 0600, no TLS), opens the node, serves until ctx
 // is done, and closes the node. A stale socket file is replaced; a socket
 // another process still answers on is an error.
 func Run(ctx context.Context, cfg Config, listenAddr, adminSocketPath string) (err error) {
-	n, err := Open(cfg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := n.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
+	// The listeners come first, so that a port in use leaves no new,
+	// empty data file behind.
 	var lis, adminLis net.Listener
 	if listenAddr != "" {
 		lis, err = net.Listen("tcp", listenAddr)
@@ -39,6 +32,15 @@ func Run(ctx context.Context, cfg Config, listenAddr, adminSocketPath string) (e
 		}
 		defer adminLis.Close()
 	}
+	n, err := Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := n.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	attrs := []any{"member", cfg.Member, "data", cfg.DataPath, "version", cfg.Version}
 	if lis != nil {
 		attrs = append(attrs, "listen", lis.Addr().String())

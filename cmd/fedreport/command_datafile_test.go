@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,5 +167,33 @@ func TestCoordinatorSaysItsFileIsInUse(t *testing.T) {
 	}
 	if !errors.Is(err, coordinator.ErrInUse) {
 		t.Errorf("got %v, want coordinator.ErrInUse", err)
+	}
+}
+
+// TestAPortInUseLeavesNoDataFile starts a node and a coordinator on a port
+// another listener holds: each fails, and neither leaves a data file behind.
+func TestAPortInUseLeavesNoDataFile(t *testing.T) {
+	t.Parallel()
+	nodeTLS, coordTLS := dataFilePKI(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	busy := lis.Addr().String()
+	dir := t.TempDir()
+	nodeFile, coordFile := filepath.Join(dir, "fr.db"), filepath.Join(dir, "coord.db")
+	for _, args := range [][]string{
+		append([]string{"node", "--member", "FR", "--data", nodeFile, "--listen", busy}, nodeTLS...),
+		append([]string{"coordinator", "--data", coordFile, "--listen", busy, "--member", "FR=127.0.0.1:7443"}, coordTLS...),
+	} {
+		if err := startRefused(t, args...); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			t.Errorf("%s on a port in use: got %v, want an error saying so", args[0], err)
+		}
+	}
+	for _, path := range []string{nodeFile, coordFile} {
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s after a failed start: got %v, want no file", path, err)
+		}
 	}
 }
