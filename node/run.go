@@ -54,11 +54,20 @@ func Run(ctx context.Context, cfg Config, listenAddr, adminSocketPath string) (e
 	return err
 }
 
+// MaxSocketPath is the longest unix socket path, in bytes, that the
+// system can bind: sun_path's 108 bytes less the closing NUL.
+const MaxSocketPath = 107
+
 // ListenAdminSocket listens on a unix socket at path that only the node's
 // user may use (mode 0600). A socket file nobody answers on is removed
 // first; one a live process answers on, or a file that is not a socket, is
 // an error.
 func ListenAdminSocket(path string) (net.Listener, error) {
+	// bind(2) says only "invalid argument" for a path that does not fit
+	// sockaddr_un's sun_path with its closing NUL.
+	if len(path) > MaxSocketPath {
+		return nil, fmt.Errorf("node: admin socket %s: the path is too long (%d bytes, the limit is %d); use a shorter one", path, len(path), MaxSocketPath)
+	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("node: admin socket %s: a file that is not a socket is in the way", path)

@@ -559,6 +559,11 @@ func TestRunServesTheAdminSocket(t *testing.T) {
 	if _, err := ListenAdminSocket(plain); err == nil {
 		t.Errorf("listen over a plain file: got nil error")
 	}
+	// A path bind(2) cannot take is named as too long, not "invalid argument".
+	long := filepath.Join(dir, strings.Repeat("s", 120)+".sock")
+	if _, err := ListenAdminSocket(long); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("the path is too long (%d bytes, the limit is 107); use a shorter one", len(long))) {
+		t.Errorf("listen on a %d-byte path: got %v, want it named as too long", len(long), err)
+	}
 }
 
 // rawCodec is a client codec that keeps a response's bytes as they came.
