@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +53,9 @@ func dialCoordinator(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("--coordinator (or FEDREPORT_COORDINATOR) is required: host:port of the coordinator")
 	}
+	if err := checkHostPort("--coordinator", addr, "the coordinator's --listen address, e.g. 127.0.0.1:7400"); err != nil {
+		return nil, err
+	}
 	src, err := o.source()
 	if err != nil {
 		return nil, err
@@ -80,6 +84,11 @@ func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 		return grpc.NewClient("unix://"+abs, grpc.WithTransportCredentials(insecure.NewCredentials()), recvLimit)
 	case strings.HasPrefix(addr, "/"):
 		return nil, fmt.Errorf("--node %s: write a socket path as unix://%s", addr, addr)
+	case isSocketPath(addr):
+		return nil, fmt.Errorf("--node %s: write a socket path as unix://%s (or unix://%s)", addr, addr, absOr(addr))
+	}
+	if err := checkHostPort("--node", addr, "the node's --listen address, e.g. 127.0.0.1:7443"); err != nil {
+		return nil, err
 	}
 	src, err := o.source()
 	if err != nil {
@@ -87,6 +96,36 @@ func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 	}
 	cfg := mtls.ClientConfig(src, mtls.ExpectRole("", identity.RoleNode))
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), recvLimit)
+}
+
+// isSocketPath reports whether a --node address without a scheme names a
+// unix socket rather than host:port: an existing socket file, or a path that
+// ends in .sock as the README's --admin-socket examples do.
+func isSocketPath(addr string) bool {
+	if fi, err := os.Stat(addr); err == nil && fi.Mode().Type() == os.ModeSocket {
+		return true
+	}
+	return strings.HasSuffix(addr, ".sock")
+}
+
+// absOr returns the absolute form of path, or path when there is none.
+func absOr(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
+// checkHostPort refuses an address without a port: grpc would dial port 443
+// without a word. Addresses with a scheme (dns:///...) are grpc's to parse.
+func checkHostPort(flag, addr, what string) error {
+	if strings.Contains(addr, "://") {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return fmt.Errorf("%s %s: want host:port, with the port (%s)", flag, addr, what)
+	}
+	return nil
 }
 
 // callContext returns a context with the CLI's default deadline.
