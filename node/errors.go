@@ -151,6 +151,9 @@ const (
 	ReasonInternal        = "INTERNAL"
 	ReasonDiskFull        = "DISK_FULL"
 	ReasonAnswerTooLarge  = "ANSWER_TOO_LARGE"
+	// ReasonOtherMember refuses a member-admin certificate of another
+	// member: the role is right, the member is not.
+	ReasonOtherMember = "OTHER_MEMBER"
 )
 
 // toStatus maps an error of the store to a gRPC status with

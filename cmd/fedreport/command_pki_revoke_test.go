@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
 // freeAddr returns a loopback address no one listens on right now.
@@ -111,5 +114,44 @@ func TestRevokeReachesARunningNode(t *testing.T) {
 		if !strings.Contains(res.stderr, want) {
 			t.Errorf("node log has no %q:\n%s", want, res.stderr)
 		}
+	}
+}
+
+// TestAnotherMembersAdminIsToldWhichMember calls FR's node with IT's
+// member-admin certificate: the role is right, the member is not, and the
+// refusal says which member's certificate the call needs.
+func TestAnotherMembersAdminIsToldWhichMember(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	mustRunCLI(t, "pki", "init", "--dir", pkiDir)
+	mustRunCLI(t, "pki", "issue", "--dir", pkiDir, "--role", "node", "--member", "FR")
+	mustRunCLI(t, "pki", "issue", "--dir", pkiDir, "--role", "member-admin", "--member", "IT", "--name", "ops")
+	p := func(name string) string { return filepath.Join(pkiDir, name) }
+	addr := freeAddr(t)
+	itAdmin := identity.MemberAdmin("isa", "IT", "ops")
+	conn := serveCLI(t, pkiDir, addr, itAdmin, identity.Node("isa", "FR"),
+		"node", "--member", "FR", "--data", filepath.Join(dir, "fr.db"), "--listen", addr,
+		"--cacert", p("ca.crt"), "--cert", p("node-FR.crt"), "--key", p("node-FR.key"))
+
+	want := "spiffe://isa/member-admin/IT/ops may not call " + fedreportv1.NodeAdminService_GetNodeStats_FullMethodName +
+		": this is the node of member FR; it needs a member-admin certificate of FR"
+	_, err := fedreportv1.NewNodeAdminServiceClient(conn).GetNodeStats(t.Context(), &fedreportv1.GetNodeStatsRequest{})
+	if status.Code(err) != codes.PermissionDenied || status.Convert(err).Message() != want {
+		t.Errorf("GetNodeStats: got %v, want PermissionDenied %q", err, want)
+	}
+
+	_, _, err = runCLI(t, t.Context(), "audit", "--node", addr, "--cacert", p("ca.crt"),
+		"--cert", p("member-admin-IT-ops.crt"), "--key", p("member-admin-IT-ops.key"))
+	for _, want := range []string{
+		"may not call " + fedreportv1.NodeAdminService_ListDisclosures_FullMethodName + ": this is the node of member FR; it needs a member-admin certificate of FR",
+		"see `fedreport pki issue --role member-admin --member`",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("audit: got %v, want an error containing %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "a role that may call this") {
+		t.Errorf("audit: got %v, which blames the role", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/isa-alliance/fedreport/node"
 )
 
 // describeRPCError turns a gRPC error into a message for an operator: the
@@ -18,6 +20,7 @@ func describeRPCError(op string, err error) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s", op, st.Message())
+	var reason string
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.BadRequest:
@@ -25,6 +28,7 @@ func describeRPCError(op string, err error) error {
 				fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
 			}
 		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
 			fmt.Fprintf(&b, " [%s]", d.GetReason())
 		}
 	}
@@ -32,6 +36,10 @@ func describeRPCError(op string, err error) error {
 	case codes.Unavailable:
 		b.WriteString("\n  (is the server running at that address, and do --cacert/--cert/--key belong to this federation?)")
 	case codes.PermissionDenied, codes.Unauthenticated:
+		if reason == node.ReasonOtherMember {
+			b.WriteString("\n  (see `fedreport pki issue --role member-admin --member`)")
+			break
+		}
 		b.WriteString("\n  (use the certificate of a role that may call this; see `fedreport pki issue --role`)")
 	}
 	return fmt.Errorf("%s", b.String())
