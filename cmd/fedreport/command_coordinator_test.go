@@ -226,3 +226,24 @@ func TestRateLimitFlagsReachTheServers(t *testing.T) {
 		t.Errorf("second rollup with start_rollup_burst: 1: got %v, want RESOURCE_EXHAUSTED naming bursts of 1", err)
 	}
 }
+
+// TestConfigTypeErrorsNameTheKey gives node and coordinator config files a
+// value of the wrong type: the error names the key and what to write.
+func TestConfigTypeErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a duration without a unit", []string{"coordinator", "--config", writeFile(t, "coord.yaml", "data: c.db\nmember_timeout: 10\n")},
+			"line 2: member_timeout: want a duration such as 10s, not 10"},
+		{"a count in words", []string{"node", "--config", writeFile(t, "node.yaml", "member: FR\nmin_cell_count: \"five\"\n")},
+			"line 2: min_cell_count: want a whole number, 0 or more, not five"},
+	} {
+		_, _, err := runCLI(t, t.Context(), tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+}
