@@ -69,7 +69,11 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 		"member-code": fc.MemberCode, "member-listen": fc.MemberListen, "member-cert": fc.MemberCert, "member-key": fc.MemberKey,
 		"start-rollup-rate": optionalNumber(fc.StartRollupRate), "start-rollup-burst": optionalNumber(fc.StartRollupBurst),
 	}
-	if fc.MemberTimeout > 0 {
+	set, err := topLevelKeys(o.config)
+	if err != nil {
+		return err
+	}
+	if fc.MemberTimeout != 0 || set["member_timeout"] {
 		values["member-timeout"] = fc.MemberTimeout.String()
 	}
 	if fc.ShutdownTimeout > 0 {
@@ -110,6 +114,11 @@ func newCoordinatorCommand() *cobra.Command {
 			}
 			if err := o.startRollup.validate(); err != nil {
 				return err
+			}
+			// The default is 10s, so 0 is the user's; Open would take it
+			// as the default.
+			if o.memberTimeout <= 0 {
+				return fmt.Errorf("--member-timeout %v (member_timeout in --config): give a duration above 0, such as %v (the default)", o.memberTimeout, coordinator.DefaultMemberTimeout)
 			}
 			if len(o.members) == 0 {
 				return fmt.Errorf("no members: add --member CODE=host:port for each member node (or members: in --config)")

@@ -15,9 +15,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/isa-alliance/fedreport/coordinator"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/pki"
+	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -245,5 +247,59 @@ func TestConfigTypeErrorsNameTheKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestExplicitZerosAreRefused sets, on the command line and in config
+// files, values the servers used to replace by their defaults without a
+// word, and an earliest date no request could meet: each is refused before
+// anything starts, saying what to give. Left unset, the defaults stay.
+func TestExplicitZerosAreRefused(t *testing.T) {
+	t.Parallel()
+	nodeArgs := []string{"node", "--member", "FR", "--data", filepath.Join(t.TempDir(), "fr.db")}
+	coordArgs := []string{"coordinator", "--data", filepath.Join(t.TempDir(), "coord.db"), "--member", "FR=127.0.0.1:7443"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"--min-cell-count 0", append(nodeArgs, "--min-cell-count", "0"),
+			"--min-cell-count 0 (min_cell_count in --config): give 1 or more (1: every count is exact; the default is 5)"},
+		{"min_cell_count: 0", append(nodeArgs, "--config", writeFile(t, "node.yaml", "min_cell_count: 0\n")),
+			"--min-cell-count 0 (min_cell_count in --config): give 1 or more"},
+		{"a future earliest date", append(nodeArgs, "--earliest-date", "2999-01-01"),
+			"--earliest-date 2999-01-01 (earliest_date in --config) is in the future: the node would refuse every request; give a day on or before today"},
+		{"an earliest date that is not a date", append(nodeArgs, "--earliest-date", "2020-13-01"),
+			"--earliest-date 2020-13-01 (earliest_date in --config)"},
+		{"--member-timeout 0s", append(coordArgs, "--member-timeout", "0s"),
+			"--member-timeout 0s (member_timeout in --config): give a duration above 0, such as 10s (the default)"},
+		{"member_timeout: 0s", append(coordArgs, "--config", writeFile(t, "coord.yaml", "member_timeout: 0s\n")),
+			"--member-timeout 0s (member_timeout in --config): give a duration above 0"},
+	} {
+		_, _, err := runCLI(t, t.Context(), tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+
+	o := &coordinatorOptions{}
+	fs := pflag.NewFlagSet("coordinator", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	o.config = writeFile(t, "unset.yaml", "data: c.db\n")
+	if err := o.applyConfig(fs); err != nil {
+		t.Fatal(err)
+	}
+	if o.memberTimeout != coordinator.DefaultMemberTimeout {
+		t.Errorf("member timeout left unset: got %v, want the default %v", o.memberTimeout, coordinator.DefaultMemberTimeout)
+	}
+	n := &nodeOptions{}
+	fs = pflag.NewFlagSet("node", pflag.ContinueOnError)
+	n.AddFlags(fs)
+	n.config = writeFile(t, "unset.yaml", "member: FR\n")
+	if err := n.applyConfig(fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.validatePolicy(time.Now()); err != nil || n.minCellCount != node.DefaultMinCellCount {
+		t.Errorf("min cell count left unset: got %d, %v, want the default %d", n.minCellCount, err, node.DefaultMinCellCount)
 	}
 }

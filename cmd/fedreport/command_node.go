@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -75,7 +76,7 @@ type nodeConfigFile struct {
 	Cert              string   `yaml:"cert"`
 	Key               string   `yaml:"key"`
 	CRL               string   `yaml:"crl"`
-	MinCellCount      uint32   `yaml:"min_cell_count"`
+	MinCellCount      *uint32  `yaml:"min_cell_count"`
 	AllowedDimensions []string `yaml:"allowed_dimensions"`
 	EarliestDate      string   `yaml:"earliest_date"`
 	LogFormat         string   `yaml:"log_format"`
@@ -123,10 +124,29 @@ func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
 	if c.AllowedDimensions != nil && len(c.AllowedDimensions) == 0 {
 		values["allowed-dimensions"] = "none" // allowed_dimensions: []
 	}
-	if c.MinCellCount != 0 {
-		values["min-cell-count"] = fmt.Sprint(c.MinCellCount)
+	if c.MinCellCount != nil {
+		values["min-cell-count"] = fmt.Sprint(*c.MinCellCount)
 	}
 	return setFromConfig(fs, values)
+}
+
+// validatePolicy refuses policy settings the node would otherwise replace
+// or that would refuse every request. Neither flag can be 0 or empty by
+// default, so such a value is the user's.
+func (o *nodeOptions) validatePolicy(now time.Time) error {
+	if o.minCellCount == 0 {
+		return fmt.Errorf("--min-cell-count 0 (min_cell_count in --config): give 1 or more (1: every count is exact; the default is %d)", node.DefaultMinCellCount)
+	}
+	if o.earliestDate == "" {
+		return nil
+	}
+	if _, err := records.ParseDate(o.earliestDate); err != nil {
+		return fmt.Errorf("--earliest-date %s (earliest_date in --config): %w", o.earliestDate, err)
+	}
+	if today := now.UTC().Format(time.DateOnly); o.earliestDate > today {
+		return fmt.Errorf("--earliest-date %s (earliest_date in --config) is in the future: the node would refuse every request; give a day on or before today (%s)", o.earliestDate, today)
+	}
+	return nil
 }
 
 func newNodeCommand() *cobra.Command {
@@ -148,6 +168,9 @@ func newNodeCommand() *cobra.Command {
 				return fmt.Errorf("--member and --data are required")
 			}
 			if err := o.aggregate.validate(); err != nil {
+				return err
+			}
+			if err := o.validatePolicy(time.Now()); err != nil {
 				return err
 			}
 			o.member = strings.ToUpper(o.member)

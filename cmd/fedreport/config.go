@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/yamlconf"
@@ -24,6 +25,24 @@ func loadStrictYAML(path string, v any) error {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil
+}
+
+// topLevelKeys returns the top-level keys the YAML file at path sets, so
+// that a key set to its zero value can be told from one left out.
+func topLevelKeys(path string) (map[string]bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var m map[string]yaml.Node
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	set := make(map[string]bool, len(m))
+	for k := range m {
+		set[k] = true
+	}
+	return set, nil
 }
 
 // setFromConfig applies config values to flags the command line did not set,
