@@ -48,7 +48,7 @@ func newAuditCommand() *cobra.Command {
 				resp, err := client.ListDisclosures(ctx, &fedreportv1.ListDisclosuresRequest{PageSize: 1000, PageToken: token, Since: o.since})
 				cancel()
 				if err != nil {
-					return describeRPCError("audit", err)
+					return describeNodeRPCError("audit", o.node, err)
 				}
 				entries = append(entries, resp.GetEntries()...)
 				if token = resp.GetNextPageToken(); token == "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/internal/records"
@@ -194,7 +195,7 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 	defer cancel()
 	stream, err := fedreportv1.NewNodeAdminServiceClient(conn).IngestRecords(ctx)
 	if err != nil {
-		return describeRPCError("ingest", err)
+		return describeNodeRPCError("ingest", o.node, err)
 	}
 	var (
 		sent     uint64
@@ -233,7 +234,12 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 			// A failed Send reports only io.EOF; the status comes from CloseAndRecv.
 			_, err = stream.CloseAndRecv()
 		}
-		return placeNodeError(err, placed, o.format)
+		// A Send failed, so the stream ended before the CLI closed it: the
+		// node cannot have committed it.
+		if e := interruptedIngest(ctx, err, false); e != nil {
+			return e
+		}
+		return placeNodeError(err, placed, o.format, o.node)
 	}
 	for _, in := range inputs {
 		rr, closer, err := openRecords(in.name, o.format, stdin, &read)
@@ -288,9 +294,19 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 		}
 		return fmt.Errorf("%s\n%d invalid line(s); nothing was stored. Fix them and ingest again", msg, badLines)
 	}
+	if ctx.Err() != nil {
+		// Interrupted before the stream was closed: closing it now would
+		// not commit it, and its error would not say so.
+		prog.clear()
+		return interruptedIngest(ctx, ctx.Err(), false)
+	}
 	prog.status(fmt.Sprintf("%d records sent; the node is committing them", sent))
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
+		if e := interruptedIngest(ctx, err, true); e != nil {
+			prog.clear()
+			return e
+		}
 		return nodeErr(err)
 	}
 	prog.clear()
@@ -299,6 +315,32 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 		resp.GetReceived(), resp.GetAdded(), resp.GetChanged(), resp.GetUnchanged(), resp.GetDataVersion(),
 		elapsed.Round(time.Millisecond), float64(resp.GetReceived())/max(elapsed.Seconds(), 1e-9))
 	return nil
+}
+
+// interruptedIngest explains an ingest stream that ended without the node's
+// answer, cancelled or cut off, or returns nil when err is the node's own
+// refusal. Until the CLI has closed the stream (closed false) the node
+// cannot have committed it; after, the answer to a commit may be what was
+// lost. Either way the same command can run again: records the node
+// already holds come back unchanged. No certificate hint: the connection was
+// made, so the certificates were accepted.
+func interruptedIngest(ctx context.Context, err error, closed bool) error {
+	cause := "cancelled"
+	if ctx.Err() == nil {
+		st, _ := status.FromError(err)
+		switch st.Code() {
+		case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable:
+			cause = "connection to the node lost: " + st.Message()
+		default:
+			return nil
+		}
+	}
+	if closed {
+		return fmt.Errorf("ingest: stream interrupted while the node was committing it (%s); it may or may not be stored. "+
+			"It is safe to run the same command again: records the node already holds come back unchanged", cause)
+	}
+	return fmt.Errorf("ingest: stream interrupted before it was complete (%s); the node did not commit it and nothing of it was stored. "+
+		"It is safe to run the same command again", cause)
 }
 
 // recordIndexRE reads the stream index of a refused record from a field
@@ -311,10 +353,10 @@ var recordIndexRE = regexp.MustCompile(`^records\[(\d+)\]`)
 // that was (it reads the file again to find it). A duplicate record_id also
 // names the line of its first occurrence. Anything else, or a record of
 // stdin, which cannot be read again, is reported as the node worded it.
-func placeNodeError(err error, placed []sentFile, format string) error {
+func placeNodeError(err error, placed []sentFile, format, addr string) error {
 	st, ok := status.FromError(err)
 	if !ok {
-		return describeRPCError("ingest", err)
+		return describeNodeRPCError("ingest", addr, err)
 	}
 	var reason string
 	index := int64(-1)
@@ -331,11 +373,11 @@ func placeNodeError(err error, placed []sentFile, format string) error {
 		}
 	}
 	if index < 0 || (reason != node.ReasonDuplicateRecord && reason != node.ReasonInvalidRecord) {
-		return describeRPCError("ingest", err)
+		return describeNodeRPCError("ingest", addr, err)
 	}
 	file, line, id, ok := locateRecord(placed, format, uint64(index))
 	if !ok {
-		return describeRPCError("ingest", err)
+		return describeNodeRPCError("ingest", addr, err)
 	}
 	var msg string
 	if reason == node.ReasonDuplicateRecord {

@@ -57,7 +57,7 @@ func newRetractCommand() *cobra.Command {
 			defer cancel()
 			resp, err := fedreportv1.NewNodeAdminServiceClient(conn).RetractRecords(ctx, &fedreportv1.RetractRecordsRequest{RecordIds: ids})
 			if err != nil {
-				return describeRPCError("retract", err)
+				return describeNodeRPCError("retract", o.node, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "retracted %d records; data version %d\n", resp.GetRetracted(), resp.GetDataVersion())
 			return nil

@@ -11,9 +11,28 @@ import (
 	"github.com/isa-alliance/fedreport/node"
 )
 
+// certHint is the hint for a server that could not be reached over mTLS.
+const certHint = "(is the server running at that address, and do --cacert/--cert/--key belong to this federation?)"
+
 // describeRPCError turns a gRPC error into a message for an operator: the
 // server's message, its field violations, and a hint for transport failures.
 func describeRPCError(op string, err error) error {
+	return describeRPCErrorHint(op, err, certHint)
+}
+
+// describeNodeRPCError is describeRPCError for a call to the node at addr
+// (--node): its admin socket involves no certificate, so a node that cannot
+// be reached there gets a hint about the socket instead.
+func describeNodeRPCError(op, addr string, err error) error {
+	if strings.HasPrefix(addr, "unix:") {
+		return describeRPCErrorHint(op, err, "(is the node running with --admin-socket at that path?)")
+	}
+	return describeRPCError(op, err)
+}
+
+// describeRPCErrorHint is describeRPCError with unavailable as the hint for
+// a server that could not be reached.
+func describeRPCErrorHint(op string, err error, unavailable string) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return fmt.Errorf("%s: %w", op, err)
@@ -34,7 +53,7 @@ func describeRPCError(op string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		b.WriteString("\n  (is the server running at that address, and do --cacert/--cert/--key belong to this federation?)")
+		b.WriteString("\n  " + unavailable)
 	case codes.PermissionDenied, codes.Unauthenticated:
 		if reason == node.ReasonOtherMember {
 			b.WriteString("\n  (see `fedreport pki issue --role member-admin --member`)")
