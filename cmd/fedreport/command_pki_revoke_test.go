@@ -95,7 +95,9 @@ func TestRevokeReachesARunningNode(t *testing.T) {
 		t.Fatalf("audit before revocation: %v", err)
 	}
 	mustRunCLI(t, "pki", "revoke", "--dir", pkiDir, "--cert", p("member-admin-FR-ops.crt"), "--reason", "key-compromise")
-	if err := audit("member-admin-FR-ops"); err == nil {
+	// Without the list, the client does not know: the node refuses it.
+	if _, _, err := runCLI(t, t.Context(), "audit", "--node", addr, "--cacert", p("ca.crt"),
+		"--cert", p("member-admin-FR-ops.crt"), "--key", p("member-admin-FR-ops.key")); err == nil {
 		t.Error("audit with a revoked certificate: got success, want the handshake refused")
 	}
 	if err := audit("member-admin-FR-ops2"); err != nil {
@@ -110,7 +112,7 @@ func TestRevokeReachesARunningNode(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("node: %v\n%s", res.err, res.stderr)
 	}
-	for _, want := range []string{"TLS certificate loaded", "revocation list loaded", "refused a revoked certificate"} {
+	for _, want := range []string{"TLS certificate loaded", "revocation list loaded", `msg="refused a peer whose certificate is revoked"`, "peer=spiffe://isa/member-admin/FR/ops peer_serial="} {
 		if !strings.Contains(res.stderr, want) {
 			t.Errorf("node log has no %q:\n%s", want, res.stderr)
 		}
@@ -153,5 +155,26 @@ func TestAnotherMembersAdminIsToldWhichMember(t *testing.T) {
 	}
 	if err != nil && strings.Contains(err.Error(), "a role that may call this") {
 		t.Errorf("audit: got %v, which blames the role", err)
+	}
+}
+
+func TestARevokedClientWithTheListIsToldBeforeDialing(t *testing.T) {
+	t.Parallel()
+	pkiDir := filepath.Join(t.TempDir(), "pki")
+	mustRunCLI(t, "pki", "init", "--dir", pkiDir)
+	mustRunCLI(t, "pki", "issue", "--dir", pkiDir, "--role", "operator", "--name", "carol")
+	p := func(name string) string { return filepath.Join(pkiDir, name) }
+	mustRunCLI(t, "pki", "revoke", "--dir", pkiDir, "--cert", p("operator-carol.crt"))
+
+	// No coordinator listens there: the CLI must not get as far as dialing.
+	_, _, err := runCLI(t, t.Context(), "members", "--coordinator", freeAddr(t), "--cacert", p("ca.crt"),
+		"--cert", p("operator-carol.crt"), "--key", p("operator-carol.key"), "--crl", p("ca.crl"))
+	if err == nil {
+		t.Fatal("members with a revoked certificate succeeded")
+	}
+	for _, want := range []string{"your certificate " + p("operator-carol.crt"), "spiffe://isa/operator/carol", "serial ", "is revoked by the revocation list " + p("ca.crl"), "ask"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
 	}
 }

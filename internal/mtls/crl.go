@@ -119,8 +119,28 @@ func (r *revocations) notOlderThan(old *revocations) error {
 // check returns an error wrapping ErrRevoked if the leaf of any chain is on
 // the list of the CA that issued it. A nil list revokes nothing.
 func (r *revocations) check(chains [][]*x509.Certificate) error {
+	if rc, ok := r.find(chains); ok {
+		return rc.err()
+	}
+	return nil
+}
+
+// revokedCert names a certificate a revocation list revokes.
+type revokedCert struct {
+	who    string // its identity, or its common name
+	serial string // as SerialHex prints it
+	issuer string // the common name of the CA whose list names it
+}
+
+func (rc revokedCert) err() error {
+	return fmt.Errorf("%s (serial %s): %w by %s", rc.who, rc.serial, ErrRevoked, rc.issuer)
+}
+
+// find returns the leaf of the first chain that is on the list of the CA
+// that issued it. A nil list revokes nothing.
+func (r *revocations) find(chains [][]*x509.Certificate) (revokedCert, bool) {
 	if r == nil {
-		return nil
+		return revokedCert{}, false
 	}
 	for _, chain := range chains {
 		if len(chain) < 2 {
@@ -135,9 +155,9 @@ func (r *revocations) check(chains [][]*x509.Certificate) error {
 		if id, err := identity.FromCertificate(leaf); err == nil {
 			who = id.String()
 		}
-		return fmt.Errorf("%s (serial %s): %w by %s", who, SerialHex(leaf), ErrRevoked, l.issuer)
+		return revokedCert{who: who, serial: SerialHex(leaf), issuer: l.issuer}, true
 	}
-	return nil
+	return revokedCert{}, false
 }
 
 func (r *revocations) count() int {

@@ -90,8 +90,9 @@ func TestRevokedClientIsRefusedAtItsNextHandshake(t *testing.T) {
 	if err := check(t, addr, mtls.ClientConfig(bob, nil)); err != nil {
 		t.Fatalf("bob, not revoked: %v", err)
 	}
-	if got := log.String(); !strings.Contains(got, "refused a revoked certificate") || !strings.Contains(got, "operator/alice") {
-		t.Errorf("server log does not name the revoked peer:\n%s", got)
+	if got := log.String(); !strings.Contains(got, "refused a peer whose certificate is revoked") ||
+		!strings.Contains(got, "peer=spiffe://isa/operator/alice peer_serial="+mtls.SerialHex(leafOf(t, alice))) {
+		t.Errorf("server log does not name the revoked peer in its own fields:\n%s", got)
 	}
 
 	// An older list (a lower CRL number) does not un-revoke anyone, nor
@@ -248,5 +249,26 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestASourceWhoseOwnCertificateIsRevokedSaysSoAtStart(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, "isa")
+	carol := filesFor(t, ca, identity.Operator("isa", "carol"), "", nil)
+	crl := filepath.Join(t.TempDir(), "ca.crl")
+	ca.WriteCRL(t, crl, 1, leafOf(t, carol))
+
+	_, err := mtls.NewFiles(carol.CACert, carol.Cert, carol.Key, mtls.WithCRL(crl))
+	if !errors.Is(err, mtls.ErrRevoked) {
+		t.Fatalf("got %v, want ErrRevoked", err)
+	}
+	for _, want := range []string{"your certificate " + carol.Cert, "spiffe://isa/operator/carol", "serial " + mtls.SerialHex(leafOf(t, carol)), crl, "ask"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if _, err := mtls.NewFiles(carol.CACert, carol.Cert, carol.Key); err != nil {
+		t.Errorf("without the list: %v", err)
 	}
 }

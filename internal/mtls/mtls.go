@@ -97,8 +97,9 @@ func WithCRL(path string) Option { return func(f *Files) { f.CRL = path } }
 func WithLogger(l *slog.Logger) Option { return func(f *Files) { f.log = l } }
 
 // NewFiles returns a Files source and loads it once, so that a wrong path, a
-// key that does not match its certificate or a revocation list not signed by
-// the CA is reported at start-up.
+// key that does not match its certificate, a revocation list not signed by
+// the CA or one that revokes the source's own certificate is reported at
+// start-up.
 func NewFiles(caCert, cert, key string, opts ...Option) (*Files, error) {
 	if caCert == "" || cert == "" || key == "" {
 		return nil, errors.New("TLS needs --cacert, --cert and --key (or FEDREPORT_CACERT, FEDREPORT_CERT, FEDREPORT_KEY)")
@@ -111,6 +112,9 @@ func NewFiles(caCert, cert, key string, opts ...Option) (*Files, error) {
 		f.log = slog.New(slog.DiscardHandler)
 	}
 	if _, err := f.Certificate(); err != nil {
+		return nil, err
+	}
+	if err := f.checkOwnRevocation(); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -145,9 +149,39 @@ func (f *Files) CheckRevocation(chains [][]*x509.Certificate) error {
 	if err := f.reloadLocked(); err != nil {
 		return err
 	}
-	if err := f.revoked.check(chains); err != nil {
-		f.log.Warn("refused a revoked certificate", "err", err)
-		return err
+	if rc, ok := f.revoked.find(chains); ok {
+		// The peer's, not this source's certificate: the logger may carry
+		// the latter's file.
+		f.log.Warn("refused a peer whose certificate is revoked", "peer", rc.who, "peer_serial", rc.serial, "revoked_by", rc.issuer)
+		return rc.err()
+	}
+	return nil
+}
+
+// checkOwnRevocation refuses a certificate of this source that its
+// revocation list already names: every peer with the list refuses it, and
+// a handshake would only say "bad certificate" or "broken pipe". Only at
+// start: on a reload, a list that revokes a certificate being rotated may
+// arrive before its replacement.
+func (f *Files) checkOwnRevocation() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.revoked == nil {
+		return nil
+	}
+	inter := x509.NewCertPool()
+	for _, der := range f.cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	chains, err := f.cert.Leaf.Verify(x509.VerifyOptions{Roots: f.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return nil // not of this federation, or expired: a peer refuses it and says why
+	}
+	if rc, ok := f.revoked.find(chains); ok {
+		return fmt.Errorf("tls: your certificate %s (%s, serial %s) is revoked by the revocation list %s (of %s): %w; ask your federation's CA operator for a new one (fedreport pki issue)",
+			f.Cert, rc.who, rc.serial, f.CRL, rc.issuer, ErrRevoked)
 	}
 	return nil
 }
