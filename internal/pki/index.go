@@ -32,7 +32,8 @@ type Entry struct {
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
 	// File is the certificate file, relative to the directory; empty for
-	// a certificate revoked by serial that pki did not issue into it.
+	// a certificate revoked by serial that pki did not issue into it. List
+	// gives the file that holds the certificate now, empty if none does.
 	File string `json:"file,omitempty"`
 	// RevokedAt is set once the certificate is on the revocation list.
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
@@ -113,8 +114,9 @@ func addToIndex(dir string, cert *x509.Certificate, certPath string) error {
 
 // List returns the certificates of dir: those in its index and any other
 // certificate file in it that its CA issued (pki of an older version wrote
-// no index), each marked revoked if the revocation list names it. They are
-// sorted by identity, then by expiry.
+// no index), each with the file that holds it now and marked revoked if
+// the revocation list names it. They are sorted by identity, then by
+// expiry.
 func List(dir string) ([]Entry, error) {
 	ca, err := Load(dir)
 	if err != nil {
@@ -125,15 +127,22 @@ func List(dir string) ([]Entry, error) {
 		return nil, err
 	}
 	entries := slices.Clone(ix.Certificates)
-	files, err := filepath.Glob(filepath.Join(dir, "*.crt"))
+	// Which file holds which certificate now: a rotation moves a
+	// certificate to another name (node-FR.crt.old) and puts the new one
+	// under the name the index recorded for the old.
+	holds := map[string]string{}  // file name -> serial
+	fileOf := map[string]string{} // serial -> the first file name that holds it
+	certs := map[string]*x509.Certificate{}
+	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range files {
-		if filepath.Base(p) == CACertFile {
+	for _, de := range des {
+		name := de.Name()
+		if !de.Type().IsRegular() || name == CACertFile || name == CRLFile || name == IndexFile || strings.HasSuffix(name, ".key") {
 			continue
 		}
-		b, err := os.ReadFile(p)
+		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			continue
 		}
@@ -142,8 +151,20 @@ func List(dir string) ([]Entry, error) {
 			continue // not ours; list only what this CA issued
 		}
 		serial := SerialHex(cert.SerialNumber)
+		holds[name] = serial
+		if _, ok := fileOf[serial]; !ok {
+			fileOf[serial], certs[serial] = name, cert
+		}
+	}
+	for i, e := range entries {
+		if e.File != "" && holds[e.File] == e.Serial {
+			continue
+		}
+		entries[i].File = fileOf[e.Serial] // empty when no file holds it any more
+	}
+	for serial, name := range fileOf {
 		if !slices.ContainsFunc(entries, func(e Entry) bool { return e.Serial == serial }) {
-			entries = append(entries, entryOf(cert, filepath.Base(p)))
+			entries = append(entries, entryOf(certs[serial], name))
 		}
 	}
 	crl, err := readCRL(dir, ca)

@@ -233,3 +233,43 @@ func FuzzParseSerial(f *testing.F) {
 		}
 	})
 }
+
+func TestListNamesTheFileARotatedCertificateWasMovedTo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca, err := Init(dir, "isa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPath, oldKey, err := ca.IssueToDir(dir, identity.Node("isa", "FR"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// README's rotation: move the old pair away, issue anew, revoke the old.
+	for _, p := range []string{oldPath, oldKey} {
+		if err := os.Rename(p, p+".old"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newPath, _, err := ca.IssueToDir(dir, identity.Node("isa", "FR"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCert, newCert := readCert(t, oldPath+".old"), readCert(t, newPath)
+	if _, _, err := Revoke(dir, RevokeRequest{Cert: oldCert, Reason: 4}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{SerialHex(oldCert.SerialNumber): filepath.Base(oldPath) + ".old", SerialHex(newCert.SerialNumber): filepath.Base(newPath)}
+	if len(entries) != 2 {
+		t.Fatalf("got %d entries, want 2: %+v", len(entries), entries)
+	}
+	for _, e := range entries {
+		if e.File != want[e.Serial] {
+			t.Errorf("serial %s (revoked %v): got file %q, want %q", e.Serial, e.Revoked(), e.File, want[e.Serial])
+		}
+	}
+}
