@@ -90,6 +90,8 @@ func TestIngestRefusesEachInvalidFileWhole(t *testing.T) {
 		{"wrong number of fields", "a.csv", header + good + "FR-3,arrests\n", []string{"a.csv:3:"}},
 		{"duplicate record_id in one stream", "a.csv", header + good + "FR-2,arrests,2020-02-04,,,,1\n", []string{"a.csv:3:", `record_id "FR-2" was already sent in this stream, at `, "a.csv:2 (send each record once"}},
 		{"malformed JSON line", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01"}` + "\n{not json\n", []string{"a.jsonl:2:"}},
+		{"quantity as a JSON string", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01","quantity":"3"}` + "\n", []string{"a.jsonl:1:", "quantity", "got a string"}},
+		{"repeated JSON key", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01"}` + "\n" + `{"record_id":"J-6","record_id":"J-7","metric":"arrests","date":"2020-01-01"}` + "\n", []string{"a.jsonl:2:", `key "record_id" appears twice`}},
 		{"unknown JSON field", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01","name":"x"}` + "\n", []string{"a.jsonl:1:", "name"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,7 +28,10 @@ type jsonRecord struct {
 	Quantity  jsonQuantity `json:"quantity"`
 }
 
-// jsonQuantity accepts a whole number, a string holding one, or null/"" (= 1).
+// jsonQuantity accepts a JSON number (ParseQuantity checks it is a whole
+// one in range) or null (= 1). A string is refused: README documents
+// quantity as a number, and a file that quotes it is likely to quote
+// something else wrong too.
 type jsonQuantity struct {
 	raw string
 }
@@ -38,11 +41,7 @@ func (q *jsonQuantity) UnmarshalJSON(b []byte) error {
 	case string(b) == "null":
 		q.raw = ""
 	case len(b) > 0 && b[0] == '"':
-		var v string
-		if err := json.Unmarshal(b, &v); err != nil {
-			return err
-		}
-		q.raw = v
+		return errQuantityString
 	case len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')):
 		q.raw = string(b)
 	default:
@@ -51,11 +50,15 @@ func (q *jsonQuantity) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-var errQuantityType = errors.New("field quantity: want a whole number from 1 to 1000000")
+var (
+	errQuantityType   = errors.New("field quantity: want a whole number from 1 to 1000000")
+	errQuantityString = errors.New(`field quantity: want a JSON number from 1 to 1000000, got a string (write "quantity":3, not "quantity":"3")`)
+)
 
 // JSONLReader streams records out of a JSON Lines file: one object per line
-// with the CSV column names as keys, values as strings (quantity also as a
-// number). Blank lines are skipped; unknown keys are an error.
+// with the CSV column names as keys, each at most once, values as strings
+// (quantity as a number). Blank lines are skipped; unknown or repeated keys
+// are an error.
 type JSONLReader struct {
 	r      *bufio.Reader
 	source string
@@ -168,6 +171,11 @@ func (j *JSONLReader) Read(rec *fedreportv1.Record) error {
 		if _, err := dec.Token(); err != io.EOF {
 			return j.lineErr(errors.New("want exactly one JSON object on the line"))
 		}
+		// encoding/json keeps the last of a repeated key; which one the
+		// sender meant is unknown.
+		if err := repeatedKey(line); err != nil {
+			return j.lineErr(err)
+		}
 	}
 	if err := fillJSON(rec, &jr); err != nil {
 		return j.lineErr(err)
@@ -191,13 +199,44 @@ func jsonProblem(err error) error {
 	if rest, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 		return fmt.Errorf("unknown field %s (want %s)", rest, strings.Join(Columns, ", "))
 	}
-	if errors.Is(err, errQuantityType) {
-		return errQuantityType
+	if errors.Is(err, errQuantityType) || errors.Is(err, errQuantityString) {
+		return err
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return errors.New("incomplete JSON object (want one object per line)")
 	}
 	return fmt.Errorf("not a JSON object: %s", strings.TrimPrefix(msg, "json: "))
+}
+
+// repeatedKey returns an error naming a key that appears twice in line, a
+// flat object that encoding/json has decoded into a jsonRecord. Keys are
+// compared as encoding/json matches them to fields: without case.
+func repeatedKey(line []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if _, err := dec.Token(); err != nil { // {
+		return nil
+	}
+	var seen []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, ok := t.(string)
+		if !ok {
+			return nil
+		}
+		for _, k := range seen {
+			if strings.EqualFold(k, key) {
+				return fmt.Errorf("key %q appears twice in the object (give each key once)", key)
+			}
+		}
+		seen = append(seen, key)
+		if _, err := dec.Token(); err != nil { // the value: a string, a number or null
+			return nil
+		}
+	}
+	return nil
 }
 
 func fillJSON(rec *fedreportv1.Record, jr *jsonRecord) error {
@@ -266,7 +305,8 @@ func appendJSONString(b []byte, s string) []byte {
 
 // parseFlatObject is the fast path for the common line: one flat object whose
 // keys are exactly the column names, each at most once, with plain ASCII
-// string values (no escapes), null, or a plain whole number for quantity. It
+// string values (no escapes) or null, and a plain whole number or null for
+// quantity. It
 // returns false for anything else, leaving the line to encoding/json; it
 // never accepts a line encoding/json would read differently (FuzzJSONLFastPath).
 func parseFlatObject(b []byte, jr *jsonRecord) bool {
@@ -305,7 +345,7 @@ func parseFlatObject(b []byte, jr *jsonRecord) bool {
 		}
 		var val string
 		switch c := b[i]; {
-		case c == '"':
+		case c == '"' && col != colQuantity:
 			v, n, ok := plainString(b, i)
 			if !ok {
 				return false

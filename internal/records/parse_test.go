@@ -117,7 +117,7 @@ func TestJSONLReader(t *testing.T) {
 		"\n   \n" +
 		`{"record_id":"FR-2","metric":"victims_identified","date":"2020-03-05","victim_age":"12-14","quantity":3}` + "\r\n" +
 		`{"record_id":"FR-3","metric":"arrest","date":"2020-03-06"}` + "\n" +
-		`{"record_id":"FR-4","metric":"sites_blocked","date":"2020-03-07","quantity":"2","offence":null}`
+		`{"record_id":"FR-4","metric":"sites_blocked","date":"2020-03-07","quantity":2,"offence":null}`
 	recs, errs := readAll(t, newJSONL(in))
 	want := []*fedreportv1.Record{
 		{RecordId: "FR-1", Metric: 1, Date: "2020-03-04", Offence: fedreportv1.Offence_OFFENCE_GROOMING, Channel: fedreportv1.Channel_CHANNEL_APP, Quantity: 1},
@@ -148,6 +148,11 @@ func TestJSONLReaderErrors(t *testing.T) {
 		{"an unknown field", `{"record_id":"FR-1","metric":"arrests","date":"2020-01-01","name":"x"}`, `fr.jsonl:1: unknown field "name" (want record_id, metric, date, offence, channel, victim_age, quantity)`},
 		{"a number for a string", `{"record_id":1,"metric":"arrests","date":"2020-01-01"}`, `fr.jsonl:1: field record_id: want a string, got a number`},
 		{"a boolean quantity", `{"record_id":"FR-1","metric":"arrests","date":"2020-01-01","quantity":true}`, `fr.jsonl:1: field quantity: want a whole number from 1 to 1000000`},
+		{"a quantity as a string", `{"record_id":"FR-1","metric":"arrests","date":"2020-01-01","quantity":"3"}`, `fr.jsonl:1: field quantity: want a JSON number from 1 to 1000000, got a string (write "quantity":3, not "quantity":"3")`},
+		{"a quantity as a string with escapes", `{"record_id":"FR-1","metric":"arrests","date":"2020-01-01","quantity":"\u0033"}`, `fr.jsonl:1: field quantity: want a JSON number`},
+		{"a repeated key", `{"record_id":"J-6","record_id":"J-7","metric":"arrests","date":"2020-01-01"}`, `fr.jsonl:1: key "record_id" appears twice in the object (give each key once)`},
+		{"a repeated key in another case", `{"record_id":"J-6","metric":"arrests","date":"2020-01-01","Record_ID":"J-7"}`, `fr.jsonl:1: key "Record_ID" appears twice in the object`},
+		{"a repeated null key", `{"record_id":"J-6","metric":"arrests","date":"2020-01-01","offence":null,"offence":"grooming"}`, `fr.jsonl:1: key "offence" appears twice`},
 		{"a fractional quantity", `{"record_id":"FR-1","metric":"arrests","date":"2020-01-01","quantity":1.5}`, `fr.jsonl:1: quantity "1.5" is not a whole number from 1 to 1000000`},
 		{"an array", `[1,2]`, `fr.jsonl:1: want a JSON object with the keys record_id, metric, date, offence, channel, victim_age, quantity, got a array`},
 		{"two objects on a line", `{"record_id":"FR-1","metric":"arrests","date":"2020-01-01"} {}`, `fr.jsonl:1: want exactly one JSON object on the line`},
