@@ -40,7 +40,7 @@ func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.config, "config", "", "YAML file with any of these settings (snake_case keys, plus schedules:); unknown keys are an error; flags win")
 	fs.StringVar(&o.data, "data", "", "bbolt file for rollup history (created if missing)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:7400", "mTLS listen address for operators and analysts")
-	fs.Var(&o.members, "member", "member node as CODE=host:port; repeat for each member")
+	fs.Var(memberFlag{&o.members}, "member", "member node as CODE=host:port; repeat for each member")
 	fs.DurationVar(&o.memberTimeout, "member-timeout", coordinator.DefaultMemberTimeout, "deadline for each member's answer in a rollup")
 	fs.IntVar(&o.minMembers, "min-members", 0, "quorum: a rollup with fewer members answering is stored as failed, without totals (0: no quorum)")
 	fs.BoolVar(&o.requireAll, "require-all", false, "quorum: every member must answer, else the rollup is failed")
@@ -54,6 +54,18 @@ func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
 	o.log.AddFlags(fs)
 	o.startRollup = newRateOptions("start-rollup", fedreportv1.CoordinatorService_StartRollup_FullMethodName)
 	o.startRollup.AddFlags(fs, "StartRollup", "operator identity")
+}
+
+// memberFlag is the --member flag: a coordinator.MemberList whose CODE is
+// upper-cased first, as every flag that takes a member code does (node
+// --member fr, pki issue --member fr and --member-code eu are FR and EU).
+type memberFlag struct{ *coordinator.MemberList }
+
+func (f memberFlag) Set(s string) error {
+	if code, addr, ok := strings.Cut(s, "="); ok {
+		s = strings.ToUpper(code) + "=" + addr
+	}
+	return f.MemberList.Set(s)
 }
 
 func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {

@@ -121,6 +121,29 @@ start_rollup_burst: 3
 	}
 }
 
+func TestCoordinatorMemberFlagUpperCasesTheCode(t *testing.T) {
+	t.Parallel()
+	parse := func(args ...string) (*coordinatorOptions, error) {
+		o := &coordinatorOptions{}
+		fs := pflag.NewFlagSet("coordinator", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		return o, fs.Parse(args)
+	}
+	o, err := parse("--member", "fr=127.0.0.1:7443", "--member", "It=127.0.0.1:7444")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.members.String(); got != "FR=127.0.0.1:7443,IT=127.0.0.1:7444" {
+		t.Errorf("members: got %s, want FR=127.0.0.1:7443,IT=127.0.0.1:7444", got)
+	}
+	if _, err := parse("--member", "fr=127.0.0.1:7443", "--member", "FR=127.0.0.1:7444"); err == nil || !strings.Contains(err.Error(), "member FR is registered twice") {
+		t.Errorf("fr and FR: got %v, want FR registered twice", err)
+	}
+	if _, err := parse("--member", "f-r=127.0.0.1:7443"); err == nil || !strings.Contains(err.Error(), "2-8 upper-case letters or digits") {
+		t.Errorf("a malformed code: got %v, want it refused", err)
+	}
+}
+
 // serveCLI runs fedreport args through the root command until the test ends
 // and waits for its listener at addr to serve health checks as id.
 func serveCLI(t *testing.T, pkiDir, addr string, id, server identity.ID, args ...string) *grpc.ClientConn {
