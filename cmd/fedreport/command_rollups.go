@@ -57,14 +57,19 @@ func printRollupList(w io.Writer, format outputFormat, resp *fedreportv1.ListRol
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tFROM\tTO\tMETRICS\tBY\tMEMBERS_OK\tREQUESTED_BY\tSTARTED")
 	for _, r := range resp.GetRollups() {
-		ok := len(r.GetMembers()) - len(r.GetMissingMembers())
+		// A rollup cut off by a restart (or still running) holds no member
+		// results: how many answered is unknown, not 0 of 0.
+		ok := "-"
+		if n := len(r.GetMembers()); n > 0 {
+			ok = fmt.Sprintf("%d/%d", n-len(r.GetMissingMembers()), n)
+		}
 		metrics := records.MetricNames(r.GetSpec().GetMetrics())
 		if metrics == "" {
 			metrics = "all"
 		}
 		by := strings.Join(dimNames(r.GetSpec().GetGroupBy()), ",")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.GetId(), stateName(r.GetState()),
-			r.GetSpec().GetFrom(), r.GetSpec().GetTo(), metrics, orDash(by), ok, len(r.GetMembers()), r.GetRequestedBy(),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), stateName(r.GetState()),
+			r.GetSpec().GetFrom(), r.GetSpec().GetTo(), metrics, orDash(by), ok, r.GetRequestedBy(),
 			formatTime(r.GetStartedAt().AsTime()))
 	}
 	if err := tw.Flush(); err != nil {

@@ -125,19 +125,69 @@ func dimValue(c *fedreportv1.Cell, d fedreportv1.Dimension) string {
 
 // printRollupTable prints a rollup for people: one row per member with its
 // per-metric sums, the total row, then the totals by group when grouped.
+// Where the rollup keeps no count (see holdsCounts) it prints "-".
 func printRollupTable(w io.Writer, r *fedreportv1.Rollup, title string) error {
 	spec := r.GetSpec()
 	metrics := metricsOf(spec)
 	if title != "" {
 		fmt.Fprintf(w, "%s\n", title)
 	}
-	dur := r.GetFinishedAt().AsTime().Sub(r.GetStartedAt().AsTime())
 	fmt.Fprintf(w, "rollup %s  %s  %s..%s", r.GetId(), strings.ToUpper(stateName(r.GetState())), spec.GetFrom(), spec.GetTo())
 	if len(spec.GetGroupBy()) > 0 {
 		fmt.Fprintf(w, "  by %s", strings.Join(dimNames(spec.GetGroupBy()), ","))
 	}
-	fmt.Fprintf(w, "  requested by %s  took %s\n", r.GetRequestedBy(), dur.Round(time.Millisecond))
+	fmt.Fprintf(w, "  requested by %s  %s\n", r.GetRequestedBy(), tookOf(r))
+	switch {
+	case len(r.GetMembers()) == 0 && r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_RUNNING:
+		fmt.Fprintln(w, "no member results yet")
+	case len(r.GetMembers()) == 0:
+		// A rollup cut off by a restart was stored before any member answered.
+		fmt.Fprintln(w, "no member results stored")
+	default:
+		if err := printMemberTable(w, r, metrics); err != nil {
+			return err
+		}
+	}
+	switch r.GetState() {
+	case fedreportv1.RollupState_ROLLUP_STATE_PARTIAL:
+		fmt.Fprintf(w, "PARTIAL: totals cover %d of %d members; missing %s. This is not the alliance total.\n",
+			len(r.GetMembers())-len(r.GetMissingMembers()), len(r.GetMembers()), strings.Join(r.GetMissingMembers(), ", "))
+	case fedreportv1.RollupState_ROLLUP_STATE_FAILED, fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED:
+		fmt.Fprintf(w, "%s: %s (no totals)\n", strings.ToUpper(stateName(r.GetState())), r.GetFailureReason())
+	}
+	if slices.ContainsFunc(r.GetTotals(), func(c *fedreportv1.Cell) bool { return c.GetSuppressedCells() > 0 }) {
+		fmt.Fprintln(w, "≥ n (≤ m): some member cells were suppressed (count below the member's k); the value lies in [n, m].")
+	}
+	if len(spec.GetGroupBy()) == 0 || !holdsCounts(r) {
+		return nil
+	}
+	return printCellsTable(w, spec.GetGroupBy(), metrics, r.GetTotals())
+}
 
+// holdsCounts reports whether r keeps counts: a COMPLETE or PARTIAL rollup
+// keeps its totals and each ok member's cells. A FAILED or INTERRUPTED one
+// keeps neither (the coordinator withholds the partial sum), and a RUNNING
+// one has none yet: for those a count is printed as "-", never as 0.
+func holdsCounts(r *fedreportv1.Rollup) bool {
+	return r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_COMPLETE || r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_PARTIAL
+}
+
+// tookOf says how long r took, or, without a finish time (a rollup still
+// running or cut off by a restart), that it did not finish.
+func tookOf(r *fedreportv1.Rollup) string {
+	switch {
+	case r.GetFinishedAt() == nil && r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_RUNNING:
+		return "started " + formatTime(r.GetStartedAt().AsTime()) + ", not finished yet"
+	case r.GetFinishedAt() == nil || r.GetStartedAt() == nil:
+		return "started " + formatTime(r.GetStartedAt().AsTime()) + ", did not finish"
+	}
+	return "took " + r.GetFinishedAt().AsTime().Sub(r.GetStartedAt().AsTime()).Round(time.Millisecond).String()
+}
+
+// printMemberTable prints one row per member with its per-metric sums, then
+// the total row when r holds totals, then why each missing member is missing.
+func printMemberTable(w io.Writer, r *fedreportv1.Rollup, metrics []fedreportv1.Metric) error {
+	held := holdsCounts(r)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := []string{"MEMBER", "STATUS"}
 	for _, m := range metrics {
@@ -149,7 +199,7 @@ func printRollupTable(w io.Writer, r *fedreportv1.Rollup, title string) error {
 		row := []string{mr.GetMember(), memberStatusName(mr.GetStatus())}
 		sums := sumByMetric(mr.GetCells())
 		for _, m := range metrics {
-			if mr.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK {
+			if mr.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK || !held {
 				row = append(row, "-")
 				continue
 			}
@@ -162,7 +212,7 @@ func printRollupTable(w io.Writer, r *fedreportv1.Rollup, title string) error {
 		row = append(row, version, mr.GetLatency().AsDuration().Round(100*time.Microsecond).String())
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
-	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_FAILED && r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED {
+	if held {
 		row := []string{"TOTAL", ""}
 		sums := sumByMetric(r.GetTotals())
 		for _, m := range metrics {
@@ -178,20 +228,7 @@ func printRollupTable(w io.Writer, r *fedreportv1.Rollup, title string) error {
 			fmt.Fprintf(w, "  %s %s: %s\n", mr.GetMember(), memberStatusName(mr.GetStatus()), mr.GetReason())
 		}
 	}
-	switch r.GetState() {
-	case fedreportv1.RollupState_ROLLUP_STATE_PARTIAL:
-		fmt.Fprintf(w, "PARTIAL: totals cover %d of %d members; missing %s. This is not the alliance total.\n",
-			len(r.GetMembers())-len(r.GetMissingMembers()), len(r.GetMembers()), strings.Join(r.GetMissingMembers(), ", "))
-	case fedreportv1.RollupState_ROLLUP_STATE_FAILED, fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED:
-		fmt.Fprintf(w, "%s: %s (no totals)\n", strings.ToUpper(stateName(r.GetState())), r.GetFailureReason())
-	}
-	if slices.ContainsFunc(r.GetTotals(), func(c *fedreportv1.Cell) bool { return c.GetSuppressedCells() > 0 }) {
-		fmt.Fprintln(w, "≥ n (≤ m): some member cells were suppressed (count below the member's k); the value lies in [n, m].")
-	}
-	if len(spec.GetGroupBy()) == 0 || r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_FAILED {
-		return nil
-	}
-	return printCellsTable(w, spec.GetGroupBy(), metrics, r.GetTotals())
+	return nil
 }
 
 // printCellsTable prints cells with one row per group and a column per metric.
