@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -69,7 +70,10 @@ func newRollupCommand() *cobra.Command {
 				if err != nil {
 					return describeRPCError("rollup", err)
 				}
-				return printRollup(cmd.OutOrStdout(), o.output, resp, resp.GetRollup(), "")
+				if err := printRollup(cmd.OutOrStdout(), o.output, resp, resp.GetRollup(), ""); err != nil {
+					return err
+				}
+				return rollupOutcome(resp.GetRollup())
 			})
 		},
 	}
@@ -92,12 +96,26 @@ func rerunRollup(ctx context.Context, c fedreportv1.CoordinatorServiceClient, id
 	if err := printRollup(w, format, resp, resp.GetRollup(), ""); err != nil {
 		return err
 	}
-	if format != "table" {
+	if format == "table" {
+		fmt.Fprintf(w, "\nrerun of %s: data versions per member since then\n", id)
+		for _, ch := range coordinator.CompareDataVersions(old.GetRollup(), resp.GetRollup()) {
+			fmt.Fprintf(w, "  %s\n", ch)
+		}
+	}
+	return rollupOutcome(resp.GetRollup())
+}
+
+// rollupOutcome is the error `fedreport rollup` ends with after printing r,
+// so that a script sees from the exit code alone what it got: nil for
+// COMPLETE (0), exitPartial (3) for PARTIAL totals, and an error (1) for a
+// rollup without totals.
+func rollupOutcome(r *fedreportv1.Rollup) error {
+	switch r.GetState() {
+	case fedreportv1.RollupState_ROLLUP_STATE_COMPLETE:
 		return nil
+	case fedreportv1.RollupState_ROLLUP_STATE_PARTIAL:
+		return &exitError{code: exitPartial, err: fmt.Errorf("rollup %s is partial: missing %s; its totals are not the alliance total",
+			r.GetId(), strings.Join(r.GetMissingMembers(), ", "))}
 	}
-	fmt.Fprintf(w, "\nrerun of %s: data versions per member since then\n", id)
-	for _, ch := range coordinator.CompareDataVersions(old.GetRollup(), resp.GetRollup()) {
-		fmt.Fprintf(w, "  %s\n", ch)
-	}
-	return nil
+	return fmt.Errorf("rollup %s %s: %s", r.GetId(), stateName(r.GetState()), r.GetFailureReason())
 }

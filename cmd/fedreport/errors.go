@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -62,4 +63,30 @@ func describeRPCErrorHint(op string, err error, unavailable string) error {
 		b.WriteString("\n  (use the certificate of a role that may call this; see `fedreport pki issue --role`)")
 	}
 	return fmt.Errorf("%s", b.String())
+}
+
+// exitPartial is the exit code of a rollup that printed partial totals, so
+// that a script can tell them from an error (1) and from the alliance total (0).
+const exitPartial = 3
+
+// exitError is an error for which main exits with code rather than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode is the code main exits with after err: 0 for none, an
+// exitError's own code, 1 for any other error.
+func exitCode(err error) int {
+	var e *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &e):
+		return e.code
+	}
+	return 1
 }

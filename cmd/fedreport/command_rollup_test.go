@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/csv"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// frAndDownGB runs through the root command FR's node, holding 157 arrests
+// in January 2020, and returns a function that starts a coordinator over FR
+// and GB, whose address no one listens on, with extra flags, and returns
+// the operator's flags for it.
+func frAndDownGB(t *testing.T) func(coordArgs ...string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	mustRunCLI(t, "pki", "init", "--dir", pkiDir)
+	for _, issue := range [][]string{
+		{"--role", "node", "--member", "FR"}, {"--role", "member-admin", "--member", "FR", "--name", "ops"},
+		{"--role", "coordinator", "--name", "main"}, {"--role", "operator", "--name", "alice"},
+	} {
+		mustRunCLI(t, append([]string{"pki", "issue", "--dir", pkiDir}, issue...)...)
+	}
+	p := func(name string) string { return filepath.Join(pkiDir, name) }
+	fr, sock := freeAddr(t), filepath.Join(dir, "fr.sock")
+	serveCLI(t, pkiDir, fr, identity.MemberAdmin("isa", "FR", "ops"), identity.Node("isa", "FR"),
+		"node", "--member", "FR", "--data", filepath.Join(dir, "fr.db"), "--listen", fr, "--admin-socket", sock, "--min-cell-count", "1",
+		"--cacert", p("ca.crt"), "--cert", p("node-FR.crt"), "--key", p("node-FR.key"))
+	mustRunCLI(t, "ingest", "--node", "unix://"+sock,
+		writeFile(t, "fr.csv", "record_id,metric,date,quantity\nFR-1,arrests,2020-01-14,150\nFR-2,arrests,2020-01-20,7\n"))
+	gb := freeAddr(t)
+	n := 0
+	return func(coordArgs ...string) []string {
+		n++
+		addr := freeAddr(t)
+		serveCLI(t, pkiDir, addr, identity.Operator("isa", "alice"), identity.Coordinator("isa", "main"),
+			append([]string{"coordinator", "--data", filepath.Join(dir, "coord"+strings.Repeat("x", n)+".db"), "--listen", addr,
+				"--member", "FR=" + fr, "--member", "GB=" + gb, "--member-timeout", "5s",
+				"--cacert", p("ca.crt"), "--cert", p("coordinator-main.crt"), "--key", p("coordinator-main.key")}, coordArgs...)...)
+		return []string{"--coordinator", addr, "--cacert", p("ca.crt"), "--cert", p("operator-alice.crt"), "--key", p("operator-alice.key")}
+	}
+}
+
+// TestRollupExitCodeSaysWhatWasPrinted runs `fedreport rollup` with GB down:
+// under require_all the rollup is failed, still printed, and exits 1 with
+// the reason, FR's withheld count shown as "-" in every format and never
+// as 0; without a quorum it is partial, prints FR's true count and exits 3.
+func TestRollupExitCodeSaysWhatWasPrinted(t *testing.T) {
+	t.Parallel()
+	coordinator := frAndDownGB(t)
+	rollup := []string{"rollup", "--from", "2020-01-01", "--to", "2020-01-31", "--metrics", "arrests"}
+
+	failed := append(rollup, coordinator("--require-all")...)
+	out, _, err := runCLI(t, t.Context(), failed...)
+	if got := exitCode(err); got != 1 || !strings.Contains(err.Error(), "failed: only 1 of 2") {
+		t.Errorf("failed rollup: got exit code %d (%v), want 1 and the quorum reason", got, err)
+	}
+	if !regexp.MustCompile(`(?m)^FR\s+ok\s+-\s+\d+\s`).MatchString(out) || strings.Contains(out, "TOTAL") {
+		t.Errorf("failed rollup: want FR ok with its count shown as -, and no TOTAL row:\n%s", out)
+	}
+	out, _, _ = runCLI(t, t.Context(), append(failed, "-o", "json")...)
+	var resp fedreportv1.StartRollupResponse
+	if err := protojson.Unmarshal([]byte(out), &resp); err != nil {
+		t.Fatalf("failed rollup -o json: %v\n%s", err, out)
+	}
+	if r := resp.GetRollup(); len(r.GetTotals()) != 0 || len(r.GetMembers()[0].GetCells()) != 0 {
+		t.Errorf("failed rollup -o json: got totals %v and FR cells %v, want none", r.GetTotals(), r.GetMembers()[0].GetCells())
+	}
+	out, _, _ = runCLI(t, t.Context(), append(failed, "-o", "csv")...)
+	if rows, err := csv.NewReader(strings.NewReader(out)).ReadAll(); err != nil || len(rows) != 1 {
+		t.Errorf("failed rollup -o csv: got %d rows (%v), want the header alone:\n%s", len(rows), err, out)
+	}
+
+	partial := append(rollup, coordinator()...)
+	out, _, err = runCLI(t, t.Context(), partial...)
+	if got := exitCode(err); got != exitPartial || !strings.Contains(err.Error(), "partial: missing GB") {
+		t.Errorf("partial rollup: got exit code %d (%v), want %d naming GB", got, err, exitPartial)
+	}
+	for _, row := range []string{`FR\s+ok\s+157\s`, `TOTAL\s+157\s`} {
+		if !regexp.MustCompile(`(?m)^` + row).MatchString(out) {
+			t.Errorf("partial rollup: want a row %s:\n%s", row, out)
+		}
+	}
+}
