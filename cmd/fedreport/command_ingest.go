@@ -300,7 +300,7 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 		prog.clear()
 		return interruptedIngest(ctx, ctx.Err(), false)
 	}
-	prog.status(fmt.Sprintf("%d records sent; the node is committing them", sent))
+	prog.status(fmt.Sprintf("%s sent; the node is committing them", plural(sent, "record")))
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
 		if e := interruptedIngest(ctx, err, true); e != nil {
@@ -310,10 +310,7 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 		return nodeErr(err)
 	}
 	prog.clear()
-	elapsed := time.Since(start)
-	fmt.Fprintf(stdout, "ingested %d records: %d new, %d changed, %d unchanged; data version %d (%s, %.0f records/s)\n",
-		resp.GetReceived(), resp.GetAdded(), resp.GetChanged(), resp.GetUnchanged(), resp.GetDataVersion(),
-		elapsed.Round(time.Millisecond), float64(resp.GetReceived())/max(elapsed.Seconds(), 1e-9))
+	fmt.Fprintln(stdout, ingestSummary(resp, time.Since(start)))
 	return nil
 }
 
@@ -341,6 +338,19 @@ func interruptedIngest(ctx context.Context, err error, closed bool) error {
 	}
 	return fmt.Errorf("ingest: stream interrupted before it was complete (%s); the node did not commit it and nothing of it was stored. "+
 		"It is safe to run the same command again", cause)
+}
+
+// ingestSummary is the line an ingest ends with: what the node did with the
+// records and how long it took.
+func ingestSummary(resp *fedreportv1.IngestRecordsResponse, elapsed time.Duration) string {
+	took := elapsed.Round(time.Millisecond).String()
+	// A few records that waited behind another ingest would show a rate of
+	// 0 records/s, which says nothing about the node: then only the time.
+	if rate := float64(resp.GetReceived()) / max(elapsed.Seconds(), 1e-9); rate >= 0.5 {
+		took += fmt.Sprintf(", %.0f records/s", rate)
+	}
+	return fmt.Sprintf("ingested %s: %d new, %d changed, %d unchanged; data version %d (%s)",
+		plural(resp.GetReceived(), "record"), resp.GetAdded(), resp.GetChanged(), resp.GetUnchanged(), resp.GetDataVersion(), took)
 }
 
 // recordIndexRE reads the stream index of a refused record from a field

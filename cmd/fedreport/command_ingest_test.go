@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/isa-alliance/fedreport/node"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
 // localNode runs a real node with a bbolt file and an admin socket in a
@@ -221,5 +223,27 @@ func TestIngestNamesBothLinesOfADuplicateAcrossFiles(t *testing.T) {
 		strings.NewReader(header+"FR-1,arrests,2020-01-02,,,,1\nFR-2,arrests,2020-01-02,,,,1\nFR-1,arrests,2020-01-03,,,,1\n"), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), `record 3 of stdin: record_id "FR-1" was already sent`) {
 		t.Errorf("duplicate on stdin: got %v", err)
+	}
+}
+
+// TestIngestAndRetractSayOneRecord checks the summaries of one record: in
+// the singular, and without a rate when the record waited long enough (here
+// behind another ingest) for its rate to round to 0 records/s.
+func TestIngestAndRetractSayOneRecord(t *testing.T) {
+	t.Parallel()
+	_, addr := localNode(t)
+	if out := mustRunCLI(t, "ingest", "--node", addr, writeFile(t, "fr.csv", header+"FR-1,arrests,2020-01-02,grooming,app,,1\n")); !strings.HasPrefix(out, "ingested 1 record: 1 new, ") {
+		t.Errorf("ingest of one record: got %q, want it to start %q", out, "ingested 1 record: 1 new, ")
+	}
+	if out := mustRunCLI(t, "retract", "--node", addr, "FR-1"); out != "retracted 1 record; data version 2\n" {
+		t.Errorf("retract of one record: got %q", out)
+	}
+	waited := ingestSummary(&fedreportv1.IngestRecordsResponse{Received: 1, Added: 1, DataVersion: 3}, 3629*time.Millisecond)
+	if want := "ingested 1 record: 1 new, 0 changed, 0 unchanged; data version 3 (3.629s)"; waited != want {
+		t.Errorf("one record after 3.629s: got %q, want %q", waited, want)
+	}
+	fast := ingestSummary(&fedreportv1.IngestRecordsResponse{Received: 3000, Added: 3000, DataVersion: 1}, 2*time.Second)
+	if want := "ingested 3000 records: 3000 new, 0 changed, 0 unchanged; data version 1 (2s, 1500 records/s)"; fast != want {
+		t.Errorf("3000 records in 2s: got %q, want %q", fast, want)
 	}
 }

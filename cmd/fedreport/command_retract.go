@@ -59,7 +59,7 @@ func newRetractCommand() *cobra.Command {
 			if err != nil {
 				return describeNodeRPCError("retract", o.node, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "retracted %d records; data version %d\n", resp.GetRetracted(), resp.GetDataVersion())
+			fmt.Fprintf(cmd.OutOrStdout(), "retracted %s; data version %d\n", plural(resp.GetRetracted(), "record"), resp.GetDataVersion())
 			return nil
 		},
 	}

@@ -322,6 +322,14 @@ func printRollup(w io.Writer, format outputFormat, resp proto.Message, r *fedrep
 	return printRollupTable(w, r, title)
 }
 
+// plural says n of a thing, in the singular for 1: "1 record", "3 records".
+func plural(n uint64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.FormatUint(n, 10) + " " + thing + "s"
+}
+
 func shortHash(b []byte) string {
 	h := hex.EncodeToString(b)
 	if len(h) > 12 {

@@ -191,9 +191,9 @@ func jsonProblem(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		if te.Field == "" {
-			return fmt.Errorf("want a JSON object with the keys %s, got a %s", strings.Join(Columns, ", "), te.Value)
+			return fmt.Errorf("want a JSON object with the keys %s, got %s", strings.Join(Columns, ", "), withArticle(te.Value))
 		}
-		return fmt.Errorf("field %s: want a string, got a %s", te.Field, te.Value)
+		return fmt.Errorf("field %s: want a string, got %s", te.Field, withArticle(te.Value))
 	}
 	msg := err.Error()
 	if rest, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
@@ -421,4 +421,13 @@ func plainString(b []byte, i int) ([]byte, int, bool) {
 		}
 	}
 	return nil, 0, false
+}
+
+// withArticle puts "a" or "an" before the name of a JSON value's kind, as
+// encoding/json gives it ("array", "object", "number", "bool", "string").
+func withArticle(kind string) string {
+	if kind != "" && strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
 }

@@ -154,7 +154,7 @@ func TestJSONLReaderErrors(t *testing.T) {
 		{"a repeated key in another case", `{"record_id":"J-6","metric":"arrests","date":"2020-01-01","Record_ID":"J-7"}`, `fr.jsonl:1: key "Record_ID" appears twice in the object`},
 		{"a repeated null key", `{"record_id":"J-6","metric":"arrests","date":"2020-01-01","offence":null,"offence":"grooming"}`, `fr.jsonl:1: key "offence" appears twice`},
 		{"a fractional quantity", `{"record_id":"FR-1","metric":"arrests","date":"2020-01-01","quantity":1.5}`, `fr.jsonl:1: quantity "1.5" is not a whole number from 1 to 1000000`},
-		{"an array", `[1,2]`, `fr.jsonl:1: want a JSON object with the keys record_id, metric, date, offence, channel, victim_age, quantity, got a array`},
+		{"an array", `[1,2]`, `fr.jsonl:1: want a JSON object with the keys record_id, metric, date, offence, channel, victim_age, quantity, got an array`},
 		{"two objects on a line", `{"record_id":"FR-1","metric":"arrests","date":"2020-01-01"} {}`, `fr.jsonl:1: want exactly one JSON object on the line`},
 		{"a cut-off object", `{"record_id":"FR-1"`, `fr.jsonl:1: incomplete JSON object`},
 		{"not JSON", `record_id,metric,date`, `fr.jsonl:1: not a JSON object`},

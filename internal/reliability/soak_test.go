@@ -470,8 +470,8 @@ func (s *soak) cli(args ...string) (string, error) {
 }
 
 var (
-	ingestedRE  = regexp.MustCompile(`ingested (\d+) records: (\d+) new, (\d+) changed, (\d+) unchanged; data version (\d+)`)
-	retractedRE = regexp.MustCompile(`retracted (\d+) records; data version (\d+)`)
+	ingestedRE  = regexp.MustCompile(`ingested (\d+) records?: (\d+) new, (\d+) changed, (\d+) unchanged; data version (\d+)`)
+	retractedRE = regexp.MustCompile(`retracted (\d+) records?; data version (\d+)`)
 )
 
 // write sends one stream of new records, corrections and unchanged
