@@ -41,9 +41,18 @@ func printMembers(w io.Writer, format outputFormat, resp *fedreportv1.ListMember
 	}
 	rows := [][]string{}
 	for _, m := range resp.GetMembers() {
+		// What a member never told the coordinator is unknown ("-"), not
+		// data version 0 or k 0.
+		dataVersion, k := "-", "-"
+		if m.GetLastContact() != nil {
+			dataVersion = fmt.Sprint(m.GetLastDataVersion())
+		}
+		if m.GetPolicy() != nil {
+			k = fmt.Sprint(m.GetPolicy().GetMinCellCount())
+		}
 		rows = append(rows, []string{m.GetCode(), m.GetAddress(), fmt.Sprint(m.GetReachable()), formatTime(m.GetLastContact().AsTime()),
-			fmt.Sprint(m.GetLastDataVersion()), m.GetSoftwareVersion(), fmt.Sprint(m.GetPolicy().GetMinCellCount()),
-			strings.Join(dimNames(m.GetPolicy().GetAllowedDimensions()), "+"), m.GetLastError()})
+			dataVersion, orDash(m.GetSoftwareVersion()), k,
+			orDash(strings.Join(dimNames(m.GetPolicy().GetAllowedDimensions()), "+")), m.GetLastError()})
 	}
 	if format == "csv" {
 		cw := csv.NewWriter(w)
