@@ -351,6 +351,11 @@ func retryable(err error) bool {
 // MemberStatus and a reason.
 func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *fedreportv1.AggregateRequest, check *answerCheck, timeout time.Duration) outcome {
 	res := &fedreportv1.MemberResult{Member: m.Code}
+	// The latency is all the rollup waited for this member, the wait for a
+	// member that was down to reconnect included: else a member down since
+	// the last rollup shows the microseconds of a refused connection in a
+	// rollup it held up for a second.
+	start := time.Now()
 	waited := awaitReconnect(mctx, m, timeout)
 
 	// The software version comes from DescribeNode, asked once per member
@@ -367,7 +372,6 @@ func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *f
 		}()
 	}
 
-	start := time.Now()
 	resp, err := m.client.Aggregate(mctx, req)
 	retried := false
 	if err != nil && retryable(err) && mctx.Err() == nil {

@@ -467,6 +467,29 @@ func TestRollupWithAMemberDownReturnsQuickly(t *testing.T) {
 	}
 }
 
+// TestLatencyOfAMemberDownIncludesTheWaitForIt runs two rollups with IT
+// down: in the second, the wait for IT to reconnect comes before its call,
+// and IT's latency must still account for the time the rollup spent on it.
+func TestLatencyOfAMemberDownIncludesTheWaitForIt(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	c := newCoordinator(t, ca, testConfig(t, ca,
+		Member{"FR", startNode(t, ca, identity.Node(td, "FR"), &fakeNode{aggregate: answers("FR", 5, exact(arrests, 10))})},
+		Member{"IT", closedAddr(t)},
+	))
+	spec := &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}
+	for i := range 2 {
+		r, err := c.StartRollup(t.Context(), spec, requester)
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := r.GetFinishedAt().AsTime().Sub(r.GetStartedAt().AsTime())
+		if got := r.GetMembers()[1].GetLatency().AsDuration(); got < took/2 {
+			t.Errorf("rollup %d took %v, IT's latency: got %v, want most of it", i+1, took, got)
+		}
+	}
+}
+
 func TestRollupCountsAMemberThatCameBack(t *testing.T) {
 	t.Parallel()
 	ca := testpki.New(t, td)
