@@ -58,7 +58,7 @@ func newRollupCommand() *cobra.Command {
 					return fmt.Errorf("--rerun takes the request of the stored rollup; drop --from, --to, --metrics and --by")
 				}
 				return o.call(cmd.Context(), func(ctx context.Context, c fedreportv1.CoordinatorServiceClient) error {
-					return rerunRollup(ctx, c, o.rerun, o.output, cmd.OutOrStdout())
+					return rerunRollup(ctx, c, o.rerun, o.output, cmd.OutOrStdout(), cmd.ErrOrStderr())
 				})
 			}
 			spec, err := o.spec()
@@ -83,8 +83,9 @@ func newRollupCommand() *cobra.Command {
 
 // rerunRollup starts a rollup with the request of stored rollup id and
 // reports, per member, whether its data version moved since (the FULL view
-// has them).
-func rerunRollup(ctx context.Context, c fedreportv1.CoordinatorServiceClient, id string, format outputFormat, w io.Writer) error {
+// has them): under the table, or on stderr for json and csv, whose stdout
+// stays one document a program can read.
+func rerunRollup(ctx context.Context, c fedreportv1.CoordinatorServiceClient, id string, format outputFormat, w, stderr io.Writer) error {
 	old, err := c.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: id, View: fedreportv1.RollupView_ROLLUP_VIEW_FULL})
 	if err != nil {
 		return describeRPCError("rerun", err)
@@ -97,10 +98,13 @@ func rerunRollup(ctx context.Context, c fedreportv1.CoordinatorServiceClient, id
 		return err
 	}
 	if format == "table" {
-		fmt.Fprintf(w, "\nrerun of %s: data versions per member since then\n", id)
-		for _, ch := range coordinator.CompareDataVersions(old.GetRollup(), resp.GetRollup()) {
-			fmt.Fprintf(w, "  %s\n", ch)
-		}
+		fmt.Fprintln(w)
+	} else {
+		w = stderr
+	}
+	fmt.Fprintf(w, "rerun of %s: data versions per member since then\n", id)
+	for _, ch := range coordinator.CompareDataVersions(old.GetRollup(), resp.GetRollup()) {
+		fmt.Fprintf(w, "  %s\n", ch)
 	}
 	return rollupOutcome(resp.GetRollup())
 }

@@ -51,7 +51,8 @@ func frAndDownGB(t *testing.T) func(coordArgs ...string) []string {
 // TestRollupExitCodeSaysWhatWasPrinted runs `fedreport rollup` with GB down:
 // under require_all the rollup is failed, still printed, and exits 1 with
 // the reason, FR's withheld count shown as "-" in every format and never
-// as 0; without a quorum it is partial, prints FR's true count and exits 3.
+// as 0; without a quorum it is partial, prints FR's true count and exits 3,
+// and so does its rerun.
 func TestRollupExitCodeSaysWhatWasPrinted(t *testing.T) {
 	t.Parallel()
 	coordinator := frAndDownGB(t)
@@ -78,7 +79,8 @@ func TestRollupExitCodeSaysWhatWasPrinted(t *testing.T) {
 		t.Errorf("failed rollup -o csv: got %d rows (%v), want the header alone:\n%s", len(rows), err, out)
 	}
 
-	partial := append(rollup, coordinator()...)
+	client := coordinator()
+	partial := append(rollup, client...)
 	out, _, err = runCLI(t, t.Context(), partial...)
 	if got := exitCode(err); got != exitPartial || !strings.Contains(err.Error(), "partial: missing GB") {
 		t.Errorf("partial rollup: got exit code %d (%v), want %d naming GB", got, err, exitPartial)
@@ -87,5 +89,21 @@ func TestRollupExitCodeSaysWhatWasPrinted(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^` + row).MatchString(out) {
 			t.Errorf("partial rollup: want a row %s:\n%s", row, out)
 		}
+	}
+
+	// A rerun as JSON keeps stdout one document and compares the members'
+	// data versions on stderr.
+	id := regexp.MustCompile(`rollup (r\d+)`).FindStringSubmatch(out)[1]
+	out, stderr, err := runCLI(t, t.Context(), append([]string{"rollup", "--rerun", id, "-o", "json"}, client...)...)
+	if err := protojson.Unmarshal([]byte(out), &fedreportv1.StartRollupResponse{}); err != nil {
+		t.Errorf("rerun -o json: stdout is not a StartRollupResponse: %v\n%s", err, out)
+	}
+	for _, want := range []string{"rerun of " + id, "FR 1 unchanged", "GB unknown (before: unreachable, after: unreachable)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("rerun -o json: want %q on stderr:\n%s", want, stderr)
+		}
+	}
+	if got := exitCode(err); got != exitPartial {
+		t.Errorf("rerun of a partial rollup, still partial: got exit code %d (%v), want %d", got, err, exitPartial)
 	}
 }
