@@ -43,3 +43,35 @@ func TestDecode(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecode decodes arbitrary documents into a config of every kind of
+// field: Decode must never panic, and a document it refuses gets a message
+// (the rewriting of type errors reads the document's nodes, which a
+// malformed document may leave half-built).
+func FuzzDecode(f *testing.F) {
+	type conf struct {
+		Listen  string            `yaml:"listen"`
+		Timeout int               `yaml:"timeout"`
+		Wait    time.Duration     `yaml:"wait"`
+		Count   *uint32           `yaml:"count"`
+		Rate    float64           `yaml:"rate"`
+		On      bool              `yaml:"on"`
+		Labels  map[string]string `yaml:"labels"`
+		Members []struct {
+			Code   string `yaml:"code"`
+			Weight int    `yaml:"weight"`
+		} `yaml:"members"`
+	}
+	for _, seed := range []string{
+		"listen: a:1\ntimeout: 3\n", "wait: 10\n", "count: \"five\"\n", "members:\n  - {code: FR, weight: heavy}\n",
+		"labels: [a]\n", "on: maybe\nrate: fast\n", "listen: [\n", "? [a]\n: b\n", "a: &x 1\nwait: *x\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		var c conf
+		if err := Decode(doc, &c); err != nil && err.Error() == "" {
+			t.Errorf("Decode(%q): an error without a message", doc)
+		}
+	})
+}
