@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/isa-alliance/fedreport/internal/boltcheck"
 	"github.com/isa-alliance/fedreport/internal/boltmap"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -151,9 +152,26 @@ func openStoreWith(path string, release func(*bolt.DB)) (*store, []string, error
 // gets ErrInUse instead of hanging.
 const openTimeout = time.Second
 
-// checkFile opens the existing file at path read-only and checks that it is
-// a coordinator's data file (checkOwnFile).
+// checkFile checks the existing file at path before it is opened for
+// writing: that bbolt can read it without leaving its pages (a damaged
+// page would otherwise kill the process when read), and that it is a
+// coordinator's data file (checkOwnFile).
 func checkFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	m, empty, problem, err := boltcheck.Inspect(f)
+	if err != nil || empty {
+		return err
+	}
+	if problem != "" {
+		return damaged(problem)
+	}
+	// The read-only open takes the file's shared lock, so that a file
+	// another coordinator is writing is reported in use, not checked
+	// mid-write; it reads only the meta pages, which Inspect has checked.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, ReadOnly: true})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return ErrInUse
@@ -161,8 +179,16 @@ func checkFile(path string) error {
 	if err != nil {
 		return err
 	}
-	err = db.View(func(tx *bolt.Tx) error { return checkOwnFile(tx) })
-	return errors.Join(err, db.Close())
+	defer db.Close()
+	if err := boltcheck.Pages(f, m); err != nil {
+		return damaged("is damaged: " + err.Error())
+	}
+	return db.View(func(tx *bolt.Tx) error { return checkOwnFile(tx) })
+}
+
+// damaged is the refusal of a damaged file: problem completes "the file".
+func damaged(problem string) error {
+	return fmt.Errorf("the file %s; restore it from a backup (the rollup history is in it)", problem)
 }
 
 // checkOwnFile returns a *NotCoordinatorFileError unless the file is empty

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -281,5 +283,60 @@ func TestOpenRefusesAnUnknownSchemaVersion(t *testing.T) {
 	}
 	if _, _, err := openStore(path); !errors.Is(err, ErrSchemaVersion) {
 		t.Errorf("open: got %v, want ErrSchemaVersion", err)
+	}
+}
+
+// TestOpenRefusesADamagedFile damages a real coordinator file the ways a
+// disk or an operator can and checks that opening it is refused with what
+// to do. Before the pages were checked, the file with a branch page's child
+// id overwritten opened, and reading its rollups sent bbolt outside its
+// mapping: the process died of the fault.
+func TestOpenRefusesADamagedFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "c.db")
+	s, _, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.NoSync = true // 300 commits; durability is not under test here
+	for range 300 {
+		storeRollup(t, s, fedreportv1.RollupState_ROLLUP_STATE_COMPLETE)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const page = 4096
+	for name, damage := range map[string]func([]byte) []byte{
+		"truncated to half": func(b []byte) []byte { return b[:len(b)/2] },
+		"a branch page's child id overwritten": func(b []byte) []byte {
+			for at := 2 * page; at+page <= len(b); at += page {
+				le := binary.LittleEndian
+				if le.Uint64(b[at:]) == uint64(at/page) && le.Uint16(b[at+8:]) == 0x01 && le.Uint16(b[at+10:]) > 0 { // a branch page in use
+					le.PutUint64(b[at+16+8:], 0xDEADBEEF) // element 0's child page id
+					return b
+				}
+			}
+			t.Fatal("no branch page in the file")
+			return nil
+		},
+	} {
+		bad := filepath.Join(t.TempDir(), "c.db")
+		if err := os.WriteFile(bad, damage(slices.Clone(good)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, _, err := openStore(bad)
+		if err == nil {
+			_, _, lerr := s.list(1000, 0, fedreportv1.RollupState_ROLLUP_STATE_UNSPECIFIED, false)
+			_ = s.close()
+			t.Errorf("%s: opened (and listed: %v)", name, lerr)
+			continue
+		}
+		if !strings.Contains(err.Error(), "restore it from a backup") {
+			t.Errorf("%s: got %v, want a refusal saying what to do", name, err)
+		}
 	}
 }

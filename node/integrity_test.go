@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isa-alliance/fedreport/internal/boltcheck"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -51,12 +52,12 @@ func TestDamagedPagesAreRefusedOrReadSafely(t *testing.T) {
 		name string
 		data []byte
 	}{{"crashed", crashed}, {"closed", clean}} {
-		pageSize := int(binary.LittleEndian.Uint32(file.data[boltPageHeader+8:]))
-		m, err := readBoltMeta(strings.NewReader(string(file.data)))
+		pageSize := int(binary.LittleEndian.Uint32(file.data[16+8:]))
+		m, err := boltcheck.ReadMeta(strings.NewReader(string(file.data)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := m.freelist != noFreelist; got != (file.name == "closed") {
+		if got := m.Freelist != boltcheck.NoFreelist; got != (file.name == "closed") {
 			t.Fatalf("%s file: freelist written %v", file.name, got)
 		}
 		path := filepath.Join(dir, file.name+".db")
@@ -72,7 +73,7 @@ func TestDamagedPagesAreRefusedOrReadSafely(t *testing.T) {
 		}
 		defer f.Close()
 		refused, read := 0, 0
-		for page := 2; page < int(m.hwm); page++ {
+		for page := 2; page < int(m.HWM); page++ {
 			// The header's id, flags, count and overflow, and the first two
 			// elements' offsets and lengths (or a branch's child ids).
 			for _, off := range []int{0, 8, 16, 24, 32, 40} {
@@ -136,7 +137,7 @@ func TestDamagedPagesAreRefusedOrReadSafely(t *testing.T) {
 				}
 			}
 		}
-		t.Logf("%s file: %d pages, %d damaged copies refused, %d read", file.name, m.hwm, refused, read)
+		t.Logf("%s file: %d pages, %d damaged copies refused, %d read", file.name, m.HWM, refused, read)
 		if refused == 0 {
 			t.Errorf("%s file: no damaged copy was refused", file.name)
 		}

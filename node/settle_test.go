@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/isa-alliance/fedreport/internal/boltcheck"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -217,13 +218,13 @@ func TestCloseWritesTheFreelist(t *testing.T) {
 	s := openTestStore(t, noSuppression)
 	ingest(t, s, genRecords(t, "FR", ingestBatch+1, 41))
 	ingest(t, s, genRecords(t, "FR", ingestBatch+1, 42))
-	if got := newestFreelist(t, s.Path()); got != noFreelist {
+	if got := newestFreelist(t, s.Path()); got != boltcheck.NoFreelist {
 		t.Errorf("after commits: freelist page %d, want none", got)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := newestFreelist(t, s.Path()); got == noFreelist {
+	if got := newestFreelist(t, s.Path()); got == boltcheck.NoFreelist {
 		t.Errorf("after Close: no freelist written")
 	}
 	// bbolt's own check compares the stored freelist with the pages in use.

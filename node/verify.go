@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/isa-alliance/fedreport/internal/boltcheck"
 	"github.com/isa-alliance/fedreport/internal/boltmap"
 	"github.com/isa-alliance/fedreport/internal/records"
 )
@@ -85,7 +86,7 @@ func Verify(path string) (*Report, error) {
 	defer f.Close()
 	// The pages are checked before bbolt reads any of them: bbolt follows
 	// a damaged page id out of its mapping, and the fault kills the process.
-	m, empty, problem, err := inspectFile(f)
+	m, empty, problem, err := boltcheck.Inspect(f)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("verify %s: %w", path, err)
@@ -104,7 +105,7 @@ func Verify(path string) (*Report, error) {
 	}
 	defer db.Close()
 	// Under bbolt's shared lock, so that no node writes the file meanwhile.
-	if err := checkPages(f, m); err != nil {
+	if err := boltcheck.Pages(f, m); err != nil {
 		return damagedReport(path, "is damaged: "+err.Error()), nil
 	}
 	// Verify reads every page: release them as it goes (mapped.go).

@@ -1,4 +1,4 @@
-package node
+package boltcheck
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"io"
 )
 
-// checkPages walks every page of a bbolt file from its meta page m, reading
+// Pages walks every page of a bbolt file from its meta page m, reading
 // the file (r) rather than mapping it, and returns the first structural
 // problem: a page id out of the file, a page that does not say it is the
 // page it was reached as, an element reaching past its page, keys out of
@@ -17,22 +17,22 @@ import (
 // file: it follows a damaged page id out of its mapping in a goroutine of
 // its own, and the fault kills the process, where this only returns an
 // error. A file this accepts is one bbolt reads only within its pages.
-func checkPages(r io.ReaderAt, m boltMeta) error {
-	w := &pageWalker{r: r, ps: uint64(m.pageSize), hwm: m.hwm}
+func Pages(r io.ReaderAt, m Meta) error {
+	w := &pageWalker{r: r, ps: uint64(m.PageSize), hwm: m.HWM}
 	if w.ps < minPageSize || w.hwm < 3 {
-		return fmt.Errorf("meta page: page size %d, %d pages: not a bbolt file", m.pageSize, m.hwm)
+		return fmt.Errorf("meta page: page size %d, %d pages: not a bbolt file", m.PageSize, m.HWM)
 	}
 	w.inUse = make([]uint64, (w.hwm+63)/64)
 	w.free = make([]uint64, len(w.inUse))
 	w.mark(w.inUse, 0)
 	w.mark(w.inUse, 1)
-	synced := m.freelist != noFreelist
+	synced := m.Freelist != NoFreelist
 	if synced {
-		if err := w.freelist(m.freelist); err != nil {
+		if err := w.freelist(m.Freelist); err != nil {
 			return err
 		}
 	}
-	if _, err := w.tree(m.root, "the root bucket", nil, nil, 0); err != nil {
+	if _, err := w.tree(m.Root, "the root bucket", nil, nil, 0); err != nil {
 		return err
 	}
 	if !synced {
@@ -58,20 +58,10 @@ const (
 	freelistPage   = 0x10
 	bucketElement  = 0x01 // a leaf element that is a bucket
 	minPageSize    = 512
-	noFreelist     = ^uint64(0)
 	// maxTreeDepth bounds the walk: buckets nest once in a node's file,
 	// and a B+tree of 2^64 keys is under 64 levels deep.
 	maxTreeDepth = 128
 )
-
-// boltMeta is what the walk needs of the meta page bbolt opens.
-type boltMeta struct {
-	pageSize uint32
-	root     uint64 // the root bucket's page
-	freelist uint64 // noFreelist when the commits did not write it
-	hwm      uint64 // pages in use are below it
-	txid     uint64
-}
 
 type pageWalker struct {
 	r       io.ReaderAt
