@@ -157,32 +157,19 @@ const openTimeout = time.Second
 // page would otherwise kill the process when read), and that it is a
 // coordinator's data file (checkOwnFile).
 func checkFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
+	db, err := boltcheck.Open(path, bolt.Options{Timeout: openTimeout})
+	if de, ok := boltcheck.Damage(err); ok {
+		return damaged(de.Problem)
 	}
-	defer f.Close()
-	m, empty, problem, err := boltcheck.Inspect(f)
-	if err != nil || empty {
-		return err
-	}
-	if problem != "" {
-		return damaged(problem)
-	}
-	// The read-only open takes the file's shared lock, so that a file
-	// another coordinator is writing is reported in use, not checked
-	// mid-write; it reads only the meta pages, which Inspect has checked.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, ReadOnly: true})
-	if errors.Is(err, berrors.ErrTimeout) {
+	switch {
+	case errors.Is(err, boltcheck.ErrEmpty):
+		return nil
+	case errors.Is(err, berrors.ErrTimeout):
 		return ErrInUse
-	}
-	if err != nil {
+	case err != nil:
 		return err
 	}
 	defer db.Close()
-	if err := boltcheck.Pages(f, m); err != nil {
-		return damaged("is damaged: " + err.Error())
-	}
 	return db.View(func(tx *bolt.Tx) error { return checkOwnFile(tx) })
 }
 

@@ -79,35 +79,24 @@ func (r *Report) Err() error {
 // cannot be read at all (ErrInUse while a node holds it); what is wrong
 // inside the file is in the report.
 func Verify(path string) (*Report, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}
-	defer f.Close()
 	// The pages are checked before bbolt reads any of them: bbolt follows
 	// a damaged page id out of its mapping, and the fault kills the process.
-	m, empty, problem, err := boltcheck.Inspect(f)
+	db, err := boltcheck.Open(path, *BoltOptions(true))
+	if de, ok := boltcheck.Damage(err); ok {
+		return damagedReport(path, de.Problem), nil
+	}
 	switch {
-	case err != nil:
-		return nil, fmt.Errorf("verify %s: %w", path, err)
-	case empty:
-		problem = "is empty: not a node's data file"
-	}
-	if problem != "" {
-		return damagedReport(path, problem), nil
-	}
-	db, err := bolt.Open(path, 0o600, BoltOptions(true))
-	if errors.Is(err, berrors.ErrTimeout) {
+	case errors.Is(err, boltcheck.ErrEmpty):
+		return damagedReport(path, "is empty: not a node's data file"), nil
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("verify %s: %w", path, ErrInUse)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}
 	defer db.Close()
-	// Under bbolt's shared lock, so that no node writes the file meanwhile.
-	if err := boltcheck.Pages(f, m); err != nil {
-		return damagedReport(path, "is damaged: "+err.Error()), nil
-	}
 	// Verify reads every page: release them as it goes (mapped.go).
 	var wg sync.WaitGroup
 	defer wg.Wait()

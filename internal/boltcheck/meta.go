@@ -37,15 +37,15 @@ type Meta struct {
 	TxID     uint64
 }
 
-// Inspect reads the meta page bbolt would open f with and checks that the
+// inspect reads the meta page bbolt would open f with and checks that the
 // file holds every page it counts. An empty file is fine (bbolt initialises
 // it) and reported as such. problem, when not empty, says what is wrong with
 // the file, worded to follow its name ("is truncated: ..."); err is a
 // failure to read it.
-func Inspect(f *os.File) (m Meta, empty bool, problem string, err error) {
+func inspect(f *os.File) (m Meta, empty bool, problem string, err error) {
 	st, err := f.Stat()
 	if err != nil {
-		return m, false, "", fmt.Errorf("check data file: %w", err)
+		return m, false, "", err
 	}
 	if st.Size() == 0 {
 		return m, true, "", nil

@@ -7,7 +7,7 @@ import (
 	"io"
 )
 
-// Pages walks every page of a bbolt file from its meta page m, reading
+// pages walks every page of a bbolt file from its meta page m, reading
 // the file (r) rather than mapping it, and returns the first structural
 // problem: a page id out of the file, a page that does not say it is the
 // page it was reached as, an element reaching past its page, keys out of
@@ -17,7 +17,7 @@ import (
 // file: it follows a damaged page id out of its mapping in a goroutine of
 // its own, and the fault kills the process, where this only returns an
 // error. A file this accepts is one bbolt reads only within its pages.
-func Pages(r io.ReaderAt, m Meta) error {
+func pages(r io.ReaderAt, m Meta) error {
 	w := &pageWalker{r: r, ps: uint64(m.PageSize), hwm: m.HWM}
 	if w.ps < minPageSize || w.hwm < 3 {
 		return fmt.Errorf("meta page: page size %d, %d pages: not a bbolt file", m.PageSize, m.HWM)

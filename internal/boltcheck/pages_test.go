@@ -77,7 +77,7 @@ func check(b []byte) error {
 	if need := m.HWM * uint64(m.PageSize); uint64(len(b)) < need {
 		return fmt.Errorf("truncated")
 	}
-	return Pages(bytes.NewReader(b), m)
+	return pages(bytes.NewReader(b), m)
 }
 
 const ps = 4096
