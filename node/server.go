@@ -118,40 +118,17 @@ func (n *Node) rules() authz.Rules {
 	}
 }
 
-// checkMember refuses a member-admin of another member than this node's,
-// whom the rules refuse for every method they name, saying which member's
-// certificate the call needs: authz's refusal alone reads as the wrong role.
-func (n *Node) checkMember(ctx context.Context, rules authz.Rules, method string) error {
-	if _, ok := rules[method]; !ok {
-		return nil
-	}
-	id, ok := identity.FromContext(ctx)
-	if !ok || id.Role != identity.RoleMemberAdmin || id.TrustDomain != n.cfg.TrustDomain || id.Member == n.cfg.Member {
+// explainRefusal words the refusal of a member-admin of another member
+// than this node's, whom the rules refuse for every method they name: it
+// says which member's certificate the call needs, where authz's refusal
+// alone reads as the wrong role.
+func (n *Node) explainRefusal(id identity.ID, method string) error {
+	if id.Role != identity.RoleMemberAdmin || id.TrustDomain != n.cfg.TrustDomain || id.Member == n.cfg.Member {
 		return nil
 	}
 	return withDetails(codes.PermissionDenied,
 		fmt.Sprintf("%s may not call %s: this is the node of member %s; it needs a member-admin certificate of %s", id, method, n.cfg.Member, n.cfg.Member),
 		ReasonOtherMember)
-}
-
-// otherMemberUnary is checkMember for unary calls.
-func (n *Node) otherMemberUnary(rules authz.Rules) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := n.checkMember(ctx, rules, info.FullMethod); err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
-}
-
-// otherMemberStream is checkMember for streams.
-func (n *Node) otherMemberStream(rules authz.Rules) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := n.checkMember(ss.Context(), rules, info.FullMethod); err != nil {
-			return err
-		}
-		return handler(srv, ss)
-	}
 }
 
 // limits are the configured limits with this node's error domain.
@@ -205,8 +182,8 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		srv := grpc.NewServer(append(append(common,
 			grpc.Creds(identity.ServerCredentials(n.cfg.ServerTLS)),
 			grpc.ForceServerCodecV2(encoded.NewServerCodec()),
-			grpc.ChainUnaryInterceptor(n.logUnary, n.otherMemberUnary(rules), authz.UnaryServerInterceptor(rules)),
-			grpc.ChainStreamInterceptor(n.logStream, n.otherMemberStream(rules), authz.StreamServerInterceptor(rules)),
+			grpc.ChainUnaryInterceptor(n.logUnary, authz.UnaryServerInterceptor(rules, n.explainRefusal)),
+			grpc.ChainStreamInterceptor(n.logStream, authz.StreamServerInterceptor(rules, n.explainRefusal)),
 		), grpcsrv.ServerOptions(n.limits())...)...)
 		srv.RegisterService(aggregationServiceDesc(), &aggregationServer{n: n})
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n})

@@ -61,6 +61,15 @@ var openPrefixes = []string{
 // Check returns nil if the identity of ctx may call method, else an
 // Unauthenticated or PermissionDenied status naming identity and method.
 func (r Rules) Check(ctx context.Context, method string) error {
+	return r.check(ctx, method, nil)
+}
+
+// Explain words a refusal more precisely than "X may not call M": it is
+// called only for an identity the rules refused, and returns the status to
+// send instead, or nil to keep the generic one.
+type Explain func(id identity.ID, method string) error
+
+func (r Rules) check(ctx context.Context, method string, explain Explain) error {
 	id, ok := identity.FromContext(ctx)
 	if !ok {
 		return status.Errorf(codes.Unauthenticated, "%s needs a verified client certificate with a fedreport identity", method)
@@ -73,25 +82,41 @@ func (r Rules) Check(ctx context.Context, method string) error {
 	if allow, ok := r[method]; ok && allow(id) {
 		return nil
 	}
+	if explain != nil {
+		if err := explain(id, method); err != nil {
+			return err
+		}
+	}
 	return status.Errorf(codes.PermissionDenied, "%s may not call %s", id, method)
 }
 
-// UnaryServerInterceptor enforces r on unary calls.
-func UnaryServerInterceptor(r Rules) grpc.UnaryServerInterceptor {
+// UnaryServerInterceptor enforces r on unary calls; explain, if given,
+// words its refusals.
+func UnaryServerInterceptor(r Rules, explain ...Explain) grpc.UnaryServerInterceptor {
+	ex := first(explain)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := r.Check(ctx, info.FullMethod); err != nil {
+		if err := r.check(ctx, info.FullMethod, ex); err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
 	}
 }
 
-// StreamServerInterceptor enforces r on streaming calls.
-func StreamServerInterceptor(r Rules) grpc.StreamServerInterceptor {
+// StreamServerInterceptor enforces r on streaming calls; explain, if given,
+// words its refusals.
+func StreamServerInterceptor(r Rules, explain ...Explain) grpc.StreamServerInterceptor {
+	ex := first(explain)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := r.Check(ss.Context(), info.FullMethod); err != nil {
+		if err := r.check(ss.Context(), info.FullMethod, ex); err != nil {
 			return err
 		}
 		return handler(srv, ss)
 	}
+}
+
+func first(explain []Explain) Explain {
+	if len(explain) == 0 {
+		return nil
+	}
+	return explain[0]
 }
