@@ -402,7 +402,11 @@ func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server)
 		return err
 	}
 	stop := b.profile(ctx, "aggregate", nodeChild)
-	lat, err := latencies(ctx, 0, b.o.aggregateCalls, call)
+	var lat stats.Latencies
+	err = withClientGCPaused(func() (err error) {
+		lat, err = latencies(ctx, 0, b.o.aggregateCalls, call)
+		return err
+	})
 	stop()
 	if err != nil {
 		return fmt.Errorf("node Aggregate: %w", err)
@@ -413,6 +417,13 @@ func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server)
 	}
 	a := &b.res.Aggregate
 	a.Node = lat.Summarize()
+	// The same calls with the client collecting as it goes: how much of a
+	// Go client's tail is its own.
+	gcLat, err := latencies(ctx, 0, b.o.aggregateCalls, call)
+	if err != nil {
+		return fmt.Errorf("node Aggregate: %w", err)
+	}
+	a.NodeClientGC = gcLat.Summarize()
 	if a.NodeLogAppend, err = summarizeSince(after.Appends, before.Appends); err != nil {
 		return err
 	}
@@ -420,12 +431,13 @@ func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server)
 		return err
 	}
 	a.Request = fmt.Sprintf("%s..%s, every metric, by month and offence (%d cells over %s records)", periodFromString, periodToString, len(last.GetCells()), count(b.o.records))
-	a.Method = "node: sequential calls from one mTLS client as a coordinator identity, client-side latency (each call also appends the disclosure log, fsync'd); " +
+	a.Method = "node: sequential calls from one mTLS client as a coordinator identity, client-side latency, the client's garbage collector paused (each call also appends the disclosure log, fsync'd); " +
 		"PostgreSQL: pgbench, one client, prepared statement over loopback TCP, client-side latency from pgbench's per-transaction log; " +
 		"each index variant measured on its own, after VACUUM ANALYZE; the fastest p50 (*) is the peer"
-	b.logf("  node: p50 %s ms, p99 %s ms; its server's handling p50 %s ms, p99 %s ms; its disclosure log appends p50 %s ms, p99 %s ms, %.1f%% over 2 ms",
+	b.logf("  node: p50 %s ms, p99 %s ms; its server's handling p50 %s ms, p99 %s ms; its disclosure log appends p50 %s ms, p99 %s ms, %.1f%% over 2 ms; with the client collecting: p50 %s ms, p99 %s ms",
 		ms(a.Node.P50ms), ms(a.Node.P99ms), ms(a.NodeHandling.P50ms), ms(a.NodeHandling.P99ms),
-		ms(a.NodeLogAppend.P50ms), ms(a.NodeLogAppend.P99ms), 100*a.NodeLogAppend.Over2ms)
+		ms(a.NodeLogAppend.P50ms), ms(a.NodeLogAppend.P99ms), 100*a.NodeLogAppend.Over2ms,
+		ms(a.NodeClientGC.P50ms), ms(a.NodeClientGC.P99ms))
 	if a.DiskFloor, err = b.diskFloor(ctx, 1, aggregateWarmup, b.o.aggregateCalls, req, last, benchCoordinator.String()); err != nil {
 		return err
 	}

@@ -84,6 +84,10 @@ type AggregateResult struct {
 	// NodeHandling is the node server's own histogram of its Aggregate
 	// handling time (no network, no client) over the timed calls.
 	NodeHandling stats.HistogramSummary `json:"node_handling"`
+	// NodeClientGC is a second series of the same calls, the client's
+	// collector running as it would by default (Node is timed with it
+	// paused): the Go client's own share of the tail.
+	NodeClientGC stats.Summary `json:"node_client_gc_running"`
 	// DiskFloor is one bbolt commit of the node's log entry, on its disk.
 	DiskFloor DiskFloor   `json:"disk_floor"`
 	PG        []PGVariant `json:"pg_variants,omitempty"`
@@ -321,6 +325,8 @@ func (r *Result) rows() []Row {
 	}
 	la, nh := agg.NodeLogAppend, agg.NodeHandling
 	rows = append(rows,
+		Row{Step: "aggregate", Measure: "Aggregate, the client's collector running, p50 / p99 (ms)", Fedreport: ms(agg.NodeClientGC.P50ms) + " / " + ms(agg.NodeClientGC.P99ms),
+			Peer: "-", Ratio: "-", Target: "(diagnosis: a Go client's own pauses)"},
 		Row{Step: "aggregate", Measure: "Aggregate: node's own handling p50 / p99 (ms)", Fedreport: ms(nh.P50ms) + " / " + ms(nh.P99ms),
 			Peer: "-", Ratio: "-", Target: "(diagnosis: server side, no network)"},
 		Row{Step: "aggregate", Measure: "Aggregate: node's disclosure log append p50 / p99 (ms)", Fedreport: ms(la.P50ms) + " / " + ms(la.P99ms),
