@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/yamlconf"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -159,7 +160,8 @@ type FileConfig struct {
 	Data string `yaml:"data"`
 	// TrustDomain is the SPIFFE trust domain of the alliance.
 	TrustDomain string `yaml:"trust_domain"`
-	// Members are the registered members, in registry order.
+	// Members are the registered members, in registry order. Their codes
+	// may be written in either case; ParseFileConfig upper-cases them.
 	Members []Member `yaml:"members"`
 	// MemberTimeout is the per-member deadline of a rollup (0: the default, 10s).
 	MemberTimeout time.Duration `yaml:"member_timeout"`
@@ -170,7 +172,8 @@ type FileConfig struct {
 	// ShutdownTimeout bounds how long running rollups may finish on stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MemberCode makes the coordinator answer as this member to a
-	// coordinator one level up, on MemberListen.
+	// coordinator one level up, on MemberListen. It may be written in
+	// either case; ParseFileConfig upper-cases it.
 	MemberCode string `yaml:"member_code"`
 	// MemberListen is the host:port of the member API.
 	MemberListen string `yaml:"member_listen"`
@@ -209,7 +212,8 @@ func LoadFileConfig(path string) (*FileConfig, error) {
 }
 
 // ParseFileConfig parses a YAML configuration strictly: unknown keys, a
-// malformed member or duration, duplicate member codes and a negative
+// malformed member or duration, duplicate member codes (fr and FR are one
+// code: codes are upper-cased, as the --member flag does) and a negative
 // timeout or quorum are errors. Missing members are left for the caller to
 // merge with --member flags and check with ValidateMembers.
 func ParseFileConfig(b []byte) (*FileConfig, error) {
@@ -217,18 +221,24 @@ func ParseFileConfig(b []byte) (*FileConfig, error) {
 	if err := yamlconf.Decode(b, fc); err != nil {
 		return nil, err
 	}
-	seen := make(map[string]bool, len(fc.Members))
-	for i, m := range fc.Members {
-		if err := ValidateMemberCode(m.Code); err != nil {
-			return nil, fmt.Errorf("members[%d]: %w", i, err)
+	// Codes are upper-cased as the --member flag does, so fr is FR; typed
+	// keeps each code as written, for the messages.
+	typed := make([]string, len(fc.Members))
+	first := make(map[string]int, len(fc.Members)) // code → index of its first entry
+	for i := range fc.Members {
+		m := &fc.Members[i]
+		typed[i], m.Code = m.Code, identity.UpperMember(m.Code)
+		if !identity.ValidMember(m.Code) {
+			return nil, fmt.Errorf("members[%d]: member code %q: want 2-8 letters or digits, as in FR or AE", i, typed[i])
 		}
 		if err := validateAddress(m.Code, m.Address); err != nil {
 			return nil, fmt.Errorf("members[%d]: %w", i, err)
 		}
-		if seen[m.Code] {
-			return nil, fmt.Errorf("members[%d]: member %s is registered twice", i, m.Code)
+		if j, ok := first[m.Code]; ok {
+			return nil, fmt.Errorf("members[%d]: member %s is registered twice, as members[%d] %q (%s) and members[%d] %q (%s); a code is the same in either case, keep one",
+				i, m.Code, j, typed[j], fc.Members[j].Address, i, typed[i], m.Address)
 		}
-		seen[m.Code] = true
+		first[m.Code] = i
 	}
 	if fc.MemberTimeout < 0 {
 		return nil, fmt.Errorf("member_timeout %v: must not be negative", fc.MemberTimeout)
@@ -243,8 +253,9 @@ func ParseFileConfig(b []byte) (*FileConfig, error) {
 		return nil, fmt.Errorf("shutdown_timeout %v: must not be negative", fc.ShutdownTimeout)
 	}
 	if fc.MemberCode != "" {
-		if err := ValidateMemberCode(fc.MemberCode); err != nil {
-			return nil, fmt.Errorf("member_code: %w", err)
+		typed := fc.MemberCode
+		if fc.MemberCode = identity.UpperMember(typed); !identity.ValidMember(fc.MemberCode) {
+			return nil, fmt.Errorf("member_code %q: want 2-8 letters or digits, as in EU", typed)
 		}
 		if fc.MemberListen == "" || fc.MemberCert == "" || fc.MemberKey == "" {
 			return nil, fmt.Errorf("member_code %s: also give member_listen, member_cert and member_key (a node certificate for %s)", fc.MemberCode, fc.MemberCode)

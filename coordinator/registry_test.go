@@ -3,6 +3,7 @@ package coordinator
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ key: coordinator-main.key
 		{"an unknown member key", "members: [{code: FR, adress: 127.0.0.1:1}]\n", `unknown key "adress"`},
 		{"a bad duration", "member_timeout: soon\n", "soon"},
 		{"a negative timeout", "member_timeout: -1s\n", "negative"},
-		{"a bad member code", "members: [{code: fr, address: 127.0.0.1:1}]\n", "members[0]"},
+		{"a bad member code", "members: [{code: f-r, address: 127.0.0.1:1}]\n", `members[0]: member code "f-r": want 2-8 letters or digits`},
 		{"a duplicate member", "members: [{code: FR, address: 127.0.0.1:1}, {code: FR, address: 127.0.0.1:2}]\n", "twice"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,6 +121,38 @@ key: coordinator-main.key
 	}
 	if _, err := LoadFileConfig(path); err != nil {
 		t.Errorf("LoadFileConfig: %v", err)
+	}
+}
+
+// TestParseFileConfigUpperCasesMemberCodes writes member codes in lower and
+// mixed case: they are upper-cased as the --member flag does, the same
+// code in two cases is one member registered twice, and only ASCII letters
+// are upper-cased, so "ſe" (whose strings.ToUpper is "SE") stays refused.
+func TestParseFileConfigUpperCasesMemberCodes(t *testing.T) {
+	t.Parallel()
+	fc, err := ParseFileConfig([]byte("member_code: eu\nmember_listen: 127.0.0.1:7401\nmember_cert: c\nmember_key: k\n" +
+		"members: [{code: fr, address: 127.0.0.1:7443}, {code: It, address: 127.0.0.1:7444}, {code: gb2, address: 127.0.0.1:7445}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Member{{"FR", "127.0.0.1:7443"}, {"IT", "127.0.0.1:7444"}, {"GB2", "127.0.0.1:7445"}}
+	if !slices.Equal(fc.Members, want) || fc.MemberCode != "EU" {
+		t.Errorf("got members %v and member_code %q, want %v and EU", fc.Members, fc.MemberCode, want)
+	}
+
+	for _, tt := range []struct{ name, yaml, err string }{
+		{"fr and FR", "members: [{code: fr, address: 127.0.0.1:1}, {code: FR, address: 127.0.0.1:2}]\n",
+			`members[1]: member FR is registered twice, as members[0] "fr" (127.0.0.1:1) and members[1] "FR" (127.0.0.1:2)`},
+		{"a long s, which strings.ToUpper makes S", "members: [{code: ſe, address: 127.0.0.1:1}]\n",
+			`members[0]: member code "ſe": want 2-8 letters or digits`},
+		{"a dotless i in member_code", "member_code: ıt\n", `member_code "ıt": want 2-8 letters or digits`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseFileConfig([]byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("got %v, want an error containing %q", err, tt.err)
+			}
+		})
 	}
 }
 

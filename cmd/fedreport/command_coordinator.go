@@ -57,13 +57,14 @@ func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
 }
 
 // memberFlag is the --member flag: a coordinator.MemberList whose CODE is
-// upper-cased first, as every flag that takes a member code does (node
-// --member fr, pki issue --member fr and --member-code eu are FR and EU).
+// upper-cased first by identity.UpperMember, as every flag and config file
+// that takes a member code does (node --member fr, pki issue --member fr,
+// --member-code eu and members: in --config are FR and EU).
 type memberFlag struct{ *coordinator.MemberList }
 
 func (f memberFlag) Set(s string) error {
 	if code, addr, ok := strings.Cut(s, "="); ok {
-		s = strings.ToUpper(code) + "=" + addr
+		s = identity.UpperMember(code) + "=" + addr
 	}
 	return f.MemberList.Set(s)
 }
@@ -161,7 +162,7 @@ func newCoordinatorCommand() *cobra.Command {
 				Limits:          rateLimits(&o.startRollup),
 			}
 			if o.memberCode != "" {
-				o.memberCode = strings.ToUpper(o.memberCode)
+				o.memberCode = identity.UpperMember(o.memberCode)
 				if o.memberListen == "" || o.memberCert == "" || o.memberKey == "" {
 					return fmt.Errorf("--member-code %s needs --member-listen, --member-cert and --member-key (a node certificate for %s)", o.memberCode, o.memberCode)
 				}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -141,6 +142,54 @@ func TestCoordinatorMemberFlagUpperCasesTheCode(t *testing.T) {
 	}
 	if _, err := parse("--member", "f-r=127.0.0.1:7443"); err == nil || !strings.Contains(err.Error(), "2-8 upper-case letters or digits") {
 		t.Errorf("a malformed code: got %v, want it refused", err)
+	}
+}
+
+// TestCoordinatorConfigTakesMemberCodesInEitherCase runs the coordinator
+// through the root command with members: and member_code written in lower
+// and mixed case in its --config file, as the flags take them: it starts,
+// and `fedreport members` lists FR and IT. A file with both fr and FR is
+// refused, naming both, and so is --member ſe=..., which strings.ToUpper
+// would have turned into SE.
+func TestCoordinatorConfigTakesMemberCodesInEitherCase(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	mustRunCLI(t, "pki", "init", "--dir", pkiDir)
+	for _, issue := range [][]string{
+		{"--role", "coordinator", "--name", "main"}, {"--role", "operator", "--name", "alice"}, {"--role", "node", "--member", "EU"},
+	} {
+		mustRunCLI(t, append([]string{"pki", "issue", "--dir", pkiDir}, issue...)...)
+	}
+	p := func(name string) string { return filepath.Join(pkiDir, name) }
+	addr := freeAddr(t)
+	config := writeFile(t, "coord.yaml", "member_code: eu\nmember_listen: "+freeAddr(t)+
+		"\nmember_cert: "+p("node-EU.crt")+"\nmember_key: "+p("node-EU.key")+
+		"\nmembers:\n  - {code: fr, address: "+freeAddr(t)+"}\n  - {code: It, address: "+freeAddr(t)+"}\n")
+	serveCLI(t, pkiDir, addr, identity.Operator("isa", "alice"), identity.Coordinator("isa", "main"),
+		"coordinator", "--config", config, "--data", filepath.Join(dir, "coord.db"), "--listen", addr,
+		"--cacert", p("ca.crt"), "--cert", p("coordinator-main.crt"), "--key", p("coordinator-main.key"))
+	out := mustRunCLI(t, "members", "--coordinator", addr, "--cacert", p("ca.crt"), "--cert", p("operator-alice.crt"), "--key", p("operator-alice.key"))
+	for _, code := range []string{"FR", "IT"} {
+		if !regexp.MustCompile(`(?m)^` + code + `\s`).MatchString(out) {
+			t.Errorf("members: want a line for %s:\n%s", code, out)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"fr and FR in one file", []string{"--config", writeFile(t, "dup.yaml", "members:\n  - {code: fr, address: 127.0.0.1:7443}\n  - {code: FR, address: 127.0.0.1:7444}\n")},
+			`members[1]: member FR is registered twice, as members[0] "fr" (127.0.0.1:7443) and members[1] "FR" (127.0.0.1:7444); a code is the same in either case, keep one`},
+		{"a long s in --member", []string{"--member", "ſe=127.0.0.1:7443"}, `member code "ſE": want 2-8 upper-case letters or digits`},
+	} {
+		data := filepath.Join(t.TempDir(), "coord.db")
+		_, _, err := runCLI(t, t.Context(), append([]string{"coordinator", "--data", data}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
+		}
 	}
 }
 

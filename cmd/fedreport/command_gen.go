@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,7 +34,7 @@ func newGenCommand() *cobra.Command {
 		Short: "Write synthetic records as CSV on stdout (for trials and benchmarks)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.member = strings.ToUpper(o.member)
+			o.member = identity.UpperMember(o.member)
 			if !identity.ValidMember(o.member) {
 				return fmt.Errorf("--member %q: want a member code of 2-8 upper-case letters or digits", o.member)
 			}

@@ -173,7 +173,7 @@ func newNodeCommand() *cobra.Command {
 			if err := o.validatePolicy(time.Now()); err != nil {
 				return err
 			}
-			o.member = strings.ToUpper(o.member)
+			o.member = identity.UpperMember(o.member)
 			dims, err := records.ParseDimensions(o.dimensions)
 			if strings.TrimSpace(o.dimensions) == "none" {
 				dims, err = []fedreportv1.Dimension{}, nil // totals only

@@ -89,7 +89,7 @@ func newPKIIssueCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id, err := identity.New(ca.TrustDomain, identity.Role(o.role), strings.ToUpper(o.member), o.name)
+			id, err := identity.New(ca.TrustDomain, identity.Role(o.role), identity.UpperMember(o.member), o.name)
 			if err != nil {
 				return fmt.Errorf("pki issue: %w", err)
 			}

@@ -59,6 +59,22 @@ var (
 // upper-case letters or digits, like FR or GB).
 func ValidMember(code string) bool { return memberRE.MatchString(code) }
 
+// UpperMember returns code with ASCII a-z upper-cased and every other byte
+// as it is: member codes are upper case, and every flag and config file
+// that takes one accepts it in either case (fr is FR). Check the result
+// with ValidMember. strings.ToUpper would not do: it maps some non-ASCII
+// letters onto ASCII ones ("ſ", U+017F, becomes "S"), so a code no one
+// could type as FR's would pass as valid.
+func UpperMember(code string) string {
+	b := []byte(code)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
 // Node returns the identity of member's node.
 func Node(trustDomain, member string) ID {
 	return ID{TrustDomain: trustDomain, Role: RoleNode, Member: member}

@@ -67,3 +67,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestUpperMember upper-cases ASCII letters only: non-ASCII letters that
+// strings.ToUpper maps onto ASCII ones (ſ to S, ı to I) are kept, so
+// ValidMember refuses the result.
+func TestUpperMember(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in, want string
+		valid    bool
+	}{
+		{"fr", "FR", true}, {"It", "IT", true}, {"gb2", "GB2", true}, {"EU", "EU", true},
+		{"f-r", "F-R", false}, {"ſe", "ſE", false}, {"ıt", "ıT", false}, {"", "", false},
+	} {
+		got := UpperMember(tt.in)
+		if got != tt.want || ValidMember(got) != tt.valid {
+			t.Errorf("UpperMember(%q): got %q (valid %v), want %q (valid %v)", tt.in, got, ValidMember(got), tt.want, tt.valid)
+		}
+	}
+}
