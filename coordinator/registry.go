@@ -163,7 +163,11 @@ type FileConfig struct {
 	// Members are the registered members, in registry order. Their codes
 	// may be written in either case; ParseFileConfig upper-cases them.
 	Members []Member `yaml:"members"`
-	// MemberTimeout is the per-member deadline of a rollup (0: the default, 10s).
+	// MemberTimeout is the per-member deadline of a rollup. Absent, it is 0
+	// and the default applies (DefaultMemberTimeout, 10s): Config takes a
+	// 0 MemberTimeout as the default. `fedreport coordinator` refuses an
+	// explicit member_timeout: 0s, as it refuses --member-timeout 0s, rather
+	// than read it as the default.
 	MemberTimeout time.Duration `yaml:"member_timeout"`
 	// MinMembers is the quorum: with fewer members answering, a rollup fails.
 	MinMembers int `yaml:"min_members"`
