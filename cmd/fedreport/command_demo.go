@@ -150,9 +150,33 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 		}()
 	}
 
-	// 2. Nine member nodes, each with its own bbolt file, mTLS listener and admin socket.
+	// 2. Nine member nodes, each with its own bbolt file, mTLS listener and
+	//    admin socket. Every node's listeners come before any data file, as
+	//    in `fedreport node`, so that a socket in use under --dir (or a --dir
+	//    too long for one) leaves no new, empty data file behind.
+	socketPath := func(code string) string { return filepath.Join(dir, "nodes", code+".sock") }
+	type nodeListeners struct{ tcp, admin net.Listener }
+	bound := make([]nodeListeners, len(demoMembers))
+	defer func() {
+		// Those not handed to a node's Serve, after an early return.
+		for _, b := range bound {
+			for _, l := range []net.Listener{b.tcp, b.admin} {
+				if l != nil {
+					_ = l.Close()
+				}
+			}
+		}
+	}()
+	for i, code := range demoMembers {
+		if bound[i].tcp, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return fmt.Errorf("demo node %s: %w", code, err)
+		}
+		if bound[i].admin, err = node.ListenAdminSocket(socketPath(code)); err != nil {
+			return fmt.Errorf("demo node %s: %w", code, err)
+		}
+	}
 	members := make(coordinator.MemberList, 0, len(demoMembers))
-	for _, code := range demoMembers {
+	for i, code := range demoMembers {
 		src, err := issue(identity.Node("isa", code))
 		if err != nil {
 			return err
@@ -162,7 +186,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 		}
 		dn := demoNode{
 			Member:      code,
-			AdminSocket: filepath.Join(dir, "nodes", code+".sock"),
+			AdminSocket: socketPath(code),
 			Data:        filepath.Join(dir, "nodes", code+".db"),
 			Records:     filepath.Join(dir, "nodes", code+".csv"),
 		}
@@ -174,15 +198,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 			return err
 		}
 		closers = append(closers, n.Close)
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		adminLis, err := node.ListenAdminSocket(dn.AdminSocket)
-		if err != nil {
-			lis.Close()
-			return err
-		}
+		lis, adminLis := bound[i].tcp, bound[i].admin
+		bound[i] = nodeListeners{} // Serve closes them
 		dn.Address = lis.Addr().String()
 		serve(func() error { return n.Serve(ctx, lis, adminLis) })
 		manifest.Nodes = append(manifest.Nodes, dn)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -66,6 +67,32 @@ func TestDemoPrintsThePublishedResults(t *testing.T) {
 	// Every node's file is consistent after the demo stopped.
 	for _, m := range demoMembers {
 		mustRunCLI(t, "verify", "--data", filepath.Join(dir, "nodes", m+".db"))
+	}
+}
+
+// TestDemoWithAnAdminSocketInUseLeavesNoDataFile runs the demo in a --dir
+// where another process answers on the second node's admin socket: the
+// demo is refused, saying so, and leaves no node's data file behind, not
+// even the first node's, whose socket was free.
+func TestDemoWithAnAdminSocketInUseLeavesNoDataFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "nodes"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	busy := filepath.Join(dir, "nodes", demoMembers[1]+".sock")
+	lis, err := net.Listen("unix", busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	_, _, err = runCLI(t, t.Context(), "demo", "--dir", dir)
+	if want := "demo node " + demoMembers[1] + ": node: admin socket " + busy + ": another process answers there"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("demo with %s in use: got %v, want an error containing %q", busy, err, want)
+	}
+	dbs, err := filepath.Glob(filepath.Join(dir, "nodes", "*.db"))
+	if err != nil || len(dbs) != 0 {
+		t.Errorf("data files after a failed demo: got %v (%v), want none", dbs, err)
 	}
 }
 
