@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,11 +34,10 @@ type Member struct {
 // String returns the member in the form ParseMember reads: CODE=host:port.
 func (m Member) String() string { return m.Code + "=" + m.Address }
 
-var memberCodeRE = regexp.MustCompile(`^[A-Z0-9]{2,8}$`)
-
-// ValidateMemberCode reports whether code is a valid member code.
+// ValidateMemberCode reports whether code is a valid member code, as
+// identity.ValidMember defines it.
 func ValidateMemberCode(code string) error {
-	if !memberCodeRE.MatchString(code) {
+	if !identity.ValidMember(code) {
 		return fmt.Errorf("member code %q: want 2-8 upper-case letters or digits, as in FR or AE", code)
 	}
 	return nil
