@@ -62,7 +62,23 @@ const (
 	// reasonAnswerTooLarge is the reason a node gives for the same
 	// refusal (node.ReasonAnswerTooLarge).
 	reasonAnswerTooLarge = "ANSWER_TOO_LARGE"
+	// reasonDimensionNotAllowed and reasonPeriodNotAllowed are the reasons
+	// a node's policy gives for the same refusals
+	// (node.ReasonDimensionNotAllowed, node.ReasonPeriodNotAllowed).
+	reasonDimensionNotAllowed = "DIMENSION_NOT_ALLOWED"
+	reasonPeriodNotAllowed    = "PERIOD_NOT_ALLOWED"
 )
+
+// PolicyError is an Aggregate request the policy a coordinator advertises
+// as a member does not allow; it is refused as a node's policy refuses one.
+type PolicyError struct {
+	Reason string // reasonDimensionNotAllowed or reasonPeriodNotAllowed
+	Field  string // the request field to change
+	Msg    string // which rule, and how to change the request
+}
+
+// Error implements error.
+func (e *PolicyError) Error() string { return e.Msg }
 
 // FieldViolation names one invalid request field and says what to fix.
 type FieldViolation struct {
@@ -110,6 +126,7 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	var verr *ValidationError
 	var incomplete *IncompleteError
 	var tooLarge *grpcsrv.AnswerTooLargeError
+	var policy *PolicyError
 	switch {
 	case errors.As(err, &verr):
 		br := &errdetails.BadRequest{}
@@ -132,6 +149,9 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	case errors.As(err, &tooLarge):
 		return withDetails(codes.ResourceExhausted, tooLarge.Error(), reasonAnswerTooLarge,
 			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "group_by", Description: tooLarge.Error()}}})
+	case errors.As(err, &policy):
+		return withDetails(codes.FailedPrecondition, policy.Msg, policy.Reason,
+			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: policy.Field, Description: policy.Msg}}})
 	case errors.Is(err, ErrRollupNotFound):
 		return withDetails(codes.NotFound, err.Error(), reasonRollupNotFound)
 	case errors.Is(err, ErrClosed):

@@ -21,6 +21,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/authz"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -100,8 +101,10 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 // min_cell_count is the largest k among the members, the only single k with
 // which every summed bound stays within count + (k-1) per suppressed cell, as
 // the asking coordinator checks; data_version is the sum of the members' data
-// versions, so it changes whenever any member's data does. A rollup that is
-// not COMPLETE is refused with an *IncompleteError.
+// versions, so it changes whenever any member's data does. A request the
+// policy DescribeNode advertises does not allow is refused with a
+// *PolicyError before any member is asked; a rollup that is not COMPLETE is
+// refused with an *IncompleteError.
 //
 // The rollup's member timeout is cut so that the answer can arrive before the
 // caller's deadline; the asking coordinator's member timeout should still be
@@ -112,6 +115,13 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 	}
 	spec, err := aggregateSpec(req)
 	if err != nil {
+		return nil, err
+	}
+	// Deny by default, before any member is asked: a request outside the
+	// policy DescribeNode advertises would have the members that allow it
+	// disclose, into their logs and this coordinator's rollups, cells that
+	// the others' refusal then keeps from the caller.
+	if err := c.allows(spec, c.describe(ctx).GetPolicy()); err != nil {
 		return nil, err
 	}
 	timeout := c.memberTimeout
@@ -159,6 +169,38 @@ func addSat(a, b uint64) uint64 {
 	return s
 }
 
+// allows returns a *PolicyError when policy p, as DescribeNode advertises
+// it, does not allow spec, in a node's words (node/aggregate.go): a
+// dimension p does not list (none, when no member's policy is known), or a
+// from before p's earliest date.
+func (c *Coordinator) allows(spec *fedreportv1.RollupSpec, p *fedreportv1.Policy) error {
+	dims := p.GetAllowedDimensions()
+	for _, d := range spec.GetGroupBy() {
+		if !slices.Contains(dims, d) {
+			allowed := "none"
+			if len(dims) > 0 {
+				allowed = records.DimensionNames(dims)
+			}
+			return &PolicyError{
+				Reason: reasonDimensionNotAllowed,
+				Field:  "group_by",
+				Msg: fmt.Sprintf("member %s's disclosure policy, what all of its members allow, does not allow grouping by %s (allowed: %s); remove %s from group_by",
+					c.memberCode, dimensionName(d), allowed, dimensionName(d)),
+			}
+		}
+	}
+	// YYYY-MM-DD sorts as dates; from is one (aggregateSpec).
+	if e := p.GetEarliestDate(); e != "" && spec.GetFrom() < e {
+		return &PolicyError{
+			Reason: reasonPeriodNotAllowed,
+			Field:  "from",
+			Msg: fmt.Sprintf("member %s's disclosure policy, what all of its members allow, answers only from %s on; start the request (from %s) on or after %s",
+				c.memberCode, clean(e), spec.GetFrom(), clean(e)),
+		}
+	}
+	return nil
+}
+
 // DescribeNode describes this coordinator as member Config.MemberCode, after
 // asking its members to describe themselves. The policy is what holds for
 // every member that answered: the largest k, the dimensions all of them
@@ -168,6 +210,12 @@ func (c *Coordinator) DescribeNode(ctx context.Context) (*fedreportv1.DescribeNo
 	if c.memberCode == "" {
 		return nil, errors.New("describe node: no member code configured")
 	}
+	return c.describe(ctx), nil
+}
+
+// describe is DescribeNode once the member code is known to be set:
+// Aggregate checks requests against the policy it advertises.
+func (c *Coordinator) describe(ctx context.Context) *fedreportv1.DescribeNodeResponse {
 	var g errgroup.Group
 	g.SetLimit(fanOutLimit)
 	for _, m := range c.reg.members {
@@ -205,7 +253,7 @@ func (c *Coordinator) DescribeNode(ctx context.Context) (*fedreportv1.DescribeNo
 		slices.Sort(policy.AllowedDimensions)
 	}
 	resp.Policy = policy
-	return resp, nil
+	return resp
 }
 
 // memberRules is the access matrix of the member listener: only another

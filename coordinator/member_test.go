@@ -341,3 +341,96 @@ func TestOpenRefusesItsOwnMemberCodeAsAMember(t *testing.T) {
 		t.Errorf("Aggregate without a member code: got %v, want an error", err)
 	}
 }
+
+// regionalEU opens coordinator eu over members, answering as member EU on
+// a member API that serves until the test ends; it returns the coordinator
+// and the member API's address.
+func regionalEU(t *testing.T, ca *testpki.CA, members ...Member) (*testCoordinator, string) {
+	t.Helper()
+	cfg := testConfigAs(t, ca, "eu", members...)
+	cfg.MemberCode = "EU"
+	cfg.MemberServerTLS = ca.ServerTLS(t, identity.Node(td, "EU"))
+	c := newCoordinator(t, ca, cfg)
+	return c, serveMemberUntil(t, c)
+}
+
+// asTop is coordinator top's client of the member API of EU at addr.
+func asTop(t *testing.T, ca *testpki.CA, addr string) fedreportv1.AggregationServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(ca.ClientTLS(t, identity.Coordinator(td, "top"), identity.Node(td, "EU")))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return fedreportv1.NewAggregationServiceClient(conn)
+}
+
+// refusal returns the ErrorInfo reason and the BadRequest fields of err's status.
+func refusal(err error) (reason string, fields []string) {
+	for _, det := range status.Convert(err).Details() {
+		switch d := det.(type) {
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	return reason, fields
+}
+
+// A regional coordinator refuses what the policy it advertises does not
+// allow as a node would, with the node's code, reason and field, and before
+// it asks any member: else the members that allow the request disclose
+// their cells, into their logs and its rollups, for an answer the others'
+// refusal then withholds.
+func TestMemberAPIRefusesOutsideItsPolicyBeforeAskingAnyMember(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	victimAge := fedreportv1.Dimension_DIMENSION_VICTIM_AGE
+	fr := monthlyNode("FR", 5, 1, map[string]uint64{"2020-01": 12}, "2010-01-01", month, offence, channel)
+	it := monthlyNode("IT", 5, 2, map[string]uint64{"2020-01": 9}, "2012-01-01", month, offence, channel, victimAge)
+	eu, euAddr := regionalEU(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)}, Member{"IT", startNode(t, ca, identity.Node(td, "IT"), it)})
+	parent := asTop(t, ca, euAddr)
+
+	for _, tt := range []struct {
+		name                string
+		req                 *fedreportv1.AggregateRequest
+		reason, field, says string
+	}{
+		{"a dimension one member does not allow",
+			&fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{month, victimAge}},
+			"DIMENSION_NOT_ALLOWED", "group_by", "grouping by victim_age (allowed: month,offence,channel)"},
+		{"a period before one member's earliest date",
+			&fedreportv1.AggregateRequest{From: "2011-06-01", To: "2020-09-30"},
+			"PERIOD_NOT_ALLOWED", "from", "only from 2012-01-01 on"},
+	} {
+		_, err := parent.Aggregate(t.Context(), tt.req)
+		reason, fields := refusal(err)
+		if status.Code(err) != codes.FailedPrecondition || reason != tt.reason || !slices.Equal(fields, []string{tt.field}) || !strings.Contains(status.Convert(err).Message(), tt.says) {
+			t.Errorf("%s: got %v (reason %q, fields %v), want FAILED_PRECONDITION %s on %s saying %q", tt.name, err, reason, fields, tt.reason, tt.field, tt.says)
+		}
+	}
+
+	// As `fedreport rollup --by victim_age` at the top coordinator asks.
+	top := newCoordinator(t, ca, testConfigAs(t, ca, "top", Member{"EU", euAddr}))
+	r, err := top.StartRollup(t.Context(), &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{victimAge}}, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.GetMembers()[0]; got.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_REFUSED || !strings.Contains(got.GetReason(), "does not allow grouping by victim_age") {
+		t.Errorf("EU at the top: got %v %q, want refused for victim_age", got.GetStatus(), got.GetReason())
+	}
+
+	if n := len(fr.requests()) + len(it.requests()); n != 0 {
+		t.Errorf("members were asked %d times, want never", n)
+	}
+	page, err := eu.ListRollups(t.Context(), &fedreportv1.ListRollupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(page.GetRollups()); n != 0 {
+		t.Errorf("EU stored %d rollups, want none", n)
+	}
+}
