@@ -435,7 +435,9 @@ func classifyError(rollupCtx context.Context, err error, timeout time.Duration) 
 		}
 		return fedreportv1.MemberStatus_MEMBER_STATUS_UNREACHABLE, clean("unreachable: " + msg)
 	default:
-		return fedreportv1.MemberStatus_MEMBER_STATUS_REFUSED, clean(fmt.Sprintf("refused (%s): %s", codeName(st.Code()), msg))
+		// The status says refused: the reason starts with the member's code,
+		// so that status and reason, side by side, do not say it twice.
+		return fedreportv1.MemberStatus_MEMBER_STATUS_REFUSED, clean(codeName(st.Code()) + ": " + msg)
 	}
 }
 

@@ -107,3 +107,16 @@ func TestRollupExitCodeSaysWhatWasPrinted(t *testing.T) {
 		t.Errorf("rerun of a partial rollup, still partial: got exit code %d (%v), want %d", got, err, exitPartial)
 	}
 }
+
+// TestRollupSaysARefusedMembersStatusOnce runs `fedreport rollup --by
+// victim_age`, which FR's node refuses: the line under the table gives
+// FR's status and then the node's code and words, not "refused" twice.
+func TestRollupSaysARefusedMembersStatusOnce(t *testing.T) {
+	t.Parallel()
+	coordinator := frAndDownGB(t)
+	out, _, _ := runCLI(t, t.Context(), append([]string{"rollup", "--from", "2020-01-01", "--to", "2020-01-31", "--metrics", "arrests", "--by", "victim_age"}, coordinator()...)...)
+	want := "  FR refused: FAILED_PRECONDITION: member FR's disclosure policy does not allow grouping by victim_age"
+	if !strings.Contains(out, want) || strings.Contains(out, "refused: refused") {
+		t.Errorf("want a line %q, and no \"refused: refused\":\n%s", want, out)
+	}
+}
