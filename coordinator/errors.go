@@ -140,6 +140,7 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	case errors.As(err, &incomplete):
 		st := status.New(codes.FailedPrecondition, incomplete.Error())
 		if withD, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonNotComplete, Domain: errorDomain, Metadata: map[string]string{
+			"member":    incomplete.Member, // whose rollup: the asker has ids of its own
 			"rollup_id": incomplete.Rollup.GetId(),
 			"state":     rollupStateName(incomplete.Rollup.GetState()),
 		}}); derr == nil {

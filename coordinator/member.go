@@ -47,20 +47,32 @@ const aggregateReserve = 10 // percent
 // IncompleteError is returned by Aggregate when the rollup it ran is not
 // COMPLETE: a partial sum must never travel up as the member's answer.
 type IncompleteError struct {
+	// Member is the member code the coordinator answers as.
+	Member string
 	// Rollup is the stored rollup, for its id, state and missing members.
 	Rollup *fedreportv1.Rollup
 }
 
-// Error implements error.
+// Error implements error. The coordinator that asked stores it as this
+// member's reason, and has rollups of its own with ids like this one's: the
+// message names the rollup as Member's, and gives each missing member's
+// own reason, which the asker cannot read elsewhere. It is bounded as a
+// member's reason is (clean).
 func (e *IncompleteError) Error() string {
 	r := e.Rollup
-	msg := fmt.Sprintf("rollup %s is %s", r.GetId(), rollupStateName(r.GetState()))
-	if reason := r.GetFailureReason(); reason != "" {
-		msg += ": " + reason
-	} else if len(r.GetMissingMembers()) > 0 {
-		msg += "; " + missingReasons(r)
+	msg := fmt.Sprintf("%s's rollup %s is %s", e.Member, r.GetId(), rollupStateName(r.GetState()))
+	var missing []string
+	for _, m := range r.GetMembers() {
+		if m.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK {
+			missing = append(missing, fmt.Sprintf("%s (%s: %s)", m.GetMember(), memberStatusName(m.GetStatus()), m.GetReason()))
+		}
 	}
-	return msg + "; a coordinator answers as a member only when every one of its members answered"
+	if len(missing) > 0 {
+		msg += "; missing: " + strings.Join(missing, ", ")
+	} else if reason := r.GetFailureReason(); reason != "" {
+		msg += ": " + reason
+	}
+	return clean(msg + "; a coordinator answers as a member only when every one of its members answered")
 }
 
 // aggregateSpec turns an AggregateRequest into the spec of the rollup that
@@ -136,7 +148,7 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 	c.log.Info("answered as a member", "member", c.memberCode, "rollup", r.GetId(),
 		"state", rollupStateName(r.GetState()), "caller", caller, "caller_rollup", clean(req.GetRollupId()))
 	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE {
-		return nil, &IncompleteError{Rollup: r}
+		return nil, &IncompleteError{Member: c.memberCode, Rollup: r}
 	}
 	resp := &fedreportv1.AggregateResponse{Member: c.memberCode}
 	for _, m := range r.GetMembers() {

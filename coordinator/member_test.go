@@ -183,8 +183,8 @@ func TestTwoLevelFederationTotalsEqualTheFlatRollup(t *testing.T) {
 	if got, want := memberStatuses(r), "EU=refused ES=ok"; got != want {
 		t.Errorf("with a regional member down: got %q, want %q", got, want)
 	}
-	if reason := r.GetMembers()[0].GetReason(); !strings.Contains(reason, "FAILED_PRECONDITION") || !strings.Contains(reason, "partial") || !strings.Contains(reason, "IT (refused)") {
-		t.Errorf("EU reason: got %q, want it to say the regional rollup was partial and who is missing", reason)
+	if reason := r.GetMembers()[0].GetReason(); !strings.Contains(reason, "FAILED_PRECONDITION") || !strings.Contains(reason, "partial") || !strings.Contains(reason, "IT (refused: FAILED_PRECONDITION: maintenance)") {
+		t.Errorf("EU reason: got %q, want it to say the regional rollup was partial and who is missing why", reason)
 	}
 	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_PARTIAL || !slices.Equal(totalsOf(r), []string{"arrests=10"}) {
 		t.Errorf("top rollup: got %v %v, want PARTIAL with only ES's 10", r.GetState(), totalsOf(r))
@@ -432,5 +432,49 @@ func TestMemberAPIRefusesOutsideItsPolicyBeforeAskingAnyMember(t *testing.T) {
 	}
 	if n := len(page.GetRollups()); n != 0 {
 		t.Errorf("EU stored %d rollups, want none", n)
+	}
+}
+
+// A regional coordinator's refusal of its incomplete rollup gives each
+// missing member's own reason, which the coordinator that asked has no
+// other way to read, names the rollup as the regional coordinator's, whose
+// ids are not the asking coordinator's, and stays bounded however long
+// the members' reasons are.
+func TestRegionalRefusalGivesEachMissingMembersReason(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := monthlyNode("FR", 5, 1, map[string]uint64{"2020-01": 12}, "", month)
+	it := monthlyNode("IT", 5, 2, map[string]uint64{"2020-01": 9}, "", month)
+	it.aggregate = func(context.Context, *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+		return nil, status.Error(codes.FailedPrecondition, "restoring from backup until 18:00 UTC")
+	}
+	es := monthlyNode("ES", 5, 3, map[string]uint64{"2020-01": 4}, "", month)
+	es.aggregate = func(context.Context, *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+		return nil, status.Error(codes.Unavailable, "draining "+strings.Repeat("and more ", 200))
+	}
+	eu, euAddr := regionalEU(t, ca,
+		Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)},
+		Member{"IT", startNode(t, ca, identity.Node(td, "IT"), it)},
+		Member{"ES", startNode(t, ca, identity.Node(td, "ES"), es)})
+	top := newCoordinator(t, ca, testConfigAs(t, ca, "top", Member{"EU", euAddr}))
+
+	r, err := top.StartRollup(t.Context(), arrestsSpec, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	euID := mustLast(t, eu).GetId()
+	reason := r.GetMembers()[0].GetReason()
+	for _, want := range []string{
+		"EU's rollup " + euID + " is partial",
+		"IT (refused: FAILED_PRECONDITION: restoring from backup until 18:00 UTC)",
+		"ES (unreachable: after one retry, unreachable: draining and more",
+	} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("EU's reason at the top: got %q, want it to contain %q", reason, want)
+		}
+	}
+	_, err = asTop(t, ca, euAddr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}})
+	if msg := status.Convert(err).Message(); len(msg) > maxReasonLen+len("…") || !strings.HasPrefix(msg, "EU's rollup ") {
+		t.Errorf("EU's refusal: got %d bytes %q, want at most %d naming EU's rollup", len(msg), msg, maxReasonLen+len("…"))
 	}
 }
