@@ -133,8 +133,14 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 	// policy DescribeNode advertises would have the members that allow it
 	// disclose, into their logs and this coordinator's rollups, cells that
 	// the others' refusal then keeps from the caller.
-	if err := c.allows(spec, c.describe(ctx).GetPolicy()); err != nil {
-		return nil, err
+	// The members' last known policies serve, so an answer costs no extra
+	// round trip; only members whose policy is not known yet are asked. A
+	// refusal may rest on a policy since relaxed: the members are asked
+	// again before it stands.
+	if err := c.allows(spec, c.describe(ctx, (*memberConn).policyUnknown).GetPolicy()); err != nil {
+		if err := c.allows(spec, c.describe(ctx, nil).GetPolicy()); err != nil {
+			return nil, err
+		}
 	}
 	timeout := c.memberTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -222,15 +228,20 @@ func (c *Coordinator) DescribeNode(ctx context.Context) (*fedreportv1.DescribeNo
 	if c.memberCode == "" {
 		return nil, errors.New("describe node: no member code configured")
 	}
-	return c.describe(ctx), nil
+	return c.describe(ctx, nil), nil
 }
 
-// describe is DescribeNode once the member code is known to be set:
-// Aggregate checks requests against the policy it advertises.
-func (c *Coordinator) describe(ctx context.Context) *fedreportv1.DescribeNodeResponse {
+// describe is DescribeNode once the member code is known to be set, after
+// asking the members for which ask returns true (every member when ask is
+// nil); the others count with what they last said. Aggregate checks
+// requests against the policy it advertises.
+func (c *Coordinator) describe(ctx context.Context, ask func(*memberConn) bool) *fedreportv1.DescribeNodeResponse {
 	var g errgroup.Group
 	g.SetLimit(fanOutLimit)
 	for _, m := range c.reg.members {
+		if ask != nil && !ask(m) {
+			continue
+		}
 		g.Go(func() error {
 			c.probe(ctx, m)
 			return nil

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -476,5 +477,65 @@ func TestRegionalRefusalGivesEachMissingMembersReason(t *testing.T) {
 	_, err = asTop(t, ca, euAddr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}})
 	if msg := status.Convert(err).Message(); len(msg) > maxReasonLen+len("…") || !strings.HasPrefix(msg, "EU's rollup ") {
 		t.Errorf("EU's refusal: got %d bytes %q, want at most %d naming EU's rollup", len(msg), msg, maxReasonLen+len("…"))
+	}
+}
+
+// A coordinator answering as a member checks requests against its members'
+// last known policies, without asking them to describe themselves again for
+// every answer; a request those policies refuse is checked once more against
+// what the members say now, so a relaxed policy is not refused on stale
+// knowledge.
+func TestMemberAPIAsksForPoliciesOnlyWhenUnknownOrRefusing(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	victimAge := fedreportv1.Dimension_DIMENSION_VICTIM_AGE
+	fr := monthlyNode("FR", 5, 1, map[string]uint64{"2020-01": 12}, "", month)
+	var (
+		mu        sync.Mutex
+		describes int
+		dims      = []fedreportv1.Dimension{month}
+	)
+	describe := fr.describe
+	fr.describe = func(ctx context.Context, req *fedreportv1.DescribeNodeRequest) (*fedreportv1.DescribeNodeResponse, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		describes++
+		d, err := describe(ctx, req)
+		d.GetPolicy().AllowedDimensions = slices.Clone(dims)
+		return d, err
+	}
+	asked := func() int { mu.Lock(); defer mu.Unlock(); return describes }
+	_, euAddr := regionalEU(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)})
+	parent := asTop(t, ca, euAddr)
+	byMonth := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{month}}
+	byAge := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{victimAge}}
+
+	for i := range 3 {
+		if _, err := parent.Aggregate(t.Context(), byMonth); err != nil {
+			t.Fatalf("answer %d by month: %v", i, err)
+		}
+	}
+	if n := asked(); n != 1 {
+		t.Errorf("three answers asked FR to describe itself %d times, want once (its policy was unknown at first)", n)
+	}
+	before := asked()
+	if _, err := parent.Aggregate(t.Context(), byAge); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("by victim_age with FR not allowing it: got %v, want FAILED_PRECONDITION", err)
+	}
+	if n := asked() - before; n != 1 {
+		t.Errorf("a refusal asked FR %d times, want once, to check the refusal against its policy now", n)
+	}
+	if n := len(fr.requests()); n != 3 {
+		t.Errorf("FR was asked to aggregate %d times, want 3 (never for the refused request)", n)
+	}
+
+	mu.Lock()
+	dims = []fedreportv1.Dimension{month, victimAge}
+	mu.Unlock()
+	// The fake FR answers no victim_age cells; what matters is that it is
+	// asked now.
+	_, err := parent.Aggregate(t.Context(), byAge)
+	if reason, _ := refusal(err); reason == "DIMENSION_NOT_ALLOWED" || len(fr.requests()) != 4 {
+		t.Errorf("by victim_age once FR allows it: got %v, FR asked %d times; want FR asked a fourth time", err, len(fr.requests()))
 	}
 }

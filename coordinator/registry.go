@@ -399,6 +399,14 @@ func (m *memberConn) noteDescribe(t time.Time, d *fedreportv1.DescribeNodeRespon
 	}
 }
 
+// policyUnknown reports whether the member has not yet described its
+// disclosure policy.
+func (m *memberConn) policyUnknown() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.policy == nil
+}
+
 // softwareVersion returns the member's last reported software version.
 func (m *memberConn) softwareVersion() string {
 	m.mu.Lock()
