@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -31,7 +33,8 @@ var (
 
 	// bucketCoordinatorRollups is a bucket of a coordinator's data file
 	// (coordinator/schema.go), whose meta has no member: with it, a file
-	// OpenStore refuses is named as a coordinator's.
+	// OpenStore refuses or Verify does not check is named as a
+	// coordinator's (isCoordinatorFile).
 	bucketCoordinatorRollups = []byte("rollups")
 
 	keySchemaVersion = []byte("schema_version")
@@ -44,6 +47,13 @@ var (
 	// its records are done.
 	keyRollbackAt = []byte("rollback_at")
 )
+
+// isCoordinatorFile reports whether tx is of a coordinator's data file: a
+// meta bucket without a member, beside the coordinator's rollups bucket.
+func isCoordinatorFile(tx *bolt.Tx) bool {
+	meta := tx.Bucket(bucketMeta)
+	return meta != nil && meta.Get(keyMember) == nil && tx.Bucket(bucketCoordinatorRollups) != nil
+}
 
 // SchemaVersion is the layout version this build writes and reads.
 const SchemaVersion = 1

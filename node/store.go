@@ -181,7 +181,7 @@ func (s *Store) initMeta(tx *bolt.Tx) error {
 		}
 		return meta.Put(keyDataVersion, u64(0))
 	}
-	if meta.Get(keyMember) == nil && tx.Bucket(bucketCoordinatorRollups) != nil {
+	if isCoordinatorFile(tx) {
 		return &CoordinatorFileError{Path: s.path}
 	}
 	switch v := meta.Get(keySchemaVersion); {

@@ -47,6 +47,9 @@ type Report struct {
 	// Damaged is set when the file's pages could not be read: nothing in
 	// it was checked.
 	Damaged bool
+	// Coordinator is set when the file is a coordinator's data file, not
+	// a node's: nothing in it was checked.
+	Coordinator bool
 
 	committedRecords uint64 // records as the rollback of an open stream leaves them
 }
@@ -120,7 +123,7 @@ func damagedReport(path, problem string) *Report {
 // String summarises the report for people, one finding per line.
 func (r *Report) String() string {
 	var b strings.Builder
-	if r.Damaged {
+	if r.Damaged || r.Coordinator {
 		fmt.Fprintf(&b, "%s: not checked: %s", r.Path, r.Problems[0])
 		return b.String()
 	}
@@ -178,6 +181,11 @@ func verifyTx(tx *bolt.Tx, path string) *Report {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		rep.problem("no meta bucket: not a fedreport node data file")
+		return rep
+	}
+	if isCoordinatorFile(tx) {
+		rep.Coordinator = true
+		rep.problem("it is a coordinator's data file, not a node's; give --data a stopped node's file")
 		return rep
 	}
 	if v := meta.Get(keySchemaVersion); len(v) == 4 {

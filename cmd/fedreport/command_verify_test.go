@@ -138,3 +138,22 @@ func TestVerifyNamesATamperedDisclosure(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifySaysACoordinatorsFileIsNotANodes runs verify on a stopped
+// coordinator's data file: it says what the file is, rather than listing
+// what a node's file would have, and exits non-zero.
+func TestVerifySaysACoordinatorsFileIsNotANodes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "main.db")
+	if err := openCoordinatorFile(t, path).Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCLI(t, t.Context(), "verify", "--data", path)
+	want := "it is a coordinator's data file, not a node's"
+	if err == nil || exitCode(err) == 0 || !strings.Contains(err.Error(), want) {
+		t.Errorf("got error %v, want a non-zero exit with an error containing %q", err, want)
+	}
+	if !strings.Contains(out, path+": not checked: "+want) || strings.Contains(out, "problem(s)") {
+		t.Errorf("got report\n%s\nwant it to say %q and list no problems", out, want)
+	}
+}
