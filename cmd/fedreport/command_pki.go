@@ -178,7 +178,7 @@ type pkiRevokeOptions struct {
 func (o *pkiRevokeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dir, "dir", "", "directory holding ca.crt, ca.key and ca.crl; ca.crl is re-signed there")
 	fs.StringVar(&o.cert, "cert", "", "certificate file to revoke")
-	fs.StringVar(&o.serial, "serial", "", "serial number to revoke, in hexadecimal as `fedreport pki list` prints it")
+	fs.StringVar(&o.serial, "serial", "", "serial number to revoke, in hexadecimal as 'fedreport pki list' prints it")
 	fs.StringVar(&o.reason, "reason", "unspecified", "why: "+strings.Join(pki.ReasonNames(), ", "))
 }
 
