@@ -68,15 +68,15 @@ func ValidateSpec(spec *fedreportv1.RollupSpec) error {
 		verr.add("spec", "required: give at least from and to")
 		return verr
 	}
-	from, errFrom := time.Parse(dateLayout, spec.GetFrom())
+	from, errFrom := records.ParseDate(spec.GetFrom())
 	if errFrom != nil {
-		verr.add("spec.from", "%q is not a date; want YYYY-MM-DD, as in 2020-01-01", spec.GetFrom())
+		verr.add("spec.from", "%q %s", spec.GetFrom(), errFrom.(*records.FieldError).Problem)
 	}
-	to, errTo := time.Parse(dateLayout, spec.GetTo())
+	to, errTo := records.ParseDate(spec.GetTo())
 	if errTo != nil {
-		verr.add("spec.to", "%q is not a date; want YYYY-MM-DD, as in 2020-09-30", spec.GetTo())
+		verr.add("spec.to", "%q %s", spec.GetTo(), errTo.(*records.FieldError).Problem)
 	}
-	if errFrom == nil && errTo == nil && to.Before(from) {
+	if errFrom == nil && errTo == nil && to < from {
 		verr.add("spec.to", "%s is before from %s; the range is inclusive and must not be empty", spec.GetTo(), spec.GetFrom())
 	}
 	seenM := map[fedreportv1.Metric]bool{}

@@ -796,6 +796,18 @@ func TestValidateSpec(t *testing.T) {
 			}
 		})
 	}
+
+	// A date of the right form is not called malformed when the day does
+	// not exist; the words are the nodes' own (records.ParseDate).
+	for spec, want := range map[*fedreportv1.RollupSpec]string{
+		{From: "2020-02-30", To: "2020-03-01"}: `"2020-02-30" does not exist (2020-02 has 29 days)`,
+		{From: "2020-1-1", To: "2020-03-01"}:   `"2020-1-1" is not a date (want YYYY-MM-DD)`,
+	} {
+		var verr *ValidationError
+		if err := ValidateSpec(spec); !errors.As(err, &verr) || verr.Violations[0].Description != want {
+			t.Errorf("from %s: got %v, want spec.from: %s", spec.GetFrom(), err, want)
+		}
+	}
 }
 
 func TestStartRollupRefusesAnInvalidSpecBeforeStoringIt(t *testing.T) {

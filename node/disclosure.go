@@ -164,7 +164,7 @@ func (s *Store) ListDisclosures(pageSize int32, pageToken, since string) ([]*fed
 	if since != "" {
 		d, err := records.ParseDate(since)
 		if err != nil {
-			return nil, "", &records.FieldError{Field: "since", Value: since, Problem: "is not a date (want YYYY-MM-DD)"}
+			return nil, "", &records.FieldError{Field: "since", Value: since, Problem: err.(*records.FieldError).Problem}
 		}
 		sinceTime = records.DayTime(d)
 	}

@@ -311,7 +311,7 @@ func TestIngestWithAnInvalidRecordStoresNothing(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("got %v, want InvalidArgument", err)
 	}
-	if want := `record 9002 of fr.csv: date "2020-02-30" is not a date (want YYYY-MM-DD)`; status.Convert(err).Message() != want {
+	if want := `record 9002 of fr.csv: date "2020-02-30" does not exist (2020-02 has 29 days)`; status.Convert(err).Message() != want {
 		t.Errorf("message: got %q, want %q", status.Convert(err).Message(), want)
 	}
 	if reason, fields := errorInfo(err); reason != ReasonInvalidRecord || len(fields) != 1 || fields[0] != "records[9001].date" {

@@ -457,6 +457,7 @@ func TestAggregateRefusals(t *testing.T) {
 		{"from after to", &fedreportv1.AggregateRequest{From: "2020-02-01", To: "2020-01-31"}, "", "to", `to "2020-01-31" is before from 2020-02-01 (want from <= to)`},
 		{"a missing from", &fedreportv1.AggregateRequest{To: "2020-01-31"}, "", "from", `from "" is required (want YYYY-MM-DD)`},
 		{"a bad date", &fedreportv1.AggregateRequest{From: "2020-1-1", To: "2020-01-31"}, "", "from", `from "2020-1-1" is not a date (want YYYY-MM-DD)`},
+		{"a day that does not exist", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-02-30"}, "", "to", `to "2020-02-30" does not exist (2020-02 has 29 days)`},
 		{"an unspecified metric", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", Metrics: []fedreportv1.Metric{0}}, "", "metrics", "is not a metric"},
 		{"a metric twice", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", Metrics: []fedreportv1.Metric{1, 1}}, "", "metrics", `metrics "arrests" is listed twice`},
 		{"group by member", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MEMBER}}, "", "group_by", "answered by a coordinator only"},
@@ -663,6 +664,9 @@ func TestDisclosureLog(t *testing.T) {
 	}
 	if _, _, err := s.ListDisclosures(0, "x", ""); err == nil {
 		t.Errorf("bad page token: got nil error")
+	}
+	if _, _, err := s.ListDisclosures(0, "", "2024-06-31"); err == nil || err.Error() != `since "2024-06-31" does not exist (2024-06 has 30 days)` {
+		t.Errorf("since a day that does not exist: got %v", err)
 	}
 	st, err := s.Stats()
 	if err != nil || st.Disclosures != 5 || st.Records != 500 || st.DataVersion != 1 || st.SchemaVersion != SchemaVersion || st.FileSizeBytes == 0 {

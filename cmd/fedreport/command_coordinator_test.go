@@ -342,7 +342,7 @@ func TestExplicitZerosAreRefused(t *testing.T) {
 		{"a future earliest date", append(nodeArgs, "--earliest-date", "2999-01-01"),
 			"--earliest-date 2999-01-01 (earliest_date in --config) is in the future: the node would refuse every request; give a day on or before today"},
 		{"an earliest date that is not a date", append(nodeArgs, "--earliest-date", "2020-13-01"),
-			"--earliest-date 2020-13-01 (earliest_date in --config)"},
+			`--earliest-date 2020-13-01 (earliest_date in --config): date "2020-13-01" does not exist (months run 01 to 12)`},
 		{"--member-timeout 0s", append(coordArgs, "--member-timeout", "0s"),
 			"--member-timeout 0s (member_timeout in --config): give a duration above 0, such as 10s (the default)"},
 		{"member_timeout: 0s", append(coordArgs, "--config", writeFile(t, "coord.yaml", "member_timeout: 0s\n")),

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -41,17 +40,20 @@ func newGenCommand() *cobra.Command {
 			if o.n < 0 {
 				return fmt.Errorf("--records %d: must not be negative", o.n)
 			}
-			from, err := time.Parse(time.DateOnly, o.from)
+			from, err := records.ParseDate(o.from)
 			if err != nil {
-				return fmt.Errorf("--from %q: want YYYY-MM-DD", o.from)
+				return fmt.Errorf("--from %q %s", o.from, err.(*records.FieldError).Problem)
 			}
-			to, err := time.Parse(time.DateOnly, o.to)
-			if err != nil || to.Before(from) {
-				return fmt.Errorf("--to %q: want YYYY-MM-DD on or after --from", o.to)
+			to, err := records.ParseDate(o.to)
+			if err != nil {
+				return fmt.Errorf("--to %q %s", o.to, err.(*records.FieldError).Problem)
+			}
+			if to < from {
+				return fmt.Errorf("--to %q is before --from %s (want --from <= --to)", o.to, o.from)
 			}
 			bw := bufio.NewWriterSize(cmd.OutOrStdout(), 1<<16)
 			w := records.NewCSVWriter(bw)
-			if err := records.Gen(o.member, o.n, o.seed, from, to, w.Write); err != nil {
+			if err := records.Gen(o.member, o.n, o.seed, records.DayTime(from), records.DayTime(to), w.Write); err != nil {
 				return err
 			}
 			if err := w.Flush(); err != nil {

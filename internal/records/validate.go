@@ -146,7 +146,10 @@ func ParseQuantity(s string) (uint32, error) {
 
 // ParseDate parses a YYYY-MM-DD date to its day number. It checks the
 // calendar (no 2021-02-29) and accepts years 1970 to 9999; the record rules
-// (not before 2000, not in the future) are Validate's.
+// (not before 2000, not in the future) are Validate's. Every date of the
+// API and the command line goes through it, so a date is refused in the
+// same words everywhere: callers rename the error's Field, and keep its
+// Problem.
 func ParseDate(s string) (uint32, error) {
 	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
 		return 0, &FieldError{Field: "date", Value: s, Problem: "is not a date (want YYYY-MM-DD)"}
@@ -154,8 +157,13 @@ func ParseDate(s string) (uint32, error) {
 	y, ok1 := digits(s[0:4])
 	m, ok2 := digits(s[5:7])
 	d, ok3 := digits(s[8:10])
-	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > daysIn(y, m) {
+	switch {
+	case !ok1 || !ok2 || !ok3:
 		return 0, &FieldError{Field: "date", Value: s, Problem: "is not a date (want YYYY-MM-DD)"}
+	case m < 1 || m > 12:
+		return 0, &FieldError{Field: "date", Value: s, Problem: "does not exist (months run 01 to 12)"}
+	case d < 1 || d > daysIn(y, m):
+		return 0, &FieldError{Field: "date", Value: s, Problem: fmt.Sprintf("does not exist (%s has %d days)", s[:7], daysIn(y, m))}
 	}
 	if y < 1970 {
 		return 0, &FieldError{Field: "date", Value: s, Problem: "is before 1970-01-01"}
