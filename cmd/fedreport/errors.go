@@ -16,7 +16,8 @@ import (
 const certHint = "(is the server running at that address, and do --cacert/--cert/--key belong to this federation?)"
 
 // describeRPCError turns a gRPC error into a message for an operator: the
-// server's message, its field violations, and a hint for transport failures.
+// server's message, the field violations it does not already say, and a
+// hint for transport failures.
 func describeRPCError(op string, err error) error {
 	return describeRPCErrorHint(op, err, certHint)
 }
@@ -45,6 +46,12 @@ func describeRPCErrorHint(op string, err error, unavailable string) error {
 		switch d := d.(type) {
 		case *errdetails.BadRequest:
 			for _, v := range d.GetFieldViolations() {
+				// The servers word the message from the violations
+				// (coordinator, grpcsrv) or as the one violation
+				// (node): print only what the message leaves out.
+				if strings.Contains(st.Message(), v.GetDescription()) {
+					continue
+				}
 				fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
 			}
 		case *errdetails.ErrorInfo:
