@@ -282,9 +282,7 @@ func (c *Coordinator) describe(ctx context.Context, ask func(*memberConn) bool) 
 // memberRules is the access matrix of the member listener: only another
 // coordinator of the trust domain may ask.
 func (c *Coordinator) memberRules() authz.Rules {
-	parent := func(id identity.ID) bool {
-		return id.TrustDomain == c.trustDomain && id.Role == identity.RoleCoordinator
-	}
+	parent := authz.InDomain(c.trustDomain, authz.Roles(identity.RoleCoordinator))
 	return authz.Rules{
 		fedreportv1.AggregationService_Aggregate_FullMethodName:    parent,
 		fedreportv1.AggregationService_DescribeNode_FullMethodName: parent,

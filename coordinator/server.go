@@ -459,11 +459,8 @@ func (c *Coordinator) probe(ctx context.Context, m *memberConn) {
 // rules is the coordinator's part of DESIGN.md's access matrix. Health and
 // reflection are open to any authenticated peer (authz does that).
 func (c *Coordinator) rules() authz.Rules {
-	inDomain := func(allow authz.Allow) authz.Allow {
-		return func(id identity.ID) bool { return id.TrustDomain == c.trustDomain && allow(id) }
-	}
-	operator := inDomain(authz.Roles(identity.RoleOperator))
-	reader := inDomain(authz.Roles(identity.RoleOperator, identity.RoleAnalyst))
+	operator := authz.InDomain(c.trustDomain, authz.Roles(identity.RoleOperator))
+	reader := authz.InDomain(c.trustDomain, authz.Roles(identity.RoleOperator, identity.RoleAnalyst))
 	return authz.Rules{
 		fedreportv1.CoordinatorService_StartRollup_FullMethodName: operator,
 		fedreportv1.CoordinatorService_GetRollup_FullMethodName:   reader,

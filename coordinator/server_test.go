@@ -122,7 +122,7 @@ func TestServerAppliesTheAccessMatrix(t *testing.T) {
 	// CA cannot issue, but a CA bundle might).
 	rules := c.rules()
 	for method, allow := range rules {
-		if allow(identity.Operator("other", "eve")) {
+		if allow.Allows(identity.Operator("other", "eve")) {
 			t.Errorf("%s allows an operator of another trust domain", method)
 		}
 	}

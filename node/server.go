@@ -103,11 +103,8 @@ func (n *Node) Close() error { return n.store.Close() }
 // this member's admins may administer over the network. Every rule also
 // requires the alliance's trust domain.
 func (n *Node) rules() authz.Rules {
-	inDomain := func(a authz.Allow) authz.Allow {
-		return func(id identity.ID) bool { return id.TrustDomain == n.cfg.TrustDomain && a(id) }
-	}
-	query := inDomain(authz.Any(authz.Roles(identity.RoleCoordinator), authz.MemberAdminOf(n.cfg.Member)))
-	admin := inDomain(authz.MemberAdminOf(n.cfg.Member))
+	query := authz.InDomain(n.cfg.TrustDomain, authz.Any(authz.Roles(identity.RoleCoordinator), authz.MemberAdminOf(n.cfg.Member)))
+	admin := authz.InDomain(n.cfg.TrustDomain, authz.MemberAdminOf(n.cfg.Member))
 	return authz.Rules{
 		fedreportv1.AggregationService_Aggregate_FullMethodName:     query,
 		fedreportv1.AggregationService_DescribeNode_FullMethodName:  query,

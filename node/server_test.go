@@ -201,6 +201,7 @@ func TestAccessTable(t *testing.T) {
 		fn   func(context.Context, *grpc.ClientConn) error
 	}
 	calls := []call{{"Aggregate", aggregate}, {"DescribeNode", describe}, {"GetNodeStats", stats}, {"IngestRecords", ingest}, {"Health", health}}
+	needs := map[string]string{"Aggregate": "a coordinator or member-admin", "DescribeNode": "a coordinator or member-admin", "GetNodeStats": "a member-admin", "IngestRecords": "a member-admin"}
 	tests := []struct {
 		who     string
 		id      identity.ID
@@ -231,13 +232,18 @@ func TestAccessTable(t *testing.T) {
 				if msg := status.Convert(err).Message(); !strings.Contains(msg, tt.id.String()) || !strings.Contains(msg, c.name) {
 					t.Errorf("%s: denial %q does not name the identity and the method", c.name, msg)
 				}
+				// The wrong role is told the roles that may call; IT's
+				// admin, of the right role, which member (TestAnotherMembersAdminIsToldWhichMember).
+				if want := "; it needs " + needs[c.name] + " certificate"; tt.id.Role != identity.RoleMemberAdmin && !strings.HasSuffix(status.Convert(err).Message(), want) {
+					t.Errorf("%s: denial %q does not end %q", c.name, status.Convert(err).Message(), want)
+				}
 			}
 		})
 	}
 	// The trust domain is part of every rule.
 	rules := tn.n.rules()
 	foreign := identity.Coordinator("elsewhere", "main")
-	if rules[fedreportv1.AggregationService_Aggregate_FullMethodName](foreign) {
+	if rules[fedreportv1.AggregationService_Aggregate_FullMethodName].Allows(foreign) {
 		t.Errorf("a coordinator of another trust domain may aggregate")
 	}
 }

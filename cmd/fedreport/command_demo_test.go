@@ -161,8 +161,8 @@ func TestKeptDemoServesClients(t *testing.T) {
 	}
 	_, _, err := runCLI(t, t.Context(), "rollup", "--coordinator", m.Coordinator, "--cacert", m.CA, "--cert", an.Cert, "--key", an.Key,
 		"--from", "2020-01-01", "--to", "2020-09-30")
-	if err == nil || !strings.Contains(err.Error(), "may not call") {
-		t.Errorf("rollup as analyst: got %v, want a permission error", err)
+	if want := "may not call /fedreport.v1.CoordinatorService/StartRollup; it needs an operator certificate"; err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "a role that may call this") {
+		t.Errorf("rollup as analyst: got %v, want a permission error ending %q, and no hint that leaves the role open", err, want)
 	}
 
 	// A rerun after FR corrected a record says FR's data changed and no one else's.

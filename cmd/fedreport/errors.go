@@ -67,7 +67,8 @@ func describeRPCErrorHint(op string, err error, unavailable string) error {
 			b.WriteString("\n  (see `fedreport pki issue --role member-admin --member`)")
 			break
 		}
-		b.WriteString("\n  (use the certificate of a role that may call this; see `fedreport pki issue --role`)")
+		// The server names the roles that may call (internal/authz).
+		b.WriteString("\n  (certificates are issued with `fedreport pki issue --role`)")
 	}
 	return fmt.Errorf("%s", b.String())
 }

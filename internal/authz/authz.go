@@ -6,6 +6,8 @@ package authz
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -15,8 +17,16 @@ import (
 	"github.com/isa-alliance/fedreport/internal/identity"
 )
 
-// Allow decides whether an identity may call a method.
-type Allow func(identity.ID) bool
+// Allow decides whether an identity may call a method. It also knows the
+// roles it allows (some identities of), which a refusal names; the zero
+// Allow allows no one.
+type Allow struct {
+	allows func(identity.ID) bool
+	roles  []identity.Role
+}
+
+// Allows reports whether id may call.
+func (a Allow) Allows(id identity.ID) bool { return a.allows != nil && a.allows(id) }
 
 // Rules maps full method names (the generated FullMethodName constants) to
 // who may call them.
@@ -24,31 +34,60 @@ type Rules map[string]Allow
 
 // Roles allows any identity with one of the roles.
 func Roles(roles ...identity.Role) Allow {
-	return func(id identity.ID) bool {
-		for _, r := range roles {
-			if id.Role == r {
-				return true
-			}
-		}
-		return false
-	}
+	return Allow{allows: func(id identity.ID) bool { return slices.Contains(roles, id.Role) }, roles: roles}
 }
 
 // MemberAdminOf allows the administrators of member.
 func MemberAdminOf(member string) Allow {
-	return func(id identity.ID) bool { return id.Role == identity.RoleMemberAdmin && id.Member == member }
+	return Allow{
+		allows: func(id identity.ID) bool { return id.Role == identity.RoleMemberAdmin && id.Member == member },
+		roles:  []identity.Role{identity.RoleMemberAdmin},
+	}
 }
 
 // Any allows an identity that any of the rules allow.
 func Any(allows ...Allow) Allow {
-	return func(id identity.ID) bool {
-		for _, a := range allows {
-			if a(id) {
-				return true
+	var roles []identity.Role
+	for _, a := range allows {
+		for _, r := range a.roles {
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
 			}
 		}
-		return false
 	}
+	return Allow{allows: func(id identity.ID) bool {
+		return slices.ContainsFunc(allows, func(a Allow) bool { return a.Allows(id) })
+	}, roles: roles}
+}
+
+// InDomain allows what a allows of the identities of trustDomain.
+func InDomain(trustDomain string, a Allow) Allow {
+	return Allow{allows: func(id identity.ID) bool { return id.TrustDomain == trustDomain && a.Allows(id) }, roles: a.roles}
+}
+
+// refusal is the message refusing id a call of method, which allow
+// refused. An identity of the wrong role is told the roles that may call;
+// one of a right role was refused for its trust domain or member, which
+// the message does not disclose (a server's Explain may).
+func refusal(id identity.ID, method string, allow Allow) string {
+	msg := fmt.Sprintf("%s may not call %s", id, method)
+	roles := allow.roles
+	if len(roles) == 0 || slices.Contains(roles, id.Role) {
+		return msg
+	}
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		names[i] = string(r)
+	}
+	list := names[len(names)-1]
+	if len(names) > 1 {
+		list = strings.Join(names[:len(names)-1], ", ") + " or " + list
+	}
+	article := "a"
+	if strings.ContainsRune("aeiou", rune(list[0])) {
+		article = "an"
+	}
+	return fmt.Sprintf("%s; it needs %s %s certificate", msg, article, list)
 }
 
 // openPrefixes are services any authenticated peer may call.
@@ -59,7 +98,8 @@ var openPrefixes = []string{
 }
 
 // Check returns nil if the identity of ctx may call method, else an
-// Unauthenticated or PermissionDenied status naming identity and method.
+// Unauthenticated or PermissionDenied status naming identity and method
+// and, for an identity of the wrong role, the roles that may call it.
 func (r Rules) Check(ctx context.Context, method string) error {
 	return r.check(ctx, method, nil)
 }
@@ -79,7 +119,8 @@ func (r Rules) check(ctx context.Context, method string, explain Explain) error 
 			return nil
 		}
 	}
-	if allow, ok := r[method]; ok && allow(id) {
+	allow := r[method]
+	if allow.Allows(id) {
 		return nil
 	}
 	if explain != nil {
@@ -87,7 +128,7 @@ func (r Rules) check(ctx context.Context, method string, explain Explain) error 
 			return err
 		}
 	}
-	return status.Errorf(codes.PermissionDenied, "%s may not call %s", id, method)
+	return status.Error(codes.PermissionDenied, refusal(id, method, allow))
 }
 
 // UnaryServerInterceptor enforces r on unary calls; explain, if given,
