@@ -109,13 +109,14 @@ func rerunRollup(ctx context.Context, c fedreportv1.CoordinatorServiceClient, id
 	return rollupOutcome(resp.GetRollup())
 }
 
-// rollupOutcome is the error `fedreport rollup` ends with after printing r,
-// so that a script sees from the exit code alone what it got: nil for
-// COMPLETE (0), exitPartial (3) for PARTIAL totals, and an error (1) for a
-// rollup without totals.
+// rollupOutcome is the error `fedreport rollup` and `rollups show` end with
+// after printing r, so that a script sees from the exit code alone what it
+// got: nil for COMPLETE (0), exitPartial (3) for PARTIAL totals, and an
+// error (1) for a rollup without totals. A RUNNING one (only `rollups show`
+// sees it) is not an error yet.
 func rollupOutcome(r *fedreportv1.Rollup) error {
 	switch r.GetState() {
-	case fedreportv1.RollupState_ROLLUP_STATE_COMPLETE:
+	case fedreportv1.RollupState_ROLLUP_STATE_COMPLETE, fedreportv1.RollupState_ROLLUP_STATE_RUNNING:
 		return nil
 	case fedreportv1.RollupState_ROLLUP_STATE_PARTIAL:
 		return &exitError{code: exitPartial, err: fmt.Errorf("rollup %s is partial: missing %s; its totals are not the alliance total",

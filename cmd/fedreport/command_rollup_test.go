@@ -75,8 +75,8 @@ func TestRollupExitCodeSaysWhatWasPrinted(t *testing.T) {
 		t.Errorf("failed rollup -o json: got totals %v and FR cells %v, want none", r.GetTotals(), r.GetMembers()[0].GetCells())
 	}
 	out, _, _ = runCLI(t, t.Context(), append(failed, "-o", "csv")...)
-	if rows, err := csv.NewReader(strings.NewReader(out)).ReadAll(); err != nil || len(rows) != 1 {
-		t.Errorf("failed rollup -o csv: got %d rows (%v), want the header alone:\n%s", len(rows), err, out)
+	if rows, err := csv.NewReader(strings.NewReader(out)).ReadAll(); err != nil || len(rows) != 2 || strings.Join(rows[1][1:], ",") != "failed,rollup,,,,,,,,,,," {
+		t.Errorf("failed rollup -o csv: got %q (%v), want the header and the rollup's state row, without a count", rows, err)
 	}
 
 	client := coordinator()
@@ -118,5 +118,51 @@ func TestRollupSaysARefusedMembersStatusOnce(t *testing.T) {
 	want := "  FR refused: FAILED_PRECONDITION: member FR's disclosure policy does not allow grouping by victim_age"
 	if !strings.Contains(out, want) || strings.Contains(out, "refused: refused") {
 		t.Errorf("want a line %q, and no \"refused: refused\":\n%s", want, out)
+	}
+}
+
+// TestRollupsShowExitsAsRollupDid shows a failed and a partial rollup again
+// with `fedreport rollups show`: in every format it exits with the code
+// `fedreport rollup` gave them, and the CSV of the failed one, which holds
+// no cell, still says which rollup it is and that it failed.
+func TestRollupsShowExitsAsRollupDid(t *testing.T) {
+	t.Parallel()
+	coordinator := frAndDownGB(t)
+	rollup := []string{"rollup", "--from", "2020-01-01", "--to", "2020-01-31", "--metrics", "arrests"}
+	idOf := func(out string) string {
+		t.Helper()
+		m := regexp.MustCompile(`rollup (r\d+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no rollup id in\n%s", out)
+		}
+		return m[1]
+	}
+
+	failing := coordinator("--require-all")
+	out, _, _ := runCLI(t, t.Context(), append(rollup, failing...)...)
+	failed := idOf(out)
+	partialClient := coordinator()
+	out, _, _ = runCLI(t, t.Context(), append(rollup, partialClient...)...)
+	partial := idOf(out)
+
+	for _, tc := range []struct {
+		id     string
+		client []string
+		code   int
+		cells  bool // whether the CSV has cell rows
+	}{{failed, failing, 1, false}, {partial, partialClient, exitPartial, true}} {
+		for _, format := range []string{"table", "json", "csv"} {
+			out, _, err := runCLI(t, t.Context(), append([]string{"rollups", "show", tc.id, "-o", format}, tc.client...)...)
+			if got := exitCode(err); got != tc.code {
+				t.Errorf("rollups show %s -o %s: got exit code %d (%v), want %d", tc.id, format, got, err, tc.code)
+			}
+			if format != "csv" || tc.cells {
+				continue
+			}
+			rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+			if err != nil || len(rows) != 2 || rows[1][0] != tc.id || rows[1][1] != "failed" || rows[1][2] != "rollup" {
+				t.Errorf("rollups show %s -o csv: got %q (%v), want the header and a row %s,failed,rollup", tc.id, rows, err, tc.id)
+			}
+		}
 	}
 }

@@ -93,7 +93,10 @@ func newRollupsShowCommand() *cobra.Command {
 				if err != nil {
 					return describeRPCError("show rollup", err)
 				}
-				return printRollup(cmd.OutOrStdout(), o.output, resp, resp.GetRollup(), "")
+				if err := printRollup(cmd.OutOrStdout(), o.output, resp, resp.GetRollup(), ""); err != nil {
+					return err
+				}
+				return rollupOutcome(resp.GetRollup())
 			})
 		},
 	}

@@ -288,22 +288,33 @@ func csvCellRow(r *fedreportv1.Rollup, scope string, c *fedreportv1.Cell) []stri
 }
 
 // printRollupCSV writes the totals (scope "total") and each member's cells
-// (scope "member") of a rollup.
+// (scope "member") of a rollup. A rollup with no cell to write (failed,
+// interrupted, running, or with nothing counted) gets one row of scope
+// "rollup" with its id and state and no cell fields, so that its state is
+// in the file.
 func printRollupCSV(w io.Writer, rs ...*fedreportv1.Rollup) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(csvCellHeader); err != nil {
 		return err
 	}
 	for _, r := range rs {
+		rows := 0
 		for _, c := range r.GetTotals() {
 			_ = cw.Write(csvCellRow(r, "total", c))
+			rows++
 		}
 		for _, mr := range r.GetMembers() {
 			for _, c := range mr.GetCells() {
 				row := csvCellRow(r, "member", c)
 				row[3] = mr.GetMember()
 				_ = cw.Write(row)
+				rows++
 			}
+		}
+		if rows == 0 {
+			row := make([]string, len(csvCellHeader))
+			row[0], row[1], row[2] = r.GetId(), stateName(r.GetState()), "rollup"
+			_ = cw.Write(row)
 		}
 	}
 	cw.Flush()
