@@ -109,7 +109,8 @@ func (e *DuplicateRecordError) Error() string {
 // UnknownRecordsError is a retraction naming record ids the node does not
 // hold; nothing was retracted.
 type UnknownRecordsError struct {
-	IDs []string
+	IDs []string // the ids not stored, in the order asked
+	Of  int      // the distinct ids the retraction named
 }
 
 func (e *UnknownRecordsError) Error() string {
@@ -120,7 +121,13 @@ func (e *UnknownRecordsError) Error() string {
 		more = fmt.Sprintf(" and %d more", len(ids)-show)
 		ids = ids[:show]
 	}
-	return fmt.Sprintf("nothing retracted: %d unknown record_id(s): %s%s", len(e.IDs), strings.Join(ids, ", "), more)
+	list := strings.Join(ids, ", ") + more
+	// A retraction sent again, after its answer was lost, finds every one
+	// of its records gone: say so, as that one is done.
+	if len(e.IDs) == e.Of {
+		return fmt.Sprintf("nothing retracted: no record_id of the %d is stored (never ingested, or retracted already, as when a retraction is sent again): %s", e.Of, list)
+	}
+	return fmt.Sprintf("nothing retracted: %d of the %d record_ids are not stored (never ingested, or retracted already): %s; send the retraction again without them", len(e.IDs), e.Of, list)
 }
 
 // Reasons a node's policy refuses a request (google.rpc.ErrorInfo.reason).

@@ -593,7 +593,7 @@ func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, erro
 				}
 				seen[id] = true
 			}
-			return &UnknownRecordsError{IDs: inOrder}
+			return &UnknownRecordsError{IDs: inOrder, Of: len(uniq)}
 		}
 		for _, id := range uniq {
 			if err := recs.Delete([]byte(id)); err != nil {

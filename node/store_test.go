@@ -368,7 +368,7 @@ func TestRetract(t *testing.T) {
 	if !errors.As(err, &ue) || !slices.Equal(ue.IDs, []string{"NOPE-1", "NOPE-2"}) {
 		t.Fatalf("retract with unknown ids: got %v, want an *UnknownRecordsError for NOPE-1, NOPE-2", err)
 	}
-	if want := "nothing retracted: 2 unknown record_id(s): NOPE-1, NOPE-2"; err.Error() != want {
+	if want := "nothing retracted: 2 of the 4 record_ids are not stored (never ingested, or retracted already): NOPE-1, NOPE-2; send the retraction again without them"; err.Error() != want {
 		t.Errorf("message: got %q, want %q", err, want)
 	}
 	rep := mustVerify(t, s)
@@ -386,6 +386,15 @@ func TestRetract(t *testing.T) {
 	mustVerify(t, s)
 	if got := totals(t, s); got[arrests] != 4 || got[sites] != 0 {
 		t.Errorf("totals: got %v, want arrests 4, sites_blocked 0", got)
+	}
+	// The same retraction again, as after a lost answer: refused, and the
+	// message says why that can be.
+	_, err = s.Retract(t.Context(), []string{"FR-1", "FR-3", "FR-1"})
+	if want := "nothing retracted: no record_id of the 2 is stored (never ingested, or retracted already, as when a retraction is sent again): FR-1, FR-3"; err == nil || err.Error() != want {
+		t.Errorf("the retraction again: got %v, want %q", err, want)
+	}
+	if rep := mustVerify(t, s); rep.Records != 1 || rep.DataVersion != 2 {
+		t.Errorf("after the retraction again: %d records, version %d; want 1, 2", rep.Records, rep.DataVersion)
 	}
 	if _, err := s.Retract(t.Context(), nil); err == nil {
 		t.Errorf("retract of nothing: got nil, want an error")
