@@ -62,23 +62,7 @@ const (
 	// reasonAnswerTooLarge is the reason a node gives for the same
 	// refusal (node.ReasonAnswerTooLarge).
 	reasonAnswerTooLarge = "ANSWER_TOO_LARGE"
-	// reasonDimensionNotAllowed and reasonPeriodNotAllowed are the reasons
-	// a node's policy gives for the same refusals
-	// (node.ReasonDimensionNotAllowed, node.ReasonPeriodNotAllowed).
-	reasonDimensionNotAllowed = "DIMENSION_NOT_ALLOWED"
-	reasonPeriodNotAllowed    = "PERIOD_NOT_ALLOWED"
 )
-
-// PolicyError is an Aggregate request the policy a coordinator advertises
-// as a member does not allow; it is refused as a node's policy refuses one.
-type PolicyError struct {
-	Reason string // reasonDimensionNotAllowed or reasonPeriodNotAllowed
-	Field  string // the request field to change
-	Msg    string // which rule, and how to change the request
-}
-
-// Error implements error.
-func (e *PolicyError) Error() string { return e.Msg }
 
 // FieldViolation names one invalid request field and says what to fix.
 type FieldViolation struct {
@@ -126,7 +110,7 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	var verr *ValidationError
 	var incomplete *IncompleteError
 	var tooLarge *grpcsrv.AnswerTooLargeError
-	var policy *PolicyError
+	var policy *grpcsrv.PolicyError
 	switch {
 	case errors.As(err, &verr):
 		br := &errdetails.BadRequest{}

@@ -115,8 +115,8 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 // the asking coordinator checks; data_version is the sum of the members' data
 // versions, so it changes whenever any member's data does. A request the
 // policy DescribeNode advertises does not allow is refused with a
-// *PolicyError before any member is asked; a rollup that is not COMPLETE is
-// refused with an *IncompleteError.
+// *grpcsrv.PolicyError before any member is asked; a rollup that is not
+// COMPLETE is refused with an *IncompleteError.
 //
 // The rollup's member timeout is cut so that the answer can arrive before the
 // caller's deadline; the asking coordinator's member timeout should still be
@@ -187,8 +187,8 @@ func addSat(a, b uint64) uint64 {
 	return s
 }
 
-// allows returns a *PolicyError when policy p, as DescribeNode advertises
-// it, does not allow spec, in a node's words (node/aggregate.go): a
+// allows returns a *grpcsrv.PolicyError when policy p, as DescribeNode
+// advertises it, does not allow spec, in a node's words (node/aggregate.go): a
 // dimension p does not list (none, when no member's policy is known), or a
 // from before p's earliest date.
 func (c *Coordinator) allows(spec *fedreportv1.RollupSpec, p *fedreportv1.Policy) error {
@@ -199,8 +199,8 @@ func (c *Coordinator) allows(spec *fedreportv1.RollupSpec, p *fedreportv1.Policy
 			if len(dims) > 0 {
 				allowed = records.DimensionNames(dims)
 			}
-			return &PolicyError{
-				Reason: reasonDimensionNotAllowed,
+			return &grpcsrv.PolicyError{
+				Reason: grpcsrv.ReasonDimensionNotAllowed,
 				Field:  "group_by",
 				Msg: fmt.Sprintf("member %s's disclosure policy, what all of its members allow, does not allow grouping by %s (allowed: %s); remove %s from group_by",
 					c.memberCode, dimensionName(d), allowed, dimensionName(d)),
@@ -209,8 +209,8 @@ func (c *Coordinator) allows(spec *fedreportv1.RollupSpec, p *fedreportv1.Policy
 	}
 	// YYYY-MM-DD sorts as dates; from is one (aggregateSpec).
 	if e := p.GetEarliestDate(); e != "" && spec.GetFrom() < e {
-		return &PolicyError{
-			Reason: reasonPeriodNotAllowed,
+		return &grpcsrv.PolicyError{
+			Reason: grpcsrv.ReasonPeriodNotAllowed,
 			Field:  "from",
 			Msg: fmt.Sprintf("member %s's disclosure policy, what all of its members allow, answers only from %s on; start the request (from %s) on or after %s",
 				c.memberCode, clean(e), spec.GetFrom(), clean(e)),

@@ -132,18 +132,12 @@ func (e *UnknownRecordsError) Error() string {
 
 // Reasons a node's policy refuses a request (google.rpc.ErrorInfo.reason).
 const (
-	ReasonDimensionNotAllowed = "DIMENSION_NOT_ALLOWED"
-	ReasonPeriodNotAllowed    = "PERIOD_NOT_ALLOWED"
+	ReasonDimensionNotAllowed = grpcsrv.ReasonDimensionNotAllowed
+	ReasonPeriodNotAllowed    = grpcsrv.ReasonPeriodNotAllowed
 )
 
 // PolicyError is an aggregate request the member's disclosure policy refuses.
-type PolicyError struct {
-	Reason string // ReasonDimensionNotAllowed or ReasonPeriodNotAllowed
-	Field  string // the request field to change
-	Msg    string // which rule, and how to change the request
-}
-
-func (e *PolicyError) Error() string { return e.Msg }
+type PolicyError = grpcsrv.PolicyError
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of fedreport's errors.
 const ErrorDomain = "fedreport.isa"

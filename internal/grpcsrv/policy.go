@@ -1,0 +1,21 @@
+package grpcsrv
+
+// Reasons (google.rpc.ErrorInfo.reason) a disclosure policy refuses an
+// Aggregate request with, a node's own or the one a coordinator answering
+// as a member advertises.
+const (
+	ReasonDimensionNotAllowed = "DIMENSION_NOT_ALLOWED"
+	ReasonPeriodNotAllowed    = "PERIOD_NOT_ALLOWED"
+)
+
+// PolicyError is an Aggregate request a disclosure policy refuses: a node
+// and a coordinator answering as a member refuse it in the same shape
+// (FAILED_PRECONDITION, Reason, a violation on Field), so that the
+// coordinator that asked records both alike.
+type PolicyError struct {
+	Reason string // ReasonDimensionNotAllowed or ReasonPeriodNotAllowed
+	Field  string // the request field to change
+	Msg    string // which rule, and how to change the request
+}
+
+func (e *PolicyError) Error() string { return e.Msg }
