@@ -302,18 +302,7 @@ func TestMemberAPIRefusesAnAnswerOverTheLimit(t *testing.T) {
 	_, err = parent.Aggregate(t.Context(), req)
 	wire, _ := proto.Marshal(&fedreportv1.AggregateResponse{Cells: cells})
 	want := fmt.Sprintf("the answer would be 9 cells in %d bytes, over the limit of %d bytes for one answer (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions", len(wire), limit)
-	var reason string
-	var fields []string
-	for _, det := range status.Convert(err).Details() {
-		switch d := det.(type) {
-		case *errdetails.ErrorInfo:
-			reason = d.GetReason()
-		case *errdetails.BadRequest:
-			for _, v := range d.GetFieldViolations() {
-				fields = append(fields, v.GetField())
-			}
-		}
-	}
+	reason, fields := refusal(err)
 	if status.Code(err) != codes.ResourceExhausted || status.Convert(err).Message() != want || reason != "ANSWER_TOO_LARGE" || !slices.Equal(fields, []string{"group_by"}) {
 		t.Errorf("by month: got %v (reason %q, fields %v), want RESOURCE_EXHAUSTED %q", err, reason, fields, want)
 	}
