@@ -528,7 +528,7 @@ func TestEncodedStartRollupEqualsTheDecodedAnswer(t *testing.T) {
 
 	// The bytes runRollupStored hands the encoded path, framed as field 1,
 	// are what the decoded handler sends for the rollup it returns.
-	r, stored, err := c.runRollupStored(ctx, wholeOperation, requester, c.memberTimeout)
+	r, stored, err := c.runRollupStored(ctx, wholeOperation, requester, "", c.memberTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -147,20 +147,22 @@ type outcome struct {
 // even if its requester went away. Close, or Shutdown past its deadline,
 // stops it (the rollup is then INTERRUPTED, "coordinator stopping").
 func (c *Coordinator) StartRollup(ctx context.Context, spec *fedreportv1.RollupSpec, requester string) (*fedreportv1.Rollup, error) {
-	return c.runRollup(ctx, spec, requester, c.memberTimeout)
+	return c.runRollup(ctx, spec, requester, "", c.memberTimeout)
 }
 
-// runRollup is StartRollup with the per-member timeout given: Aggregate
-// shortens it to fit its caller's deadline.
-func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, timeout time.Duration) (*fedreportv1.Rollup, error) {
-	r, _, err := c.runRollupStored(ctx, spec, requester, timeout)
+// runRollup is StartRollup with the per-member timeout given and, for a
+// rollup that answers another coordinator's Aggregate, that coordinator's
+// rollup id (checked by aggregateSpec), stored as caller_rollup_id.
+// Aggregate shortens the timeout to fit its caller's deadline.
+func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpec, requester, callerRollupID string, timeout time.Duration) (*fedreportv1.Rollup, error) {
+	r, _, err := c.runRollupStored(ctx, spec, requester, callerRollupID, timeout)
 	return r, err
 }
 
 // runRollupStored is runRollup also returning the bytes it stored for the
 // rollup (marshalRollup's encoding), which the served StartRollup sends as
 // they are (codec.go) instead of encoding the rollup again.
-func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, timeout time.Duration) (*fedreportv1.Rollup, []byte, error) {
+func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.RollupSpec, requester, callerRollupID string, timeout time.Duration) (*fedreportv1.Rollup, []byte, error) {
 	if err := ValidateSpec(spec); err != nil {
 		return nil, nil, err
 	}
@@ -171,10 +173,11 @@ func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.Rol
 
 	start := time.Now()
 	r := &fedreportv1.Rollup{
-		State:       fedreportv1.RollupState_ROLLUP_STATE_RUNNING,
-		Spec:        proto.Clone(spec).(*fedreportv1.RollupSpec),
-		RequestedBy: requester,
-		StartedAt:   timestamppb.New(start),
+		State:          fedreportv1.RollupState_ROLLUP_STATE_RUNNING,
+		Spec:           proto.Clone(spec).(*fedreportv1.RollupSpec),
+		RequestedBy:    requester,
+		CallerRollupId: callerRollupID,
+		StartedAt:      timestamppb.New(start),
 	}
 	if err := c.store.create(r); err != nil {
 		return nil, nil, err

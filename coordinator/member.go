@@ -29,7 +29,8 @@ import (
 // code also serves AggregationService, so a regional coordinator can be one
 // member of a larger one. It answers an Aggregate by running a rollup over
 // its own members, stored like any other with requested_by set to the
-// calling coordinator, and passes the totals up as its cells.
+// calling coordinator and caller_rollup_id to the calling coordinator's
+// rollup, and passes the totals up as its cells.
 //
 // The upstream coordinator dials a member expecting the server certificate
 // node/<code>; the coordinator's own listener presents coordinator/<name>.
@@ -75,8 +76,16 @@ func (e *IncompleteError) Error() string {
 	return clean(msg + "; a coordinator answers as a member only when every one of its members answered")
 }
 
+// maxCallerRollupIDLen is the longest rollup_id the member API takes: a
+// node's limit (node.MaxRollupIDLen), so that a request either kind of
+// member refuses for its id is refused by both.
+const maxCallerRollupIDLen = 128
+
 // aggregateSpec turns an AggregateRequest into the spec of the rollup that
 // answers it. Field names in violations are the request's (from, group_by[0]).
+// The request's rollup_id, which the rollup keeps as caller_rollup_id, must
+// be an id as a node checks it: printable ASCII without spaces, at most
+// maxCallerRollupIDLen bytes.
 func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, error) {
 	spec := &fedreportv1.RollupSpec{
 		From:    req.GetFrom(),
@@ -101,6 +110,9 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 			verr.add(fmt.Sprintf("group_by[%d]", i), "member is not answered by a member; group by member at the coordinator that asks")
 		}
 	}
+	if id := req.GetRollupId(); len(id) > maxCallerRollupIDLen || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		verr.add("rollup_id", "%q is not an id (want at most %d printable ASCII characters without spaces)", clean(id), maxCallerRollupIDLen)
+	}
 	if err := verr.errOrNil(); err != nil {
 		return nil, err
 	}
@@ -108,7 +120,8 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 }
 
 // Aggregate answers an AggregateRequest as member Config.MemberCode: it runs
-// a rollup over this coordinator's members (stored, requested_by caller) and
+// a rollup over this coordinator's members (stored, requested_by caller,
+// caller_rollup_id the request's rollup_id) and
 // answers with its totals as cells, which carry no member. The answer's
 // min_cell_count is the largest k among the members, the only single k with
 // which every summed bound stays within count + (k-1) per suppressed cell, as
@@ -147,12 +160,12 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 		left := time.Until(dl)
 		timeout = max(min(timeout, left-left*aggregateReserve/100), time.Millisecond)
 	}
-	r, err := c.runRollup(ctx, spec, caller, timeout)
+	r, err := c.runRollup(ctx, spec, caller, req.GetRollupId(), timeout)
 	if err != nil {
 		return nil, err
 	}
 	c.log.Info("answered as a member", "member", c.memberCode, "rollup", r.GetId(),
-		"state", rollupStateName(r.GetState()), "caller", caller, "caller_rollup", clean(req.GetRollupId()))
+		"state", rollupStateName(r.GetState()), "caller", caller, "caller_rollup", r.GetCallerRollupId())
 	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE {
 		return nil, &IncompleteError{Member: c.memberCode, Rollup: r}
 	}

@@ -528,3 +528,64 @@ func TestMemberAPIAsksForPoliciesOnlyWhenUnknownOrRefusing(t *testing.T) {
 		t.Errorf("by victim_age once FR allows it: got %v, FR asked %d times; want FR asked a fourth time", err, len(fr.requests()))
 	}
 }
+
+// A regional coordinator's rollup that answered the top coordinator keeps
+// the top's rollup id, so that the regional history leads to the result an
+// answer went into: in the FULL and the BASIC view as served, since BASIC
+// drops only the members. A rollup started at the regional coordinator
+// itself names none, and a rollup_id no node would take is refused as a
+// node refuses it, before any member is asked.
+func TestRegionalRollupNamesTheCallersRollup(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := monthlyNode("FR", 5, 1, map[string]uint64{"2020-01": 12}, "", month)
+	eu, euAddr := regionalEU(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)})
+	top := newCoordinator(t, ca, testConfigAs(t, ca, "top", Member{"EU", euAddr}))
+
+	topRollup, err := top.StartRollup(t.Context(), arrestsSpec, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topRollup.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE || topRollup.GetCallerRollupId() != "" {
+		t.Fatalf("top rollup: got %v, caller rollup %q; want COMPLETE, started here", topRollup.GetState(), topRollup.GetCallerRollupId())
+	}
+	euRollup := mustLast(t, eu)
+	conn, err := grpc.NewClient(serve(t, eu), grpc.WithTransportCredentials(credentials.NewTLS(ca.ClientTLS(t, identity.Analyst(td, "bob"), identity.Coordinator(td, "eu")))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	analyst := fedreportv1.NewCoordinatorServiceClient(conn)
+	for _, view := range []fedreportv1.RollupView{fedreportv1.RollupView_ROLLUP_VIEW_FULL, fedreportv1.RollupView_ROLLUP_VIEW_BASIC} {
+		got, err := analyst.GetRollup(t.Context(), &fedreportv1.GetRollupRequest{Id: euRollup.GetId(), View: view})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := got.GetRollup(); r.GetCallerRollupId() != topRollup.GetId() || r.GetRequestedBy() != "spiffe://isa/coordinator/top" {
+			t.Errorf("EU's rollup %s in view %v: got caller rollup %q requested by %q, want %q by spiffe://isa/coordinator/top",
+				euRollup.GetId(), view, r.GetCallerRollupId(), r.GetRequestedBy(), topRollup.GetId())
+		}
+	}
+
+	own, err := eu.StartRollup(t.Context(), arrestsSpec, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own.GetCallerRollupId() != "" {
+		t.Errorf("a rollup started at EU: got caller rollup %q, want none", own.GetCallerRollupId())
+	}
+
+	asked := len(fr.requests())
+	for _, id := range []string{"r 1", "r1\n", "r\u00e91", strings.Repeat("r", maxCallerRollupIDLen+1)} {
+		_, err := asTop(t, ca, euAddr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: id})
+		if _, fields := refusal(err); status.Code(err) != codes.InvalidArgument || !slices.Equal(fields, []string{"rollup_id"}) {
+			t.Errorf("rollup_id %q: got %v (fields %v), want INVALID_ARGUMENT on rollup_id", id, err, fields)
+		}
+	}
+	if n := len(fr.requests()) - asked; n != 0 {
+		t.Errorf("FR was asked %d times for refused rollup ids, want never", n)
+	}
+	if got := mustLast(t, eu).GetId(); got != own.GetId() {
+		t.Errorf("EU's newest rollup: got %s, want %s (none stored for refused rollup ids)", got, own.GetId())
+	}
+}

@@ -294,7 +294,7 @@ func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollup
 // encoding built around the bytes the store wrote for the rollup (codec.go),
 // in buffers from pool.
 func (c *Coordinator) startRollupEncoded(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, pool mem.BufferPool) (*encoded.Message, error) {
-	_, stored, err := c.runRollupStored(ctx, spec, requester, c.memberTimeout)
+	_, stored, err := c.runRollupStored(ctx, spec, requester, "", c.memberTimeout)
 	if err != nil {
 		return nil, err
 	}

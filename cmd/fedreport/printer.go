@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -136,7 +137,7 @@ func printRollupTable(w io.Writer, r *fedreportv1.Rollup, title string) error {
 	if len(spec.GetGroupBy()) > 0 {
 		fmt.Fprintf(w, "  by %s", strings.Join(dimNames(spec.GetGroupBy()), ","))
 	}
-	fmt.Fprintf(w, "  requested by %s  %s\n", r.GetRequestedBy(), tookOf(r))
+	fmt.Fprintf(w, "  requested by %s%s  %s\n", r.GetRequestedBy(), forCallersRollup(r), tookOf(r))
 	switch {
 	case len(r.GetMembers()) == 0 && r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_RUNNING:
 		fmt.Fprintln(w, "no member results yet")
@@ -162,6 +163,22 @@ func printRollupTable(w io.Writer, r *fedreportv1.Rollup, title string) error {
 		return nil
 	}
 	return printCellsTable(w, spec.GetGroupBy(), metrics, r.GetTotals())
+}
+
+// forCallersRollup names, for a rollup run to answer another coordinator as
+// a member, that coordinator's rollup, as in " for coordinator/main's rollup
+// r00000004": the asking coordinator's ids are not this one's, so the id
+// says whose it is. It is "" for a rollup started here.
+func forCallersRollup(r *fedreportv1.Rollup) string {
+	id := r.GetCallerRollupId()
+	if id == "" {
+		return ""
+	}
+	who := r.GetRequestedBy()
+	if caller, err := identity.Parse(who); err == nil {
+		who = caller.Path()
+	}
+	return fmt.Sprintf(" for %s's rollup %s", who, id)
 }
 
 // holdsCounts reports whether r keeps counts: a COMPLETE or PARTIAL rollup

@@ -164,8 +164,9 @@ const (
 	// ROLLUP_VIEW_UNSPECIFIED is the BASIC view.
 	RollupView_ROLLUP_VIEW_UNSPECIFIED RollupView = 0
 	// ROLLUP_VIEW_BASIC is the rollup without its per-member results
-	// (members): id, state, spec, who started it and when, the totals, the
-	// missing members and the failure reason.
+	// (members): id, state, spec, who started it (and for which of its
+	// rollups, caller_rollup_id) and when, the totals, the missing members
+	// and the failure reason.
 	RollupView_ROLLUP_VIEW_BASIC RollupView = 1
 	// ROLLUP_VIEW_FULL is the rollup as stored, with every member's status,
 	// data version, latency and cells.
@@ -420,8 +421,15 @@ type Rollup struct {
 	MissingMembers []string `protobuf:"bytes,9,rep,name=missing_members,json=missingMembers,proto3" json:"missing_members,omitempty"`
 	// failure_reason says why a rollup failed or was interrupted.
 	FailureReason string `protobuf:"bytes,10,opt,name=failure_reason,json=failureReason,proto3" json:"failure_reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// caller_rollup_id is set on a rollup this coordinator ran to answer
+	// another coordinator's AggregationService.Aggregate as a member
+	// (federation of federations; requested_by names that coordinator): the
+	// id of the asking coordinator's rollup, as its request's rollup_id
+	// gave it. It ties this rollup to the result it went into. Empty for a
+	// rollup started here, and when the request named no rollup.
+	CallerRollupId string `protobuf:"bytes,11,opt,name=caller_rollup_id,json=callerRollupId,proto3" json:"caller_rollup_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Rollup) Reset() {
@@ -520,6 +528,13 @@ func (x *Rollup) GetMissingMembers() []string {
 func (x *Rollup) GetFailureReason() string {
 	if x != nil {
 		return x.FailureReason
+	}
+	return ""
+}
+
+func (x *Rollup) GetCallerRollupId() string {
+	if x != nil {
+		return x.CallerRollupId
 	}
 	return ""
 }
@@ -1085,7 +1100,7 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\alatency\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12$\n" +
 	"\x0emin_cell_count\x18\x06 \x01(\rR\fminCellCount\x12(\n" +
 	"\x05cells\x18\a \x03(\v2\x12.fedreport.v1.CellR\x05cells\x12)\n" +
-	"\x10software_version\x18\b \x01(\tR\x0fsoftwareVersion\"\xc4\x03\n" +
+	"\x10software_version\x18\b \x01(\tR\x0fsoftwareVersion\"\xee\x03\n" +
 	"\x06Rollup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x19.fedreport.v1.RollupStateR\x05state\x12,\n" +
@@ -1099,7 +1114,8 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\x06totals\x18\b \x03(\v2\x12.fedreport.v1.CellR\x06totals\x12'\n" +
 	"\x0fmissing_members\x18\t \x03(\tR\x0emissingMembers\x12%\n" +
 	"\x0efailure_reason\x18\n" +
-	" \x01(\tR\rfailureReason\"B\n" +
+	" \x01(\tR\rfailureReason\x12(\n" +
+	"\x10caller_rollup_id\x18\v \x01(\tR\x0ecallerRollupId\"B\n" +
 	"\x12StartRollupRequest\x12,\n" +
 	"\x04spec\x18\x01 \x01(\v2\x18.fedreport.v1.RollupSpecR\x04spec\"C\n" +
 	"\x13StartRollupResponse\x12,\n" +

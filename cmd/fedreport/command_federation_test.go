@@ -1,0 +1,100 @@
+package main
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/isa-alliance/fedreport/internal/identity"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+)
+
+// federation is a two-level federation run through the root command: FR's
+// node, holding 157 arrests in January 2020, is the one member of
+// coordinator eu, which answers as member EU of coordinator main.
+type federation struct {
+	top, eu []string // the operator's flags for coordinator main and for eu
+}
+
+func euUnderMain(t *testing.T) federation {
+	t.Helper()
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	mustRunCLI(t, "pki", "init", "--dir", pkiDir)
+	for _, issue := range [][]string{
+		{"--role", "node", "--member", "FR"}, {"--role", "member-admin", "--member", "FR", "--name", "ops"},
+		{"--role", "node", "--member", "EU"}, {"--role", "coordinator", "--name", "eu"},
+		{"--role", "coordinator", "--name", "main"}, {"--role", "operator", "--name", "alice"},
+	} {
+		mustRunCLI(t, append([]string{"pki", "issue", "--dir", pkiDir}, issue...)...)
+	}
+	p := func(name string) string { return filepath.Join(pkiDir, name) }
+	tlsFlags := func(name string) []string {
+		return []string{"--cacert", p("ca.crt"), "--cert", p(name + ".crt"), "--key", p(name + ".key")}
+	}
+	fr, sock := freeAddr(t), filepath.Join(dir, "fr.sock")
+	serveCLI(t, pkiDir, fr, identity.MemberAdmin("isa", "FR", "ops"), identity.Node("isa", "FR"),
+		append([]string{"node", "--member", "FR", "--data", filepath.Join(dir, "fr.db"), "--listen", fr, "--admin-socket", sock,
+			"--min-cell-count", "1"}, tlsFlags("node-FR")...)...)
+	mustRunCLI(t, "ingest", "--node", "unix://"+sock,
+		writeFile(t, "fr.csv", "record_id,metric,date,quantity\nFR-1,arrests,2020-01-14,150\nFR-2,arrests,2020-01-20,7\n"))
+
+	eu, euMember := freeAddr(t), freeAddr(t)
+	serveCLI(t, pkiDir, eu, identity.Operator("isa", "alice"), identity.Coordinator("isa", "eu"),
+		append([]string{"coordinator", "--data", filepath.Join(dir, "eu.db"), "--listen", eu, "--member", "FR=" + fr, "--member-timeout", "5s",
+			"--member-code", "EU", "--member-listen", euMember, "--member-cert", p("node-EU.crt"), "--member-key", p("node-EU.key")},
+			tlsFlags("coordinator-eu")...)...)
+	top := freeAddr(t)
+	serveCLI(t, pkiDir, top, identity.Operator("isa", "alice"), identity.Coordinator("isa", "main"),
+		append([]string{"coordinator", "--data", filepath.Join(dir, "main.db"), "--listen", top, "--member", "EU=" + euMember, "--member-timeout", "10s"},
+			tlsFlags("coordinator-main")...)...)
+	return federation{
+		top: append([]string{"--coordinator", top}, tlsFlags("operator-alice")...),
+		eu:  append([]string{"--coordinator", eu}, tlsFlags("operator-alice")...),
+	}
+}
+
+// rollupIDIn returns the id of the rollup a table names first.
+func rollupIDIn(t *testing.T, out string) string {
+	t.Helper()
+	m := regexp.MustCompile(`rollup (r\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no rollup id in\n%s", out)
+	}
+	return m[1]
+}
+
+// TestRollupsShowNamesTheCallersRollup runs a rollup at coordinator main
+// and shows, at eu, the rollup eu ran to answer it: the table says for
+// which of main's rollups, and the JSON carries its id; a rollup started at
+// main itself names none.
+func TestRollupsShowNamesTheCallersRollup(t *testing.T) {
+	t.Parallel()
+	f := euUnderMain(t)
+	out := mustRunCLI(t, append([]string{"rollup", "--from", "2020-01-01", "--to", "2020-01-31", "--metrics", "arrests"}, f.top...)...)
+	topID := rollupIDIn(t, out)
+	if !strings.Contains(out, "requested by spiffe://isa/operator/alice  took ") {
+		t.Errorf("main's own rollup: want it requested by alice for no caller's rollup:\n%s", out)
+	}
+
+	euOut := mustRunCLI(t, append([]string{"rollups", "--limit", "1"}, f.eu...)...)
+	euID := regexp.MustCompile(`(?m)^(r\d+)\s`).FindStringSubmatch(euOut)
+	if euID == nil {
+		t.Fatalf("no rollup listed at eu:\n%s", euOut)
+	}
+	show := append([]string{"rollups", "show", euID[1]}, f.eu...)
+	want := "requested by spiffe://isa/coordinator/main for coordinator/main's rollup " + topID + "  took "
+	if out := mustRunCLI(t, show...); !strings.Contains(out, want) {
+		t.Errorf("rollups show %s at eu: want %q in\n%s", euID[1], want, out)
+	}
+	var resp fedreportv1.GetRollupResponse
+	if err := protojson.Unmarshal([]byte(mustRunCLI(t, append(show, "-o", "json")...)), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetRollup().GetCallerRollupId(); got != topID {
+		t.Errorf("rollups show %s -o json at eu: got caller_rollup_id %q, want %q", euID[1], got, topID)
+	}
+}
