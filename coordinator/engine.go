@@ -409,6 +409,10 @@ func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *f
 	m.noteAnswer(time.Now(), resp.GetDataVersion())
 	res.DataVersion = resp.GetDataVersion()
 	res.MinCellCount = resp.GetMinCellCount()
+	// A regional coordinator's rollup that computed the answer: kept
+	// whatever check.answer finds, which it has no part in, so that an
+	// invalid answer can be traced too.
+	res.MemberRollupId = clean(resp.GetRollupId())
 	ids, err := check.answer(m.Code, resp)
 	if err != nil {
 		res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_INVALID

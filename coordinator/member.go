@@ -122,7 +122,8 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 // Aggregate answers an AggregateRequest as member Config.MemberCode: it runs
 // a rollup over this coordinator's members (stored, requested_by caller,
 // caller_rollup_id the request's rollup_id) and
-// answers with its totals as cells, which carry no member. The answer's
+// answers with its totals as cells, which carry no member, and the rollup's
+// id as rollup_id. The answer's
 // min_cell_count is the largest k among the members, the only single k with
 // which every summed bound stays within count + (k-1) per suppressed cell, as
 // the asking coordinator checks; data_version is the sum of the members' data
@@ -169,7 +170,9 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 	if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE {
 		return nil, &IncompleteError{Member: c.memberCode, Rollup: r}
 	}
-	resp := &fedreportv1.AggregateResponse{Member: c.memberCode}
+	// The asking coordinator records the rollup's id beside this answer,
+	// so that its result leads to this rollup and its members' answers.
+	resp := &fedreportv1.AggregateResponse{Member: c.memberCode, RollupId: r.GetId()}
 	for _, m := range r.GetMembers() {
 		resp.MinCellCount = max(resp.MinCellCount, m.GetMinCellCount())
 		resp.DataVersion = addSat(resp.DataVersion, m.GetDataVersion())

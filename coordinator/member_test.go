@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unicode"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -242,7 +243,7 @@ func TestMemberAPIAnswersOnlyCoordinators(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &fedreportv1.AggregateResponse{Member: "EU", MinCellCount: 5, DataVersion: 7, Cells: []*fedreportv1.Cell{exact(arrests, 10)}}
+	want := &fedreportv1.AggregateResponse{Member: "EU", MinCellCount: 5, DataVersion: 7, Cells: []*fedreportv1.Cell{exact(arrests, 10)}, RollupId: mustLast(t, c).GetId()}
 	if !proto.Equal(resp, want) {
 		t.Errorf("Aggregate: got %v, want %v", resp, want)
 	}
@@ -587,5 +588,48 @@ func TestRegionalRollupNamesTheCallersRollup(t *testing.T) {
 	}
 	if got := mustLast(t, eu).GetId(); got != own.GetId() {
 		t.Errorf("EU's newest rollup: got %s, want %s (none stored for refused rollup ids)", got, own.GetId())
+	}
+}
+
+// The top coordinator records beside a regional member's result which of
+// the regional coordinator's rollups answered, and beside a node's none.
+// The id is the member's word: a node that sends one anyway has it kept
+// printable and bounded, and its cells are summed as they would be
+// without it.
+func TestTopRecordsWhichRegionalRollupAnswered(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := monthlyNode("FR", 5, 4, map[string]uint64{"2020-01": 12}, "", month)
+	eu, euAddr := regionalEU(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)})
+	es := startNode(t, ca, identity.Node(td, "ES"), &fakeNode{aggregate: answers("ES", 5, exact(arrests, 10))})
+	wordy := "r7\x00\n" + strings.Repeat("é", maxReasonLen)
+	it := &fakeNode{aggregate: func(ctx context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
+		resp, err := answers("IT", 5, exact(arrests, 100))(ctx, req)
+		resp.RollupId = wordy
+		return resp, err
+	}}
+	itAddr := startNode(t, ca, identity.Node(td, "IT"), it)
+	top := newCoordinator(t, ca, testConfigAs(t, ca, "top", Member{"EU", euAddr}, Member{"ES", es}, Member{"IT", itAddr}))
+
+	r, err := top.StartRollup(t.Context(), arrestsSpec, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := memberStatuses(r), "EU=ok ES=ok IT=ok"; got != want || !slices.Equal(totalsOf(r), []string{"arrests=122"}) {
+		t.Fatalf("top rollup: got %s, totals %v; want %s and arrests=122", got, totalsOf(r), want)
+	}
+	euRollup := mustLast(t, eu)
+	if euRollup.GetCallerRollupId() != r.GetId() {
+		t.Fatalf("EU's newest rollup %s answered %q, want %s", euRollup.GetId(), euRollup.GetCallerRollupId(), r.GetId())
+	}
+	if got := r.GetMembers()[0].GetMemberRollupId(); got != euRollup.GetId() {
+		t.Errorf("EU's result at the top: got member rollup %q, want EU's rollup %s", got, euRollup.GetId())
+	}
+	if got := r.GetMembers()[1].GetMemberRollupId(); got != "" {
+		t.Errorf("ES's result at the top: got member rollup %q, want none from a node", got)
+	}
+	got := r.GetMembers()[2].GetMemberRollupId()
+	if len(got) > maxReasonLen+len("…") || strings.ContainsFunc(got, unicode.IsControl) || !strings.HasPrefix(got, "r7  é") {
+		t.Errorf("IT's own rollup_id at the top: got %d bytes %q, want it printable, at most %d bytes", len(got), got, maxReasonLen+len("…"))
 	}
 }

@@ -641,12 +641,20 @@ const cellBytes = 48
 func cellsCap(cells []*fedreportv1.Cell) int { return cellBytes * len(cells) }
 
 // appendResponseHead appends the fields of r before its cells (1-3).
-// Followed by appendCells of its cells and, when not zero, its
-// disclosure_seq (5), it makes r's deterministic encoding.
+// Followed by appendCells of its cells and appendResponseTail, it makes r's
+// deterministic encoding.
 func appendResponseHead(b []byte, r *fedreportv1.AggregateResponse) []byte {
 	b = appendStringField(b, 1, r.GetMember())
 	b = appendVarintField(b, 2, uint64(r.GetMinCellCount()))
 	return appendVarintField(b, 3, r.GetDataVersion())
+}
+
+// appendResponseTail appends the fields of r after its cells, each omitted
+// when zero: disclosure_seq (5) and rollup_id (6), which only a coordinator
+// answering as a member sets; a node's answer never has it.
+func appendResponseTail(b []byte, r *fedreportv1.AggregateResponse) []byte {
+	b = appendVarintField(b, 5, r.GetDisclosureSeq())
+	return appendStringField(b, 6, r.GetRollupId())
 }
 
 // appendVarintField appends a proto3 scalar field numbered below 16 (a
@@ -705,7 +713,7 @@ func (s *Store) AggregateEncoded(req *fedreportv1.AggregateRequest, caller strin
 		return nil, err
 	}
 	head := appendResponseHead(make([]byte, 0, 32+len(resp.GetMember())), resp)
-	return [][]byte{head, ans.wire, appendVarintField(nil, 5, resp.GetDisclosureSeq())}, nil
+	return [][]byte{head, ans.wire, appendResponseTail(nil, resp)}, nil
 }
 
 // aggregate answers req for caller and logs the disclosure: the response

@@ -376,10 +376,16 @@ func TestCellEncodingMatchesProto(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("cells %v:\n got %x\nwant %x", cells, got, want)
 		}
-		r := &fedreportv1.AggregateResponse{Member: str(), MinCellCount: uint32(num()), DataVersion: num(), Cells: cells, DisclosureSeq: num()}
+		r := &fedreportv1.AggregateResponse{Member: str(), MinCellCount: uint32(num()), DataVersion: num(), Cells: cells, DisclosureSeq: num(), RollupId: str()}
 		wantResp, _ := deterministic.Marshal(r)
 		if got := marshalResponse(r); !bytes.Equal(got, wantResp) {
 			t.Fatalf("response %v:\n got %x\nwant %x", r, got, wantResp)
+		}
+		logged := proto.CloneOf(r)
+		logged.DisclosureSeq = 0 // as the digest is taken, before the entry has a seq
+		wantLogged, _ := deterministic.Marshal(logged)
+		if got, want := responseDigest(logged, got), sha256.Sum256(wantLogged); got != want {
+			t.Fatalf("digest of response %v: got %x, want %x", logged, got, want)
 		}
 		wantEntry, _ := deterministic.Marshal(&fedreportv1.DisclosureEntry{Cells: cells})
 		gotEntry, err := appendRenumbered(nil, got, entryCellsField)
@@ -396,7 +402,7 @@ func TestCellEncodingMatchesProto(t *testing.T) {
 		cellField string
 	}{
 		{&fedreportv1.Cell{}, 10, 0, ""},
-		{&fedreportv1.AggregateResponse{}, 5, responseCellsField, "cells"},
+		{&fedreportv1.AggregateResponse{}, 6, responseCellsField, "cells"},
 		{&fedreportv1.DisclosureEntry{}, 10, entryCellsField, "cells"},
 	} {
 		d := tc.msg.ProtoReflect().Descriptor()
@@ -484,5 +490,5 @@ func TestMonthSums(t *testing.T) {
 func marshalResponse(r *fedreportv1.AggregateResponse) []byte {
 	b := appendResponseHead(make([]byte, 0, 64+len(r.GetMember())+cellsCap(r.GetCells())), r)
 	b = appendCells(b, responseCellsField, r.GetCells())
-	return appendVarintField(b, 5, r.GetDisclosureSeq())
+	return appendResponseTail(b, r)
 }

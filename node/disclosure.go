@@ -86,13 +86,14 @@ func appendDisclosure(tx *bolt.Tx, now time.Time, caller string, req *fedreportv
 const entryCellsField = 6
 
 // responseDigest returns the SHA-256 of resp's deterministic encoding: its
-// fields before cells (1-3), then cellsWire; disclosure_seq (5) is still 0
-// and so absent.
+// fields before cells (1-3), then cellsWire, then those after (5-6), of
+// which disclosure_seq is still 0 and so absent.
 func responseDigest(resp *fedreportv1.AggregateResponse, cellsWire []byte) [sha256.Size]byte {
-	var head [64]byte
+	var head, tail [64]byte
 	h := sha256.New()
 	h.Write(appendResponseHead(head[:0], resp))
 	h.Write(cellsWire)
+	h.Write(appendResponseTail(tail[:0], resp))
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	return sum

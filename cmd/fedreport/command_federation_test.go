@@ -98,3 +98,33 @@ func TestRollupsShowNamesTheCallersRollup(t *testing.T) {
 		t.Errorf("rollups show %s -o json at eu: got caller_rollup_id %q, want %q", euID[1], got, topID)
 	}
 }
+
+// TestRollupNamesTheRegionalRollupThatAnswered runs a rollup at coordinator
+// main and shows it again: EU's line says which of eu's rollups answered,
+// as eu's own history lists it, and the JSON carries its id.
+func TestRollupNamesTheRegionalRollupThatAnswered(t *testing.T) {
+	t.Parallel()
+	f := euUnderMain(t)
+	out := mustRunCLI(t, append([]string{"rollup", "--from", "2020-01-01", "--to", "2020-01-31", "--metrics", "arrests"}, f.top...)...)
+	topID := rollupIDIn(t, out)
+	euOut := mustRunCLI(t, append([]string{"rollups", "--limit", "1"}, f.eu...)...)
+	euID := regexp.MustCompile(`(?m)^(r\d+)\s`).FindStringSubmatch(euOut)
+	if euID == nil {
+		t.Fatalf("no rollup listed at eu:\n%s", euOut)
+	}
+	line := regexp.MustCompile(`(?m)^EU\s+ok\s+157\s+1\s+\S+\s+\(EU's rollup ` + euID[1] + `\)$`)
+	if !line.MatchString(out) {
+		t.Errorf("rollup at main: want EU's line to end (EU's rollup %s):\n%s", euID[1], out)
+	}
+	show := append([]string{"rollups", "show", topID}, f.top...)
+	if out := mustRunCLI(t, show...); !line.MatchString(out) {
+		t.Errorf("rollups show %s at main: want EU's line to end (EU's rollup %s):\n%s", topID, euID[1], out)
+	}
+	var resp fedreportv1.GetRollupResponse
+	if err := protojson.Unmarshal([]byte(mustRunCLI(t, append(show, "-o", "json")...)), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetRollup().GetMembers()[0].GetMemberRollupId(); got != euID[1] {
+		t.Errorf("rollups show %s -o json at main: got EU's member_rollup_id %q, want %q", topID, got, euID[1])
+	}
+}

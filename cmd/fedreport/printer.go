@@ -201,8 +201,10 @@ func tookOf(r *fedreportv1.Rollup) string {
 	return "took " + r.GetFinishedAt().AsTime().Sub(r.GetStartedAt().AsTime()).Round(time.Millisecond).String()
 }
 
-// printMemberTable prints one row per member with its per-metric sums, then
-// the total row when r holds totals, then why each missing member is missing.
+// printMemberTable prints one row per member with its per-metric sums (and,
+// for a member that is a coordinator, the rollup of its own that answered),
+// then the total row when r holds totals, then why each missing member is
+// missing.
 func printMemberTable(w io.Writer, r *fedreportv1.Rollup, metrics []fedreportv1.Metric) error {
 	held := holdsCounts(r)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -227,6 +229,11 @@ func printMemberTable(w io.Writer, r *fedreportv1.Rollup, metrics []fedreportv1.
 			version = strconv.FormatUint(mr.GetDataVersion(), 10)
 		}
 		row = append(row, version, mr.GetLatency().AsDuration().Round(100*time.Microsecond).String())
+		if id := mr.GetMemberRollupId(); id != "" {
+			// A regional coordinator's rollup that computed the answer:
+			// its id, not this coordinator's, so it says whose.
+			row = append(row, fmt.Sprintf("(%s's rollup %s)", mr.GetMember(), id))
+		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	if held {

@@ -121,6 +121,12 @@ type AggregateResponse struct {
 	// disclosure_seq is the sequence number of the disclosure log entry that
 	// recorded this answer (0 when the answerer keeps no log).
 	DisclosureSeq uint64 `protobuf:"varint,5,opt,name=disclosure_seq,json=disclosureSeq,proto3" json:"disclosure_seq,omitempty"`
+	// rollup_id is set by a coordinator answering as a member: the id of its
+	// own stored rollup that computed this answer, under which its members'
+	// disclosure logs recorded what they disclosed for it. A node leaves it
+	// empty; disclosure_seq names its record of the answer. It is
+	// informational: it names no count and changes no cell.
+	RollupId      string `protobuf:"bytes,6,opt,name=rollup_id,json=rollupId,proto3" json:"rollup_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -188,6 +194,13 @@ func (x *AggregateResponse) GetDisclosureSeq() uint64 {
 		return x.DisclosureSeq
 	}
 	return 0
+}
+
+func (x *AggregateResponse) GetRollupId() string {
+	if x != nil {
+		return x.RollupId
+	}
+	return ""
 }
 
 // DescribeNodeRequest has no fields.
@@ -319,13 +332,14 @@ const file_fedreport_v1_aggregation_proto_rawDesc = "" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\x122\n" +
 	"\bgroup_by\x18\x04 \x03(\x0e2\x17.fedreport.v1.DimensionR\agroupBy\x12\x1b\n" +
-	"\trollup_id\x18\x05 \x01(\tR\brollupId\"\xc5\x01\n" +
+	"\trollup_id\x18\x05 \x01(\tR\brollupId\"\xe2\x01\n" +
 	"\x11AggregateResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12$\n" +
 	"\x0emin_cell_count\x18\x02 \x01(\rR\fminCellCount\x12!\n" +
 	"\fdata_version\x18\x03 \x01(\x04R\vdataVersion\x12(\n" +
 	"\x05cells\x18\x04 \x03(\v2\x12.fedreport.v1.CellR\x05cells\x12%\n" +
-	"\x0edisclosure_seq\x18\x05 \x01(\x04R\rdisclosureSeq\"\x15\n" +
+	"\x0edisclosure_seq\x18\x05 \x01(\x04R\rdisclosureSeq\x12\x1b\n" +
+	"\trollup_id\x18\x06 \x01(\tR\brollupId\"\x15\n" +
 	"\x13DescribeNodeRequest\"\xbe\x01\n" +
 	"\x14DescribeNodeResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12,\n" +

@@ -307,8 +307,15 @@ type MemberResult struct {
 	Cells []*Cell `protobuf:"bytes,7,rep,name=cells,proto3" json:"cells,omitempty"`
 	// software_version is the fedreport version the member runs, when known.
 	SoftwareVersion string `protobuf:"bytes,8,opt,name=software_version,json=softwareVersion,proto3" json:"software_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// member_rollup_id is, for a member that is itself a coordinator, the id
+	// of its own rollup that computed its answer (AggregateResponse.rollup_id):
+	// the member's id, not this coordinator's, where its members' answers
+	// are to be found. It is the member's word, made printable and bounded,
+	// and has no part in whether the member's cells are summed. Empty for a
+	// node and for a member that did not answer.
+	MemberRollupId string `protobuf:"bytes,9,opt,name=member_rollup_id,json=memberRollupId,proto3" json:"member_rollup_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MemberResult) Reset() {
@@ -393,6 +400,13 @@ func (x *MemberResult) GetCells() []*Cell {
 func (x *MemberResult) GetSoftwareVersion() string {
 	if x != nil {
 		return x.SoftwareVersion
+	}
+	return ""
+}
+
+func (x *MemberResult) GetMemberRollupId() string {
+	if x != nil {
+		return x.MemberRollupId
 	}
 	return ""
 }
@@ -1091,7 +1105,7 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12.\n" +
 	"\ametrics\x18\x03 \x03(\x0e2\x14.fedreport.v1.MetricR\ametrics\x122\n" +
-	"\bgroup_by\x18\x04 \x03(\x0e2\x17.fedreport.v1.DimensionR\agroupBy\"\xc5\x02\n" +
+	"\bgroup_by\x18\x04 \x03(\x0e2\x17.fedreport.v1.DimensionR\agroupBy\"\xef\x02\n" +
 	"\fMemberResult\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.fedreport.v1.MemberStatusR\x06status\x12\x16\n" +
@@ -1100,7 +1114,8 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\alatency\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12$\n" +
 	"\x0emin_cell_count\x18\x06 \x01(\rR\fminCellCount\x12(\n" +
 	"\x05cells\x18\a \x03(\v2\x12.fedreport.v1.CellR\x05cells\x12)\n" +
-	"\x10software_version\x18\b \x01(\tR\x0fsoftwareVersion\"\xee\x03\n" +
+	"\x10software_version\x18\b \x01(\tR\x0fsoftwareVersion\x12(\n" +
+	"\x10member_rollup_id\x18\t \x01(\tR\x0ememberRollupId\"\xee\x03\n" +
 	"\x06Rollup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x19.fedreport.v1.RollupStateR\x05state\x12,\n" +
