@@ -633,3 +633,39 @@ func TestTopRecordsWhichRegionalRollupAnswered(t *testing.T) {
 		t.Errorf("IT's own rollup_id at the top: got %d bytes %q, want it printable, at most %d bytes", len(got), got, maxReasonLen+len("…"))
 	}
 }
+
+// ListMembers says which members are regional coordinators and which are
+// nodes, as each last described itself; a member never reached has said
+// nothing, and a kind no fedreport member sends is kept printable and
+// bounded.
+func TestListMembersSaysWhichMembersAreCoordinators(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := monthlyNode("FR", 5, 1, map[string]uint64{"2020-01": 12}, "", month)
+	_, euAddr := regionalEU(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)})
+	es := startNode(t, ca, identity.Node(td, "ES"), monthlyNode("ES", 5, 3, map[string]uint64{"2020-01": 4}, "", month))
+	odd := monthlyNode("IT", 5, 2, map[string]uint64{"2020-01": 9}, "", month)
+	describe := odd.describe
+	odd.describe = func(ctx context.Context, req *fedreportv1.DescribeNodeRequest) (*fedreportv1.DescribeNodeResponse, error) {
+		d, err := describe(ctx, req)
+		d.Kind = "relay\n" + strings.Repeat("x", 2*maxReasonLen)
+		return d, err
+	}
+	it := startNode(t, ca, identity.Node(td, "IT"), odd)
+	top := newCoordinator(t, ca, testConfigAs(t, ca, "top", Member{"EU", euAddr}, Member{"ES", es}, Member{"IT", it}, Member{"GB", closedAddr(t)}))
+
+	page, err := top.ListMembers(t.Context(), &fedreportv1.ListMembersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, m := range page.GetMembers() {
+		kinds = append(kinds, m.GetCode()+"="+m.GetKind())
+	}
+	if want := []string{"EU=coordinator", "ES=node"}; !slices.Equal(kinds[:2], want) || kinds[3] != "GB=" {
+		t.Errorf("kinds: got %q, want %q then IT's, then GB= (never reached)", kinds, want)
+	}
+	if got := page.GetMembers()[2].GetKind(); len(got) > maxReasonLen+len("…") || !strings.HasPrefix(got, "relay x") {
+		t.Errorf("IT's kind: got %d bytes %q, want it printable and at most %d bytes", len(got), got, maxReasonLen+len("…"))
+	}
+}

@@ -315,6 +315,7 @@ type memberConn struct {
 	lastSeen  time.Time // when the member last answered
 	dataVer   uint64
 	software  string
+	kind      string // "node" or "coordinator", as last described; cleaned
 	policy    *fedreportv1.Policy
 	lastError string
 }
@@ -394,6 +395,7 @@ func (m *memberConn) noteDescribe(t time.Time, d *fedreportv1.DescribeNodeRespon
 	m.contacted, m.reachable, m.lastSeen, m.lastError = true, true, t, ""
 	m.dataVer = d.GetDataVersion()
 	m.software = d.GetSoftwareVersion()
+	m.kind = clean(d.GetKind())
 	if d.GetPolicy() != nil {
 		m.policy = proto.Clone(d.GetPolicy()).(*fedreportv1.Policy)
 	}
@@ -425,6 +427,7 @@ func (m *memberConn) proto() *fedreportv1.Member {
 		LastDataVersion: m.dataVer,
 		SoftwareVersion: m.software,
 		LastError:       m.lastError,
+		Kind:            m.kind,
 	}
 	if !m.lastSeen.IsZero() {
 		out.LastContact = timestamppb.New(m.lastSeen)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/csv"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,5 +128,36 @@ func TestRollupNamesTheRegionalRollupThatAnswered(t *testing.T) {
 	}
 	if got := resp.GetRollup().GetMembers()[0].GetMemberRollupId(); got != euID[1] {
 		t.Errorf("rollups show %s -o json at main: got EU's member_rollup_id %q, want %q", topID, got, euID[1])
+	}
+}
+
+// TestMembersSaysWhichMemberIsACoordinator lists the members of coordinator
+// main, whose member EU is coordinator eu, and of eu, whose member FR is a
+// node: the table shows the kind beside the code, the JSON carries it,
+// and the CSV adds it as its last column, the others as they were.
+func TestMembersSaysWhichMemberIsACoordinator(t *testing.T) {
+	t.Parallel()
+	f := euUnderMain(t)
+	members := append([]string{"members"}, f.top...)
+	if out := mustRunCLI(t, members...); !regexp.MustCompile(`(?m)^MEMBER\s+KIND\s+ADDRESS\s.*\n^EU\s+coordinator\s+\S+\s+true\s`).MatchString(out) {
+		t.Errorf("members at main: want EU's kind coordinator beside its code:\n%s", out)
+	}
+	if out := mustRunCLI(t, append([]string{"members"}, f.eu...)...); !regexp.MustCompile(`(?m)^FR\s+node\s+\S+\s+true\s`).MatchString(out) {
+		t.Errorf("members at eu: want FR's kind node beside its code:\n%s", out)
+	}
+	var resp fedreportv1.ListMembersResponse
+	if err := protojson.Unmarshal([]byte(mustRunCLI(t, append(members, "-o", "json")...)), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetMembers()[0].GetKind(); got != "coordinator" {
+		t.Errorf("members -o json at main: got EU's kind %q, want coordinator", got)
+	}
+	rows, err := csv.NewReader(strings.NewReader(mustRunCLI(t, append(members, "-o", "csv")...))).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("members -o csv at main: got %q (%v), want the header and EU's row", rows, err)
+	}
+	was := []string{"member", "address", "reachable", "last_contact", "data_version", "version", "k", "dimensions", "last_error"}
+	if header, eu := rows[0], rows[1]; !slices.Equal(header, append(was, "kind")) || eu[0] != "EU" || eu[len(eu)-1] != "coordinator" {
+		t.Errorf("members -o csv at main: got %q, want the columns as before and kind last, EU's coordinator", rows)
 	}
 }

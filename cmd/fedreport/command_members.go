@@ -33,13 +33,17 @@ func newMembersCommand() *cobra.Command {
 	return cmd
 }
 
-var membersHeader = []string{"member", "address", "reachable", "last_contact", "data_version", "version", "k", "dimensions", "last_error"}
+// membersHeader names the CSV columns. kind came last, after the others,
+// so that a consumer reading columns by position reads them as before; the
+// table shows it beside the member code.
+var membersHeader = []string{"member", "address", "reachable", "last_contact", "data_version", "version", "k", "dimensions", "last_error", "kind"}
 
 func printMembers(w io.Writer, format outputFormat, resp *fedreportv1.ListMembersResponse) error {
 	if format == "json" {
 		return printJSON(w, resp)
 	}
 	rows := [][]string{}
+	kind := len(membersHeader) - 1
 	for _, m := range resp.GetMembers() {
 		// What a member never told the coordinator is unknown ("-"), not
 		// data version 0 or k 0.
@@ -52,7 +56,8 @@ func printMembers(w io.Writer, format outputFormat, resp *fedreportv1.ListMember
 		}
 		rows = append(rows, []string{m.GetCode(), m.GetAddress(), fmt.Sprint(m.GetReachable()), formatTime(m.GetLastContact().AsTime()),
 			dataVersion, orDash(m.GetSoftwareVersion()), k,
-			orDash(strings.Join(dimNames(m.GetPolicy().GetAllowedDimensions()), "+")), m.GetLastError()})
+			orDash(strings.Join(dimNames(m.GetPolicy().GetAllowedDimensions()), "+")), m.GetLastError(),
+			orDash(m.GetKind())})
 	}
 	if format == "csv" {
 		cw := csv.NewWriter(w)
@@ -61,9 +66,18 @@ func printMembers(w io.Writer, format outputFormat, resp *fedreportv1.ListMember
 		return cw.Error()
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.ToUpper(strings.Join(membersHeader, "\t")))
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(besideMember(membersHeader, kind), "\t")))
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		fmt.Fprintln(tw, strings.Join(besideMember(r, kind), "\t"))
 	}
 	return tw.Flush()
+}
+
+// besideMember returns row with its column i moved to second place, beside
+// the member code, where a reader of the table looks for it.
+func besideMember(row []string, i int) []string {
+	out := make([]string, 0, len(row))
+	out = append(out, row[0], row[i])
+	out = append(out, row[1:i]...)
+	return append(out, row[i+1:]...)
 }

@@ -7,17 +7,17 @@ import (
 )
 
 // TestMembersShowsUnknownAsDash runs `fedreport members` with GB down since
-// the coordinator started: its data version, software version, k and
+// the coordinator started: its kind, data version, software version, k and
 // dimensions were never reported, and show as "-", not as 0; FR's do show.
 func TestMembersShowsUnknownAsDash(t *testing.T) {
 	t.Parallel()
 	client := frAndDownGB(t)()
 	out := mustRunCLI(t, append([]string{"members"}, client...)...)
-	if !regexp.MustCompile(`(?m)^GB\s+\S+\s+false\s+-\s+-\s+-\s+-\s+-\s+\S`).MatchString(out) {
-		t.Errorf("GB, never reached: want false and - for last contact, data version, version, k and dimensions:\n%s", out)
+	if !regexp.MustCompile(`(?m)^GB\s+-\s+\S+\s+false\s+-\s+-\s+-\s+-\s+-\s+\S`).MatchString(out) {
+		t.Errorf("GB, never reached: want - for kind, false and - for last contact, data version, version, k and dimensions:\n%s", out)
 	}
-	if !regexp.MustCompile(`(?m)^FR\s+\S+\s+true\s+\S+\s+1\s+\S+\s+1\s`).MatchString(out) {
-		t.Errorf("FR: want reachable, data version 1 and k 1:\n%s", out)
+	if !regexp.MustCompile(`(?m)^FR\s+node\s+\S+\s+true\s+\S+\s+1\s+\S+\s+1\s`).MatchString(out) {
+		t.Errorf("FR: want a node, reachable, data version 1 and k 1:\n%s", out)
 	}
 	out = mustRunCLI(t, append([]string{"members", "-o", "csv"}, client...)...)
 	if !strings.Contains(out, ",false,-,-,-,-,-,") {

@@ -1004,7 +1004,13 @@ type Member struct {
 	// policy is the member's disclosure policy as last reported.
 	Policy *Policy `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
 	// last_error says why the last contact failed, if it did.
-	LastError     string `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastError string `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// kind is what the member last described itself as (DescribeNodeResponse.kind):
+	// "node" for a member's node, "coordinator" for a regional coordinator
+	// answering for its own members as this one member. Empty until the
+	// member has described itself. It is the member's word, made printable
+	// and bounded.
+	Kind          string `protobuf:"bytes,9,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1095,6 +1101,13 @@ func (x *Member) GetLastError() string {
 	return ""
 }
 
+func (x *Member) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
 var File_fedreport_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_fedreport_v1_coordinator_proto_rawDesc = "" +
@@ -1155,7 +1168,7 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"m\n" +
 	"\x13ListMembersResponse\x12.\n" +
 	"\amembers\x18\x01 \x03(\v2\x14.fedreport.v1.MemberR\amembers\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb7\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcb\x02\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1c\n" +
@@ -1165,7 +1178,8 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\x10software_version\x18\x06 \x01(\tR\x0fsoftwareVersion\x12,\n" +
 	"\x06policy\x18\a \x01(\v2\x14.fedreport.v1.PolicyR\x06policy\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\b \x01(\tR\tlastError*\xb1\x01\n" +
+	"last_error\x18\b \x01(\tR\tlastError\x12\x12\n" +
+	"\x04kind\x18\t \x01(\tR\x04kind*\xb1\x01\n" +
 	"\vRollupState\x12\x1c\n" +
 	"\x18ROLLUP_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ROLLUP_STATE_RUNNING\x10\x01\x12\x19\n" +
