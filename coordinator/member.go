@@ -76,16 +76,10 @@ func (e *IncompleteError) Error() string {
 	return clean(msg + "; a coordinator answers as a member only when every one of its members answered")
 }
 
-// maxCallerRollupIDLen is the longest rollup_id the member API takes: a
-// node's limit (node.MaxRollupIDLen), so that a request either kind of
-// member refuses for its id is refused by both.
-const maxCallerRollupIDLen = 128
-
 // aggregateSpec turns an AggregateRequest into the spec of the rollup that
 // answers it. Field names in violations are the request's (from, group_by[0]).
 // The request's rollup_id, which the rollup keeps as caller_rollup_id, must
-// be an id as a node checks it: printable ASCII without spaces, at most
-// maxCallerRollupIDLen bytes.
+// be an id as a node checks it (grpcsrv.RollupIDProblem).
 func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, error) {
 	spec := &fedreportv1.RollupSpec{
 		From:    req.GetFrom(),
@@ -110,8 +104,8 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 			verr.add(fmt.Sprintf("group_by[%d]", i), "member is not answered by a member; group by member at the coordinator that asks")
 		}
 	}
-	if id := req.GetRollupId(); len(id) > maxCallerRollupIDLen || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
-		verr.add("rollup_id", "%q is not an id (want at most %d printable ASCII characters without spaces)", clean(id), maxCallerRollupIDLen)
+	if problem := grpcsrv.RollupIDProblem(req.GetRollupId()); problem != "" {
+		verr.add("rollup_id", "%q %s", clean(req.GetRollupId()), problem)
 	}
 	if err := verr.errOrNil(); err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/testpki"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -577,7 +578,7 @@ func TestRegionalRollupNamesTheCallersRollup(t *testing.T) {
 	}
 
 	asked := len(fr.requests())
-	for _, id := range []string{"r 1", "r1\n", "r\u00e91", strings.Repeat("r", maxCallerRollupIDLen+1)} {
+	for _, id := range []string{"r 1", "r1\n", "r\u00e91", strings.Repeat("r", grpcsrv.MaxRollupIDLen+1)} {
 		_, err := asTop(t, ca, euAddr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: id})
 		if _, fields := refusal(err); status.Code(err) != codes.InvalidArgument || !slices.Equal(fields, []string{"rollup_id"}) {
 			t.Errorf("rollup_id %q: got %v (fields %v), want INVALID_ARGUMENT on rollup_id", id, err, fields)

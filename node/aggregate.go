@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -20,7 +19,7 @@ import (
 )
 
 // MaxRollupIDLen is the longest rollup_id a request may carry.
-const MaxRollupIDLen = 128
+const MaxRollupIDLen = grpcsrv.MaxRollupIDLen
 
 // query is a validated, normalised aggregate request.
 type query struct {
@@ -69,8 +68,8 @@ func (s *Store) prepare(req *fedreportv1.AggregateRequest) (*query, error) {
 			return nil, &records.FieldError{Field: "group_by", Value: records.DimensionName(d), Problem: "is listed twice"}
 		}
 	}
-	if id := req.GetRollupId(); len(id) > MaxRollupIDLen || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
-		return nil, &records.FieldError{Field: "rollup_id", Value: id, Problem: fmt.Sprintf("is not an id (want at most %d printable ASCII characters without spaces)", MaxRollupIDLen)}
+	if problem := grpcsrv.RollupIDProblem(req.GetRollupId()); problem != "" {
+		return nil, &records.FieldError{Field: "rollup_id", Value: req.GetRollupId(), Problem: problem}
 	}
 	// The policy, after the request is known to be well formed.
 	for _, d := range q.groupBy {

@@ -1,5 +1,10 @@
 package grpcsrv
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Reasons (google.rpc.ErrorInfo.reason) a disclosure policy refuses an
 // Aggregate request with, a node's own or the one a coordinator answering
 // as a member advertises.
@@ -19,3 +24,16 @@ type PolicyError struct {
 }
 
 func (e *PolicyError) Error() string { return e.Msg }
+
+// MaxRollupIDLen is the longest rollup_id an Aggregate request may carry.
+const MaxRollupIDLen = 128
+
+// RollupIDProblem says what is wrong with id as an Aggregate request's
+// rollup_id, "" when nothing is: a node and a coordinator answering as a
+// member take the same ids. An empty id is fine (the caller ran no rollup).
+func RollupIDProblem(id string) string {
+	if len(id) > MaxRollupIDLen || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		return fmt.Sprintf("is not an id (want at most %d printable ASCII characters without spaces)", MaxRollupIDLen)
+	}
+	return ""
+}
