@@ -650,6 +650,7 @@ func TestListMembersSaysWhichMembersAreCoordinators(t *testing.T) {
 	odd.describe = func(ctx context.Context, req *fedreportv1.DescribeNodeRequest) (*fedreportv1.DescribeNodeResponse, error) {
 		d, err := describe(ctx, req)
 		d.Kind = "relay\n" + strings.Repeat("x", 2*maxReasonLen)
+		d.SoftwareVersion = "v1\x1b[2J" + strings.Repeat("y", 2*maxReasonLen)
 		return d, err
 	}
 	it := startNode(t, ca, identity.Node(td, "IT"), odd)
@@ -668,5 +669,9 @@ func TestListMembersSaysWhichMembersAreCoordinators(t *testing.T) {
 	}
 	if got := page.GetMembers()[2].GetKind(); len(got) > maxReasonLen+len("…") || !strings.HasPrefix(got, "relay x") {
 		t.Errorf("IT's kind: got %d bytes %q, want it printable and at most %d bytes", len(got), got, maxReasonLen+len("…"))
+	}
+	// The software version, also the member's word, is shown as carefully.
+	if got := page.GetMembers()[2].GetSoftwareVersion(); len(got) > maxReasonLen+len("…") || !strings.HasPrefix(got, "v1 [2J") {
+		t.Errorf("IT's software version: got %d bytes %q, want it printable and at most %d bytes", len(got), got, maxReasonLen+len("…"))
 	}
 }

@@ -394,7 +394,7 @@ func (m *memberConn) noteDescribe(t time.Time, d *fedreportv1.DescribeNodeRespon
 	defer m.mu.Unlock()
 	m.contacted, m.reachable, m.lastSeen, m.lastError = true, true, t, ""
 	m.dataVer = d.GetDataVersion()
-	m.software = d.GetSoftwareVersion()
+	m.software = clean(d.GetSoftwareVersion())
 	m.kind = clean(d.GetKind())
 	if d.GetPolicy() != nil {
 		m.policy = proto.Clone(d.GetPolicy()).(*fedreportv1.Policy)
