@@ -24,15 +24,10 @@ type federation struct {
 func euUnderMain(t *testing.T) federation {
 	t.Helper()
 	dir := t.TempDir()
-	pkiDir := filepath.Join(dir, "pki")
-	mustRunCLI(t, "pki", "init", "--dir", pkiDir)
-	for _, issue := range [][]string{
-		{"--role", "node", "--member", "FR"}, {"--role", "member-admin", "--member", "FR", "--name", "ops"},
-		{"--role", "node", "--member", "EU"}, {"--role", "coordinator", "--name", "eu"},
-		{"--role", "coordinator", "--name", "main"}, {"--role", "operator", "--name", "alice"},
-	} {
-		mustRunCLI(t, append([]string{"pki", "issue", "--dir", pkiDir}, issue...)...)
-	}
+	pkiDir := initPKI(t, filepath.Join(dir, "pki"),
+		[]string{"--role", "node", "--member", "FR"}, []string{"--role", "member-admin", "--member", "FR", "--name", "ops"},
+		[]string{"--role", "node", "--member", "EU"}, []string{"--role", "coordinator", "--name", "eu"},
+		[]string{"--role", "coordinator", "--name", "main"}, []string{"--role", "operator", "--name", "alice"})
 	p := func(name string) string { return filepath.Join(pkiDir, name) }
 	tlsFlags := func(name string) []string {
 		return []string{"--cacert", p("ca.crt"), "--cert", p(name + ".crt"), "--key", p(name + ".key")}

@@ -13,6 +13,17 @@ import (
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
+// initPKI makes an alliance CA in pkiDir and issues a certificate for each
+// set of `pki issue` flags, through the root command; it returns pkiDir.
+func initPKI(t *testing.T, pkiDir string, issues ...[]string) string {
+	t.Helper()
+	mustRunCLI(t, "pki", "init", "--dir", pkiDir)
+	for _, issue := range issues {
+		mustRunCLI(t, append([]string{"pki", "issue", "--dir", pkiDir}, issue...)...)
+	}
+	return pkiDir
+}
+
 // frAndDownGB runs through the root command FR's node, holding 157 arrests
 // in January 2020, and returns a function that starts a coordinator over FR
 // and GB, whose address no one listens on, with extra flags, and returns
@@ -20,14 +31,9 @@ import (
 func frAndDownGB(t *testing.T) func(coordArgs ...string) []string {
 	t.Helper()
 	dir := t.TempDir()
-	pkiDir := filepath.Join(dir, "pki")
-	mustRunCLI(t, "pki", "init", "--dir", pkiDir)
-	for _, issue := range [][]string{
-		{"--role", "node", "--member", "FR"}, {"--role", "member-admin", "--member", "FR", "--name", "ops"},
-		{"--role", "coordinator", "--name", "main"}, {"--role", "operator", "--name", "alice"},
-	} {
-		mustRunCLI(t, append([]string{"pki", "issue", "--dir", pkiDir}, issue...)...)
-	}
+	pkiDir := initPKI(t, filepath.Join(dir, "pki"),
+		[]string{"--role", "node", "--member", "FR"}, []string{"--role", "member-admin", "--member", "FR", "--name", "ops"},
+		[]string{"--role", "coordinator", "--name", "main"}, []string{"--role", "operator", "--name", "alice"})
 	p := func(name string) string { return filepath.Join(pkiDir, name) }
 	fr, sock := freeAddr(t), filepath.Join(dir, "fr.sock")
 	serveCLI(t, pkiDir, fr, identity.MemberAdmin("isa", "FR", "ops"), identity.Node("isa", "FR"),
