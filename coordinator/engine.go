@@ -398,7 +398,7 @@ func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *f
 	if err != nil {
 		res.Status, res.Reason = classifyError(ctx, err, timeout)
 		if retried && res.Status == fedreportv1.MemberStatus_MEMBER_STATUS_UNREACHABLE {
-			res.Reason = clean("after one retry, " + res.Reason)
+			res.Reason = clean("after one retry: " + res.Reason)
 		}
 		if ctx.Err() == nil {
 			// A call cut short by Close says nothing about the member.
@@ -440,7 +440,9 @@ func classifyError(rollupCtx context.Context, err error, timeout time.Duration) 
 		if strings.Contains(msg, "handshake") {
 			return fedreportv1.MemberStatus_MEMBER_STATUS_UNREACHABLE, clean("TLS handshake failed (is the certificate at this address the member's node certificate?): " + msg)
 		}
-		return fedreportv1.MemberStatus_MEMBER_STATUS_UNREACHABLE, clean("unreachable: " + msg)
+		// The status says unreachable: the reason is gRPC's, which says
+		// how (connection refused, no route, closed).
+		return fedreportv1.MemberStatus_MEMBER_STATUS_UNREACHABLE, clean(msg)
 	default:
 		// The status says refused: the reason starts with the member's code,
 		// so that status and reason, side by side, do not say it twice.

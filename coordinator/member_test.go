@@ -459,7 +459,7 @@ func TestRegionalRefusalGivesEachMissingMembersReason(t *testing.T) {
 	for _, want := range []string{
 		"EU's rollup " + euID + " is partial",
 		"IT (refused: FAILED_PRECONDITION: restoring from backup until 18:00 UTC)",
-		"ES (unreachable: after one retry, unreachable: draining and more",
+		"ES (unreachable: after one retry: draining and more",
 	} {
 		if !strings.Contains(reason, want) {
 			t.Errorf("EU's reason at the top: got %q, want it to contain %q", reason, want)

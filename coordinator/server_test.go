@@ -209,7 +209,7 @@ func TestListMembersReportsUnreachableMembers(t *testing.T) {
 	if fr := ms[0]; !fr.GetReachable() || fr.GetLastError() != "" {
 		t.Errorf("FR: got %v, want reachable", fr)
 	}
-	if it := ms[1]; it.GetReachable() || !strings.Contains(it.GetLastError(), "unreachable") || it.GetAddress() == "" {
+	if it := ms[1]; it.GetReachable() || !strings.Contains(it.GetLastError(), "connection refused") || it.GetAddress() == "" {
 		t.Errorf("IT: got %v, want unreachable with a reason", it)
 	}
 	if es := ms[2]; es.GetReachable() || !strings.Contains(es.GetLastError(), `"SG"`) {
