@@ -651,6 +651,7 @@ func TestListMembersSaysWhichMembersAreCoordinators(t *testing.T) {
 		d, err := describe(ctx, req)
 		d.Kind = "relay\n" + strings.Repeat("x", 2*maxReasonLen)
 		d.SoftwareVersion = "v1\x1b[2J" + strings.Repeat("y", 2*maxReasonLen)
+		d.Policy.EarliestDate = "2020-01-01\x1b[2J" + strings.Repeat("z", 2*maxReasonLen)
 		return d, err
 	}
 	it := startNode(t, ca, identity.Node(td, "IT"), odd)
@@ -673,5 +674,8 @@ func TestListMembersSaysWhichMembersAreCoordinators(t *testing.T) {
 	// The software version, also the member's word, is shown as carefully.
 	if got := page.GetMembers()[2].GetSoftwareVersion(); len(got) > maxReasonLen+len("…") || !strings.HasPrefix(got, "v1 [2J") {
 		t.Errorf("IT's software version: got %d bytes %q, want it printable and at most %d bytes", len(got), got, maxReasonLen+len("…"))
+	}
+	if got := page.GetMembers()[2].GetPolicy().GetEarliestDate(); len(got) > maxReasonLen+len("…") || !strings.HasPrefix(got, "2020-01-01 [2J") {
+		t.Errorf("IT's earliest date: got %d bytes %q, want it printable and at most %d bytes", len(got), got, maxReasonLen+len("…"))
 	}
 }

@@ -398,6 +398,8 @@ func (m *memberConn) noteDescribe(t time.Time, d *fedreportv1.DescribeNodeRespon
 	m.kind = clean(d.GetKind())
 	if d.GetPolicy() != nil {
 		m.policy = proto.Clone(d.GetPolicy()).(*fedreportv1.Policy)
+		// Shown by members and quoted in refusals as the member said it.
+		m.policy.EarliestDate = clean(m.policy.EarliestDate)
 	}
 }
 
