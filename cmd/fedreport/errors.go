@@ -15,11 +15,29 @@ import (
 // certHint is the hint for a server that could not be reached over mTLS.
 const certHint = "(is the server running at that address, and do --cacert/--cert/--key belong to this federation?)"
 
+// refusedCertHint is the hint for a server that closed the connection in or
+// right after the TLS handshake: a client whose certificate the server
+// refuses gets the TLS alert "bad certificate", or, when its first write
+// crosses the alert, only a broken pipe or a reset.
+const refusedCertHint = "(the server closed the connection after the TLS handshake: most likely it refused the certificate in --cert as revoked, expired, or not issued by this federation's CA, and its log says which; pass --crl to have the client check the revocation list itself, or ask the CA operator for a new certificate with `fedreport pki issue`)"
+
+// tlsHint is the hint for a server reached over mTLS that could not be
+// called: refusedCertHint when the message says the server cut the
+// connection, certHint otherwise.
+func tlsHint(msg string) string {
+	for _, s := range []string{"tls: bad certificate", "broken pipe", "connection reset by peer"} {
+		if strings.Contains(msg, s) {
+			return refusedCertHint
+		}
+	}
+	return certHint
+}
+
 // describeRPCError turns a gRPC error into a message for an operator: the
 // server's message, the field violations it does not already say, and a
 // hint for transport failures.
 func describeRPCError(op string, err error) error {
-	return describeRPCErrorHint(op, err, certHint)
+	return describeRPCErrorHint(op, err, tlsHint)
 }
 
 // describeNodeRPCError is describeRPCError for a call to the node at addr
@@ -27,41 +45,46 @@ func describeRPCError(op string, err error) error {
 // be reached there gets a hint about the socket instead.
 func describeNodeRPCError(op, addr string, err error) error {
 	if strings.HasPrefix(addr, "unix:") {
-		return describeRPCErrorHint(op, err, "(is the node running with --admin-socket at that path?)")
+		return describeRPCErrorHint(op, err, func(string) string { return "(is the node running with --admin-socket at that path?)" })
 	}
 	return describeRPCError(op, err)
 }
 
-// describeRPCErrorHint is describeRPCError with unavailable as the hint for
-// a server that could not be reached.
-func describeRPCErrorHint(op string, err error, unavailable string) error {
+// describeRPCErrorHint is describeRPCError with unavailable giving the hint,
+// from the status message, for a server that could not be called.
+func describeRPCErrorHint(op string, err error, unavailable func(msg string) string) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s", op, st.Message())
-	var reason string
+	var (
+		reason     string
+		violations []*errdetails.BadRequest_FieldViolation
+	)
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.BadRequest:
-			for _, v := range d.GetFieldViolations() {
-				// The servers word the message from the violations
-				// (coordinator, grpcsrv) or as the one violation
-				// (node): print only what the message leaves out.
-				if strings.Contains(st.Message(), v.GetDescription()) {
-					continue
-				}
-				fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
-			}
+			violations = append(violations, d.GetFieldViolations()...)
 		case *errdetails.ErrorInfo:
 			reason = d.GetReason()
 			fmt.Fprintf(&b, " [%s]", d.GetReason())
 		}
 	}
+	for _, v := range violations {
+		// The servers word the message from the violations (coordinator,
+		// grpcsrv), as the one violation (node), or list the unknown ids
+		// a retraction named, one violation each (node): print only what
+		// the message leaves out.
+		if reason == node.ReasonUnknownRecord || strings.Contains(st.Message(), v.GetDescription()) {
+			continue
+		}
+		fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
+	}
 	switch st.Code() {
 	case codes.Unavailable:
-		b.WriteString("\n  " + unavailable)
+		b.WriteString("\n  " + unavailable(st.Message()))
 	case codes.PermissionDenied, codes.Unauthenticated:
 		if reason == node.ReasonOtherMember {
 			b.WriteString("\n  (see `fedreport pki issue --role member-admin --member`)")
