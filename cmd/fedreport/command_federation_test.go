@@ -65,8 +65,8 @@ func rollupIDIn(t *testing.T, out string) string {
 }
 
 // TestRollupsShowNamesTheCallersRollup runs a rollup at coordinator main
-// and shows, at eu, the rollup eu ran to answer it: the table says for
-// which of main's rollups, and the JSON carries its id; a rollup started at
+// and lists and shows, at eu, the rollup eu ran to answer it: the list and
+// the table say for which of main's rollups, and the JSON carries its id; a rollup started at
 // main itself names none.
 func TestRollupsShowNamesTheCallersRollup(t *testing.T) {
 	t.Parallel()
@@ -81,6 +81,9 @@ func TestRollupsShowNamesTheCallersRollup(t *testing.T) {
 	euID := regexp.MustCompile(`(?m)^(r\d+)\s`).FindStringSubmatch(euOut)
 	if euID == nil {
 		t.Fatalf("no rollup listed at eu:\n%s", euOut)
+	}
+	if want := " spiffe://isa/coordinator/main (its rollup " + topID + ") "; !strings.Contains(euOut, want) {
+		t.Errorf("rollups at eu: want the requester and its rollup, %q, in\n%s", want, euOut)
 	}
 	show := append([]string{"rollups", "show", euID[1]}, f.eu...)
 	want := "requested by spiffe://isa/coordinator/main for coordinator/main's rollup " + topID + "  took "

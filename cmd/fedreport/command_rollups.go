@@ -68,8 +68,14 @@ func printRollupList(w io.Writer, format outputFormat, resp *fedreportv1.ListRol
 			metrics = "all"
 		}
 		by := strings.Join(dimNames(r.GetSpec().GetGroupBy()), ",")
+		// A rollup run to answer another coordinator names that
+		// coordinator's rollup, as rollups show does.
+		requester := r.GetRequestedBy()
+		if id := r.GetCallerRollupId(); id != "" {
+			requester += " (its rollup " + id + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), stateName(r.GetState()),
-			r.GetSpec().GetFrom(), r.GetSpec().GetTo(), metrics, orDash(by), ok, r.GetRequestedBy(),
+			r.GetSpec().GetFrom(), r.GetSpec().GetTo(), metrics, orDash(by), ok, requester,
 			formatTime(r.GetStartedAt().AsTime()))
 	}
 	if err := tw.Flush(); err != nil {
