@@ -348,7 +348,20 @@ func (s *store) view(id string, fn func(stored []byte) error) error {
 	})
 	s.touched()
 	if errors.Is(err, ErrRollupNotFound) {
-		return fmt.Errorf("rollup %q: %w", id, ErrRollupNotFound)
+		// Say what there is: a mistyped id is told the newest.
+		newest := ""
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			if k, _ := tx.Bucket(bucketRollups).Cursor().Last(); k != nil {
+				if last, ok := keySeq(k); ok {
+					newest = rollupID(last)
+				}
+			}
+			return nil
+		})
+		if newest == "" {
+			return fmt.Errorf("rollup %q: %w (none is stored yet)", id, ErrRollupNotFound)
+		}
+		return fmt.Errorf("rollup %q: %w (the newest is %s)", id, ErrRollupNotFound, newest)
 	}
 	if err != nil {
 		return fmt.Errorf("get rollup %s: %w", id, err)

@@ -126,6 +126,22 @@ func TestGetRollupNamesWhatIsMissing(t *testing.T) {
 			t.Errorf("get %q: got %v, want ErrRollupNotFound", id, err)
 		}
 	}
+	// An id of the right form that is not stored is told the newest.
+	if _, err := s.get("r99"); err == nil || !strings.Contains(err.Error(), "(the newest is "+id+")") {
+		t.Errorf("get r99: got %v, want it to name the newest, %s", err, id)
+	}
+}
+
+func TestGetRollupOnAnEmptyStoreSaysNoneIsStored(t *testing.T) {
+	t.Parallel()
+	s, _, err := openStore(filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if _, err := s.get("r1"); !errors.Is(err, ErrRollupNotFound) || !strings.Contains(err.Error(), "none is stored yet") {
+		t.Errorf("get r1 of an empty store: got %v, want ErrRollupNotFound saying none is stored", err)
+	}
 }
 
 func TestFinishedRollupsAreNeverModified(t *testing.T) {
