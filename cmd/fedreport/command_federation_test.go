@@ -66,8 +66,8 @@ func rollupIDIn(t *testing.T, out string) string {
 
 // TestRollupsShowNamesTheCallersRollup runs a rollup at coordinator main
 // and lists and shows, at eu, the rollup eu ran to answer it: the list and
-// the table say for which of main's rollups, and the JSON carries its id; a rollup started at
-// main itself names none.
+// the table say for which of main's rollups, and the JSON carries its id;
+// a rollup started at main itself names none.
 func TestRollupsShowNamesTheCallersRollup(t *testing.T) {
 	t.Parallel()
 	f := euUnderMain(t)

@@ -15,20 +15,19 @@ import (
 // certHint is the hint for a server that could not be reached over mTLS.
 const certHint = "(is the server running at that address, and do --cacert/--cert/--key belong to this federation?)"
 
-// refusedCertHint is the hint for a server that closed the connection in or
-// right after the TLS handshake: a client whose certificate the server
-// refuses gets the TLS alert "bad certificate", or, when its first write
-// crosses the alert, only a broken pipe or a reset.
-const refusedCertHint = "(the server closed the connection after the TLS handshake: most likely it refused the certificate in --cert as revoked, expired, or not issued by this federation's CA, and its log says which; pass --crl to have the client check the revocation list itself, or ask the CA operator for a new certificate with `fedreport pki issue`)"
+// certRefusal says why a server refuses a client certificate and what to do.
+const certRefusal = "revoked, expired, or not issued by this federation's CA, and the server's log says which; pass --crl to have the client check the revocation list itself, or ask the CA operator for a new certificate with `fedreport pki issue`"
 
 // tlsHint is the hint for a server reached over mTLS that could not be
-// called: refusedCertHint when the message says the server cut the
-// connection, certHint otherwise.
+// called. A client whose certificate the server refuses gets the TLS alert
+// "bad certificate", or, when its first write crosses the alert, only a
+// broken pipe or a reset, which a server stopping mid-call also causes.
 func tlsHint(msg string) string {
-	for _, s := range []string{"tls: bad certificate", "broken pipe", "connection reset by peer"} {
-		if strings.Contains(msg, s) {
-			return refusedCertHint
-		}
+	if strings.Contains(msg, "tls: bad certificate") {
+		return "(the server refused the certificate in --cert: " + certRefusal + ")"
+	}
+	if strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset by peer") {
+		return "(the server closed the connection; at the start of a call that is most often the server refusing the certificate in --cert: " + certRefusal + ")"
 	}
 	return certHint
 }
