@@ -217,13 +217,14 @@ func (c *Coordinator) allows(spec *fedreportv1.RollupSpec, p *fedreportv1.Policy
 			}
 		}
 	}
-	// YYYY-MM-DD sorts as dates; from is one (aggregateSpec).
+	// YYYY-MM-DD sorts as dates; from is one (aggregateSpec). The date is
+	// the members' words, cleaned when they said them (noteDescribe).
 	if e := p.GetEarliestDate(); e != "" && spec.GetFrom() < e {
 		return &grpcsrv.PolicyError{
 			Reason: grpcsrv.ReasonPeriodNotAllowed,
 			Field:  "from",
 			Msg: fmt.Sprintf("member %s's disclosure policy, what all of its members allow, answers only from %s on; start the request (from %s) on or after %s",
-				c.memberCode, clean(e), spec.GetFrom(), clean(e)),
+				c.memberCode, e, spec.GetFrom(), e),
 		}
 	}
 	return nil
