@@ -104,9 +104,16 @@ func TestIngestCutOffByTheNodeStoppingSaysNothingWasStored(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Fatalf("serve: %v", err)
 	}
-	feedRecords(pw, ingestBatch+1, ingestBatch)
-	pw.Close()
+	// More records follow until the client gives up: stdin never ends
+	// first, so the client always meets the cut-off while still sending,
+	// as a long file does, and never reaches the end of its input before
+	// it notices (then it could only say the commit's fate is unknown).
+	go func() {
+		for i := ingestBatch + 1; feedRecords(pw, i, ingestBatch) == nil; i += ingestBatch {
+		}
+	}()
 	checkInterrupted(t, <-done)
+	pw.Close()
 	if st := stats(t, n); st.Records != 0 {
 		t.Errorf("%d records were stored, want none", st.Records)
 	}
