@@ -34,13 +34,13 @@ var nodeServingRE = regexp.MustCompile(`msg="node serving".* listen=(\S+)`)
 func TestDiskFullDuringIngest(t *testing.T) {
 	t.Parallel()
 	disk := smallDisk(t, "3m")
-	f := newFederation(t, identity.Node("isa", "FR"))
+	f := newFederation(t, identity.Node("isa", "FR"), identity.MemberAdmin("isa", "FR", "ops"))
 	cert, key := f.files(identity.Node("isa", "FR"))
 	db := filepath.Join(disk, "fr.db")
 	sock := filepath.Join(t.TempDir(), "fr.sock")
 	n := start(t, "node", "--member", "FR", "--data", db, "--listen", "127.0.0.1:0", "--admin-socket", sock,
 		"--cacert", f.ca, "--cert", cert, "--key", key)
-	n.waitLog(t, nodeServingRE, 30*time.Second)
+	addr := n.waitLog(t, nodeServingRE, 30*time.Second)
 	admin := "unix://" + sock
 
 	small := filepath.Join(t.TempDir(), "small.csv")
@@ -57,6 +57,15 @@ func TestDiskFullDuringIngest(t *testing.T) {
 	}
 	if !strings.Contains(out, "space") && !strings.Contains(out, "disk") {
 		t.Errorf("the error does not say the disk is full:\n%s", out)
+	}
+
+	// The node still answers aggregates over mTLS, with the first stream's
+	// totals: each answer's disclosure log entry still finds room in the
+	// full disk's file.
+	for range 3 {
+		if got, want := nodeTotals(t, f, addr), streamTotals(t, small); !sameTotals(got, want) {
+			t.Fatalf("aggregate after a full disk: got %v, want the first stream's %v\nnode log:\n%s", got, want, n.output())
+		}
 	}
 
 	// The node still serves, and holds exactly the first stream.
