@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -475,11 +474,7 @@ func TestStoredStateReadsTheTopLevelOnly(t *testing.T) {
 
 func TestGetRollupRefusesABrokenStoredRollup(t *testing.T) {
 	t.Parallel()
-	s, _, err := openStore(filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
+	s := tempStore(t)
 	id := storeRollup(t, s, fedreportv1.RollupState_ROLLUP_STATE_COMPLETE)
 	seq, _ := parseRollupID(id)
 	if err := s.db.Update(func(tx *bolt.Tx) error {
@@ -488,7 +483,7 @@ func TestGetRollupRefusesABrokenStoredRollup(t *testing.T) {
 		t.Fatal(err)
 	}
 	called := false
-	err = s.view(id, func([]byte) error { called = true; return nil })
+	err := s.view(id, func([]byte) error { called = true; return nil })
 	if err == nil || errors.Is(err, ErrRollupNotFound) || called {
 		t.Errorf("view of a broken rollup: got %v (fn called: %v), want an error before fn", err, called)
 	}

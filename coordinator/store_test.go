@@ -109,11 +109,7 @@ func TestListRollupsPagesNewestFirst(t *testing.T) {
 
 func TestGetRollupNamesWhatIsMissing(t *testing.T) {
 	t.Parallel()
-	s, _, err := openStore(filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
+	s := tempStore(t)
 	id := storeRollup(t, s, fedreportv1.RollupState_ROLLUP_STATE_COMPLETE)
 	if _, err := s.get(id); err != nil {
 		t.Errorf("get %s: %v", id, err)
@@ -134,11 +130,7 @@ func TestGetRollupNamesWhatIsMissing(t *testing.T) {
 
 func TestGetRollupOnAnEmptyStoreSaysNoneIsStored(t *testing.T) {
 	t.Parallel()
-	s, _, err := openStore(filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
+	s := tempStore(t)
 	if _, err := s.get("r1"); !errors.Is(err, ErrRollupNotFound) || !strings.Contains(err.Error(), "none is stored yet") {
 		t.Errorf("get r1 of an empty store: got %v, want ErrRollupNotFound saying none is stored", err)
 	}
@@ -146,13 +138,9 @@ func TestGetRollupOnAnEmptyStoreSaysNoneIsStored(t *testing.T) {
 
 func TestFinishedRollupsAreNeverModified(t *testing.T) {
 	t.Parallel()
-	s, _, err := openStore(filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
+	s := tempStore(t)
 	id := storeRollup(t, s, fedreportv1.RollupState_ROLLUP_STATE_COMPLETE)
-	_, err = s.finish(&fedreportv1.Rollup{Id: id, State: fedreportv1.RollupState_ROLLUP_STATE_PARTIAL})
+	_, err := s.finish(&fedreportv1.Rollup{Id: id, State: fedreportv1.RollupState_ROLLUP_STATE_PARTIAL})
 	if !errors.Is(err, ErrRollupFinished) {
 		t.Errorf("finish twice: got %v, want ErrRollupFinished", err)
 	}
@@ -368,4 +356,16 @@ func TestOpenRefusesADamagedFile(t *testing.T) {
 			t.Errorf("%s: got %v, want a refusal saying what to do", name, err)
 		}
 	}
+}
+
+// tempStore opens a coordinator store in a fresh file of the test's temp
+// directory, closed when the test ends.
+func tempStore(t *testing.T) *store {
+	t.Helper()
+	s, _, err := openStore(filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.close() })
+	return s
 }
