@@ -126,9 +126,12 @@ type AggregateResponse struct {
 	// disclosure logs recorded what they disclosed for it. A node leaves it
 	// empty; disclosure_seq names its record of the answer. It is
 	// informational: it names no count and changes no cell.
-	RollupId      string `protobuf:"bytes,6,opt,name=rollup_id,json=rollupId,proto3" json:"rollup_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RollupId string `protobuf:"bytes,6,opt,name=rollup_id,json=rollupId,proto3" json:"rollup_id,omitempty"`
+	// release_version is the version of the member's protected release the
+	// cells were read from (0 when the answerer has no release of its own).
+	ReleaseVersion uint64 `protobuf:"varint,7,opt,name=release_version,json=releaseVersion,proto3" json:"release_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AggregateResponse) Reset() {
@@ -201,6 +204,13 @@ func (x *AggregateResponse) GetRollupId() string {
 		return x.RollupId
 	}
 	return ""
+}
+
+func (x *AggregateResponse) GetReleaseVersion() uint64 {
+	if x != nil {
+		return x.ReleaseVersion
+	}
+	return 0
 }
 
 // DescribeNodeRequest has no fields.
@@ -332,14 +342,15 @@ const file_fedreport_v1_aggregation_proto_rawDesc = "" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\x122\n" +
 	"\bgroup_by\x18\x04 \x03(\x0e2\x17.fedreport.v1.DimensionR\agroupBy\x12\x1b\n" +
-	"\trollup_id\x18\x05 \x01(\tR\brollupId\"\xe2\x01\n" +
+	"\trollup_id\x18\x05 \x01(\tR\brollupId\"\x8b\x02\n" +
 	"\x11AggregateResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12$\n" +
 	"\x0emin_cell_count\x18\x02 \x01(\rR\fminCellCount\x12!\n" +
 	"\fdata_version\x18\x03 \x01(\x04R\vdataVersion\x12(\n" +
 	"\x05cells\x18\x04 \x03(\v2\x12.fedreport.v1.CellR\x05cells\x12%\n" +
 	"\x0edisclosure_seq\x18\x05 \x01(\x04R\rdisclosureSeq\x12\x1b\n" +
-	"\trollup_id\x18\x06 \x01(\tR\brollupId\"\x15\n" +
+	"\trollup_id\x18\x06 \x01(\tR\brollupId\x12'\n" +
+	"\x0frelease_version\x18\a \x01(\x04R\x0ereleaseVersion\"\x15\n" +
 	"\x13DescribeNodeRequest\"\xbe\x01\n" +
 	"\x14DescribeNodeResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12,\n" +

@@ -403,9 +403,12 @@ type DisclosureEntry struct {
 	// prev_hash is entry_hash of the previous entry (32 zero bytes for the first).
 	PrevHash []byte `protobuf:"bytes,9,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
 	// entry_hash is the SHA-256 over this entry encoded without entry_hash.
-	EntryHash     []byte `protobuf:"bytes,10,opt,name=entry_hash,json=entryHash,proto3" json:"entry_hash,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EntryHash []byte `protobuf:"bytes,10,opt,name=entry_hash,json=entryHash,proto3" json:"entry_hash,omitempty"`
+	// release_version is the version of the protected release the cells were
+	// read from.
+	ReleaseVersion uint64 `protobuf:"varint,11,opt,name=release_version,json=releaseVersion,proto3" json:"release_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DisclosureEntry) Reset() {
@@ -506,6 +509,13 @@ func (x *DisclosureEntry) GetEntryHash() []byte {
 		return x.EntryHash
 	}
 	return nil
+}
+
+func (x *DisclosureEntry) GetReleaseVersion() uint64 {
+	if x != nil {
+		return x.ReleaseVersion
+	}
+	return 0
 }
 
 // GetNodeStatsRequest has no fields.
@@ -672,7 +682,7 @@ const file_fedreport_v1_node_admin_proto_rawDesc = "" +
 	"\x05since\x18\x03 \x01(\tR\x05since\"z\n" +
 	"\x17ListDisclosuresResponse\x127\n" +
 	"\aentries\x18\x01 \x03(\v2\x1d.fedreport.v1.DisclosureEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf4\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9d\x03\n" +
 	"\x0fDisclosureEntry\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
@@ -685,7 +695,8 @@ const file_fedreport_v1_node_admin_proto_rawDesc = "" +
 	"\tprev_hash\x18\t \x01(\fR\bprevHash\x12\x1d\n" +
 	"\n" +
 	"entry_hash\x18\n" +
-	" \x01(\fR\tentryHash\"\x15\n" +
+	" \x01(\fR\tentryHash\x12'\n" +
+	"\x0frelease_version\x18\v \x01(\x04R\x0ereleaseVersion\"\x15\n" +
 	"\x13GetNodeStatsRequest\"\x81\x02\n" +
 	"\x14GetNodeStatsResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x18\n" +

@@ -465,9 +465,13 @@ func (x *Record) GetQuantity() uint32 {
 // dimension field is empty when the request did not group by it; otherwise it
 // holds the lower-case value ("2020-03", "grooming", "unknown", ...).
 //
-// Privacy: a node never sends the value of a cell whose count is 1..k-1. Such a
-// cell has suppressed_cells = 1, count = 0 and bounds [1, k-1]. Totals over
-// several members add counts and suppressed cells, so bounds stay honest.
+// Privacy: a node answers only from its protected release (DESIGN.md
+// "Disclosure policy and the protected release"): a cell of 1..k-1
+// contributing records, and every cell that would let one be derived from the
+// others, is withheld. A withheld cell has suppressed_cells >= 1, count = the
+// exactly known part (0 for one node's cell) and bounds that hold the true
+// value and say no more than the release already does. Totals over several
+// members add counts, suppressed cells and bounds, so bounds stay honest.
 type Cell struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// metric is what the cell counts.
@@ -488,12 +492,17 @@ type Cell struct {
 	// suppressed_cells is how many member cells behind this one were withheld
 	// because their value was 1..k-1. Zero means count is exact.
 	SuppressedCells uint32 `protobuf:"varint,8,opt,name=suppressed_cells,json=suppressedCells,proto3" json:"suppressed_cells,omitempty"`
-	// lower_bound is the smallest value consistent with what was disclosed:
-	// count plus one per suppressed cell. Equal to count when exact.
+	// lower_bound is the smallest value consistent with what was disclosed.
+	// Equal to count when exact.
 	LowerBound uint64 `protobuf:"varint,9,opt,name=lower_bound,json=lowerBound,proto3" json:"lower_bound,omitempty"`
-	// upper_bound is the largest value consistent with what was disclosed:
-	// count plus k-1 per suppressed cell. Equal to count when exact.
-	UpperBound    uint64 `protobuf:"varint,10,opt,name=upper_bound,json=upperBound,proto3" json:"upper_bound,omitempty"`
+	// upper_bound is the largest value consistent with what was disclosed.
+	// Equal to count when exact.
+	UpperBound uint64 `protobuf:"varint,10,opt,name=upper_bound,json=upperBound,proto3" json:"upper_bound,omitempty"`
+	// pending is true when the node's data changed under this cell by a change
+	// too small to publish (1..k-1 records): the cell shows the value of an
+	// earlier release and the bounds hold the true value. It is republished
+	// when the change becomes publishable.
+	Pending       bool `protobuf:"varint,11,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -598,6 +607,13 @@ func (x *Cell) GetUpperBound() uint64 {
 	return 0
 }
 
+func (x *Cell) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
 // Policy is a member ministry's disclosure policy. It lives in the node's own
 // configuration; no coordinator can change it.
 type Policy struct {
@@ -607,9 +623,19 @@ type Policy struct {
 	// allowed_dimensions are the dimensions this node lets a request group by.
 	AllowedDimensions []Dimension `protobuf:"varint,2,rep,packed,name=allowed_dimensions,json=allowedDimensions,proto3,enum=fedreport.v1.Dimension" json:"allowed_dimensions,omitempty"`
 	// earliest_date is the first day (YYYY-MM-DD) a request may cover.
-	EarliestDate  string `protobuf:"bytes,3,opt,name=earliest_date,json=earliestDate,proto3" json:"earliest_date,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EarliestDate string `protobuf:"bytes,3,opt,name=earliest_date,json=earliestDate,proto3" json:"earliest_date,omitempty"`
+	// periods are the named release periods besides calendar months (an
+	// operation's phases, say). A request's window must be a union of release
+	// periods; anything else is refused with reason PERIOD_NOT_ALIGNED.
+	Periods []*Period `protobuf:"bytes,4,rep,name=periods,proto3" json:"periods,omitempty"`
+	// tables are the dimension combinations the member publishes. A request's
+	// group_by (month aside) must be one of them, or empty.
+	Tables []*Table `protobuf:"bytes,5,rep,name=tables,proto3" json:"tables,omitempty"`
+	// dominance_percent, when not 0, also suppresses a cell in which one
+	// record holds more than this percentage of the quantity.
+	DominancePercent uint32 `protobuf:"varint,6,opt,name=dominance_percent,json=dominancePercent,proto3" json:"dominance_percent,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -663,6 +689,138 @@ func (x *Policy) GetEarliestDate() string {
 	return ""
 }
 
+func (x *Policy) GetPeriods() []*Period {
+	if x != nil {
+		return x.Periods
+	}
+	return nil
+}
+
+func (x *Policy) GetTables() []*Table {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *Policy) GetDominancePercent() uint32 {
+	if x != nil {
+		return x.DominancePercent
+	}
+	return 0
+}
+
+// Period is a named release period: inclusive dates.
+type Period struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the period's name, as in the node's policy ("phase-1").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// from is the first day, YYYY-MM-DD.
+	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// to is the last day, YYYY-MM-DD (inclusive).
+	To            string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Period) Reset() {
+	*x = Period{}
+	mi := &file_fedreport_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Period) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Period) ProtoMessage() {}
+
+func (x *Period) ProtoReflect() protoreflect.Message {
+	mi := &file_fedreport_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Period.ProtoReflect.Descriptor instead.
+func (*Period) Descriptor() ([]byte, []int) {
+	return file_fedreport_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Period) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Period) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *Period) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// Table is one published dimension combination: no dimensions is the total,
+// one dimension a margin, two or more a cross.
+type Table struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// dimensions are the table's dimensions (offence, channel, victim_age).
+	Dimensions    []Dimension `protobuf:"varint,1,rep,packed,name=dimensions,proto3,enum=fedreport.v1.Dimension" json:"dimensions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Table) Reset() {
+	*x = Table{}
+	mi := &file_fedreport_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Table) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Table) ProtoMessage() {}
+
+func (x *Table) ProtoReflect() protoreflect.Message {
+	mi := &file_fedreport_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Table.ProtoReflect.Descriptor instead.
+func (*Table) Descriptor() ([]byte, []int) {
+	return file_fedreport_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Table) GetDimensions() []Dimension {
+	if x != nil {
+		return x.Dimensions
+	}
+	return nil
+}
+
 var File_fedreport_v1_types_proto protoreflect.FileDescriptor
 
 const file_fedreport_v1_types_proto_rawDesc = "" +
@@ -676,7 +834,7 @@ const file_fedreport_v1_types_proto_rawDesc = "" +
 	"\achannel\x18\x05 \x01(\x0e2\x15.fedreport.v1.ChannelR\achannel\x126\n" +
 	"\n" +
 	"victim_age\x18\x06 \x01(\x0e2\x17.fedreport.v1.VictimAgeR\tvictimAge\x12\x1a\n" +
-	"\bquantity\x18\a \x01(\rR\bquantity\"\xb8\x02\n" +
+	"\bquantity\x18\a \x01(\rR\bquantity\"\xd2\x02\n" +
 	"\x04Cell\x12,\n" +
 	"\x06metric\x18\x01 \x01(\x0e2\x14.fedreport.v1.MetricR\x06metric\x12\x16\n" +
 	"\x06member\x18\x02 \x01(\tR\x06member\x12\x14\n" +
@@ -691,11 +849,23 @@ const file_fedreport_v1_types_proto_rawDesc = "" +
 	"lowerBound\x12\x1f\n" +
 	"\vupper_bound\x18\n" +
 	" \x01(\x04R\n" +
-	"upperBound\"\x9b\x01\n" +
+	"upperBound\x12\x18\n" +
+	"\apending\x18\v \x01(\bR\apending\"\xa5\x02\n" +
 	"\x06Policy\x12$\n" +
 	"\x0emin_cell_count\x18\x01 \x01(\rR\fminCellCount\x12F\n" +
 	"\x12allowed_dimensions\x18\x02 \x03(\x0e2\x17.fedreport.v1.DimensionR\x11allowedDimensions\x12#\n" +
-	"\rearliest_date\x18\x03 \x01(\tR\fearliestDate*\xa9\x01\n" +
+	"\rearliest_date\x18\x03 \x01(\tR\fearliestDate\x12.\n" +
+	"\aperiods\x18\x04 \x03(\v2\x14.fedreport.v1.PeriodR\aperiods\x12+\n" +
+	"\x06tables\x18\x05 \x03(\v2\x13.fedreport.v1.TableR\x06tables\x12+\n" +
+	"\x11dominance_percent\x18\x06 \x01(\rR\x10dominancePercent\"@\n" +
+	"\x06Period\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"@\n" +
+	"\x05Table\x127\n" +
+	"\n" +
+	"dimensions\x18\x01 \x03(\x0e2\x17.fedreport.v1.DimensionR\n" +
+	"dimensions*\xa9\x01\n" +
 	"\x06Metric\x12\x16\n" +
 	"\x12METRIC_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eMETRIC_ARRESTS\x10\x01\x12\x1d\n" +
@@ -747,7 +917,7 @@ func file_fedreport_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_fedreport_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fedreport_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_fedreport_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_fedreport_v1_types_proto_goTypes = []any{
 	(Metric)(0),    // 0: fedreport.v1.Metric
 	(Dimension)(0), // 1: fedreport.v1.Dimension
@@ -757,6 +927,8 @@ var file_fedreport_v1_types_proto_goTypes = []any{
 	(*Record)(nil), // 5: fedreport.v1.Record
 	(*Cell)(nil),   // 6: fedreport.v1.Cell
 	(*Policy)(nil), // 7: fedreport.v1.Policy
+	(*Period)(nil), // 8: fedreport.v1.Period
+	(*Table)(nil),  // 9: fedreport.v1.Table
 }
 var file_fedreport_v1_types_proto_depIdxs = []int32{
 	0, // 0: fedreport.v1.Record.metric:type_name -> fedreport.v1.Metric
@@ -765,11 +937,14 @@ var file_fedreport_v1_types_proto_depIdxs = []int32{
 	4, // 3: fedreport.v1.Record.victim_age:type_name -> fedreport.v1.VictimAge
 	0, // 4: fedreport.v1.Cell.metric:type_name -> fedreport.v1.Metric
 	1, // 5: fedreport.v1.Policy.allowed_dimensions:type_name -> fedreport.v1.Dimension
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8, // 6: fedreport.v1.Policy.periods:type_name -> fedreport.v1.Period
+	9, // 7: fedreport.v1.Policy.tables:type_name -> fedreport.v1.Table
+	1, // 8: fedreport.v1.Table.dimensions:type_name -> fedreport.v1.Dimension
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_fedreport_v1_types_proto_init() }
@@ -783,7 +958,7 @@ func file_fedreport_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedreport_v1_types_proto_rawDesc), len(file_fedreport_v1_types_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
