@@ -154,6 +154,29 @@ func (c *Calendar) Tile(w Window) ([]Period, bool) {
 	return nil, false
 }
 
+// TileMonths is Tile for an answer grouped by month: the window is cut at
+// month boundaries and each month's part must be tiled on its own, so that
+// every month's cell is a sum of release cells. It returns the tiles of each
+// part, in order.
+func (c *Calendar) TileMonths(w Window) ([][]Period, bool) {
+	if w.From > w.To {
+		return nil, false
+	}
+	var out [][]Period
+	for m := records.MonthOf(w.From); ; m++ {
+		part := Window{max(w.From, records.FirstDayOfMonth(m)), min(w.To, records.FirstDayOfMonth(m+1)-1)}
+		if part.From > w.To {
+			break
+		}
+		tiles, ok := c.Tile(part)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, tiles)
+	}
+	return out, true
+}
+
 // starts returns the first days of release periods near day: the start of
 // its month, of the next month, and of any named period within a year.
 func (c *Calendar) starts(day uint32) []uint32 {

@@ -136,3 +136,15 @@ func TestRefusalNamesThePeriodsAndTheNearestWindows(t *testing.T) {
 		}
 	}
 }
+
+func TestTileMonths(t *testing.T) {
+	t.Parallel()
+	c := phases(t)
+	if parts, ok := c.TileMonths(win("2020-01-01", "2020-09-30")); !ok || len(parts) != 9 {
+		t.Errorf("TileMonths(the operation) = %d parts, %v; want 9 months", len(parts), ok)
+	}
+	// Phase 1 by month would publish 1-30 May, which is no release period.
+	if _, ok := c.TileMonths(win("2020-01-01", "2020-05-30")); ok {
+		t.Errorf("TileMonths(phase 1) is allowed, want it refused")
+	}
+}
