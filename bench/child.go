@@ -129,7 +129,6 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	switch cfg.Role {
 	case roleNode:
 		// As `fedreport node` runs.
-		node.SetGCPercent()
 		reg = prometheus.NewRegistry()
 		metrics, err := node.NewMetrics(reg)
 		if err != nil {

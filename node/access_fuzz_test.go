@@ -22,8 +22,8 @@ import (
 func FuzzAggregateRequest(f *testing.F) {
 	s, err := OpenStore(filepath.Join(f.TempDir(), "fr.db"), StoreOptions{Member: "FR", Policy: Policy{
 		EarliestDate: "2005-01-01",
-		AllowedDimensions: []fedreportv1.Dimension{
-			fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_VICTIM_AGE,
+		Tables: [][]fedreportv1.Dimension{
+			{fedreportv1.Dimension_DIMENSION_OFFENCE}, {fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_VICTIM_AGE},
 		},
 	}})
 	if err != nil {
@@ -68,13 +68,20 @@ func FuzzAggregateRequest(f *testing.F) {
 			}
 		}
 		for i, d := range q.groupBy {
-			if !s.policy.allows(d) || slices.Contains(q.groupBy[:i], d) {
-				t.Fatalf("accepted group_by %v under policy %v", q.groupBy, s.policy.AllowedDimensions)
+			if slices.Contains(q.groupBy[:i], d) {
+				t.Fatalf("accepted group_by %v", q.groupBy)
+			}
+		}
+		if !s.policy.publishes(q.mask) {
+			t.Fatalf("accepted group_by %v, not a published table", q.groupBy)
+		}
+		for _, part := range q.parts {
+			if len(part) == 0 {
+				t.Fatalf("accepted %s..%s with a part no release period tiles", from, to)
 			}
 		}
 		if len(rollupID) > MaxRollupIDLen {
 			t.Fatalf("accepted a rollup id of %d bytes", len(rollupID))
 		}
-		_ = newAccumulator(q) // sizes its table from the request; must not panic
 	})
 }

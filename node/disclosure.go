@@ -30,14 +30,16 @@ import (
 const DisclosureFillPercent = 0.9
 
 // appendDisclosure logs resp (whose disclosure_seq is still 0) as the next
-// entry and returns its seq. It runs inside the transaction that computed
-// resp. cellsWire is resp's cells as deterministically encoded in an
-// AggregateResponse (answer.wire): the response digest and the entry are
-// put together from those bytes, so the cells are encoded once per call.
-func appendDisclosure(tx *bolt.Tx, now time.Time, caller string, req *fedreportv1.AggregateRequest, resp *fedreportv1.AggregateResponse, cellsWire []byte) (uint64, error) {
+// entry and returns its seq. It runs inside the transaction that read resp's
+// cells from the release.
+func appendDisclosure(tx *bolt.Tx, now time.Time, caller string, req *fedreportv1.AggregateRequest, resp *fedreportv1.AggregateResponse) (uint64, error) {
 	b := tx.Bucket(bucketDisclosures)
 	b.FillPercent = DisclosureFillPercent
-	respSum := responseDigest(resp, cellsWire)
+	respBytes, err := deterministic.Marshal(resp)
+	if err != nil {
+		return 0, err
+	}
+	respSum := sha256.Sum256(respBytes)
 	prev := make([]byte, hashLen)
 	var seq uint64 = 1
 	if k, v := b.Cursor().Last(); k != nil {
@@ -47,29 +49,17 @@ func appendDisclosure(tx *bolt.Tx, now time.Time, caller string, req *fedreportv
 		seq = binary.BigEndian.Uint64(k) + 1
 		copy(prev, v[:hashLen])
 	}
-	// Deterministic encoding writes fields in field-number order, so the
-	// body is the fields before cells (1-5), the cells renumbered from
-	// AggregateResponse's 4 to DisclosureEntry's 6, then the fields after
-	// them (7-9): byte for byte what marshalling the whole entry gives
-	// (TestAggregateDisclosureBytesMatchProto).
-	value := make([]byte, hashLen, hashLen+len(cellsWire)+256+len(caller)+2*len(req.GetRollupId()))
-	value, err := deterministic.MarshalAppend(value, &fedreportv1.DisclosureEntry{
-		Seq:      seq,
-		Time:     timestamppb.New(now),
-		Caller:   caller,
-		RollupId: req.GetRollupId(),
-		Request:  req,
-	})
-	if err != nil {
-		return 0, err
-	}
-	if value, err = appendRenumbered(value, cellsWire, entryCellsField); err != nil {
-		return 0, err
-	}
-	value, err = deterministic.MarshalAppend(value, &fedreportv1.DisclosureEntry{
+	value, err := deterministic.MarshalAppend(make([]byte, hashLen), &fedreportv1.DisclosureEntry{
+		Seq:            seq,
+		Time:           timestamppb.New(now),
+		Caller:         caller,
+		RollupId:       req.GetRollupId(),
+		Request:        req,
+		Cells:          resp.GetCells(),
 		DataVersion:    resp.GetDataVersion(),
 		ResponseSha256: respSum[:],
 		PrevHash:       prev,
+		ReleaseVersion: resp.GetReleaseVersion(),
 	})
 	if err != nil {
 		return 0, err
@@ -80,42 +70,6 @@ func appendDisclosure(tx *bolt.Tx, now time.Time, caller string, req *fedreportv
 		return 0, err
 	}
 	return seq, nil
-}
-
-// entryCellsField is the field number of DisclosureEntry.cells.
-const entryCellsField = 6
-
-// responseDigest returns the SHA-256 of resp's deterministic encoding: its
-// fields before cells (1-3), then cellsWire, then those after (5-6), of
-// which disclosure_seq is still 0 and so absent.
-func responseDigest(resp *fedreportv1.AggregateResponse, cellsWire []byte) [sha256.Size]byte {
-	var head, tail [64]byte
-	h := sha256.New()
-	h.Write(appendResponseHead(head[:0], resp))
-	h.Write(cellsWire)
-	h.Write(appendResponseTail(tail[:0], resp))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	return sum
-}
-
-// appendRenumbered appends wire, a run of length-delimited fields, to dst
-// with every field renumbered to num.
-func appendRenumbered(dst, wire []byte, num protowire.Number) ([]byte, error) {
-	for at := 0; at < len(wire); {
-		_, typ, n := protowire.ConsumeTag(wire[at:])
-		if n < 0 || typ != protowire.BytesType {
-			return nil, fmt.Errorf("renumber cells: the field at byte %d is not length-delimited", at)
-		}
-		v, m := protowire.ConsumeBytes(wire[at+n:])
-		if m < 0 {
-			return nil, fmt.Errorf("renumber cells: the field at byte %d: %w", at, protowire.ParseError(m))
-		}
-		dst = protowire.AppendTag(dst, num, protowire.BytesType)
-		dst = protowire.AppendBytes(dst, v)
-		at += n + m
-	}
-	return dst, nil
 }
 
 // decodeDisclosure parses a stored entry and checks its own hash; prev_hash

@@ -134,6 +134,11 @@ func (e *UnknownRecordsError) Error() string {
 const (
 	ReasonDimensionNotAllowed = grpcsrv.ReasonDimensionNotAllowed
 	ReasonPeriodNotAllowed    = grpcsrv.ReasonPeriodNotAllowed
+	// ReasonPeriodNotAligned refuses a window that release periods do not
+	// tile; the message names the nearest windows that are allowed.
+	ReasonPeriodNotAligned = "PERIOD_NOT_ALIGNED"
+	// ReasonTableNotPublished refuses a group_by that is not a published table.
+	ReasonTableNotPublished = "TABLE_NOT_PUBLISHED"
 )
 
 // PolicyError is an aggregate request the member's disclosure policy refuses.

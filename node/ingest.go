@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -26,6 +27,8 @@ type Summary struct {
 	Changed     uint64 // known record_ids whose content changed
 	Unchanged   uint64 // records already stored exactly so
 	DataVersion uint64 // the data version after the stream
+	// ReleaseTook is how long computing the release after the stream took.
+	ReleaseTook time.Duration
 }
 
 // Proto returns the summary as IngestRecords answers it.
@@ -437,7 +440,13 @@ func (in *Ingest) Commit() (Summary, error) {
 	}
 	in.done = true
 	if in.sum.Added+in.sum.Changed > 0 {
-		in.s.refreshSnapshot()
+		start := time.Now()
+		if err := in.s.refreshRelease(); err != nil {
+			// The stream is committed; answers come from the previous
+			// release until the next write or start computes this one.
+			in.s.log.Error("compute the release after an ingest; answers stay on the previous release", "data", in.s.path, "err", err)
+		}
+		in.sum.ReleaseTook = time.Since(start)
 	}
 	if err := in.s.settleStream("commit"); err != nil {
 		in.s.log.Warn("purge the undo entries of a committed ingest stream; the next write retries", "data", in.s.path, "err", err)

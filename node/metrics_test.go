@@ -32,8 +32,8 @@ func TestMetricsTimeDisclosuresAndCountCalls(t *testing.T) {
 	}
 	// A refused answer is logged nowhere, so it is not timed.
 	if _, err := agg.Aggregate(ctx, &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30",
-		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_VICTIM_AGE}}); status.Code(err) != codes.FailedPrecondition {
-		t.Fatalf("victim_age: got %v, want FailedPrecondition", err)
+		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_VICTIM_AGE, fedreportv1.Dimension_DIMENSION_CHANNEL}}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("an unpublished cross: got %v, want FailedPrecondition", err)
 	}
 
 	families, err := reg.Gather()

@@ -15,12 +15,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/internal/authz"
-	"github.com/isa-alliance/fedreport/internal/encoded"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -178,11 +176,10 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		// The limits come after authz: only authorized calls spend a rate.
 		srv := grpc.NewServer(append(append(common,
 			grpc.Creds(identity.ServerCredentials(n.cfg.ServerTLS)),
-			grpc.ForceServerCodecV2(encoded.NewServerCodec()),
 			grpc.ChainUnaryInterceptor(n.logUnary, authz.UnaryServerInterceptor(rules, n.explainRefusal)),
 			grpc.ChainStreamInterceptor(n.logStream, authz.StreamServerInterceptor(rules, n.explainRefusal)),
 		), grpcsrv.ServerOptions(n.limits())...)...)
-		srv.RegisterService(aggregationServiceDesc(), &aggregationServer{n: n})
+		fedreportv1.RegisterAggregationServiceServer(srv, &aggregationServer{n: n})
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n})
 		healthpb.RegisterHealthServer(srv, hs)
 		reflection.Register(srv)
@@ -285,39 +282,17 @@ type aggregationServer struct {
 	n *Node
 }
 
-// aggregationServiceDesc is the generated AggregationService description
-// with Aggregate answered by aggregateEncoded: the response's encoding is
-// made from the cells' bytes the disclosure entry was written from, so no
-// cell is ever a message (the generic marshaller spent about half a
-// microsecond a cell, and the 315 messages of an answer by month and
-// offence were a third of the node's allocation per call). The server has no
-// typed Aggregate of its own (the embedded Unimplemented one stands in for
-// the interface); TestServedAggregateIsTheDecodedOne compares the served
-// bytes with Store.Aggregate.
-func aggregationServiceDesc() *grpc.ServiceDesc {
-	return encoded.Desc(fedreportv1.AggregationService_ServiceDesc, map[string]grpc.MethodHandler{
-		"Aggregate": encoded.Handler(fedreportv1.AggregationService_Aggregate_FullMethodName,
-			func(srv any, ctx context.Context, req *fedreportv1.AggregateRequest) (any, error) {
-				return srv.(*aggregationServer).aggregateEncoded(ctx, req)
-			}),
-	})
-}
-
-// aggregateEncoded is what the served AggregationService runs for Aggregate.
-func (s *aggregationServer) aggregateEncoded(ctx context.Context, req *fedreportv1.AggregateRequest) (*encoded.Message, error) {
+// Aggregate answers from the node's release for the verified caller.
+func (s *aggregationServer) Aggregate(ctx context.Context, req *fedreportv1.AggregateRequest) (*fedreportv1.AggregateResponse, error) {
 	id, ok := identity.FromContext(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "Aggregate needs a verified client certificate")
 	}
-	pieces, err := s.n.store.AggregateEncoded(req, id.String())
+	resp, err := s.n.store.Aggregate(req, id.String())
 	if err != nil {
 		return nil, s.n.status(ctx, "Aggregate", err)
 	}
-	data := make(mem.BufferSlice, 0, len(pieces))
-	for _, p := range pieces {
-		data = append(data, mem.SliceBuffer(p))
-	}
-	return encoded.NewMessage(data), nil
+	return resp, nil
 }
 
 func (s *aggregationServer) DescribeNode(ctx context.Context, _ *fedreportv1.DescribeNodeRequest) (*fedreportv1.DescribeNodeResponse, error) {

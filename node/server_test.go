@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -250,7 +249,7 @@ func TestAccessTable(t *testing.T) {
 
 func TestIngestOverTheAdminSocket(t *testing.T) {
 	t.Parallel()
-	tn := startNode(t, Policy{MinCellCount: 2})
+	tn := startNode(t, Policy{MinCellCount: 3})
 	sock := tn.dialSocket(t)
 	ctx := callCtx(t)
 	recs := genRecords(t, "FR", 12000, 11)
@@ -374,9 +373,12 @@ func TestAggregateErrorsOverGRPC(t *testing.T) {
 		field  string
 		msg    string // which rule, and how to change the request
 	}{
-		{"victim_age is not allowed", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_VICTIM_AGE}},
-			codes.FailedPrecondition, ReasonDimensionNotAllowed, "group_by",
-			"member FR's disclosure policy does not allow grouping by victim_age (allowed: month,offence,channel); remove victim_age from group_by"},
+		{"a cross that is not published", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_VICTIM_AGE}},
+			codes.FailedPrecondition, ReasonTableNotPublished, "group_by",
+			"member FR does not publish a table by offence,victim_age (published: the total (no group_by), offence, channel, victim_age, each by month or not); group by one of those"},
+		{"a window release periods do not tile", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-30"},
+			codes.FailedPrecondition, ReasonPeriodNotAligned, "to",
+			"member FR answers only from its release: window 2020-01-01..2020-01-30 is not a union of release periods (calendar months); nearest allowed: 2020-01-01..2020-01-31"},
 		{"before the earliest date", &fedreportv1.AggregateRequest{From: "2018-01-01", To: "2020-01-31"},
 			codes.FailedPrecondition, ReasonPeriodNotAllowed, "from",
 			"member FR's disclosure policy answers only from 2019-01-01 on; start the request (from 2018-01-01) on or after 2019-01-01"},
@@ -398,63 +400,8 @@ func TestAggregateErrorsOverGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	if desc.GetMember() != "FR" || desc.GetKind() != "node" || desc.GetSoftwareVersion() != "test" ||
-		desc.GetPolicy().GetMinCellCount() != 5 || desc.GetPolicy().GetEarliestDate() != "2019-01-01" || len(desc.GetPolicy().GetAllowedDimensions()) != 3 {
+		desc.GetPolicy().GetMinCellCount() != 5 || desc.GetPolicy().GetEarliestDate() != "2019-01-01" || len(desc.GetPolicy().GetTables()) != 3 {
 		t.Errorf("DescribeNode: got %v", desc)
-	}
-}
-
-// An answer larger than a client accepts is refused before the log is
-// written, with what to change; smaller requests are answered as before.
-func TestAggregateTooLargeIsRefusedBeforeLogging(t *testing.T) {
-	t.Parallel()
-	const limit = 4096
-	tn := startLoadedNode(t, Config{Policy: Policy{MinCellCount: 1, AllowedDimensions: everyDimension}, MaxAnswerBytes: limit})
-	ctx := callCtx(t)
-	client := fedreportv1.NewAggregationServiceClient(tn.dial(t, identity.Coordinator(td, "main")))
-	small := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30"}
-	if resp, err := client.Aggregate(ctx, small); err != nil || resp.GetDisclosureSeq() != 1 {
-		t.Fatalf("ungrouped: %v, %v", resp, err)
-	}
-	// By month, offence and channel over the records' months, and over 27
-	// years by every dimension, which the node counts in a map instead of
-	// an array (maxDense).
-	var wholes []int
-	for _, big := range []*fedreportv1.AggregateRequest{
-		{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{
-			fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_CHANNEL}},
-		{From: "2000-01-01", To: "2026-10-31", GroupBy: everyDimension},
-	} {
-		_, refused := client.Aggregate(ctx, big)
-		reason, fields := errorInfo(refused)
-		if status.Code(refused) != codes.ResourceExhausted || reason != ReasonAnswerTooLarge || !slices.Equal(fields, []string{"group_by"}) {
-			t.Fatalf("%v: got %v (reason %q, fields %v), want RESOURCE_EXHAUSTED %s on group_by", big, refused, reason, fields, ReasonAnswerTooLarge)
-		}
-		// The message counts the cells the answer would have had.
-		tn.n.store.maxAnswerBytes = MaxAnswerBytes
-		whole, err := tn.n.store.Aggregate(big, "test")
-		tn.n.store.maxAnswerBytes = limit
-		if err != nil {
-			t.Fatal(err)
-		}
-		wire, _ := proto.Marshal(&fedreportv1.AggregateResponse{Cells: whole.GetCells()})
-		want := fmt.Sprintf("the answer would be %d cells in %d bytes, over the limit of %d bytes for one answer (one gRPC message); ask for a shorter period (from, to) or group by fewer dimensions",
-			len(whole.GetCells()), len(wire), limit)
-		if got := status.Convert(refused).Message(); got != want {
-			t.Errorf("message %q, want %q", got, want)
-		}
-		wholes = append(wholes, len(whole.GetCells()))
-	}
-	// Nothing was logged for the refusals: the log holds the ungrouped
-	// answer and the whole ones asked of the store above, and goes on.
-	if resp, err := client.Aggregate(ctx, small); err != nil || resp.GetDisclosureSeq() != 4 {
-		t.Fatalf("after the refusals: %v, %v (want disclosure 4)", resp, err)
-	}
-	list, err := fedreportv1.NewNodeAdminServiceClient(tn.dialSocket(t)).ListDisclosures(ctx, &fedreportv1.ListDisclosuresRequest{})
-	if err != nil || len(list.GetEntries()) != 4 || len(list.GetEntries()[1].GetCells()) != wholes[0] || len(list.GetEntries()[2].GetCells()) != wholes[1] {
-		t.Fatalf("disclosures: %d entries, %v", len(list.GetEntries()), err)
-	}
-	if rep, err := tn.n.store.Verify(); err != nil || !rep.OK() {
-		t.Fatalf("verify: %v, %v", err, rep.Problems)
 	}
 }
 
@@ -462,9 +409,9 @@ func TestAggregateTooLargeIsRefusedBeforeLogging(t *testing.T) {
 // following next_page_token still lists every entry once.
 func TestListDisclosuresPagesFitAClient(t *testing.T) {
 	t.Parallel()
-	tn := startLoadedNode(t, Config{Policy: Policy{MinCellCount: 1, AllowedDimensions: everyDimension}})
+	tn := startLoadedNode(t, Config{Policy: Policy{Tables: [][]fedreportv1.Dimension{everyDimension}}})
 	ctx := callCtx(t)
-	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: everyDimension}
+	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: append([]fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH}, everyDimension...)}
 	const n = 70 // ~70 KB each: ~4.9 MB in all
 	for range n {
 		if _, err := tn.n.store.Aggregate(req, "test"); err != nil {
@@ -582,54 +529,7 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 }
 func (rawCodec) Name() string { return "proto" }
 
-// TestServedAggregateIsTheDecodedOne checks the encoded Aggregate the node
-// serves over mTLS against the decoded answer (Store.Aggregate): the bytes
-// are the deterministic encoding of the same response, one disclosure on.
-func TestServedAggregateIsTheDecodedOne(t *testing.T) {
-	t.Parallel()
-	tn := startLoadedNode(t, Config{Policy: Policy{MinCellCount: 5, AllowedDimensions: everyDimension}})
-	ctx := callCtx(t)
-	caller := identity.Coordinator(td, "main")
-	conn := tn.dial(t, caller)
-	client := fedreportv1.NewAggregationServiceClient(conn)
-	for i, req := range []*fedreportv1.AggregateRequest{
-		{From: "2020-01-01", To: "2020-09-30", RollupId: "R-1"},
-		{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE}},
-		{From: "2020-02-10", To: "2020-05-03", Metrics: []fedreportv1.Metric{arrests}, GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_CHANNEL}},
-		{From: "2020-03-01", To: "2020-03-31", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_VICTIM_AGE, fedreportv1.Dimension_DIMENSION_MONTH}},
-	} {
-		var raw []byte
-		if err := conn.Invoke(ctx, fedreportv1.AggregationService_Aggregate_FullMethodName, req, &raw, grpc.ForceCodec(rawCodec{})); err != nil {
-			t.Fatalf("request %d: %v", i, err)
-		}
-		served := &fedreportv1.AggregateResponse{}
-		if err := proto.Unmarshal(raw, served); err != nil {
-			t.Fatal(err)
-		}
-		if det, err := (proto.MarshalOptions{Deterministic: true}).Marshal(served); err != nil || !bytes.Equal(det, raw) {
-			t.Errorf("request %d: served %d bytes, not the deterministic encoding of what they say (%d bytes, %v)", i, len(raw), len(det), err)
-		}
-		ref, err := tn.n.store.Aggregate(req, caller.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ref.GetDisclosureSeq() != served.GetDisclosureSeq()+1 || len(ref.GetCells()) == 0 {
-			t.Fatalf("request %d: decoded answer seq %d, %d cells; served seq %d", i, ref.GetDisclosureSeq(), len(ref.GetCells()), served.GetDisclosureSeq())
-		}
-		ref.DisclosureSeq = served.GetDisclosureSeq()
-		if !proto.Equal(served, ref) {
-			t.Errorf("request %d: served %v, want the decoded %v", i, served, ref)
-		}
-		generated, err := client.Aggregate(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		generated.DisclosureSeq = served.GetDisclosureSeq()
-		if !proto.Equal(generated, served) {
-			t.Errorf("request %d: generated client got %v, want %v", i, generated, served)
-		}
-	}
-	if rep, err := tn.n.store.Verify(); err != nil || !rep.OK() {
-		t.Fatalf("verify: %v, %v", err, rep.Problems)
-	}
+// everyDimension is the cross of every table dimension.
+var everyDimension = []fedreportv1.Dimension{
+	fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_CHANNEL, fedreportv1.Dimension_DIMENSION_VICTIM_AGE,
 }

@@ -283,7 +283,7 @@ func TestOpenPurgesManyBatchUndoEntries(t *testing.T) {
 // before the stream.
 func TestRollbackInSmallTransactions(t *testing.T) {
 	t.Parallel()
-	s := openTestStore(t, Policy{MinCellCount: 1})
+	s := openTestStore(t, Policy{MinCellCount: 3})
 	base := genRecords(t, "FR", 3000, 21)
 	ingest(t, s, base)
 	before, err := s.Verify()

@@ -47,9 +47,10 @@ type Store struct {
 	// group commit (bolt.DB.Batch) saves fsyncs, with one it only adds delay.
 	aggregating atomic.Int32
 	closed      atomic.Bool
-	// snap is the counters in memory at some data version (snapshot.go);
-	// replaced after every committed write, nil when too large.
-	snap atomic.Pointer[snapshot]
+	// cal is the policy's release calendar.
+	cal *calendar
+	// releaseMu serialises computing the release (release_store.go).
+	releaseMu sync.Mutex
 	// stopReleasing ends the releaser of the current writer; guarded by
 	// the writer token.
 	stopReleasing func()
@@ -104,7 +105,7 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 	if !identity.ValidMember(opts.Member) {
 		return nil, fmt.Errorf("open store %s: member code %q: want 2-8 upper-case letters or digits", path, opts.Member)
 	}
-	pol, err := opts.Policy.normalize()
+	pol, cal, err := opts.Policy.normalize()
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +113,7 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		path:    path,
 		member:  opts.Member,
 		policy:  pol,
+		cal:     newCalendar(cal),
 		log:     opts.Logger,
 		metrics: opts.Metrics,
 		now:     opts.Now,
@@ -152,7 +154,11 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: settle an ingest stream: %w", path, err)
 	}
-	s.refreshSnapshot()
+	if err := s.refreshRelease(); err != nil {
+		close(s.done)
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	s.releaseMapped()
 	return s, nil
 }
@@ -613,7 +619,11 @@ func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, erro
 	if err != nil {
 		return RetractSummary{}, err
 	}
-	s.refreshSnapshot()
+	if err := s.refreshRelease(); err != nil {
+		// The retraction is committed; answers come from the previous
+		// release until the next write or start computes this one.
+		s.log.Error("compute the release after a retraction; answers stay on the previous release", "data", s.path, "err", err)
+	}
 	return sum, nil
 }
 

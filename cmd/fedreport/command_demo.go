@@ -193,6 +193,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 		n, err := node.Open(node.Config{
 			Member: code, DataPath: dn.Data, TrustDomain: "isa", ServerTLS: mtls.ServerConfig(src),
 			Logger: log.With("member", code), Version: version,
+			Policy: demoPolicy(),
 		})
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
+	"github.com/isa-alliance/fedreport/internal/periods"
 	"github.com/isa-alliance/fedreport/internal/records"
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -36,7 +37,9 @@ names it. A file with every key:
   key: /etc/fedreport/node-FR.key
   crl: /etc/fedreport/ca.crl        # optional revocation list
   min_cell_count: 5                 # policy k: counts 1..k-1 are suppressed
-  allowed_dimensions: [month, offence, channel]  # [] allows totals only
+  tables: "offence;channel;victim_age"  # published tables: ";" between tables, "," in a cross; "none": totals only
+  periods: "isa-2020=2020-01-01..2020-09-30,phase-1=2020-01-01..2020-05-30"  # named release periods besides months
+  dominance_percent: 0  # 1..100: also suppress a cell one record holds more than this share of
   earliest_date: "2020-01-01"       # policy: no request may start earlier
   log_format: text                  # or json
   log_level: info                   # debug, info, warn, error
@@ -59,7 +62,9 @@ type nodeOptions struct {
 	adminSocket  string
 	tls          tlsOptions
 	minCellCount uint32
-	dimensions   string
+	tables       string
+	periods      string
+	dominance    uint32
 	earliestDate string
 	log          logOptions
 	metrics      string
@@ -68,22 +73,24 @@ type nodeOptions struct {
 
 // nodeConfigFile is the YAML form of nodeOptions.
 type nodeConfigFile struct {
-	Member            string   `yaml:"member"`
-	Data              string   `yaml:"data"`
-	Listen            string   `yaml:"listen"`
-	AdminSocket       string   `yaml:"admin_socket"`
-	CACert            string   `yaml:"cacert"`
-	Cert              string   `yaml:"cert"`
-	Key               string   `yaml:"key"`
-	CRL               string   `yaml:"crl"`
-	MinCellCount      *uint32  `yaml:"min_cell_count"`
-	AllowedDimensions []string `yaml:"allowed_dimensions"`
-	EarliestDate      string   `yaml:"earliest_date"`
-	LogFormat         string   `yaml:"log_format"`
-	LogLevel          string   `yaml:"log_level"`
-	MetricsListen     string   `yaml:"metrics_listen"`
-	AggregateRate     *float64 `yaml:"aggregate_rate"`
-	AggregateBurst    *int     `yaml:"aggregate_burst"`
+	Member           string   `yaml:"member"`
+	Data             string   `yaml:"data"`
+	Listen           string   `yaml:"listen"`
+	AdminSocket      string   `yaml:"admin_socket"`
+	CACert           string   `yaml:"cacert"`
+	Cert             string   `yaml:"cert"`
+	Key              string   `yaml:"key"`
+	CRL              string   `yaml:"crl"`
+	MinCellCount     *uint32  `yaml:"min_cell_count"`
+	Tables           string   `yaml:"tables"`
+	Periods          string   `yaml:"periods"`
+	DominancePercent *uint32  `yaml:"dominance_percent"`
+	EarliestDate     string   `yaml:"earliest_date"`
+	LogFormat        string   `yaml:"log_format"`
+	LogLevel         string   `yaml:"log_level"`
+	MetricsListen    string   `yaml:"metrics_listen"`
+	AggregateRate    *float64 `yaml:"aggregate_rate"`
+	AggregateBurst   *int     `yaml:"aggregate_burst"`
 }
 
 func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
@@ -97,8 +104,10 @@ func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Lookup("cacert").Usage = "CA bundle of the alliance: verifies every caller's certificate (env FEDREPORT_CACERT)"
 	fs.Lookup("cert").Usage = "this node's certificate, whose URI SAN is spiffe://<trust-domain>/node/<member> (env FEDREPORT_CERT)"
 	fs.Lookup("key").Usage = "this node's private key (env FEDREPORT_KEY)"
-	fs.Uint32Var(&o.minCellCount, "min-cell-count", node.DefaultMinCellCount, "policy: k; a cell whose count is 1..k-1 is answered as suppressed, never as a number (1: every count is exact)")
-	fs.StringVar(&o.dimensions, "allowed-dimensions", "month,offence,channel", "policy: dimensions a request may group by, of month, offence, channel, victim_age (add victim_age to allow it; none: totals only)")
+	fs.Uint32Var(&o.minCellCount, "min-cell-count", node.DefaultMinCellCount, "policy: k; a cell of 1..k-1 contributing records is suppressed, and so is every cell that would reveal one (3 or more)")
+	fs.StringVar(&o.tables, "tables", "offence;channel;victim_age", `policy: the tables published besides the total: ";" between tables, "," in a cross (offence,channel); "none": totals only`)
+	fs.StringVar(&o.periods, "periods", "", "policy: named release periods besides calendar months, NAME=FROM..TO joined by commas (isa-2020=2020-01-01..2020-09-30,phase-1=2020-01-01..2020-05-30); nested or disjoint")
+	fs.Uint32Var(&o.dominance, "dominance-percent", 0, "policy: also suppress a cell in which one record holds more than this share of the quantity (1..100; 0: off)")
 	fs.StringVar(&o.earliestDate, "earliest-date", "2000-01-01", "policy: first day (YYYY-MM-DD) a request may cover; earlier requests are refused with PERIOD_NOT_ALLOWED")
 	o.log.AddFlags(fs)
 	fs.StringVar(&o.metrics, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics: calls by method and code, latency, disclosure log append time; never a count (empty: off)")
@@ -117,12 +126,12 @@ func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
 	values := map[string]string{
 		"member": c.Member, "data": c.Data, "listen": c.Listen, "admin-socket": c.AdminSocket,
 		"cacert": c.CACert, "cert": c.Cert, "key": c.Key, "crl": c.CRL, "earliest-date": c.EarliestDate,
-		"allowed-dimensions": strings.Join(c.AllowedDimensions, ","), "log-format": c.LogFormat, "log-level": c.LogLevel,
+		"tables": c.Tables, "periods": c.Periods, "log-format": c.LogFormat, "log-level": c.LogLevel,
 		"metrics-listen": c.MetricsListen,
 		"aggregate-rate": optionalNumber(c.AggregateRate), "aggregate-burst": optionalNumber(c.AggregateBurst),
 	}
-	if c.AllowedDimensions != nil && len(c.AllowedDimensions) == 0 {
-		values["allowed-dimensions"] = "none" // allowed_dimensions: []
+	if c.DominancePercent != nil {
+		values["dominance-percent"] = fmt.Sprint(*c.DominancePercent)
 	}
 	if c.MinCellCount != nil {
 		values["min-cell-count"] = fmt.Sprint(*c.MinCellCount)
@@ -135,7 +144,7 @@ func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
 // default, so such a value is the user's.
 func (o *nodeOptions) validatePolicy(now time.Time) error {
 	if o.minCellCount == 0 {
-		return fmt.Errorf("--min-cell-count 0 (min_cell_count in --config): give 1 or more (1: every count is exact; the default is %d)", node.DefaultMinCellCount)
+		return fmt.Errorf("--min-cell-count 0 (min_cell_count in --config): give %d or more (the default is %d)", node.MinMinCellCount, node.DefaultMinCellCount)
 	}
 	if o.earliestDate == "" {
 		return nil
@@ -174,12 +183,13 @@ func newNodeCommand() *cobra.Command {
 				return err
 			}
 			o.member = identity.UpperMember(o.member)
-			dims, err := records.ParseDimensions(o.dimensions)
-			if strings.TrimSpace(o.dimensions) == "none" {
-				dims, err = []fedreportv1.Dimension{}, nil // totals only
-			}
+			tables, err := parseTables(o.tables)
 			if err != nil {
-				return fmt.Errorf("--allowed-dimensions: %w", err)
+				return fmt.Errorf("--tables %q (tables in --config): %w", o.tables, err)
+			}
+			named, err := parsePeriods(o.periods)
+			if err != nil {
+				return fmt.Errorf("--periods %q (periods in --config): %w", o.periods, err)
 			}
 			src, own, err := o.tls.serverFiles(log, o.tls.cert, o.tls.key)
 			if err != nil {
@@ -198,12 +208,13 @@ func newNodeCommand() *cobra.Command {
 				Version:     version,
 				Limits:      rateLimits(&o.aggregate),
 				Policy: node.Policy{
-					MinCellCount:      o.minCellCount,
-					AllowedDimensions: dims,
-					EarliestDate:      o.earliestDate,
+					MinCellCount:     o.minCellCount,
+					Tables:           tables,
+					Periods:          named,
+					DominancePercent: o.dominance,
+					EarliestDate:     o.earliestDate,
 				},
 			}
-			log.Info("garbage collector", "gogc", node.SetGCPercent())
 			return runWithMetrics(cmd.Context(), o.metrics, log, func(ctx context.Context, reg prometheus.Registerer) error {
 				if reg != nil {
 					m, err := node.NewMetrics(reg)
@@ -218,4 +229,47 @@ func newNodeCommand() *cobra.Command {
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// parseTables parses --tables: ";" between tables, "," within a cross;
+// "none" publishes totals only.
+func parseTables(s string) ([][]fedreportv1.Dimension, error) {
+	s = strings.TrimSpace(s)
+	if s == "none" {
+		return [][]fedreportv1.Dimension{}, nil
+	}
+	out := [][]fedreportv1.Dimension{}
+	for _, t := range strings.Split(s, ";") {
+		dims, err := records.ParseDimensions(strings.TrimSpace(t))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dims)
+	}
+	return out, nil
+}
+
+// parsePeriods parses --periods: NAME=FROM..TO joined by commas.
+func parsePeriods(s string) ([]periods.Period, error) {
+	var out []periods.Period
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	for _, item := range strings.Split(s, ",") {
+		name, window, ok := strings.Cut(strings.TrimSpace(item), "=")
+		from, to, ok2 := strings.Cut(window, "..")
+		if !ok || !ok2 || name == "" {
+			return nil, fmt.Errorf("%q is not NAME=FROM..TO (phase-1=2020-01-01..2020-05-30)", item)
+		}
+		f, err := records.ParseDate(from)
+		if err != nil {
+			return nil, fmt.Errorf("period %s: from: %w", name, err)
+		}
+		t, err := records.ParseDate(to)
+		if err != nil {
+			return nil, fmt.Errorf("period %s: to: %w", name, err)
+		}
+		out = append(out, periods.Period{Name: name, From: f, To: t})
+	}
+	return out, nil
 }

@@ -22,7 +22,10 @@ func TestNodeRefusesBadSettings(t *testing.T) {
 	}{
 		{"an unknown key in the config file", []string{"--config", writeFile(t, "node.yaml", "member: IT\nmin_cel_count: 3\n")}, `line 2: unknown key "min_cel_count"`},
 		{"another member's certificate", append([]string{"--member", "FR", "--data", filepath.Join(dir, "fr.db")}, tlsArgs...), "a node of FR needs a certificate for spiffe://isa/node/FR"},
-		{"an unknown dimension", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--allowed-dimensions", "month,colour"}, tlsArgs...), `"colour"`},
+		{"an unknown dimension", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--tables", "offence;colour"}, tlsArgs...), `"colour"`},
+		{"k below 3", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--min-cell-count", "2"}, tlsArgs...), "min_cell_count: is 2; give 3 or more"},
+		{"overlapping periods", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--periods", "a=2020-01-01..2020-03-31,b=2020-03-01..2020-04-30"}, tlsArgs...), "overlap"},
+		{"a period that is not NAME=FROM..TO", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--periods", "phase-1"}, tlsArgs...), "is not NAME=FROM..TO"},
 		{"no data file", []string{"--member", "IT"}, "--data"},
 	} {
 		_, _, err := runCLI(t, t.Context(), append([]string{"node"}, tc.args...)...)
@@ -46,7 +49,9 @@ cert: node-FR.crt
 key: node-FR.key
 crl: ca.crl
 min_cell_count: 7
-allowed_dimensions: [month, victim_age]
+tables: "offence,channel"
+periods: "phase-1=2020-01-01..2020-05-30"
+dominance_percent: 90
 earliest_date: "2020-01-01"
 log_format: json
 log_level: debug
@@ -71,7 +76,7 @@ aggregate_burst: 4
 	want := map[string]string{
 		"member": "FR", "data": "fr.db", "listen": "127.0.0.1:7666", // the flag wins
 		"admin-socket": "fr.sock", "cacert": "ca.crt", "cert": "node-FR.crt", "key": "node-FR.key", "crl": "ca.crl",
-		"min-cell-count": "7", "allowed-dimensions": "month,victim_age", "earliest-date": "2020-01-01",
+		"min-cell-count": "7", "tables": "offence,channel", "periods": "phase-1=2020-01-01..2020-05-30", "dominance-percent": "90", "earliest-date": "2020-01-01",
 		"log-format": "json", "log-level": "debug", "metrics-listen": "127.0.0.1:9555",
 		"aggregate-rate": "0.25", "aggregate-burst": "4",
 	}
@@ -94,12 +99,8 @@ aggregate_burst: 4
 		t.Errorf("the test knows %d keys, the config file %d", len(want), len(keys))
 	}
 
-	// allowed_dimensions: [] means no grouping at all, not the default.
-	opts = &nodeOptions{}
-	fs = pflag.NewFlagSet("node", pflag.ContinueOnError)
-	opts.AddFlags(fs)
-	opts.config = writeFile(t, "totals.yaml", "allowed_dimensions: []\n")
-	if err := opts.applyConfig(fs); err != nil || opts.dimensions != "none" {
-		t.Errorf("allowed_dimensions: []: got %q, %v, want none", opts.dimensions, err)
+	// tables: none publishes totals only.
+	if got, err := parseTables("none"); err != nil || len(got) != 0 || got == nil {
+		t.Errorf(`parseTables("none") = %v, %v; want an empty list`, got, err)
 	}
 }

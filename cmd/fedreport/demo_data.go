@@ -5,6 +5,9 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/isa-alliance/fedreport/internal/periods"
+	"github.com/isa-alliance/fedreport/internal/records"
+	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -80,4 +83,21 @@ func demoRecords(member string, seed uint64) ([]*fedreportv1.Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// demoPolicy is every demo node's disclosure policy: the default one, with
+// the operation and its phases as release periods, so that the rollups of
+// both phases and of the whole operation are each one release cell.
+func demoPolicy() node.Policy {
+	p := node.DefaultPolicy()
+	for _, ph := range []struct{ name, from, to string }{
+		{"isa-2020", "2020-01-01", "2020-09-30"},
+		{"phase-1", demoPhases[0].from, demoPhases[0].to},
+		{"phase-2", demoPhases[1].from, demoPhases[1].to},
+	} {
+		from, _ := records.ParseDate(ph.from)
+		to, _ := records.ParseDate(ph.to)
+		p.Periods = append(p.Periods, periods.Period{Name: ph.name, From: from, To: to})
+	}
+	return p
 }

@@ -1,0 +1,517 @@
+package node
+
+import (
+	"cmp"
+	"math"
+	"math/bits"
+	"slices"
+
+	"github.com/isa-alliance/fedreport/internal/periods"
+	"github.com/isa-alliance/fedreport/internal/records"
+)
+
+// blockProblem is the release of one metric over one block of time: its
+// cells, the inner cells under each, and the values before and after the
+// change being released.
+type blockProblem struct {
+	metric uint8
+	win    periods.Window
+	k      uint64
+	// dominance, when not 0, is the share (percent) of a cell's quantity one
+	// record may hold before the cell is suppressed.
+	dominance uint64
+	atoms     []uint32 // first days, sorted
+	cells     []*bcell
+	index     map[relKey]int
+	nInner    int
+	// based is true when an earlier release of the same policy exists: its
+	// published cells are known to everyone, and the change is protected too.
+	based bool
+}
+
+// bcell is one cell of a block: a release cell, or a hidden atom's cell.
+type bcell struct {
+	key    relKey
+	period bool    // a release period (published or suppressed); false: a hidden atom
+	inner  []int32 // the inner cells under it
+	days   uint32
+	now    innerVal // the data being released
+	old    innerVal // the data of the earlier release
+	// changed is how many records under the cell differ from the earlier
+	// release's data.
+	changed uint64
+	base    relCell // the earlier release's cell
+	// barred is true when the earlier release withheld the cell: once
+	// suppressed, always suppressed, or a later answer would reveal it.
+	barred    bool
+	published bool
+}
+
+func (p *blockProblem) atomWindow(i int) periods.Window {
+	to := p.win.To
+	if i+1 < len(p.atoms) {
+		to = p.atoms[i+1] - 1
+	}
+	return periods.Window{From: p.atoms[i], To: to}
+}
+
+// newBlockProblem lays out the cells of metric over the block win.
+func newBlockProblem(cal *calendar, masks []uint8, metric uint8, win periods.Window, k, dominance uint64) *blockProblem {
+	p := &blockProblem{metric: metric, win: win, k: k, dominance: dominance, index: map[relKey]int{}}
+	for m := records.MonthOf(win.From); records.FirstDayOfMonth(m) <= win.To; m++ {
+		p.atoms = append(p.atoms, records.FirstDayOfMonth(m))
+	}
+	for _, c := range cal.cuts {
+		if c >= win.From && c <= win.To {
+			p.atoms = append(p.atoms, c)
+		}
+	}
+	slices.Sort(p.atoms)
+	p.atoms = slices.Compact(p.atoms)
+	p.nInner = len(p.atoms) * nOffences * nChannels * nVictimAges
+
+	type window struct {
+		w      periods.Window
+		period bool
+	}
+	var windows []window
+	isPeriod := map[periods.Window]bool{}
+	for _, per := range cal.Within(win) {
+		w := periods.Window{From: per.From, To: per.To}
+		windows = append(windows, window{w, true})
+		isPeriod[w] = true
+	}
+	for i := range p.atoms {
+		if w := p.atomWindow(i); !isPeriod[w] {
+			windows = append(windows, window{w, false})
+		}
+	}
+	for _, w := range windows {
+		var atoms []int
+		for i := range p.atoms {
+			if a := p.atomWindow(i); a.From >= w.w.From && a.To <= w.w.To {
+				atoms = append(atoms, i)
+			}
+		}
+		for _, mask := range masks {
+			no, nc, na := sizes(mask)
+			for o := range no {
+				for c := range nc {
+					for a := range na {
+						key := relKey{metric, w.w.From, w.w.To, mask, uint8(o), uint8(c), uint8(a)}
+						cell := &bcell{key: key, period: w.period, days: w.w.Days()}
+						for _, ai := range atoms {
+							for io := range nOffences {
+								for ic := range nChannels {
+									for ia := range nVictimAges {
+										if po, pc, pa := project(mask, uint8(io), uint8(ic), uint8(ia)); po == uint8(o) && pc == uint8(c) && pa == uint8(a) {
+											cell.inner = append(cell.inner, int32(((ai*nOffences+io)*nChannels+ic)*nVictimAges+ia))
+										}
+									}
+								}
+							}
+						}
+						p.index[key] = len(p.cells)
+						p.cells = append(p.cells, cell)
+					}
+				}
+			}
+		}
+	}
+	return p
+}
+
+// innerIndex returns the inner cell of k in the block.
+func (p *blockProblem) innerIndex(k innerKey) int {
+	ai, _ := slices.BinarySearch(p.atoms, k.atom)
+	return ((ai*nOffences+int(k.off))*nChannels+int(k.ch))*nVictimAges + int(k.age)
+}
+
+// fill sums the inner cells of now and old (the earlier release's data,
+// nil without one) into the cells, and notes what the earlier release
+// published (base, nil without one).
+func (p *blockProblem) fill(now, old map[innerKey]innerVal, base map[relKey]relCell) {
+	nowV := make([]innerVal, p.nInner)
+	oldV := make([]innerVal, p.nInner)
+	for k, v := range now {
+		nowV[p.innerIndex(k)] = v
+	}
+	for k, v := range old {
+		oldV[p.innerIndex(k)] = v
+	}
+	p.based = base != nil
+	for _, c := range p.cells {
+		for _, i := range c.inner {
+			c.now.add(nowV[i])
+			c.old.add(oldV[i])
+			c.changed += changedRecords(oldV[i], nowV[i])
+		}
+		if p.based && c.period {
+			c.base = base[c.key] // a cell not stored was published as 0
+			c.barred = !c.base.exact()
+		}
+	}
+}
+
+// changedRecords is how many records an inner cell's change touches, at
+// least: the difference in records, or one when only a quantity moved.
+func changedRecords(old, now innerVal) uint64 {
+	switch {
+	case now.records > old.records:
+		return now.records - old.records
+	case old.records > now.records:
+		return old.records - now.records
+	case old.value != now.value:
+		return 1
+	}
+	return 0
+}
+
+// primary reports whether a cell's data must not be published: 1..k-1
+// contributing records, or one record dominating it.
+func (p *blockProblem) primary(v innerVal) bool {
+	if v.records == 0 {
+		return false
+	}
+	return v.records < p.k || (p.dominance > 0 && v.maxQ*100 > p.dominance*v.value)
+}
+
+// protectedRow is a row that must stay outside the span of the published
+// cells, and what it stands for.
+type protectedRow struct {
+	row   vec
+	cell  int  // the cell it protects (for virtual sums: the first one)
+	delta bool // a change between the releases rather than a value
+}
+
+// protect decides which cells are published: every cell of 1..k-1 records
+// (now, or changed since the earlier release) and every hidden or barred
+// cell stays out of the span of the published ones, and so does the sum of
+// the withheld cells around each of them whenever a published cell contains
+// them, so that bounds cannot pin them either (GaussSuppression's "singleton"
+// and sub-sum problem: two withheld siblings under a known total that must
+// sum to 2 are both 1). It returns how many protected rows an earlier
+// release had already exposed.
+func (p *blockProblem) protect() (exposed int) {
+	// The columns: inner cells before the change (x) and after it (y),
+	// except those a published 0 shows to be empty.
+	zeroOld := make([]bool, p.nInner)
+	zeroNow := make([]bool, p.nInner)
+	for _, c := range p.cells {
+		if !c.period || c.barred {
+			continue
+		}
+		if p.based && c.old.value == 0 {
+			for _, i := range c.inner {
+				zeroOld[i] = true
+			}
+		}
+		if c.now.value == 0 {
+			for _, i := range c.inner {
+				zeroNow[i] = true
+			}
+		}
+	}
+	xcol := make([]int32, p.nInner)
+	ycol := make([]int32, p.nInner)
+	cols := int32(0)
+	for i := range p.nInner {
+		xcol[i] = -1
+		if p.based && !zeroOld[i] {
+			xcol[i], cols = cols, cols+1
+		}
+	}
+	for i := range p.nInner {
+		ycol[i] = -1
+		if !zeroNow[i] {
+			ycol[i], cols = cols, cols+1
+		}
+	}
+	rowOf := func(inner []int32, x, y bool) vec {
+		var r vec
+		if x {
+			for _, i := range inner {
+				if xcol[i] >= 0 {
+					r = append(r, entry{xcol[i], modulus - 1})
+				}
+			}
+		}
+		if y {
+			for _, i := range inner {
+				if ycol[i] >= 0 {
+					r = append(r, entry{ycol[i], 1})
+				}
+			}
+		}
+		slices.SortFunc(r, func(a, b entry) int { return cmp.Compare(a.col, b.col) })
+		return r
+	}
+
+	// Candidates: what the earlier release published (on x, forced), then
+	// this release's cells, totals and long periods first, large values
+	// before small ones, so that those stay exact.
+	var cands []candidate
+	if p.based {
+		for _, c := range p.cells {
+			if c.period && !c.barred {
+				cands = append(cands, candidate{row: rowOf(c.inner, true, false), forced: true})
+			}
+		}
+	}
+	first := len(cands)
+	order := make([]int, 0, len(p.cells))
+	for i, c := range p.cells {
+		if c.period {
+			order = append(order, i)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		ca, cb := p.cells[a], p.cells[b]
+		return cmp.Or(cmp.Compare(bits.OnesCount8(ca.key.mask), bits.OnesCount8(cb.key.mask)),
+			cmp.Compare(cb.days, ca.days), cmp.Compare(cb.now.value, ca.now.value))
+	})
+	for _, i := range order {
+		c := p.cells[i]
+		cands = append(cands, candidate{row: rowOf(c.inner, false, true), barred: c.barred || p.primary(c.now)})
+	}
+
+	var prot []protectedRow
+	for i, c := range p.cells {
+		if p.primary(c.now) || c.barred {
+			prot = append(prot, protectedRow{row: rowOf(c.inner, false, true), cell: i})
+		}
+		if p.based && c.changed > 0 && c.changed < p.k {
+			prot = append(prot, protectedRow{row: rowOf(c.inner, true, true), cell: i, delta: true})
+		}
+	}
+
+	seen := map[string]bool{}
+	for round := 0; ; round++ {
+		rows := make([]vec, len(prot))
+		for i, pr := range prot {
+			rows[i] = pr.row
+		}
+		published, exp := suppress(int(cols), cands, rows)
+		for j, i := range order {
+			p.cells[i].published = published[first+j]
+		}
+		exposed = len(exp)
+		if round == 8 {
+			break
+		}
+		added := false
+		for _, pr := range slices.Clone(prot) {
+			if pr.delta || !p.primary(p.cells[pr.cell].now) {
+				continue
+			}
+			for _, group := range p.withheldAround(pr.cell) {
+				if !p.pinnedBySum(pr.cell, group) {
+					continue
+				}
+				sig := string(rune(boolInt(pr.delta))) + string(groupSignature(group))
+				if seen[sig] {
+					continue
+				}
+				seen[sig] = true
+				var inner []int32
+				for _, ci := range group {
+					inner = append(inner, p.cells[ci].inner...)
+				}
+				prot = append(prot, protectedRow{row: rowOf(inner, pr.delta, true), cell: group[0], delta: pr.delta})
+				added = true
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	return exposed
+}
+
+// pinnedBySum reports whether knowing the sum of group (withheld cells, ci
+// among them) would pin ci's value to fewer than three values (two when
+// k = 3): every withheld cell is known to hold at least 1, and a primary at
+// most k-1. It is the one-group relaxation of the attacker's linear program.
+func (p *blockProblem) pinnedBySum(ci int, group []int) bool {
+	var sum, othersMax uint64
+	for _, gi := range group {
+		c := p.cells[gi]
+		sum += c.now.value
+		if gi == ci {
+			continue
+		}
+		if p.primary(c.now) {
+			othersMax = satAdd(othersMax, p.k-1)
+		} else {
+			othersMax = math.MaxUint64
+		}
+	}
+	n := uint64(len(group))
+	if sum < n {
+		return true
+	}
+	hi := min(p.k-1, sum-(n-1))
+	lo := uint64(1)
+	if othersMax < sum {
+		lo = max(lo, sum-othersMax)
+	}
+	width := min(2, p.k-2)
+	return hi < lo+width
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func groupSignature(g []int) []byte {
+	b := make([]byte, 0, 4*len(g))
+	for _, i := range g {
+		b = append(b, byte(i>>24), byte(i>>16), byte(i>>8), byte(i))
+	}
+	return b
+}
+
+// withheldAround returns, for each published cell that contains cell ci
+// directly, the withheld cells beside ci under it (ci included) when there
+// are two or more of them and at least one published: their sum is what the
+// published cell minus its published parts reveals.
+func (p *blockProblem) withheldAround(ci int) [][]int {
+	c := p.cells[ci]
+	var groups [][]int
+	consider := func(parent relKey, siblings []relKey) {
+		pi, ok := p.index[parent]
+		if !ok || !p.cells[pi].published {
+			return
+		}
+		var withheld []int
+		pub := 0
+		for _, sk := range siblings {
+			si, ok := p.index[sk]
+			if !ok {
+				continue
+			}
+			if p.cells[si].published {
+				pub++
+			} else {
+				withheld = append(withheld, si)
+			}
+		}
+		if pub > 0 && len(withheld) >= 2 {
+			slices.Sort(withheld)
+			groups = append(groups, withheld)
+		}
+	}
+	// Siblings in the same table and window, under the table without one
+	// of its dimensions.
+	for _, d := range []uint8{maskOffence, maskChannel, maskVictimAge} {
+		if c.key.mask&d == 0 {
+			continue
+		}
+		parent := c.key
+		parent.mask &^= d
+		parent.off, parent.ch, parent.age = project(parent.mask, c.key.off, c.key.ch, c.key.age)
+		var sibs []relKey
+		no, nc, na := sizes(d)
+		for o := range no {
+			for ch := range nc {
+				for a := range na {
+					s := c.key
+					switch d {
+					case maskOffence:
+						s.off = uint8(o)
+					case maskChannel:
+						s.ch = uint8(ch)
+					case maskVictimAge:
+						s.age = uint8(a)
+					}
+					sibs = append(sibs, s)
+				}
+			}
+		}
+		consider(parent, sibs)
+	}
+	// Siblings in time, under each release period that contains the cell's
+	// window: the whole months inside it and the hidden atoms of the rest.
+	for _, q := range p.cells {
+		if !q.period || q.key.mask != c.key.mask || q.key.off != c.key.off || q.key.ch != c.key.ch || q.key.age != c.key.age {
+			continue
+		}
+		if q.key.from > c.key.from || q.key.to < c.key.to || (q.key.from == c.key.from && q.key.to == c.key.to) {
+			continue
+		}
+		var sibs []relKey
+		for i := range p.atoms {
+			a := p.atomWindow(i)
+			if a.From < q.key.from || a.To > q.key.to {
+				continue
+			}
+			m := records.MonthOf(a.From)
+			mw := periods.Window{From: records.FirstDayOfMonth(m), To: records.FirstDayOfMonth(m+1) - 1}
+			w := a
+			if mw.From >= q.key.from && mw.To <= q.key.to {
+				if a.From != mw.From {
+					continue // the month stands for it
+				}
+				w = mw
+			}
+			s := c.key
+			s.from, s.to = w.From, w.To
+			sibs = append(sibs, s)
+		}
+		consider(q.key, sibs)
+	}
+	return groups
+}
+
+// result returns the release cells of the block to store: every cell that
+// is not a published 0. A withheld cell's bounds hold its true value and
+// say no more than the published cells do: at most the smallest published
+// cell that contains it.
+func (p *blockProblem) result() map[relKey]relCell {
+	out := map[relKey]relCell{}
+	for _, c := range p.cells {
+		if !c.period {
+			continue
+		}
+		if c.published {
+			if c.now.value > 0 {
+				out[c.key] = relCell{value: c.now.value, lower: c.now.value, upper: c.now.value}
+			}
+			continue
+		}
+		// A cell withheld for the first time holds records (a 0 is
+		// published); one an earlier release withheld may have emptied.
+		rc := relCell{suppressed: true, lower: 1, upper: p.upperBound(c)}
+		if c.barred {
+			rc.lower = 0
+		}
+		// A cell an earlier release published with a value keeps that
+		// value, marked pending, while its change cannot be published.
+		switch {
+		case p.based && c.base.exact() && c.base.value > 0:
+			rc = relCell{value: c.base.value, pending: true, upper: rc.upper}
+		case p.based && c.base.pending:
+			rc = relCell{value: c.base.value, pending: true, upper: rc.upper}
+		}
+		out[c.key] = rc
+	}
+	return out
+}
+
+// upperBound is the smallest published value of a cell that contains c.
+func (p *blockProblem) upperBound(c *bcell) uint64 {
+	up := uint64(math.MaxUint64)
+	for _, q := range p.cells {
+		if !q.published || q.key.from > c.key.from || q.key.to < c.key.to || q.key.mask&^c.key.mask != 0 {
+			continue
+		}
+		if o, ch, a := project(q.key.mask, c.key.off, c.key.ch, c.key.age); o != q.key.off || ch != q.key.ch || a != q.key.age {
+			continue
+		}
+		up = min(up, q.now.value)
+	}
+	return up
+}
