@@ -308,11 +308,12 @@ func (b *bench) ingestNode(ctx context.Context, name, csv string, run *IngestRun
 	run.NodeSeconds = d.Seconds()
 	run.NodeRecordsPerSec = float64(resp.GetReceived()) / d.Seconds()
 	run.NodeAdded = resp.GetAdded()
+	run.NodeReleaseSeconds = resp.GetReleaseComputation().AsDuration().Seconds()
 	run.NodePeakRSSMB = stats.MB(pm.VmHWM)
 	if fi, err := os.Stat(data); err == nil {
 		run.NodeDataFileMB = stats.MB(uint64(fi.Size()))
 	}
-	b.logf("  node: %s records/s (%.1f s), peak RSS %.0f MB", rate(run.NodeRecordsPerSec), d.Seconds(), run.NodePeakRSSMB)
+	b.logf("  node: %s records/s (%.1f s, of which the release %.1f s), peak RSS %.0f MB", rate(run.NodeRecordsPerSec), d.Seconds(), run.NodeReleaseSeconds, run.NodePeakRSSMB)
 	return c, nil
 }
 

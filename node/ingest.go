@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -34,11 +35,12 @@ type Summary struct {
 // Proto returns the summary as IngestRecords answers it.
 func (s Summary) Proto() *fedreportv1.IngestRecordsResponse {
 	return &fedreportv1.IngestRecordsResponse{
-		Received:    s.Received,
-		Added:       s.Added,
-		Changed:     s.Changed,
-		Unchanged:   s.Unchanged,
-		DataVersion: s.DataVersion,
+		Received:           s.Received,
+		Added:              s.Added,
+		Changed:            s.Changed,
+		Unchanged:          s.Unchanged,
+		DataVersion:        s.DataVersion,
+		ReleaseComputation: durationpb.New(s.ReleaseTook),
 	}
 }
 

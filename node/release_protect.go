@@ -330,27 +330,29 @@ func (p *blockProblem) protect() (exposed int) {
 
 // pinnedBySum reports whether knowing the sum of group (withheld cells, ci
 // among them) would pin ci's value to fewer than three values (two when
-// k = 3): every withheld cell is known to hold at least 1, and a primary at
-// most k-1. It is the one-group relaxation of the attacker's linear program.
+// k = 3): every withheld cell is known to hold at least 1, and a primary of
+// unit quantities at most k-1 (a worst-case attacker knows which cells are
+// primary). It is the one-group relaxation of the attacker's linear program.
 func (p *blockProblem) pinnedBySum(ci int, group []int) bool {
+	most := func(c *bcell) uint64 {
+		if p.primary(c.now) && c.now.value <= p.k-1 {
+			return p.k - 1
+		}
+		return math.MaxUint64
+	}
 	var sum, othersMax uint64
 	for _, gi := range group {
 		c := p.cells[gi]
 		sum += c.now.value
-		if gi == ci {
-			continue
-		}
-		if p.primary(c.now) {
-			othersMax = satAdd(othersMax, p.k-1)
-		} else {
-			othersMax = math.MaxUint64
+		if gi != ci {
+			othersMax = satAdd(othersMax, most(c))
 		}
 	}
 	n := uint64(len(group))
 	if sum < n {
 		return true
 	}
-	hi := min(p.k-1, sum-(n-1))
+	hi := min(most(p.cells[ci]), sum-(n-1))
 	lo := uint64(1)
 	if othersMax < sum {
 		lo = max(lo, sum-othersMax)

@@ -254,7 +254,7 @@ func TestRateLimitFlagsReachTheServers(t *testing.T) {
 	node := func(member string, rate ...string) fedreportv1.AggregationServiceClient {
 		addr := freeAddr(t)
 		args := append([]string{"node", "--member", member, "--data", filepath.Join(dir, member+".db"), "--listen", addr,
-			"--min-cell-count", "1", "--cacert", p("ca.crt"), "--cert", p("node-" + member + ".crt"), "--key", p("node-" + member + ".key")}, rate...)
+			"--min-cell-count", "3", "--cacert", p("ca.crt"), "--cert", p("node-" + member + ".crt"), "--key", p("node-" + member + ".key")}, rate...)
 		conn := serveCLI(t, pkiDir, addr, identity.MemberAdmin("isa", member, "ops"), identity.Node("isa", member), args...)
 		return fedreportv1.NewAggregationServiceClient(conn)
 	}
@@ -336,9 +336,9 @@ func TestExplicitZerosAreRefused(t *testing.T) {
 		want string
 	}{
 		{"--min-cell-count 0", append(nodeArgs, "--min-cell-count", "0"),
-			"--min-cell-count 0 (min_cell_count in --config): give 1 or more (1: every count is exact; the default is 5)"},
+			"--min-cell-count 0 (min_cell_count in --config): give 3 or more (the default is 5)"},
 		{"min_cell_count: 0", append(nodeArgs, "--config", writeFile(t, "node.yaml", "min_cell_count: 0\n")),
-			"--min-cell-count 0 (min_cell_count in --config): give 1 or more"},
+			"--min-cell-count 0 (min_cell_count in --config): give 3 or more"},
 		{"a future earliest date", append(nodeArgs, "--earliest-date", "2999-01-01"),
 			"--earliest-date 2999-01-01 (earliest_date in --config) is in the future: the node would refuse every request; give a day on or before today"},
 		{"an earliest date that is not a date", append(nodeArgs, "--earliest-date", "2020-13-01"),

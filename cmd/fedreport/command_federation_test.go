@@ -35,7 +35,7 @@ func euUnderMain(t *testing.T) federation {
 	fr, sock := freeAddr(t), filepath.Join(dir, "fr.sock")
 	serveCLI(t, pkiDir, fr, identity.MemberAdmin("isa", "FR", "ops"), identity.Node("isa", "FR"),
 		append([]string{"node", "--member", "FR", "--data", filepath.Join(dir, "fr.db"), "--listen", fr, "--admin-socket", sock,
-			"--min-cell-count", "1"}, tlsFlags("node-FR")...)...)
+			"--min-cell-count", "3"}, tlsFlags("node-FR")...)...)
 	mustRunCLI(t, "ingest", "--node", "unix://"+sock,
 		writeFile(t, "fr.csv", "record_id,metric,date,quantity\nFR-1,arrests,2020-01-14,150\nFR-2,arrests,2020-01-20,7\n"))
 

@@ -37,7 +37,7 @@ func frAndDownGB(t *testing.T) func(coordArgs ...string) []string {
 	p := func(name string) string { return filepath.Join(pkiDir, name) }
 	fr, sock := freeAddr(t), filepath.Join(dir, "fr.sock")
 	serveCLI(t, pkiDir, fr, identity.MemberAdmin("isa", "FR", "ops"), identity.Node("isa", "FR"),
-		"node", "--member", "FR", "--data", filepath.Join(dir, "fr.db"), "--listen", fr, "--admin-socket", sock, "--min-cell-count", "1",
+		"node", "--member", "FR", "--data", filepath.Join(dir, "fr.db"), "--listen", fr, "--admin-socket", sock, "--min-cell-count", "3",
 		"--cacert", p("ca.crt"), "--cert", p("node-FR.crt"), "--key", p("node-FR.key"))
 	mustRunCLI(t, "ingest", "--node", "unix://"+sock,
 		writeFile(t, "fr.csv", "record_id,metric,date,quantity\nFR-1,arrests,2020-01-14,150\nFR-2,arrests,2020-01-20,7\n"))

@@ -20,7 +20,7 @@ import (
 func nodeFileWithDisclosures(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fr.db")
-	s, err := node.OpenStore(path, node.StoreOptions{Member: "FR", Policy: node.Policy{MinCellCount: 1}})
+	s, err := node.OpenStore(path, node.StoreOptions{Member: "FR", Policy: node.Policy{MinCellCount: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func accNode(t *testing.T, member string, serverTLS *tls.Config, limits grpcsrv.
 		DataPath:    filepath.Join(t.TempDir(), member+".db"),
 		TrustDomain: accTD,
 		ServerTLS:   serverTLS,
-		Policy:      node.Policy{MinCellCount: 2},
+		Policy:      node.Policy{MinCellCount: 3},
 		Version:     "test",
 		Limits:      limits,
 	})

@@ -59,7 +59,8 @@ func nodeTotals(t *testing.T, f federation, addr string) map[fedreportv1.Metric]
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	resp, err := fedreportv1.NewAggregationServiceClient(conn).Aggregate(ctx, &fedreportv1.AggregateRequest{
-		From: "2000-01-01", To: time.Now().UTC().Format(time.DateOnly),
+		// Whole months: a node answers windows its release periods tile.
+		From: "2000-01-01", To: endOfThisMonth(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -216,4 +217,10 @@ func shuffleLines(t *testing.T, path string, seed uint64) {
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// endOfThisMonth is the last day of the current month, YYYY-MM-DD.
+func endOfThisMonth() string {
+	now := time.Now().UTC()
+	return time.Date(now.Year(), now.Month()+1, 0, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
 }

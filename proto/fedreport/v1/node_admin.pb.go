@@ -9,6 +9,7 @@ package fedreportv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -90,9 +91,12 @@ type IngestRecordsResponse struct {
 	// unchanged is how many records were already stored exactly so.
 	Unchanged uint64 `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	// data_version is the node's data version after the stream.
-	DataVersion   uint64 `protobuf:"varint,5,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DataVersion uint64 `protobuf:"varint,5,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
+	// release_computation is how long protecting the release of the new data
+	// took, inside the call (the stream is committed before it starts).
+	ReleaseComputation *durationpb.Duration `protobuf:"bytes,6,opt,name=release_computation,json=releaseComputation,proto3" json:"release_computation,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *IngestRecordsResponse) Reset() {
@@ -158,6 +162,13 @@ func (x *IngestRecordsResponse) GetDataVersion() uint64 {
 		return x.DataVersion
 	}
 	return 0
+}
+
+func (x *IngestRecordsResponse) GetReleaseComputation() *durationpb.Duration {
+	if x != nil {
+		return x.ReleaseComputation
+	}
+	return nil
 }
 
 // RetractRecordsRequest removes records.
@@ -659,16 +670,17 @@ var File_fedreport_v1_node_admin_proto protoreflect.FileDescriptor
 
 const file_fedreport_v1_node_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1dfedreport/v1/node_admin.proto\x12\ffedreport.v1\x1a\x1efedreport/v1/aggregation.proto\x1a\x18fedreport/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n" +
+	"\x1dfedreport/v1/node_admin.proto\x12\ffedreport.v1\x1a\x1efedreport/v1/aggregation.proto\x1a\x18fedreport/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n" +
 	"\x14IngestRecordsRequest\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.fedreport.v1.RecordR\arecords\x12\x16\n" +
-	"\x06source\x18\x02 \x01(\tR\x06source\"\xa4\x01\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\"\xf0\x01\n" +
 	"\x15IngestRecordsResponse\x12\x1a\n" +
 	"\breceived\x18\x01 \x01(\x04R\breceived\x12\x14\n" +
 	"\x05added\x18\x02 \x01(\x04R\x05added\x12\x18\n" +
 	"\achanged\x18\x03 \x01(\x04R\achanged\x12\x1c\n" +
 	"\tunchanged\x18\x04 \x01(\x04R\tunchanged\x12!\n" +
-	"\fdata_version\x18\x05 \x01(\x04R\vdataVersion\"6\n" +
+	"\fdata_version\x18\x05 \x01(\x04R\vdataVersion\x12J\n" +
+	"\x13release_computation\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x12releaseComputation\"6\n" +
 	"\x15RetractRecordsRequest\x12\x1d\n" +
 	"\n" +
 	"record_ids\x18\x01 \x03(\tR\trecordIds\"Y\n" +
@@ -736,29 +748,31 @@ var file_fedreport_v1_node_admin_proto_goTypes = []any{
 	(*GetNodeStatsRequest)(nil),     // 7: fedreport.v1.GetNodeStatsRequest
 	(*GetNodeStatsResponse)(nil),    // 8: fedreport.v1.GetNodeStatsResponse
 	(*Record)(nil),                  // 9: fedreport.v1.Record
-	(*timestamppb.Timestamp)(nil),   // 10: google.protobuf.Timestamp
-	(*AggregateRequest)(nil),        // 11: fedreport.v1.AggregateRequest
-	(*Cell)(nil),                    // 12: fedreport.v1.Cell
+	(*durationpb.Duration)(nil),     // 10: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
+	(*AggregateRequest)(nil),        // 12: fedreport.v1.AggregateRequest
+	(*Cell)(nil),                    // 13: fedreport.v1.Cell
 }
 var file_fedreport_v1_node_admin_proto_depIdxs = []int32{
 	9,  // 0: fedreport.v1.IngestRecordsRequest.records:type_name -> fedreport.v1.Record
-	6,  // 1: fedreport.v1.ListDisclosuresResponse.entries:type_name -> fedreport.v1.DisclosureEntry
-	10, // 2: fedreport.v1.DisclosureEntry.time:type_name -> google.protobuf.Timestamp
-	11, // 3: fedreport.v1.DisclosureEntry.request:type_name -> fedreport.v1.AggregateRequest
-	12, // 4: fedreport.v1.DisclosureEntry.cells:type_name -> fedreport.v1.Cell
-	0,  // 5: fedreport.v1.NodeAdminService.IngestRecords:input_type -> fedreport.v1.IngestRecordsRequest
-	2,  // 6: fedreport.v1.NodeAdminService.RetractRecords:input_type -> fedreport.v1.RetractRecordsRequest
-	4,  // 7: fedreport.v1.NodeAdminService.ListDisclosures:input_type -> fedreport.v1.ListDisclosuresRequest
-	7,  // 8: fedreport.v1.NodeAdminService.GetNodeStats:input_type -> fedreport.v1.GetNodeStatsRequest
-	1,  // 9: fedreport.v1.NodeAdminService.IngestRecords:output_type -> fedreport.v1.IngestRecordsResponse
-	3,  // 10: fedreport.v1.NodeAdminService.RetractRecords:output_type -> fedreport.v1.RetractRecordsResponse
-	5,  // 11: fedreport.v1.NodeAdminService.ListDisclosures:output_type -> fedreport.v1.ListDisclosuresResponse
-	8,  // 12: fedreport.v1.NodeAdminService.GetNodeStats:output_type -> fedreport.v1.GetNodeStatsResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	10, // 1: fedreport.v1.IngestRecordsResponse.release_computation:type_name -> google.protobuf.Duration
+	6,  // 2: fedreport.v1.ListDisclosuresResponse.entries:type_name -> fedreport.v1.DisclosureEntry
+	11, // 3: fedreport.v1.DisclosureEntry.time:type_name -> google.protobuf.Timestamp
+	12, // 4: fedreport.v1.DisclosureEntry.request:type_name -> fedreport.v1.AggregateRequest
+	13, // 5: fedreport.v1.DisclosureEntry.cells:type_name -> fedreport.v1.Cell
+	0,  // 6: fedreport.v1.NodeAdminService.IngestRecords:input_type -> fedreport.v1.IngestRecordsRequest
+	2,  // 7: fedreport.v1.NodeAdminService.RetractRecords:input_type -> fedreport.v1.RetractRecordsRequest
+	4,  // 8: fedreport.v1.NodeAdminService.ListDisclosures:input_type -> fedreport.v1.ListDisclosuresRequest
+	7,  // 9: fedreport.v1.NodeAdminService.GetNodeStats:input_type -> fedreport.v1.GetNodeStatsRequest
+	1,  // 10: fedreport.v1.NodeAdminService.IngestRecords:output_type -> fedreport.v1.IngestRecordsResponse
+	3,  // 11: fedreport.v1.NodeAdminService.RetractRecords:output_type -> fedreport.v1.RetractRecordsResponse
+	5,  // 12: fedreport.v1.NodeAdminService.ListDisclosures:output_type -> fedreport.v1.ListDisclosuresResponse
+	8,  // 13: fedreport.v1.NodeAdminService.GetNodeStats:output_type -> fedreport.v1.GetNodeStatsResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_fedreport_v1_node_admin_proto_init() }
