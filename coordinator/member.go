@@ -118,10 +118,11 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 // caller_rollup_id the request's rollup_id) and
 // answers with its totals as cells, which carry no member, and the rollup's
 // id as rollup_id. The answer's
-// min_cell_count is the largest k among the members, the only single k with
-// which every summed bound stays within count + (k-1) per suppressed cell, as
-// the asking coordinator checks; data_version is the sum of the members' data
-// versions, so it changes whenever any member's data does. A request the
+// min_cell_count is the largest k among the members; the cells carry the
+// summed bounds and pending flags of the members' cells, and release_version
+// is 0, as the coordinator has no release of its own; data_version is the
+// sum of the members' data versions, so it changes whenever any member's
+// data does. A request the
 // policy DescribeNode advertises does not allow is refused with a
 // *grpcsrv.PolicyError before any member is asked; a rollup that is not
 // COMPLETE is refused with an *IncompleteError.
@@ -174,7 +175,7 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 	grouped := len(spec.GetGroupBy()) > 0
 	cellBytes := 0
 	for _, cell := range r.GetTotals() {
-		if grouped && cell.GetUpperBound() == 0 {
+		if grouped && cell.GetUpperBound() == 0 && !cell.GetPending() {
 			continue // the contract leaves zero cells out of grouped answers
 		}
 		resp.Cells = append(resp.Cells, cell)
