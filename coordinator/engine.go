@@ -168,6 +168,9 @@ func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.Rol
 		return nil, nil, ErrClosed
 	}
 	defer c.inflight.Done()
+	if err := c.precheck(ctx, spec, timeout); err != nil {
+		return nil, nil, err
+	}
 
 	start := time.Now()
 	r := &fedreportv1.Rollup{

@@ -157,6 +157,15 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 		timeout = max(min(timeout, left-left*aggregateReserve/100), time.Millisecond)
 	}
 	r, err := c.runRollup(ctx, spec, caller, req.GetRollupId(), timeout)
+	var refused *RefusedError
+	if errors.As(err, &refused) {
+		// In the words of the request this answers: from, not spec.from.
+		fields := make([]string, len(refused.Fields))
+		for i, f := range refused.Fields {
+			fields[i] = strings.TrimPrefix(f, "spec.")
+		}
+		return nil, &RefusedError{Reason: refused.Reason, Members: refused.Members, Fields: fields, Msg: refused.Msg}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -442,12 +442,17 @@ func (c *Coordinator) ListMembers(ctx context.Context, req *fedreportv1.ListMemb
 
 // probe asks one member to describe itself and records the outcome.
 func (c *Coordinator) probe(ctx context.Context, m *memberConn) {
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	c.probeWithin(ctx, m, probeTimeout)
+}
+
+// probeWithin is probe with the member's deadline timeout.
+func (c *Coordinator) probeWithin(ctx context.Context, m *memberConn, timeout time.Duration) {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	d, err := m.client.DescribeNode(pctx, &fedreportv1.DescribeNodeRequest{})
 	switch {
 	case err != nil:
-		_, reason := classifyError(ctx, err, probeTimeout)
+		_, reason := classifyError(ctx, err, timeout)
 		m.noteFailure(reason)
 	case d.GetMember() != m.Code:
 		m.noteFailure(clean(fmt.Sprintf("describes itself as member %q, registered as %q", d.GetMember(), m.Code)))
