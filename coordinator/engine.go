@@ -153,23 +153,15 @@ func (c *Coordinator) StartRollup(ctx context.Context, spec *fedreportv1.RollupS
 // rollup id (checked by aggregateSpec), stored as caller_rollup_id.
 // Aggregate shortens the timeout to fit its caller's deadline.
 func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpec, requester, callerRollupID string, timeout time.Duration) (*fedreportv1.Rollup, error) {
-	r, _, err := c.runRollupStored(ctx, spec, requester, callerRollupID, timeout)
-	return r, err
-}
-
-// runRollupStored is runRollup also returning the bytes it stored for the
-// rollup (marshalRollup's encoding), which the served StartRollup sends as
-// they are (codec.go) instead of encoding the rollup again.
-func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.RollupSpec, requester, callerRollupID string, timeout time.Duration) (*fedreportv1.Rollup, []byte, error) {
 	if err := ValidateSpec(spec); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if !c.begin() {
-		return nil, nil, ErrClosed
+		return nil, ErrClosed
 	}
 	defer c.inflight.Done()
 	if err := c.precheck(ctx, spec, timeout); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	start := time.Now()
@@ -181,7 +173,7 @@ func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.Rol
 		StartedAt:      timestamppb.New(start),
 	}
 	if err := c.store.create(r); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -193,9 +185,8 @@ func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.Rol
 	c.finishRollup(r, outcomes, rctx.Err() != nil)
 	r.FinishedAt = timestamppb.Now()
 
-	stored, err := c.store.finish(r)
-	if err != nil {
-		return nil, nil, err
+	if err := c.store.finish(r); err != nil {
+		return nil, err
 	}
 	c.metrics.observeRollup(r)
 	statuses := make([]string, len(r.GetMembers()))
@@ -209,7 +200,7 @@ func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.Rol
 		"members", strings.Join(statuses, " "),
 		"duration", time.Since(start).Round(time.Millisecond),
 		"requested_by", requester)
-	return r, stored, nil
+	return r, nil
 }
 
 // begin registers an in-flight rollup unless the coordinator is closing.

@@ -812,7 +812,7 @@ func TestCloseInterruptsARunningRollup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.close()
-	stored, err := st.get(res.r.GetId())
+	stored, err := st.get(res.r.GetId(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
