@@ -481,7 +481,7 @@ func clean(s string) string {
 // by is 0, as its value is empty.
 type cellID struct {
 	metric fedreportv1.Metric
-	// month is year×12 + month−1 of a YYYY-MM value.
+	// month is the YYYY-MM value as records.MonthOf numbers it.
 	month uint32
 	// member is the member's place in the registry plus one.
 	member uint32
@@ -540,23 +540,6 @@ func sortByID(cells []*fedreportv1.Cell, ids []cellID, compare func(a, b cellID)
 	}
 }
 
-// dimValue returns the value c carries for dimension d.
-func dimValue(c *fedreportv1.Cell, d fedreportv1.Dimension) string {
-	switch d {
-	case fedreportv1.Dimension_DIMENSION_MEMBER:
-		return c.GetMember()
-	case fedreportv1.Dimension_DIMENSION_MONTH:
-		return c.GetMonth()
-	case fedreportv1.Dimension_DIMENSION_OFFENCE:
-		return c.GetOffence()
-	case fedreportv1.Dimension_DIMENSION_CHANNEL:
-		return c.GetChannel()
-	case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
-		return c.GetVictimAge()
-	}
-	return ""
-}
-
 // cellDimensions are the dimensions a member's cell may carry.
 var cellDimensions = [...]fedreportv1.Dimension{
 	fedreportv1.Dimension_DIMENSION_MONTH,
@@ -591,31 +574,10 @@ func newAnswerCheck(req *fedreportv1.AggregateRequest) *answerCheck {
 			a.grouped[d] = true
 		}
 	}
-	from, _ := time.Parse(dateLayout, req.GetFrom())
-	to, _ := time.Parse(dateLayout, req.GetTo())
-	a.firstMonth = uint32(from.Year()*12 + int(from.Month()) - 1)
-	a.lastMonth = uint32(to.Year()*12 + int(to.Month()) - 1)
+	from, _ := records.ParseDate(req.GetFrom()) // ValidateSpec has checked both
+	to, _ := records.ParseDate(req.GetTo())
+	a.firstMonth, a.lastMonth = records.MonthOf(from), records.MonthOf(to)
 	return a
-}
-
-// monthNumber returns year×12 + month−1 for a YYYY-MM value, or false if v
-// is not one.
-func monthNumber(v string) (uint32, bool) {
-	if len(v) != len("2006-01") || v[4] != '-' {
-		return 0, false
-	}
-	var n [6]uint32
-	for i, j := range [...]int{0, 1, 2, 3, 5, 6} {
-		if v[j] < '0' || v[j] > '9' {
-			return 0, false
-		}
-		n[i] = uint32(v[j] - '0')
-	}
-	year, month := n[0]*1000+n[1]*100+n[2]*10+n[3], n[4]*10+n[5]
-	if month < 1 || month > 12 {
-		return 0, false
-	}
-	return year*12 + month - 1, true
 }
 
 // index returns v's place in names, or false if v is not one of them.
@@ -629,8 +591,9 @@ func index(names []string, v string) (uint8, bool) {
 func (a *answerCheck) set(id *cellID, d fedreportv1.Dimension, v string) (ok bool) {
 	switch d {
 	case fedreportv1.Dimension_DIMENSION_MONTH:
-		id.month, ok = monthNumber(v)
-		return ok && id.month >= a.firstMonth && id.month <= a.lastMonth
+		month, err := records.ParseMonth(v)
+		id.month = month
+		return err == nil && month >= a.firstMonth && month <= a.lastMonth
 	case fedreportv1.Dimension_DIMENSION_OFFENCE:
 		id.offence, ok = index(offenceNames, v)
 	case fedreportv1.Dimension_DIMENSION_CHANNEL:
@@ -660,7 +623,7 @@ func (a *answerCheck) answer(code string, resp *fedreportv1.AggregateResponse) (
 			return nil, fmt.Errorf("cell %d sets member %q, which was not grouped by", i, clean(m))
 		}
 		for _, d := range cellDimensions {
-			v := dimValue(cell, d)
+			v := records.CellValue(cell, d)
 			switch {
 			case !a.grouped[d] && v != "":
 				return nil, fmt.Errorf("cell %d sets %s %q, which was not grouped by", i, dimensionName(d), clean(v))

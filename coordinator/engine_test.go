@@ -1168,26 +1168,6 @@ func BenchmarkRollupGrouped(b *testing.B) {
 	b.ReportMetric(float64(size), "stored-bytes")
 }
 
-// FuzzMonthNumber checks the answer check's month parser against the
-// time.Parse and Format round trip it replaced: the same values accepted,
-// numbered in date order.
-func FuzzMonthNumber(f *testing.F) {
-	for _, v := range []string{"2020-01", "2020-12", "2020-13", "2020-00", "0000-01", "9999-12", "2020-1", "+020-01", "2020/01", "２020-01", ""} {
-		f.Add(v)
-	}
-	f.Fuzz(func(t *testing.T, v string) {
-		n, ok := monthNumber(v)
-		tm, err := time.Parse("2006-01", v)
-		want := err == nil && tm.Format("2006-01") == v
-		if ok != want {
-			t.Fatalf("monthNumber(%q) ok = %v, time.Parse round trip says %v", v, ok, want)
-		}
-		if ok && n != uint32(tm.Year()*12+int(tm.Month())-1) {
-			t.Fatalf("monthNumber(%q) = %d, want %d", v, n, tm.Year()*12+int(tm.Month())-1)
-		}
-	})
-}
-
 // FuzzAnswerCheck feeds the answer check what a member could send: it
 // never panics, and an answer it accepts has one distinct id per cell that
 // names the cell's own values.

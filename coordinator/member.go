@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -257,18 +256,7 @@ func (c *Coordinator) DescribeNode(ctx context.Context) (*fedreportv1.DescribeNo
 // nil); the others count with what they last said. Aggregate checks
 // requests against the policy it advertises.
 func (c *Coordinator) describe(ctx context.Context, ask func(*memberConn) bool) *fedreportv1.DescribeNodeResponse {
-	var g errgroup.Group
-	g.SetLimit(fanOutLimit)
-	for _, m := range c.reg.members {
-		if ask != nil && !ask(m) {
-			continue
-		}
-		g.Go(func() error {
-			c.probe(ctx, m)
-			return nil
-		})
-	}
-	_ = g.Wait() // probe records failures on the member instead of returning them.
+	c.probeAll(ctx, ask, probeTimeout)
 
 	resp := &fedreportv1.DescribeNodeResponse{Member: c.memberCode, Kind: KindCoordinator, SoftwareVersion: c.version}
 	var policy *fedreportv1.Policy

@@ -140,22 +140,6 @@ func dimNames(dims []fedreportv1.Dimension) []string {
 	return out
 }
 
-func dimValue(c *fedreportv1.Cell, d fedreportv1.Dimension) string {
-	switch d {
-	case fedreportv1.Dimension_DIMENSION_MEMBER:
-		return c.GetMember()
-	case fedreportv1.Dimension_DIMENSION_MONTH:
-		return c.GetMonth()
-	case fedreportv1.Dimension_DIMENSION_OFFENCE:
-		return c.GetOffence()
-	case fedreportv1.Dimension_DIMENSION_CHANNEL:
-		return c.GetChannel()
-	case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
-		return c.GetVictimAge()
-	}
-	return ""
-}
-
 // printRollupTable prints a rollup for people: one row per member with its
 // per-metric sums, the total row, then the totals by group when grouped.
 // Where the rollup keeps no count (see holdsCounts) it prints "-".
@@ -303,7 +287,7 @@ func printCellsTable(w io.Writer, dims []fedreportv1.Dimension, metrics []fedrep
 	for _, c := range cells {
 		key := make([]string, len(dims))
 		for i, d := range dims {
-			key[i] = dimValue(c, d)
+			key[i] = records.CellValue(c, d)
 		}
 		k := strings.Join(key, "\x00")
 		r := index[k]
