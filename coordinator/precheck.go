@@ -154,16 +154,19 @@ func (r *release) tableRefusal(group uint32) string {
 
 // precheck refuses spec with a *RefusedError when a node member's advertised
 // release cannot answer it. Members whose release is not known yet are asked
-// to describe themselves first (within timeout, and probeTimeout); a
-// refusal may rest on a release since extended, so every member is asked
-// again before it stands. Members that cannot be reached are not
-// pre-checked: the rollup reports them as it does today.
+// to describe themselves first; a refusal may rest on a release since
+// extended, so every member is asked again before it stands. Each ask is
+// bounded as the wait for a member that was down is (a quarter of the member
+// timeout, at most reconnectWait), so a member that hangs delays the rollup
+// by that moment only. Members that do not answer are not pre-checked: the
+// rollup asks them and reports them as before.
 func (c *Coordinator) precheck(ctx context.Context, spec *fedreportv1.RollupSpec, timeout time.Duration) error {
-	c.probeAll(ctx, (*memberConn).policyUnknown, min(timeout, probeTimeout))
+	wait := min(timeout/4, reconnectWait)
+	c.probeAll(ctx, (*memberConn).policyUnknown, wait)
 	if c.refusal(spec) == nil {
 		return nil
 	}
-	c.probeAll(ctx, nil, min(timeout, probeTimeout))
+	c.probeAll(ctx, nil, wait)
 	if r := c.refusal(spec); r != nil {
 		return r
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -166,4 +167,30 @@ func asRefused(err error, target **RefusedError) bool {
 	r, ok := err.(*RefusedError)
 	*target = r
 	return ok
+}
+
+// TestAMemberThatDoesNotDescribeItselfIsAskedAnyway has FR hang on
+// DescribeNode: the pre-check gives up on it (within a quarter of the member
+// timeout), so FR is not pre-checked, not even for a window no release
+// would tile, and its answer is summed.
+func TestAMemberThatDoesNotDescribeItselfIsAskedAnyway(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := &fakeNode{
+		aggregate: answers("FR", 5, exact(arrests, 10)),
+		describe: func(ctx context.Context, _ *fedreportv1.DescribeNodeRequest) (*fedreportv1.DescribeNodeResponse, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		},
+	}
+	cfg := testConfig(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)})
+	cfg.MemberTimeout = 2 * time.Second
+	c := newCoordinator(t, ca, cfg)
+	r, err := c.StartRollup(t.Context(), &fedreportv1.RollupSpec{From: "2020-03-02", To: "2020-03-30", Metrics: []fedreportv1.Metric{arrests}}, requester)
+	if err != nil || r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE {
+		t.Fatalf("got %v, %v; want a COMPLETE rollup", r.GetState(), err)
+	}
+	if got := r.GetTotals()[0].GetCount(); got != 10 {
+		t.Errorf("total: got %d, want FR's 10", got)
+	}
 }
