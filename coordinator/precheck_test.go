@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -192,5 +193,28 @@ func TestAMemberThatDoesNotDescribeItselfIsAskedAnyway(t *testing.T) {
 	}
 	if got := r.GetTotals()[0].GetCount(); got != 10 {
 		t.Errorf("total: got %d, want FR's 10", got)
+	}
+}
+
+// TestRegionalCoordinatorRefusesWhatItsMembersReleasesCannotAnswer asks a
+// regional coordinator, as its parent does, for a window its member FR's
+// release does not tile: it refuses as a node would (FAILED_PRECONDITION,
+// PERIOD_NOT_ALIGNED, the request's own field names) and asks no member.
+func TestRegionalCoordinatorRefusesWhatItsMembersReleasesCannotAnswer(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	fr := releaseNode("FR", "node", policyOf(&fedreportv1.Policy{MinCellCount: 5, Periods: phases, Tables: []*fedreportv1.Table{table(offence)}}))
+	_, addr := regionalEU(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)})
+	_, err := asTop(t, ca, addr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{
+		From: "2020-03-01", To: "2020-03-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: "r00000001"})
+	reason, fields := refusal(err)
+	if status.Code(err) != codes.FailedPrecondition || reason != ReasonPeriodNotAligned || !slices.Equal(fields, []string{"from", "to"}) {
+		t.Errorf("got %v (reason %q, fields %v), want FAILED_PRECONDITION %s on from and to", err, reason, fields, ReasonPeriodNotAligned)
+	}
+	if !strings.Contains(status.Convert(err).Message(), "member FR cannot answer") {
+		t.Errorf("refusal %q does not name FR", status.Convert(err).Message())
+	}
+	if got := len(fr.requests()); got != 0 {
+		t.Errorf("FR was sent %d Aggregate requests, want none", got)
 	}
 }
