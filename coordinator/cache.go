@@ -11,8 +11,8 @@ import (
 )
 
 // rollupCacheBytes bounds the rollups the cache keeps, counted as their
-// encoded size in the view kept: about 400 200-member rollups in the FULL
-// view, or every rollup of a long history in the BASIC one.
+// encoded size in the view kept: a few hundred large rollups in the FULL
+// view, or a long history in the BASIC one, which leaves members out.
 const rollupCacheBytes = 8 << 20
 
 // rollupCache keeps decoded finished rollups, most recently read first, so
