@@ -3,10 +3,8 @@ package coordinator
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -155,21 +153,16 @@ func (c *Coordinator) StartRollup(ctx context.Context, spec *fedreportv1.RollupS
 // rollup id (checked by aggregateSpec), stored as caller_rollup_id.
 // Aggregate shortens the timeout to fit its caller's deadline.
 func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpec, requester, callerRollupID string, timeout time.Duration) (*fedreportv1.Rollup, error) {
-	r, _, err := c.runRollupStored(ctx, spec, requester, callerRollupID, timeout)
-	return r, err
-}
-
-// runRollupStored is runRollup also returning the bytes it stored for the
-// rollup (marshalRollup's encoding), which the served StartRollup sends as
-// they are (codec.go) instead of encoding the rollup again.
-func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.RollupSpec, requester, callerRollupID string, timeout time.Duration) (*fedreportv1.Rollup, []byte, error) {
 	if err := ValidateSpec(spec); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if !c.begin() {
-		return nil, nil, ErrClosed
+		return nil, ErrClosed
 	}
 	defer c.inflight.Done()
+	if err := c.precheck(ctx, spec, timeout); err != nil {
+		return nil, err
+	}
 
 	start := time.Now()
 	r := &fedreportv1.Rollup{
@@ -180,7 +173,7 @@ func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.Rol
 		StartedAt:      timestamppb.New(start),
 	}
 	if err := c.store.create(r); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -192,9 +185,8 @@ func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.Rol
 	c.finishRollup(r, outcomes, rctx.Err() != nil)
 	r.FinishedAt = timestamppb.Now()
 
-	stored, err := c.store.finish(r)
-	if err != nil {
-		return nil, nil, err
+	if err := c.store.finish(r); err != nil {
+		return nil, err
 	}
 	c.metrics.observeRollup(r)
 	statuses := make([]string, len(r.GetMembers()))
@@ -208,7 +200,7 @@ func (c *Coordinator) runRollupStored(ctx context.Context, spec *fedreportv1.Rol
 		"members", strings.Join(statuses, " "),
 		"duration", time.Since(start).Round(time.Millisecond),
 		"requested_by", requester)
-	return r, stored, nil
+	return r, nil
 }
 
 // begin registers an in-flight rollup unless the coordinator is closing.
@@ -409,6 +401,7 @@ func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *f
 	m.noteAnswer(time.Now(), resp.GetDataVersion())
 	res.DataVersion = resp.GetDataVersion()
 	res.MinCellCount = resp.GetMinCellCount()
+	res.ReleaseVersion = resp.GetReleaseVersion()
 	// A regional coordinator's rollup that computed the answer: kept
 	// whatever check.answer finds, which it has no part in, so that an
 	// invalid answer can be traced too.
@@ -488,7 +481,7 @@ func clean(s string) string {
 // by is 0, as its value is empty.
 type cellID struct {
 	metric fedreportv1.Metric
-	// month is year×12 + month−1 of a YYYY-MM value.
+	// month is the YYYY-MM value as records.MonthOf numbers it.
 	month uint32
 	// member is the member's place in the registry plus one.
 	member uint32
@@ -547,23 +540,6 @@ func sortByID(cells []*fedreportv1.Cell, ids []cellID, compare func(a, b cellID)
 	}
 }
 
-// dimValue returns the value c carries for dimension d.
-func dimValue(c *fedreportv1.Cell, d fedreportv1.Dimension) string {
-	switch d {
-	case fedreportv1.Dimension_DIMENSION_MEMBER:
-		return c.GetMember()
-	case fedreportv1.Dimension_DIMENSION_MONTH:
-		return c.GetMonth()
-	case fedreportv1.Dimension_DIMENSION_OFFENCE:
-		return c.GetOffence()
-	case fedreportv1.Dimension_DIMENSION_CHANNEL:
-		return c.GetChannel()
-	case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
-		return c.GetVictimAge()
-	}
-	return ""
-}
-
 // cellDimensions are the dimensions a member's cell may carry.
 var cellDimensions = [...]fedreportv1.Dimension{
 	fedreportv1.Dimension_DIMENSION_MONTH,
@@ -598,31 +574,10 @@ func newAnswerCheck(req *fedreportv1.AggregateRequest) *answerCheck {
 			a.grouped[d] = true
 		}
 	}
-	from, _ := time.Parse(dateLayout, req.GetFrom())
-	to, _ := time.Parse(dateLayout, req.GetTo())
-	a.firstMonth = uint32(from.Year()*12 + int(from.Month()) - 1)
-	a.lastMonth = uint32(to.Year()*12 + int(to.Month()) - 1)
+	from, _ := records.ParseDate(req.GetFrom()) // ValidateSpec has checked both
+	to, _ := records.ParseDate(req.GetTo())
+	a.firstMonth, a.lastMonth = records.MonthOf(from), records.MonthOf(to)
 	return a
-}
-
-// monthNumber returns year×12 + month−1 for a YYYY-MM value, or false if v
-// is not one.
-func monthNumber(v string) (uint32, bool) {
-	if len(v) != len("2006-01") || v[4] != '-' {
-		return 0, false
-	}
-	var n [6]uint32
-	for i, j := range [...]int{0, 1, 2, 3, 5, 6} {
-		if v[j] < '0' || v[j] > '9' {
-			return 0, false
-		}
-		n[i] = uint32(v[j] - '0')
-	}
-	year, month := n[0]*1000+n[1]*100+n[2]*10+n[3], n[4]*10+n[5]
-	if month < 1 || month > 12 {
-		return 0, false
-	}
-	return year*12 + month - 1, true
 }
 
 // index returns v's place in names, or false if v is not one of them.
@@ -636,8 +591,9 @@ func index(names []string, v string) (uint8, bool) {
 func (a *answerCheck) set(id *cellID, d fedreportv1.Dimension, v string) (ok bool) {
 	switch d {
 	case fedreportv1.Dimension_DIMENSION_MONTH:
-		id.month, ok = monthNumber(v)
-		return ok && id.month >= a.firstMonth && id.month <= a.lastMonth
+		month, err := records.ParseMonth(v)
+		id.month = month
+		return err == nil && month >= a.firstMonth && month <= a.lastMonth
 	case fedreportv1.Dimension_DIMENSION_OFFENCE:
 		id.offence, ok = index(offenceNames, v)
 	case fedreportv1.Dimension_DIMENSION_CHANNEL:
@@ -667,7 +623,7 @@ func (a *answerCheck) answer(code string, resp *fedreportv1.AggregateResponse) (
 			return nil, fmt.Errorf("cell %d sets member %q, which was not grouped by", i, clean(m))
 		}
 		for _, d := range cellDimensions {
-			v := dimValue(cell, d)
+			v := records.CellValue(cell, d)
 			switch {
 			case !a.grouped[d] && v != "":
 				return nil, fmt.Errorf("cell %d sets %s %q, which was not grouped by", i, dimensionName(d), clean(v))
@@ -679,7 +635,7 @@ func (a *answerCheck) answer(code string, resp *fedreportv1.AggregateResponse) (
 			return nil, fmt.Errorf("cell %d repeats an earlier cell's metric and dimensions", i)
 		}
 		seen[id] = struct{}{}
-		if err := checkBounds(cell, resp.GetMinCellCount()); err != nil {
+		if err := checkBounds(cell); err != nil {
 			return nil, fmt.Errorf("cell %d: %w", i, err)
 		}
 		ids[i] = id
@@ -694,34 +650,27 @@ func (a *answerCheck) answer(code string, resp *fedreportv1.AggregateResponse) (
 	return ids, nil
 }
 
-// checkBounds checks that a cell's bounds are those its count, suppressed
-// cells and the member's k imply (types.proto, Cell).
-func checkBounds(cell *fedreportv1.Cell, k uint32) error {
-	n, s := cell.GetCount(), uint64(cell.GetSuppressedCells())
+// checkBounds checks that a cell's bounds can hold its value (types.proto,
+// Cell). A member's protected release sets the bounds of a withheld cell
+// itself (they may be 0..N, not 1..k-1), so the coordinator checks only that
+// they are consistent, never that they follow from k:
+//   - an exact cell (no suppressed cell, not pending) has count = lower = upper;
+//   - a withheld cell has count <= lower <= upper: count is the exactly known
+//     part, and the bounds hold the value;
+//   - a pending cell's count is an earlier release's value, which a
+//     retraction may have left outside today's bounds: only lower <= upper.
+func checkBounds(cell *fedreportv1.Cell) error {
+	n, s := cell.GetCount(), cell.GetSuppressedCells()
 	lo, hi := cell.GetLowerBound(), cell.GetUpperBound()
-	if s == 0 {
-		if lo != n || hi != n {
-			return fmt.Errorf("exact cell has bounds [%d, %d], want both equal to its count", lo, hi)
-		}
+	switch {
+	case lo > hi:
+		return fmt.Errorf("lower bound %d is above the upper bound %d", lo, hi)
+	case cell.GetPending():
 		return nil
-	}
-	wantLo, carry := bits.Add64(n, s, 0)
-	if carry != 0 {
-		return errors.New("count plus suppressed cells overflows")
-	}
-	if lo != wantLo {
-		return fmt.Errorf("lower bound is not count plus one per suppressed cell")
-	}
-	if hi < lo {
-		return fmt.Errorf("upper bound is below the lower bound")
-	}
-	if k > 0 {
-		// upper ≤ count + (k−1)·s; an overflow means any upper fits.
-		hiMulCarry, hiMul := bits.Mul64(uint64(k-1), s)
-		maxHi, carry := bits.Add64(n, hiMul, 0)
-		if hiMulCarry == 0 && carry == 0 && hi > maxHi {
-			return fmt.Errorf("upper bound exceeds count plus (k-1) per suppressed cell for k=%d", k)
-		}
+	case s == 0 && (lo != n || hi != n):
+		return fmt.Errorf("exact cell has bounds [%d, %d], want both equal to its count %d", lo, hi, n)
+	case s > 0 && n > lo:
+		return fmt.Errorf("withheld cell's known count %d is above its lower bound %d", n, lo)
 	}
 	return nil
 }
@@ -730,21 +679,20 @@ func checkBounds(cell *fedreportv1.Cell, k uint32) error {
 type total struct {
 	count, lower, upper uint64
 	suppressed          uint32
+	pending             bool // some member cell behind the total is pending
 }
 
-// add returns t plus c, or false if any field would overflow.
-func (t total) add(c *fedreportv1.Cell) (total, bool) {
-	var c1, c2, c3 uint64
-	var out total
-	out.count, c1 = bits.Add64(t.count, c.GetCount(), 0)
-	out.lower, c2 = bits.Add64(t.lower, c.GetLowerBound(), 0)
-	out.upper, c3 = bits.Add64(t.upper, c.GetUpperBound(), 0)
-	s := uint64(t.suppressed) + uint64(c.GetSuppressedCells())
-	if c1|c2|c3 != 0 || s > math.MaxUint32 {
-		return total{}, false
+// add returns t plus c. Sums saturate rather than wrap: a bound at the
+// largest value still holds the total, where a wrapped one would lie, and
+// answers that pass checkBounds keep count <= lower <= upper when saturated.
+func (t total) add(c *fedreportv1.Cell) total {
+	return total{
+		count:      addSat(t.count, c.GetCount()),
+		lower:      addSat(t.lower, c.GetLowerBound()),
+		upper:      addSat(t.upper, c.GetUpperBound()),
+		suppressed: uint32(min(uint64(t.suppressed)+uint64(c.GetSuppressedCells()), math.MaxUint32)),
+		pending:    t.pending || c.GetPending(),
 	}
-	out.suppressed = uint32(s)
-	return out, true
 }
 
 // finishRollup fills r's member results, totals and state from the outcomes.
@@ -764,10 +712,6 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 	}
 	var sums []sum
 	at := map[cellID]int{}
-	// Per answer, each cell's place in sums (-1: a new id) and its total
-	// with the cell added, worked out before anything is summed.
-	var places []int
-	var added []total
 	for i, o := range outcomes {
 		res := o.result
 		if res.GetStatus() != fedreportv1.MemberStatus_MEMBER_STATUS_OK {
@@ -779,38 +723,14 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 				o.ids[j].member = uint32(i + 1) // outcomes are in registry order
 			}
 		}
-		// Add up the whole answer first, so a member whose cells would
-		// overflow the totals is left out entirely rather than half summed.
-		// An answer's ids are distinct (answerCheck), so no cell of it adds
-		// to another's total.
-		places, added = places[:0], added[:0]
-		overflow := false
 		for j, cell := range cells {
 			n, ok := at[o.ids[j]]
-			var t total
-			if ok {
-				t = sums[n].total
-			} else {
-				n = -1
-			}
-			if t, ok = t.add(cell); !ok {
-				overflow = true
-				break
-			}
-			places, added = append(places, n), append(added, t)
-		}
-		if overflow {
-			res.Status = fedreportv1.MemberStatus_MEMBER_STATUS_INVALID
-			res.Reason = "invalid answer, not summed: its counts overflow the totals"
-			continue
-		}
-		for j, n := range places {
-			if n < 0 {
+			if !ok {
 				n = len(sums)
 				at[o.ids[j]] = n
-				sums = append(sums, sum{id: o.ids[j], first: cells[j]})
+				sums = append(sums, sum{id: o.ids[j], first: cell})
 			}
-			sums[n].total = added[j]
+			sums[n].total = sums[n].total.add(cell)
 		}
 		// The answer was decoded for this rollup alone: its cells become
 		// the member's result as they are, without a copy.
@@ -877,6 +797,7 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 			SuppressedCells: s.total.suppressed,
 			LowerBound:      s.total.lower,
 			UpperBound:      s.total.upper,
+			Pending:         s.total.pending,
 		}
 		if s.id.member > 0 {
 			cell.Member = c.reg.members[s.id.member-1].Code

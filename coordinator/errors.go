@@ -111,6 +111,7 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	var incomplete *IncompleteError
 	var tooLarge *grpcsrv.AnswerTooLargeError
 	var policy *grpcsrv.PolicyError
+	var refused *RefusedError
 	switch {
 	case errors.As(err, &verr):
 		br := &errdetails.BadRequest{}
@@ -137,6 +138,19 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	case errors.As(err, &policy):
 		return withDetails(codes.FailedPrecondition, policy.Msg, policy.Reason,
 			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: policy.Field, Description: policy.Msg}}})
+	case errors.As(err, &refused):
+		st := status.New(codes.FailedPrecondition, refused.Msg)
+		br := &errdetails.BadRequest{}
+		for _, f := range refused.Fields {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f, Description: refused.Msg})
+		}
+		info := &errdetails.ErrorInfo{Reason: refused.Reason, Domain: errorDomain, Metadata: map[string]string{
+			"members": strings.Join(refused.Members, ","),
+		}}
+		if withD, derr := st.WithDetails(info, br); derr == nil {
+			st = withD
+		}
+		return st.Err()
 	case errors.Is(err, ErrRollupNotFound):
 		return withDetails(codes.NotFound, err.Error(), reasonRollupNotFound)
 	case errors.Is(err, ErrClosed):

@@ -93,7 +93,7 @@ func startNodeAt(t *testing.T, ca *testpki.CA, addr string, id identity.ID, f *f
 }
 
 // closedAddr returns an address on which nothing listens.
-func closedAddr(t *testing.T) string {
+func closedAddr(t testing.TB) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -236,7 +236,7 @@ func (s *syncBuffer) String() string {
 
 // testConfig returns a coordinator configuration for members whose node
 // certificates come from ca.
-func testConfig(t *testing.T, ca *testpki.CA, members ...Member) Config {
+func testConfig(t testing.TB, ca *testpki.CA, members ...Member) Config {
 	t.Helper()
 	me := identity.Coordinator(td, "main")
 	return Config{
@@ -252,7 +252,7 @@ func testConfig(t *testing.T, ca *testpki.CA, members ...Member) Config {
 }
 
 // newCoordinator opens a coordinator with cfg and closes it when the test ends.
-func newCoordinator(t *testing.T, ca *testpki.CA, cfg Config) *testCoordinator {
+func newCoordinator(t testing.TB, ca *testpki.CA, cfg Config) *testCoordinator {
 	t.Helper()
 	buf, records := &syncBuffer{}, newRecordLog()
 	cfg.Logger = slog.New(slog.NewMultiHandler(slog.NewTextHandler(buf, nil), records))

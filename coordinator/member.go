@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -118,10 +117,11 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 // caller_rollup_id the request's rollup_id) and
 // answers with its totals as cells, which carry no member, and the rollup's
 // id as rollup_id. The answer's
-// min_cell_count is the largest k among the members, the only single k with
-// which every summed bound stays within count + (k-1) per suppressed cell, as
-// the asking coordinator checks; data_version is the sum of the members' data
-// versions, so it changes whenever any member's data does. A request the
+// min_cell_count is the largest k among the members; the cells carry the
+// summed bounds and pending flags of the members' cells, and release_version
+// is 0, as the coordinator has no release of its own; data_version is the
+// sum of the members' data versions, so it changes whenever any member's
+// data does. A request the
 // policy DescribeNode advertises does not allow is refused with a
 // *grpcsrv.PolicyError before any member is asked; a rollup that is not
 // COMPLETE is refused with an *IncompleteError.
@@ -156,6 +156,15 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 		timeout = max(min(timeout, left-left*aggregateReserve/100), time.Millisecond)
 	}
 	r, err := c.runRollup(ctx, spec, caller, req.GetRollupId(), timeout)
+	var refused *RefusedError
+	if errors.As(err, &refused) {
+		// In the words of the request this answers: from, not spec.from.
+		fields := make([]string, len(refused.Fields))
+		for i, f := range refused.Fields {
+			fields[i] = strings.TrimPrefix(f, "spec.")
+		}
+		return nil, &RefusedError{Reason: refused.Reason, Members: refused.Members, Fields: fields, Msg: refused.Msg}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +183,7 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 	grouped := len(spec.GetGroupBy()) > 0
 	cellBytes := 0
 	for _, cell := range r.GetTotals() {
-		if grouped && cell.GetUpperBound() == 0 {
+		if grouped && cell.GetUpperBound() == 0 && !cell.GetPending() {
 			continue // the contract leaves zero cells out of grouped answers
 		}
 		resp.Cells = append(resp.Cells, cell)
@@ -247,18 +256,7 @@ func (c *Coordinator) DescribeNode(ctx context.Context) (*fedreportv1.DescribeNo
 // nil); the others count with what they last said. Aggregate checks
 // requests against the policy it advertises.
 func (c *Coordinator) describe(ctx context.Context, ask func(*memberConn) bool) *fedreportv1.DescribeNodeResponse {
-	var g errgroup.Group
-	g.SetLimit(fanOutLimit)
-	for _, m := range c.reg.members {
-		if ask != nil && !ask(m) {
-			continue
-		}
-		g.Go(func() error {
-			c.probe(ctx, m)
-			return nil
-		})
-	}
-	_ = g.Wait() // probe records failures on the member instead of returning them.
+	c.probeAll(ctx, ask, probeTimeout)
 
 	resp := &fedreportv1.DescribeNodeResponse{Member: c.memberCode, Kind: KindCoordinator, SoftwareVersion: c.version}
 	var policy *fedreportv1.Policy

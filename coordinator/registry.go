@@ -317,6 +317,7 @@ type memberConn struct {
 	software  string
 	kind      string // "node" or "coordinator", as last described; cleaned
 	policy    *fedreportv1.Policy
+	release   *release // from policy; nil when the member is not pre-checked (precheck.go)
 	lastError string
 }
 
@@ -401,6 +402,19 @@ func (m *memberConn) noteDescribe(t time.Time, d *fedreportv1.DescribeNodeRespon
 		// Shown by members and quoted in refusals as the member said it.
 		m.policy.EarliestDate = clean(m.policy.EarliestDate)
 	}
+	m.release = nil
+	if m.kind != KindCoordinator {
+		// A coordinator's members are checked by that coordinator.
+		m.release = newRelease(m.policy)
+	}
+}
+
+// advertisedRelease returns the release the member last advertised, or nil
+// when it is not pre-checked.
+func (m *memberConn) advertisedRelease() *release {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.release
 }
 
 // policyUnknown reports whether the member has not yet described its

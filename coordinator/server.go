@@ -28,12 +28,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/internal/authz"
-	"github.com/isa-alliance/fedreport/internal/encoded"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -257,12 +256,17 @@ func (c *Coordinator) Members() []Member {
 	return out
 }
 
-// GetRollup returns the stored rollup id, whole (the FULL view).
+// GetRollup returns the stored rollup id, whole (the FULL view), as a copy
+// the caller may change.
 func (c *Coordinator) GetRollup(_ context.Context, id string) (*fedreportv1.Rollup, error) {
 	if _, err := getParams(&fedreportv1.GetRollupRequest{Id: id, View: fedreportv1.RollupView_ROLLUP_VIEW_FULL}); err != nil {
 		return nil, err
 	}
-	return c.store.get(id)
+	r, err := c.store.get(id, true)
+	if err != nil {
+		return nil, err
+	}
+	return proto.CloneOf(r), nil
 }
 
 // getParams validates a GetRollup request and returns whether it asks for
@@ -276,7 +280,8 @@ func getParams(req *fedreportv1.GetRollupRequest) (full bool, err error) {
 	return full, verr.errOrNil()
 }
 
-// ListRollups returns a page of stored rollups, newest first.
+// ListRollups returns a page of stored rollups, newest first. The rollups
+// are shared with the coordinator's other readers and must not be modified.
 func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollupsRequest) (*fedreportv1.ListRollupsResponse, error) {
 	size, from, full, err := listParams(req)
 	if err != nil {
@@ -288,69 +293,6 @@ func (c *Coordinator) ListRollups(_ context.Context, req *fedreportv1.ListRollup
 	}
 	resp := &fedreportv1.ListRollupsResponse{Rollups: page, NextPageToken: pageToken(next)}
 	return resp, nil
-}
-
-// startRollupEncoded is StartRollup answering with the StartRollupResponse
-// encoding built around the bytes the store wrote for the rollup (codec.go),
-// in buffers from pool.
-func (c *Coordinator) startRollupEncoded(ctx context.Context, spec *fedreportv1.RollupSpec, requester string, pool mem.BufferPool) (*encoded.Message, error) {
-	_, stored, err := c.runRollupStored(ctx, spec, requester, "", c.memberTimeout)
-	if err != nil {
-		return nil, err
-	}
-	return encoded.NewMessage(appendBytesField(nil, 1, stored, pool)), nil // StartRollupResponse.rollup
-}
-
-// getRollupEncoded is GetRollup answering with the GetRollupResponse
-// encoding built around the stored bytes (codec.go), in buffers from pool.
-func (c *Coordinator) getRollupEncoded(req *fedreportv1.GetRollupRequest, pool mem.BufferPool) (*encoded.Message, error) {
-	full, err := getParams(req)
-	if err != nil {
-		return nil, err
-	}
-	var data mem.BufferSlice
-	err = c.store.view(req.GetId(), func(v []byte) (err error) {
-		data, err = appendRollupField(nil, 1, v, full, pool) // GetRollupResponse.rollup
-		return err
-	})
-	if err != nil {
-		data.Free()
-		return nil, err
-	}
-	return encoded.NewMessage(data), nil
-}
-
-// listRollupsEncoded is ListRollups answering with the ListRollupsResponse
-// encoding built from the stored bytes (codec.go), in buffers from pool.
-func (c *Coordinator) listRollupsEncoded(req *fedreportv1.ListRollupsRequest, pool mem.BufferPool) (*encoded.Message, error) {
-	size, from, full, err := listParams(req)
-	if err != nil {
-		return nil, err
-	}
-	var (
-		data  mem.BufferSlice
-		bytes grpcsrv.PageBytes
-	)
-	next, err := c.store.scan(size, from, req.GetState(), func(_ uint64, v []byte) (err error) {
-		data, err = appendRollupField(data, 1, v, full, pool) // ListRollupsResponse.rollups
-		if err != nil {
-			return err
-		}
-		if last := len(data) - 1; !bytes.Add(data[last].Len()) {
-			data[last].Free()
-			data = data[:last]
-			return errPageFull
-		}
-		return nil
-	})
-	if err != nil {
-		data.Free()
-		return nil, err
-	}
-	if tok := pageToken(next); tok != "" {
-		data = appendBytesField(data, 2, []byte(tok), pool) // ListRollupsResponse.next_page_token
-	}
-	return encoded.NewMessage(data), nil
 }
 
 // pageToken is the ListRollups page token that continues at seq, or empty
@@ -442,12 +384,17 @@ func (c *Coordinator) ListMembers(ctx context.Context, req *fedreportv1.ListMemb
 
 // probe asks one member to describe itself and records the outcome.
 func (c *Coordinator) probe(ctx context.Context, m *memberConn) {
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	c.probeWithin(ctx, m, probeTimeout)
+}
+
+// probeWithin is probe with the member's deadline timeout.
+func (c *Coordinator) probeWithin(ctx context.Context, m *memberConn, timeout time.Duration) {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	d, err := m.client.DescribeNode(pctx, &fedreportv1.DescribeNodeRequest{})
 	switch {
 	case err != nil:
-		_, reason := classifyError(ctx, err, probeTimeout)
+		_, reason := classifyError(ctx, err, timeout)
 		m.noteFailure(reason)
 	case d.GetMember() != m.Code:
 		m.noteFailure(clean(fmt.Sprintf("describes itself as member %q, registered as %q", d.GetMember(), m.Code)))
@@ -487,7 +434,7 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		return errors.New("serve: no trust domain")
 	}
 	srv := grpc.NewServer(c.serverOptions(c.serverTLS, c.rules())...)
-	srv.RegisterService(coordinatorServiceDesc(), &server{c: c})
+	fedreportv1.RegisterCoordinatorServiceServer(srv, &server{c: c})
 	return c.serveGRPC(ctx, lis, srv, fedreportv1.CoordinatorService_ServiceDesc.ServiceName, "coordinator serving")
 }
 
@@ -511,9 +458,6 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 	}
 	return append([]grpc.ServerOption{
 		grpc.Creds(identity.ServerCredentials(tc)),
-		// StartRollup, GetRollup and ListRollups answer with encoded bytes (codec.go);
-		// every other message goes through the proto codec as before.
-		grpc.ForceServerCodecV2(encoded.NewServerCodec()),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, grpcsrv.ServerOptions(limits)...)
@@ -603,24 +547,7 @@ func callerID(ctx context.Context) (string, error) {
 	return id.String(), nil
 }
 
-// startRollupEncoded is what the served CoordinatorService runs for
-// StartRollup (coordinatorServiceDesc): the rollup as the store wrote it,
-// not encoded a second time.
-func (s *server) startRollupEncoded(ctx context.Context, req *fedreportv1.StartRollupRequest) (any, error) {
-	by, err := callerID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	m, err := s.c.startRollupEncoded(ctx, req.GetSpec(), by, responsePool)
-	if err != nil {
-		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_StartRollup_FullMethodName, err)
-	}
-	return m, nil
-}
-
-// StartRollup implements CoordinatorService by encoding the rollup
-// StartRollup returns. The served service answers with startRollupEncoded
-// instead; this is the reference its answers are tested against.
+// StartRollup implements CoordinatorService.
 func (s *server) StartRollup(ctx context.Context, req *fedreportv1.StartRollupRequest) (*fedreportv1.StartRollupResponse, error) {
 	by, err := callerID(ctx)
 	if err != nil {
@@ -633,45 +560,21 @@ func (s *server) StartRollup(ctx context.Context, req *fedreportv1.StartRollupRe
 	return &fedreportv1.StartRollupResponse{Rollup: r}, nil
 }
 
-// getRollupEncoded is what the served CoordinatorService runs for GetRollup
-// (coordinatorServiceDesc): the stored bytes, neither decoded nor encoded.
-func (s *server) getRollupEncoded(_ context.Context, req *fedreportv1.GetRollupRequest) (any, error) {
-	m, err := s.c.getRollupEncoded(req, responsePool)
-	if err != nil {
-		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_GetRollup_FullMethodName, err)
-	}
-	return m, nil
-}
-
-// listRollupsEncoded is what the served CoordinatorService runs for
-// ListRollups (coordinatorServiceDesc): the stored bytes, neither decoded nor
-// encoded.
-func (s *server) listRollupsEncoded(_ context.Context, req *fedreportv1.ListRollupsRequest) (any, error) {
-	m, err := s.c.listRollupsEncoded(req, responsePool)
-	if err != nil {
-		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_ListRollups_FullMethodName, err)
-	}
-	return m, nil
-}
-
-// GetRollup implements CoordinatorService by decoding the stored rollup. The
-// served service answers with getRollupEncoded instead; this is the
-// reference its answers are tested against.
-func (s *server) GetRollup(ctx context.Context, req *fedreportv1.GetRollupRequest) (*fedreportv1.GetRollupResponse, error) {
+// GetRollup implements CoordinatorService. A finished rollup is read from
+// the store's cache of decoded rollups once it has been read before.
+func (s *server) GetRollup(_ context.Context, req *fedreportv1.GetRollupRequest) (*fedreportv1.GetRollupResponse, error) {
 	full, err := getParams(req)
 	if err != nil {
 		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_GetRollup_FullMethodName, err)
 	}
-	r, err := s.c.GetRollup(ctx, req.GetId())
+	r, err := s.c.store.get(req.GetId(), full)
 	if err != nil {
 		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_GetRollup_FullMethodName, err)
 	}
-	return &fedreportv1.GetRollupResponse{Rollup: inView(r, full)}, nil
+	return &fedreportv1.GetRollupResponse{Rollup: r}, nil
 }
 
-// ListRollups implements CoordinatorService by decoding the stored rollups.
-// The served service answers with listRollupsEncoded instead; this is the
-// reference its answers are tested against.
+// ListRollups implements CoordinatorService.
 func (s *server) ListRollups(ctx context.Context, req *fedreportv1.ListRollupsRequest) (*fedreportv1.ListRollupsResponse, error) {
 	resp, err := s.c.ListRollups(ctx, req)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 )
 
 // serve serves c on 127.0.0.1:0 until the test ends and returns the address.
-func serve(t *testing.T, c *testCoordinator) string {
+func serve(t testing.TB, c *testCoordinator) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -38,7 +38,7 @@ func serve(t *testing.T, c *testCoordinator) string {
 }
 
 // dial connects to the coordinator at addr as id.
-func dial(t *testing.T, ca *testpki.CA, addr string, id identity.ID) *grpc.ClientConn {
+func dial(t testing.TB, ca *testpki.CA, addr string, id identity.ID) *grpc.ClientConn {
 	t.Helper()
 	tc := ca.ClientTLS(t, id, identity.Coordinator(td, "main"))
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))

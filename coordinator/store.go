@@ -38,7 +38,8 @@ const listScanLimit = 10000
 // boltmap.ReleaseInterval while there are reads; they stay in the page
 // cache, and the next read maps them again.
 type store struct {
-	db *bolt.DB
+	db     *bolt.DB
+	cached *rollupCache // finished rollups as read
 
 	release   func(*bolt.DB) // drops the mapped pages: boltmap.Release (tests wrap it)
 	touch     chan struct{}  // holds a signal while mapped pages may need dropping
@@ -142,7 +143,7 @@ func openStoreWith(path string, release func(*bolt.DB)) (*store, []string, error
 		_ = db.Close()
 		return nil, nil, fmt.Errorf("open store %q: %w", path, err)
 	}
-	s := &store{db: db, release: release, touch: make(chan struct{}, 1), quit: make(chan struct{})}
+	s := &store{db: db, cached: newRollupCache(rollupCacheBytes), release: release, touch: make(chan struct{}, 1), quit: make(chan struct{})}
 	s.released.Go(s.releaseMapped)
 	s.touched()
 	return s, interrupted, nil
@@ -276,22 +277,21 @@ func (s *store) create(r *fedreportv1.Rollup) error {
 	return nil
 }
 
-// finish replaces the RUNNING rollup r.Id by r, which must have finished,
-// and returns the bytes it stored (marshalRollup's encoding of r, which the
-// store no longer references). bucketRunning lists exactly the RUNNING
-// rollups (create adds each, finish and openStore remove it), so finish
-// reads the marker rather than decoding the stored record.
-func (s *store) finish(r *fedreportv1.Rollup) ([]byte, error) {
+// finish replaces the RUNNING rollup r.Id by r, which must have finished.
+// bucketRunning lists exactly the RUNNING rollups (create adds each, finish
+// and openStore remove it), so finish reads the marker rather than decoding
+// the stored record.
+func (s *store) finish(r *fedreportv1.Rollup) error {
 	if r.GetState() == fedreportv1.RollupState_ROLLUP_STATE_RUNNING {
-		return nil, fmt.Errorf("finish rollup %s: still RUNNING", r.GetId())
+		return fmt.Errorf("finish rollup %s: still RUNNING", r.GetId())
 	}
 	seq, ok := parseRollupID(r.GetId())
 	if !ok {
-		return nil, fmt.Errorf("finish rollup %q: %w", r.GetId(), ErrRollupNotFound)
+		return fmt.Errorf("finish rollup %q: %w", r.GetId(), ErrRollupNotFound)
 	}
 	b, err := marshalRollup(r)
 	if err != nil {
-		return nil, fmt.Errorf("finish rollup %s: %w", r.GetId(), err)
+		return fmt.Errorf("finish rollup %s: %w", r.GetId(), err)
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		k := seqKey(seq)
@@ -312,39 +312,54 @@ func (s *store) finish(r *fedreportv1.Rollup) ([]byte, error) {
 	})
 	s.touched()
 	if err != nil {
-		return nil, fmt.Errorf("finish rollup %s: %w", r.GetId(), err)
+		return fmt.Errorf("finish rollup %s: %w", r.GetId(), err)
 	}
-	return b, nil
+	return nil
 }
 
-// get returns the rollup with the given id.
-func (s *store) get(id string) (*fedreportv1.Rollup, error) {
+// decode returns stored rollup seq, v, in the view: from the cache, or
+// decoded and, when finished, cached. v is bbolt's mapping: Unmarshal copies
+// what it keeps, so nothing returned aliases it after the transaction ends.
+// The result is shared with every reader and must not be modified.
+func (s *store) decode(seq uint64, v []byte, state fedreportv1.RollupState, full bool) (*fedreportv1.Rollup, error) {
+	if r := s.cached.get(seq, full); r != nil {
+		return r, nil
+	}
 	r := &fedreportv1.Rollup{}
-	// Unmarshal copies what it keeps, so nothing aliases the mmap after the
-	// transaction ends.
-	if err := s.view(id, func(v []byte) error { return proto.Unmarshal(v, r) }); err != nil {
-		return nil, err
+	if err := proto.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("decode rollup %d: %w", seq, err)
+	}
+	if !full {
+		r = basicView(r)
+	}
+	if state != fedreportv1.RollupState_ROLLUP_STATE_RUNNING {
+		s.cached.add(seq, full, r)
 	}
 	return r, nil
 }
 
-// view calls fn with the stored encoding of rollup id, which fn must copy
-// what it keeps from: the bytes are bbolt's mapping, valid only until fn
-// returns. The encoding is checked field by field at its top level first.
-func (s *store) view(id string, fn func(stored []byte) error) error {
+// get returns the rollup with the given id in the view (full: FULL). The
+// result is shared with every reader and must not be modified.
+func (s *store) get(id string, full bool) (*fedreportv1.Rollup, error) {
 	seq, ok := parseRollupID(id)
 	if !ok {
-		return fmt.Errorf("rollup %q: %w (ids look like %s)", id, ErrRollupNotFound, rollupID(42))
+		return nil, fmt.Errorf("rollup %q: %w (ids look like %s)", id, ErrRollupNotFound, rollupID(42))
 	}
+	if r := s.cached.get(seq, full); r != nil {
+		return r, nil
+	}
+	var r *fedreportv1.Rollup
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketRollups).Get(seqKey(seq))
 		if v == nil {
 			return ErrRollupNotFound
 		}
-		if _, err := storedState(v); err != nil {
+		state, err := storedState(v)
+		if err != nil {
 			return err
 		}
-		return fn(v)
+		r, err = s.decode(seq, v, state, full)
+		return err
 	})
 	s.touched()
 	if errors.Is(err, ErrRollupNotFound) {
@@ -359,31 +374,32 @@ func (s *store) view(id string, fn func(stored []byte) error) error {
 			return nil
 		})
 		if newest == "" {
-			return fmt.Errorf("rollup %q: %w (none is stored yet)", id, ErrRollupNotFound)
+			return nil, fmt.Errorf("rollup %q: %w (none is stored yet)", id, ErrRollupNotFound)
 		}
-		return fmt.Errorf("rollup %q: %w (the newest is %s)", id, ErrRollupNotFound, newest)
+		return nil, fmt.Errorf("rollup %q: %w (the newest is %s)", id, ErrRollupNotFound, newest)
 	}
 	if err != nil {
-		return fmt.Errorf("get rollup %s: %w", id, err)
+		return nil, fmt.Errorf("get rollup %s: %w", id, err)
 	}
-	return nil
+	return r, nil
 }
 
 // errPageFull is what a scan callback returns to end the page before the
 // rollup it was given, which the next page starts with.
 var errPageFull = errors.New("page full")
 
-// list returns up to limit rollups, newest first, starting at seq from
-// (inclusive; 0 means the newest) and keeping only those in state (UNSPECIFIED
-// keeps all). next is the seq to continue from, or 0 when there is no more.
+// list returns up to limit rollups in the view (full: FULL), newest first,
+// starting at seq from (inclusive; 0 means the newest) and keeping only those
+// in state (UNSPECIFIED keeps all). next is the seq to continue from, or 0
+// when there is no more. The rollups are shared with every reader and must
+// not be modified.
 func (s *store) list(limit int, from uint64, state fedreportv1.RollupState, full bool) (page []*fedreportv1.Rollup, next uint64, err error) {
 	var bytes grpcsrv.PageBytes
-	next, err = s.scan(limit, from, state, func(seq uint64, v []byte) error {
-		r := &fedreportv1.Rollup{}
-		if err := proto.Unmarshal(v, r); err != nil {
-			return fmt.Errorf("decode rollup %d: %w", seq, err)
+	next, err = s.scan(limit, from, state, func(seq uint64, v []byte, st fedreportv1.RollupState) error {
+		r, err := s.decode(seq, v, st, full)
+		if err != nil {
+			return err
 		}
-		r = inView(r, full)
 		if !bytes.Add(protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(r))) {
 			return errPageFull
 		}
@@ -396,11 +412,11 @@ func (s *store) list(limit int, from uint64, state fedreportv1.RollupState, full
 	return page, next, nil
 }
 
-// scan is list calling fn, newest first, with the stored encoding of each
-// rollup of the page instead of decoding it (fn must copy what it keeps: the
-// bytes are bbolt's mapping). The state filter reads only the rollup's state
-// field.
-func (s *store) scan(limit int, from uint64, state fedreportv1.RollupState, fn func(seq uint64, stored []byte) error) (next uint64, err error) {
+// scan is list calling fn, newest first, with the stored encoding and the
+// state of each rollup of the page (fn must copy what it keeps: the bytes
+// are bbolt's mapping). The state filter reads only the rollup's state
+// field, so rollups it leaves out are never decoded.
+func (s *store) scan(limit int, from uint64, state fedreportv1.RollupState, fn func(seq uint64, stored []byte, state fedreportv1.RollupState) error) (next uint64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		next = 0
 		c := tx.Bucket(bucketRollups).Cursor()
@@ -434,7 +450,7 @@ func (s *store) scan(limit int, from uint64, state fedreportv1.RollupState, fn f
 				continue
 			}
 			kept++
-			if err := fn(seq, v); err != nil {
+			if err := fn(seq, v, st); err != nil {
 				if errors.Is(err, errPageFull) {
 					next = seq
 					return nil

@@ -51,23 +51,55 @@ func printJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
-// formatValue renders a cell's value: the exact count, or its honest bounds.
+// formatCell renders a cell's value: the exact count, or its honest bounds.
+// A pending cell (held at an earlier release's value) ends in pendingMark,
+// and when its bounds are not its count they follow it: "20* [21..22]".
 func formatCell(c *fedreportv1.Cell) string {
 	if c == nil {
 		return "0"
 	}
-	if c.GetSuppressedCells() == 0 {
-		return strconv.FormatUint(c.GetCount(), 10)
+	if c.GetSuppressedCells() > 0 {
+		v := fmt.Sprintf("≥ %d (≤ %d)", c.GetLowerBound(), c.GetUpperBound())
+		if c.GetPending() {
+			v += pendingMark
+		}
+		return v
 	}
-	return fmt.Sprintf("≥ %d (≤ %d)", c.GetLowerBound(), c.GetUpperBound())
+	v := strconv.FormatUint(c.GetCount(), 10)
+	if c.GetPending() {
+		v += pendingMark
+		if c.GetLowerBound() != c.GetCount() || c.GetUpperBound() != c.GetCount() {
+			v += fmt.Sprintf(" [%d..%d]", c.GetLowerBound(), c.GetUpperBound())
+		}
+	}
+	return v
 }
 
-// addCell adds c into sum, keeping bounds honest.
+// pendingMark follows a pending cell's value in a table; pendingLegend,
+// under the table, says what it means.
+const (
+	pendingMark   = "*"
+	pendingLegend = "* held at the value of an earlier release while a change too small to publish is pending; the bounds hold the true value"
+)
+
+// addCell adds c into sum, keeping bounds honest: the sum is pending when
+// any cell in it is.
 func addCell(sum, c *fedreportv1.Cell) {
 	sum.Count += c.GetCount()
 	sum.SuppressedCells += c.GetSuppressedCells()
 	sum.LowerBound += c.GetLowerBound()
 	sum.UpperBound += c.GetUpperBound()
+	sum.Pending = sum.Pending || c.GetPending()
+}
+
+// anyPending reports whether r holds a pending cell, in its totals or a
+// member's cells.
+func anyPending(r *fedreportv1.Rollup) bool {
+	pending := func(c *fedreportv1.Cell) bool { return c.GetPending() }
+	if slices.ContainsFunc(r.GetTotals(), pending) {
+		return true
+	}
+	return slices.ContainsFunc(r.GetMembers(), func(m *fedreportv1.MemberResult) bool { return slices.ContainsFunc(m.GetCells(), pending) })
 }
 
 // metricsOf returns the metrics a rollup asked for (all when none were named).
@@ -108,22 +140,6 @@ func dimNames(dims []fedreportv1.Dimension) []string {
 	return out
 }
 
-func dimValue(c *fedreportv1.Cell, d fedreportv1.Dimension) string {
-	switch d {
-	case fedreportv1.Dimension_DIMENSION_MEMBER:
-		return c.GetMember()
-	case fedreportv1.Dimension_DIMENSION_MONTH:
-		return c.GetMonth()
-	case fedreportv1.Dimension_DIMENSION_OFFENCE:
-		return c.GetOffence()
-	case fedreportv1.Dimension_DIMENSION_CHANNEL:
-		return c.GetChannel()
-	case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
-		return c.GetVictimAge()
-	}
-	return ""
-}
-
 // printRollupTable prints a rollup for people: one row per member with its
 // per-metric sums, the total row, then the totals by group when grouped.
 // Where the rollup keeps no count (see holdsCounts) it prints "-".
@@ -157,12 +173,17 @@ func printRollupTable(w io.Writer, r *fedreportv1.Rollup, title string) error {
 		fmt.Fprintf(w, "%s: %s (no totals)\n", strings.ToUpper(stateName(r.GetState())), r.GetFailureReason())
 	}
 	if slices.ContainsFunc(r.GetTotals(), func(c *fedreportv1.Cell) bool { return c.GetSuppressedCells() > 0 }) {
-		fmt.Fprintln(w, "≥ n (≤ m): some member cells were suppressed (count below the member's k); the value lies in [n, m].")
+		fmt.Fprintln(w, "≥ n (≤ m): some member cells were withheld under their member's disclosure policy; the value lies in [n, m].")
 	}
-	if len(spec.GetGroupBy()) == 0 || !holdsCounts(r) {
-		return nil
+	if len(spec.GetGroupBy()) > 0 && holdsCounts(r) {
+		if err := printCellsTable(w, spec.GetGroupBy(), metrics, r.GetTotals()); err != nil {
+			return err
+		}
 	}
-	return printCellsTable(w, spec.GetGroupBy(), metrics, r.GetTotals())
+	if holdsCounts(r) && anyPending(r) {
+		fmt.Fprintln(w, pendingLegend)
+	}
+	return nil
 }
 
 // forCallersRollup names, for a rollup run to answer another coordinator as
@@ -266,7 +287,7 @@ func printCellsTable(w io.Writer, dims []fedreportv1.Dimension, metrics []fedrep
 	for _, c := range cells {
 		key := make([]string, len(dims))
 		for i, d := range dims {
-			key[i] = dimValue(c, d)
+			key[i] = records.CellValue(c, d)
 		}
 		k := strings.Join(key, "\x00")
 		r := index[k]
@@ -299,15 +320,18 @@ func printCellsTable(w io.Writer, dims []fedreportv1.Dimension, metrics []fedrep
 }
 
 // csvCellHeader is the header of every CSV of cells; bounds are separate
-// fields so no consumer can mistake a bounded total for an exact one.
-var csvCellHeader = []string{"rollup_id", "state", "scope", "member", "month", "offence", "channel", "victim_age", "metric", "exact", "count", "suppressed_cells", "lower_bound", "upper_bound"}
+// fields so no consumer can mistake a bounded total for an exact one. A
+// pending cell is not exact: its count is an earlier release's value, and
+// its bounds hold the true one.
+var csvCellHeader = []string{"rollup_id", "state", "scope", "member", "month", "offence", "channel", "victim_age", "metric", "exact", "count", "suppressed_cells", "lower_bound", "upper_bound", "pending"}
 
 func csvCellRow(r *fedreportv1.Rollup, scope string, c *fedreportv1.Cell) []string {
 	return []string{
 		r.GetId(), stateName(r.GetState()), scope, c.GetMember(), c.GetMonth(), c.GetOffence(), c.GetChannel(), c.GetVictimAge(),
-		records.MetricName(c.GetMetric()), strconv.FormatBool(c.GetSuppressedCells() == 0),
+		records.MetricName(c.GetMetric()), strconv.FormatBool(c.GetSuppressedCells() == 0 && !c.GetPending()),
 		strconv.FormatUint(c.GetCount(), 10), strconv.FormatUint(uint64(c.GetSuppressedCells()), 10),
 		strconv.FormatUint(c.GetLowerBound(), 10), strconv.FormatUint(c.GetUpperBound(), 10),
+		strconv.FormatBool(c.GetPending()),
 	}
 }
 

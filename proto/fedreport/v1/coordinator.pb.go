@@ -314,6 +314,12 @@ type MemberResult struct {
 	// and has no part in whether the member's cells are summed. Empty for a
 	// node and for a member that did not answer.
 	MemberRollupId string `protobuf:"bytes,9,opt,name=member_rollup_id,json=memberRollupId,proto3" json:"member_rollup_id,omitempty"`
+	// release_version is the version of the member's protected release its
+	// cells were read from (AggregateResponse.release_version): two answers
+	// with the same release_version disclose the same cells. 0 when the
+	// member did not answer, or has no release of its own (a coordinator, an
+	// older node).
+	ReleaseVersion uint64 `protobuf:"varint,10,opt,name=release_version,json=releaseVersion,proto3" json:"release_version,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -409,6 +415,13 @@ func (x *MemberResult) GetMemberRollupId() string {
 		return x.MemberRollupId
 	}
 	return ""
+}
+
+func (x *MemberResult) GetReleaseVersion() uint64 {
+	if x != nil {
+		return x.ReleaseVersion
+	}
+	return 0
 }
 
 // Rollup is one run of a spec across the members, with its totals.
@@ -1118,7 +1131,7 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12.\n" +
 	"\ametrics\x18\x03 \x03(\x0e2\x14.fedreport.v1.MetricR\ametrics\x122\n" +
-	"\bgroup_by\x18\x04 \x03(\x0e2\x17.fedreport.v1.DimensionR\agroupBy\"\xef\x02\n" +
+	"\bgroup_by\x18\x04 \x03(\x0e2\x17.fedreport.v1.DimensionR\agroupBy\"\x98\x03\n" +
 	"\fMemberResult\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.fedreport.v1.MemberStatusR\x06status\x12\x16\n" +
@@ -1128,7 +1141,9 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\x0emin_cell_count\x18\x06 \x01(\rR\fminCellCount\x12(\n" +
 	"\x05cells\x18\a \x03(\v2\x12.fedreport.v1.CellR\x05cells\x12)\n" +
 	"\x10software_version\x18\b \x01(\tR\x0fsoftwareVersion\x12(\n" +
-	"\x10member_rollup_id\x18\t \x01(\tR\x0ememberRollupId\"\xee\x03\n" +
+	"\x10member_rollup_id\x18\t \x01(\tR\x0ememberRollupId\x12'\n" +
+	"\x0frelease_version\x18\n" +
+	" \x01(\x04R\x0ereleaseVersion\"\xee\x03\n" +
 	"\x06Rollup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x19.fedreport.v1.RollupStateR\x05state\x12,\n" +
