@@ -206,7 +206,7 @@ func (c *Coordinator) refusal(spec *fedreportv1.RollupSpec) *RefusedError {
 			group |= 1 << d
 		}
 	}
-	var windows, tables []string
+	var windows, tables reasons
 	var windowMembers, tableMembers []string
 	for _, m := range c.reg.members {
 		r := m.advertisedRelease()
@@ -214,23 +214,54 @@ func (c *Coordinator) refusal(spec *fedreportv1.RollupSpec) *RefusedError {
 			continue
 		}
 		if why := r.windowRefusal(w, byMonth); why != "" {
-			windows = append(windows, fmt.Sprintf("member %s cannot answer: %s", m.Code, why))
+			windows.add(m.Code, why)
 			windowMembers = append(windowMembers, m.Code)
 		}
 		if why := r.tableRefusal(group); why != "" {
-			tables = append(tables, fmt.Sprintf("member %s cannot answer: %s", m.Code, why))
+			tables.add(m.Code, why)
 			tableMembers = append(tableMembers, m.Code)
 		}
 	}
 	// One reason per refusal: the window first, as the one a user most
 	// often has to change; the tables are said again once it is fixed.
 	switch {
-	case len(windows) > 0:
+	case len(windows.whys) > 0:
 		return &RefusedError{Reason: ReasonPeriodNotAligned, Members: windowMembers, Fields: []string{"spec.from", "spec.to"},
-			Msg: "rollup refused before asking any member: " + strings.Join(windows, "; ")}
-	case len(tables) > 0:
+			Msg: "rollup refused before asking any member: " + windows.String()}
+	case len(tables.whys) > 0:
 		return &RefusedError{Reason: ReasonTableNotPublished, Members: tableMembers, Fields: []string{"spec.group_by"},
-			Msg: "rollup refused before asking any member: " + strings.Join(tables, "; ")}
+			Msg: "rollup refused before asking any member: " + tables.String()}
 	}
 	return nil
+}
+
+// reasons collects why members cannot answer, in registry order, saying a
+// reason that several members share once: nine members of one policy make
+// one sentence, not nine.
+type reasons struct {
+	whys    []string
+	members map[string][]string // why -> member codes
+}
+
+func (r *reasons) add(member, why string) {
+	if r.members == nil {
+		r.members = map[string][]string{}
+	}
+	if _, seen := r.members[why]; !seen {
+		r.whys = append(r.whys, why)
+	}
+	r.members[why] = append(r.members[why], member)
+}
+
+func (r *reasons) String() string {
+	out := make([]string, len(r.whys))
+	for i, why := range r.whys {
+		codes := r.members[why]
+		if len(codes) == 1 {
+			out[i] = fmt.Sprintf("member %s cannot answer: %s", codes[0], why)
+		} else {
+			out[i] = fmt.Sprintf("members %s cannot answer: %s", strings.Join(codes, ", "), why)
+		}
+	}
+	return strings.Join(out, "; ")
 }

@@ -37,7 +37,7 @@ func euUnderMain(t *testing.T) federation {
 		append([]string{"node", "--member", "FR", "--data", filepath.Join(dir, "fr.db"), "--listen", fr, "--admin-socket", sock,
 			"--min-cell-count", "3"}, tlsFlags("node-FR")...)...)
 	mustRunCLI(t, "ingest", "--node", "unix://"+sock,
-		writeFile(t, "fr.csv", "record_id,metric,date,quantity\nFR-1,arrests,2020-01-14,150\nFR-2,arrests,2020-01-20,7\n"))
+		writeFile(t, "fr.csv", "record_id,metric,date,quantity\nFR-1,arrests,2020-01-14,150\nFR-2,arrests,2020-01-20,5\nFR-3,arrests,2020-01-21,2\n"))
 
 	eu, euMember := freeAddr(t), freeAddr(t)
 	serveCLI(t, pkiDir, eu, identity.Operator("isa", "alice"), identity.Coordinator("isa", "eu"),
@@ -154,7 +154,7 @@ func TestMembersSaysWhichMemberIsACoordinator(t *testing.T) {
 	if err != nil || len(rows) != 2 {
 		t.Fatalf("members -o csv at main: got %q (%v), want the header and EU's row", rows, err)
 	}
-	was := []string{"member", "address", "reachable", "last_contact", "data_version", "version", "k", "dimensions", "last_error"}
+	was := []string{"member", "address", "reachable", "last_contact", "data_version", "version", "k", "tables", "periods", "last_error"}
 	if header, eu := rows[0], rows[1]; !slices.Equal(header, append(was, "kind")) || eu[0] != "EU" || eu[len(eu)-1] != "coordinator" {
 		t.Errorf("members -o csv at main: got %q, want the columns as before and kind last, EU's coordinator", rows)
 	}

@@ -36,7 +36,7 @@ func newMembersCommand() *cobra.Command {
 // membersHeader names the CSV columns. kind came last, after the others,
 // so that a consumer reading columns by position reads them as before; the
 // table shows it beside the member code.
-var membersHeader = []string{"member", "address", "reachable", "last_contact", "data_version", "version", "k", "dimensions", "last_error", "kind"}
+var membersHeader = []string{"member", "address", "reachable", "last_contact", "data_version", "version", "k", "tables", "periods", "last_error", "kind"}
 
 func printMembers(w io.Writer, format outputFormat, resp *fedreportv1.ListMembersResponse) error {
 	if format == "json" {
@@ -56,7 +56,7 @@ func printMembers(w io.Writer, format outputFormat, resp *fedreportv1.ListMember
 		}
 		rows = append(rows, []string{m.GetCode(), m.GetAddress(), fmt.Sprint(m.GetReachable()), formatTime(m.GetLastContact().AsTime()),
 			dataVersion, orDash(m.GetSoftwareVersion()), k,
-			orDash(strings.Join(dimNames(m.GetPolicy().GetAllowedDimensions()), "+")), m.GetLastError(),
+			orDash(policyTables(m.GetPolicy())), orDash(policyPeriods(m.GetPolicy())), m.GetLastError(),
 			orDash(m.GetKind())})
 	}
 	if format == "csv" {
@@ -80,4 +80,24 @@ func besideMember(row []string, i int) []string {
 	out = append(out, row[0], row[i])
 	out = append(out, row[1:i]...)
 	return append(out, row[i+1:]...)
+}
+
+// policyTables lists a member's published tables as --tables spells them;
+// empty when it never said.
+func policyTables(p *fedreportv1.Policy) string {
+	var out []string
+	for _, t := range p.GetTables() {
+		out = append(out, strings.Join(dimNames(t.GetDimensions()), ","))
+	}
+	return strings.Join(out, ";")
+}
+
+// policyPeriods lists a member's named release periods by name (calendar
+// months are always release periods).
+func policyPeriods(p *fedreportv1.Policy) string {
+	var out []string
+	for _, per := range p.GetPeriods() {
+		out = append(out, per.GetName())
+	}
+	return strings.Join(out, ",")
 }

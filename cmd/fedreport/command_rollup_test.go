@@ -28,7 +28,7 @@ func initPKI(t *testing.T, pkiDir string, issues ...[]string) string {
 // in January 2020, and returns a function that starts a coordinator over FR
 // and GB, whose address no one listens on, with extra flags, and returns
 // the operator's flags for it.
-func frAndDownGB(t *testing.T) func(coordArgs ...string) []string {
+func frAndDownGB(t *testing.T, nodeArgs ...string) func(coordArgs ...string) []string {
 	t.Helper()
 	dir := t.TempDir()
 	pkiDir := initPKI(t, filepath.Join(dir, "pki"),
@@ -37,10 +37,10 @@ func frAndDownGB(t *testing.T) func(coordArgs ...string) []string {
 	p := func(name string) string { return filepath.Join(pkiDir, name) }
 	fr, sock := freeAddr(t), filepath.Join(dir, "fr.sock")
 	serveCLI(t, pkiDir, fr, identity.MemberAdmin("isa", "FR", "ops"), identity.Node("isa", "FR"),
-		"node", "--member", "FR", "--data", filepath.Join(dir, "fr.db"), "--listen", fr, "--admin-socket", sock, "--min-cell-count", "3",
-		"--cacert", p("ca.crt"), "--cert", p("node-FR.crt"), "--key", p("node-FR.key"))
+		append([]string{"node", "--member", "FR", "--data", filepath.Join(dir, "fr.db"), "--listen", fr, "--admin-socket", sock, "--min-cell-count", "3",
+			"--cacert", p("ca.crt"), "--cert", p("node-FR.crt"), "--key", p("node-FR.key")}, nodeArgs...)...)
 	mustRunCLI(t, "ingest", "--node", "unix://"+sock,
-		writeFile(t, "fr.csv", "record_id,metric,date,quantity\nFR-1,arrests,2020-01-14,150\nFR-2,arrests,2020-01-20,7\n"))
+		writeFile(t, "fr.csv", "record_id,metric,date,quantity\nFR-1,arrests,2020-01-14,150\nFR-2,arrests,2020-01-20,5\nFR-3,arrests,2020-01-21,2\n"))
 	gb := freeAddr(t)
 	n := 0
 	return func(coordArgs ...string) []string {
@@ -114,14 +114,15 @@ func TestRollupExitCodeSaysWhatWasPrinted(t *testing.T) {
 	}
 }
 
-// TestRollupSaysARefusedMembersStatusOnce runs `fedreport rollup --by
-// victim_age`, which FR's node refuses: the line under the table gives
-// FR's status and then the node's code and words, not "refused" twice.
+// TestRollupSaysARefusedMembersStatusOnce runs `fedreport rollup` over a
+// month FR's node answers only from February on, which it refuses: the line
+// under the table gives FR's status and then the node's code and words, not
+// "refused" twice.
 func TestRollupSaysARefusedMembersStatusOnce(t *testing.T) {
 	t.Parallel()
-	coordinator := frAndDownGB(t)
-	out, _, _ := runCLI(t, t.Context(), append([]string{"rollup", "--from", "2020-01-01", "--to", "2020-01-31", "--metrics", "arrests", "--by", "victim_age"}, coordinator()...)...)
-	want := "  FR refused: FAILED_PRECONDITION: member FR's disclosure policy does not allow grouping by victim_age"
+	coordinator := frAndDownGB(t, "--earliest-date", "2020-02-01")
+	out, _, _ := runCLI(t, t.Context(), append([]string{"rollup", "--from", "2020-01-01", "--to", "2020-01-31", "--metrics", "arrests"}, coordinator()...)...)
+	want := "  FR refused: FAILED_PRECONDITION: member FR's disclosure policy answers only from 2020-02-01 on"
 	if !strings.Contains(out, want) || strings.Contains(out, "refused: refused") {
 		t.Errorf("want a line %q, and no \"refused: refused\":\n%s", want, out)
 	}

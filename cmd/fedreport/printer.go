@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,28 +52,31 @@ func printJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
-// formatCell renders a cell's value: the exact count, or its honest bounds.
-// A pending cell (held at an earlier release's value) ends in pendingMark,
-// and when its bounds are not its count they follow it: "20* [21..22]".
+// formatCell renders a cell's value: the exact count, or its honest bounds
+// ("≥ 3 (≤ 40)", or "≥ 3" when nothing published bounds it from above). A
+// pending cell (held at an earlier release's value) shows that value with
+// pendingMark, and its bounds when they are not that value: "20* [21..22]".
 func formatCell(c *fedreportv1.Cell) string {
 	if c == nil {
 		return "0"
 	}
-	if c.GetSuppressedCells() > 0 {
-		v := fmt.Sprintf("≥ %d (≤ %d)", c.GetLowerBound(), c.GetUpperBound())
-		if c.GetPending() {
-			v += pendingMark
+	upper := func(prefix, suffix string) string {
+		if c.GetUpperBound() == math.MaxUint64 {
+			return ""
+		}
+		return fmt.Sprintf("%s%d%s", prefix, c.GetUpperBound(), suffix)
+	}
+	if c.GetPending() {
+		v := strconv.FormatUint(c.GetCount(), 10) + pendingMark
+		if c.GetLowerBound() != c.GetCount() || c.GetUpperBound() != c.GetCount() {
+			v += fmt.Sprintf(" [%d..%s]", c.GetLowerBound(), upper("", ""))
 		}
 		return v
 	}
-	v := strconv.FormatUint(c.GetCount(), 10)
-	if c.GetPending() {
-		v += pendingMark
-		if c.GetLowerBound() != c.GetCount() || c.GetUpperBound() != c.GetCount() {
-			v += fmt.Sprintf(" [%d..%d]", c.GetLowerBound(), c.GetUpperBound())
-		}
+	if c.GetSuppressedCells() > 0 {
+		return fmt.Sprintf("≥ %d", c.GetLowerBound()) + upper(" (≤ ", ")")
 	}
-	return v
+	return strconv.FormatUint(c.GetCount(), 10)
 }
 
 // pendingMark follows a pending cell's value in a table; pendingLegend,
