@@ -15,6 +15,7 @@ import (
 
 	"github.com/isa-alliance/fedreport/internal/boltcheck"
 	"github.com/isa-alliance/fedreport/internal/boltmap"
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -287,7 +288,7 @@ func (s *store) finish(r *fedreportv1.Rollup) ([]byte, error) {
 	}
 	seq, ok := parseRollupID(r.GetId())
 	if !ok {
-		return nil, fmt.Errorf("finish rollup %q: %w", r.GetId(), ErrRollupNotFound)
+		return nil, fmt.Errorf("finish rollup %s: %w", echo.Quote(r.GetId()), ErrRollupNotFound)
 	}
 	b, err := marshalRollup(r)
 	if err != nil {
@@ -334,7 +335,7 @@ func (s *store) get(id string) (*fedreportv1.Rollup, error) {
 func (s *store) view(id string, fn func(stored []byte) error) error {
 	seq, ok := parseRollupID(id)
 	if !ok {
-		return fmt.Errorf("rollup %q: %w (ids look like %s)", id, ErrRollupNotFound, rollupID(42))
+		return fmt.Errorf("rollup %s: %w (ids look like %s)", echo.Quote(id), ErrRollupNotFound, rollupID(42))
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketRollups).Get(seqKey(seq))
@@ -359,12 +360,12 @@ func (s *store) view(id string, fn func(stored []byte) error) error {
 			return nil
 		})
 		if newest == "" {
-			return fmt.Errorf("rollup %q: %w (none is stored yet)", id, ErrRollupNotFound)
+			return fmt.Errorf("rollup %s: %w (none is stored yet)", echo.Quote(id), ErrRollupNotFound)
 		}
-		return fmt.Errorf("rollup %q: %w (the newest is %s)", id, ErrRollupNotFound, newest)
+		return fmt.Errorf("rollup %s: %w (the newest is %s)", echo.Quote(id), ErrRollupNotFound, newest)
 	}
 	if err != nil {
-		return fmt.Errorf("get rollup %s: %w", id, err)
+		return fmt.Errorf("get rollup %s: %w", echo.Quote(id), err)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/records"
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -152,7 +153,7 @@ func openRecords(name, format string, stdin io.Reader, read *int64) (recordReade
 		return records.NewJSONLReader(r, source), c, nil
 	}
 	c.Close()
-	return nil, nil, fmt.Errorf("--format %q: want csv or jsonl", format)
+	return nil, nil, fmt.Errorf("--format %s: want csv or jsonl", echo.Quote(format))
 }
 
 // countingReader adds the bytes read through it to *n.
@@ -391,7 +392,7 @@ func placeNodeError(err error, placed []sentFile, format, addr string) error {
 	}
 	var msg string
 	if reason == node.ReasonDuplicateRecord {
-		msg = fmt.Sprintf("%s:%d: record_id %q was already sent in this stream", file.source, line, id)
+		msg = fmt.Sprintf("%s:%d: record_id %s was already sent in this stream", file.source, line, echo.Quote(id))
 		if first, firstLine, ok := firstOccurrence(placed, format, id, uint64(index)); ok {
 			msg += fmt.Sprintf(", at %s:%d", first.source, firstLine)
 		}
@@ -399,7 +400,7 @@ func placeNodeError(err error, placed []sentFile, format, addr string) error {
 	} else {
 		// The node's message is "record N of SOURCE: <problem>".
 		problem := st.Message()
-		problem, _ = strings.CutPrefix(problem, fmt.Sprintf("record %d of %s: ", uint64(index)-file.first+1, file.source))
+		problem, _ = strings.CutPrefix(problem, fmt.Sprintf("record %d of %s: ", uint64(index)-file.first+1, echo.Name(file.source)))
 		msg = fmt.Sprintf("%s:%d: %s", file.source, line, problem)
 	}
 	return fmt.Errorf("%s\nthe node refused the stream; nothing was stored. Fix it and ingest again", msg)

@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -215,6 +217,17 @@ type query interface {
 	GetGroupBy() []fedreportv1.Dimension
 }
 
+// dated is a query with a date range.
+type dated interface {
+	GetFrom() string
+	GetTo() string
+}
+
+// maxDateLen is the longest from or to CheckBounds lets through to the
+// servers' own validation, which words the refusal of a malformed date;
+// anything longer is no date, and is refused here with a short echo.
+const maxDateLen = 64
+
 // startRequest is a StartRollupRequest: its query is its spec.
 type startRequest interface {
 	GetSpec() *fedreportv1.RollupSpec
@@ -233,7 +246,8 @@ func bounds(domain string) grpc.UnaryServerInterceptor {
 
 // CheckBounds returns an InvalidArgument status with field violations if req
 // (an AggregateRequest or a StartRollupRequest) lists more metrics than
-// MaxMetrics or more dimensions than MaxDimensions; nil otherwise.
+// MaxMetrics or more dimensions than MaxDimensions, or has a from or to far
+// longer than a date; nil otherwise.
 func CheckBounds(req any, domain string) error {
 	prefix := ""
 	q, ok := req.(query)
@@ -252,18 +266,27 @@ func CheckBounds(req any, domain string) error {
 		vs = append(vs, &errdetails.BadRequest_FieldViolation{Field: prefix + "group_by",
 			Description: fmt.Sprintf("%d dimensions listed; at most %d (each dimension once)", n, MaxDimensions)})
 	}
+	if d, ok := q.(dated); ok {
+		for _, f := range []struct{ name, v string }{{"from", d.GetFrom()}, {"to", d.GetTo()}} {
+			if len(f.v) > maxDateLen {
+				vs = append(vs, &errdetails.BadRequest_FieldViolation{Field: prefix + f.name,
+					Description: echo.Quote(f.v) + " is not a date (want YYYY-MM-DD)"})
+			}
+		}
+	}
 	if len(vs) == 0 {
 		return nil
 	}
-	msg := "invalid request: " + vs[0].GetField() + ": " + vs[0].GetDescription()
-	if len(vs) == 2 {
-		msg += "; " + vs[1].GetField() + ": " + vs[1].GetDescription()
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = v.GetField() + ": " + v.GetDescription()
 	}
+	msg := "invalid request: " + strings.Join(parts, "; ")
 	return withDetails(codes.InvalidArgument, msg, ReasonInvalidArgument, domain, &errdetails.BadRequest{FieldViolations: vs})
 }
 
 func withDetails(code codes.Code, msg, reason, domain string, extra ...protoadapt.MessageV1) error {
-	st := status.New(code, msg)
+	st := status.New(code, echo.Limit(msg, echo.MaxMessage))
 	details := append([]protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: domain}}, extra...)
 	if withD, err := st.WithDetails(details...); err == nil {
 		st = withD
