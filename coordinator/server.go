@@ -509,8 +509,13 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 		unary = append([]grpc.UnaryServerInterceptor{c.metrics.grpc.UnaryServerInterceptor()}, unary...)
 		stream = append([]grpc.StreamServerInterceptor{c.metrics.grpc.StreamServerInterceptor()}, stream...)
 	}
+	tap := authz.Tap{Rules: rules}
+	if c.metrics != nil {
+		tap.Denied = c.metrics.grpc.Denied
+	}
 	return append([]grpc.ServerOption{
 		grpc.Creds(identity.ServerCredentials(tc)),
+		grpc.InTapHandle(tap.Handle),
 		// StartRollup, GetRollup and ListRollups answer with encoded bytes (codec.go);
 		// every other message goes through the proto codec as before.
 		grpc.ForceServerCodecV2(encoded.NewServerCodec()),

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -22,7 +23,10 @@ func statusBytes(err error) int { return proto.Size(status.Convert(err).Proto())
 // names the field and the value's length.
 func TestAMegabyteFieldComesBackShort(t *testing.T) {
 	t.Parallel()
-	tn := startNode(t, Policy{})
+	// Limits that let a megabyte through to the handlers, as a node
+	// configured for larger requests would: the echo, not the limit, is
+	// under test.
+	tn := startNodeWith(t, Config{Limits: grpcsrv.Limits{RecvLimits: map[string]int{}, RecvLimit: 2 << 20}})
 	big := strings.Repeat("\x01", 1<<20) // a control character: escaped, it would take 4 bytes each
 	admin := tn.dial(t, identity.MemberAdmin(td, "FR", "ops"))
 	coord := tn.dial(t, identity.Coordinator(td, "main"))

@@ -175,9 +175,14 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 			return errors.New("node: serve: the network listener needs ServerTLS")
 		}
 		rules := n.rules()
+		tap := authz.Tap{Rules: rules, Explain: n.explainRefusal}
+		if m := n.cfg.Metrics; m != nil {
+			tap.Denied = m.grpc.Denied
+		}
 		// The limits come after authz: only authorized calls spend a rate.
 		srv := grpc.NewServer(append(append(common,
 			grpc.Creds(identity.ServerCredentials(n.cfg.ServerTLS)),
+			grpc.InTapHandle(tap.Handle),
 			grpc.ForceServerCodecV2(encoded.NewServerCodec()),
 			grpc.ChainUnaryInterceptor(n.logUnary, authz.UnaryServerInterceptor(rules, n.explainRefusal)),
 			grpc.ChainStreamInterceptor(n.logStream, authz.StreamServerInterceptor(rules, n.explainRefusal)),

@@ -33,9 +33,14 @@ import (
 
 // Defaults of Limits' zero fields.
 const (
-	// DefaultMaxRecvMsgSize bounds one request message. An ingest batch of
-	// the CLI (2,000 records of at most ~200 bytes) is well under it.
+	// DefaultMaxRecvMsgSize bounds one request message of IngestRecords, the
+	// only method that needs megabytes. An ingest batch of the CLI (2,000
+	// records of at most ~200 bytes) is well under it.
 	DefaultMaxRecvMsgSize = 4 << 20
+	// DefaultRecvLimit bounds one request message of a method that
+	// DefaultRecvLimits does not name: a query, a lookup, a page, a health
+	// check take a few hundred bytes.
+	DefaultRecvLimit = 64 << 10
 	// DefaultMaxHeaderListSize bounds a request's metadata.
 	DefaultMaxHeaderListSize = 64 << 10
 	// DefaultMaxConcurrentStreams bounds the calls in flight on one connection.
@@ -80,6 +85,13 @@ var DefaultRates = map[string]Rate{
 	fedreportv1.CoordinatorService_StartRollup_FullMethodName: {PerSecond: 0.5, Burst: 10},
 }
 
+// DefaultRecvLimits are the per-method request limits when Limits.RecvLimits
+// is nil: an ingest batch, and a retraction that may name thousands of ids.
+var DefaultRecvLimits = map[string]int{
+	fedreportv1.NodeAdminService_IngestRecords_FullMethodName:  DefaultMaxRecvMsgSize,
+	fedreportv1.NodeAdminService_RetractRecords_FullMethodName: 1 << 20,
+}
+
 // Rate is a token bucket: Burst calls at once, refilled at PerSecond.
 type Rate struct {
 	PerSecond float64
@@ -89,7 +101,17 @@ type Rate struct {
 // Limits configures a server. Zero fields take the defaults above; a
 // negative duration turns that limit off.
 type Limits struct {
-	MaxRecvMsgSize        int
+	// MaxRecvMsgSize bounds every request message, checked by grpc on its
+	// length prefix before it reads the message. 0 means the largest of the
+	// per-method limits below.
+	MaxRecvMsgSize int
+	// RecvLimits maps full method names to the largest request message
+	// each takes (at most MaxRecvMsgSize); nil means DefaultRecvLimits.
+	RecvLimits map[string]int
+	// RecvLimit is the limit of every method RecvLimits does not name; 0
+	// means DefaultRecvLimit.
+	RecvLimit int
+
 	MaxConcurrentStreams  uint32
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
@@ -120,8 +142,17 @@ func (l Limits) withDefaults() Limits {
 			*d = v
 		}
 	}
+	if l.RecvLimits == nil {
+		l.RecvLimits = DefaultRecvLimits
+	}
+	if l.RecvLimit <= 0 {
+		l.RecvLimit = DefaultRecvLimit
+	}
 	if l.MaxRecvMsgSize <= 0 {
-		l.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+		l.MaxRecvMsgSize = l.RecvLimit
+		for _, n := range l.RecvLimits {
+			l.MaxRecvMsgSize = max(l.MaxRecvMsgSize, n)
+		}
 	}
 	if l.MaxConcurrentStreams == 0 {
 		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
@@ -170,7 +201,7 @@ func LocalOptions(l Limits) []grpc.ServerOption {
 }
 
 func common(l Limits) []grpc.ServerOption {
-	unary := []grpc.UnaryServerInterceptor{deadline(l.UnaryTimeout), bounds(l.ErrorDomain)}
+	unary := []grpc.UnaryServerInterceptor{l.recvLimitUnary, deadline(l.UnaryTimeout), bounds(l.ErrorDomain)}
 	if len(l.Rates) > 0 {
 		unary = append(unary, newRateLimiter(l.Rates, l.Now, l.ErrorDomain).unary)
 	}
@@ -187,6 +218,7 @@ func common(l Limits) []grpc.ServerOption {
 		// default.)
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(l.recvLimitStream),
 	}
 }
 
