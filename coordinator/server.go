@@ -513,9 +513,9 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 	if c.metrics != nil {
 		tap.Denied = c.metrics.grpc.Denied
 	}
+	limits.Authorize = tap.Handle
 	return append([]grpc.ServerOption{
 		grpc.Creds(identity.ServerCredentials(tc)),
-		grpc.InTapHandle(tap.Handle),
 		// StartRollup, GetRollup and ListRollups answer with encoded bytes (codec.go);
 		// every other message goes through the proto codec as before.
 		grpc.ForceServerCodecV2(encoded.NewServerCodec()),

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/records"
@@ -43,6 +44,7 @@ names it. A file with every key:
   metrics_listen: 127.0.0.1:9443    # optional Prometheus /metrics
   aggregate_rate: 2                 # Aggregate calls a second per caller identity (0: no limit)
   aggregate_burst: 30               # Aggregate calls a caller identity may make at once
+  ingest_idle_timeout: 1m           # end an ingest stream silent this long (0: never)
 
 The policy is the member's alone: no request and no coordinator can change it. A
 request outside it is refused with FAILED_PRECONDITION and a reason,
@@ -64,6 +66,7 @@ type nodeOptions struct {
 	log          logOptions
 	metrics      string
 	aggregate    rateOptions
+	ingestIdle   time.Duration
 }
 
 // nodeConfigFile is the YAML form of nodeOptions.
@@ -84,6 +87,7 @@ type nodeConfigFile struct {
 	MetricsListen     string   `yaml:"metrics_listen"`
 	AggregateRate     *float64 `yaml:"aggregate_rate"`
 	AggregateBurst    *int     `yaml:"aggregate_burst"`
+	IngestIdleTimeout string   `yaml:"ingest_idle_timeout"`
 }
 
 func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
@@ -104,6 +108,7 @@ func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metrics, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics: calls by method and code, latency, disclosure log append time; never a count (empty: off)")
 	o.aggregate = newRateOptions("aggregate", fedreportv1.AggregationService_Aggregate_FullMethodName)
 	o.aggregate.AddFlags(fs, "Aggregate", "caller identity (a coordinator, a member admin)")
+	fs.DurationVar(&o.ingestIdle, "ingest-idle-timeout", grpcsrv.DefaultIngestIdleTimeout, "end an ingest stream whose client sends nothing for this long, roll it back and release the write lock, on both listeners (0: never)")
 }
 
 func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
@@ -120,6 +125,7 @@ func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
 		"allowed-dimensions": strings.Join(c.AllowedDimensions, ","), "log-format": c.LogFormat, "log-level": c.LogLevel,
 		"metrics-listen": c.MetricsListen,
 		"aggregate-rate": optionalNumber(c.AggregateRate), "aggregate-burst": optionalNumber(c.AggregateBurst),
+		"ingest-idle-timeout": c.IngestIdleTimeout,
 	}
 	if c.AllowedDimensions != nil && len(c.AllowedDimensions) == 0 {
 		values["allowed-dimensions"] = "none" // allowed_dimensions: []
@@ -170,6 +176,9 @@ func newNodeCommand() *cobra.Command {
 			if err := o.aggregate.validate(); err != nil {
 				return err
 			}
+			if o.ingestIdle < 0 {
+				return fmt.Errorf("--ingest-idle-timeout %s (ingest_idle_timeout in --config): give a duration such as 1m, or 0 for never", o.ingestIdle)
+			}
 			if err := o.validatePolicy(time.Now()); err != nil {
 				return err
 			}
@@ -196,7 +205,7 @@ func newNodeCommand() *cobra.Command {
 				ServerTLS:   mtls.ServerConfig(src),
 				Logger:      log,
 				Version:     version,
-				Limits:      rateLimits(&o.aggregate),
+				Limits:      nodeLimits(&o.aggregate, o.ingestIdle),
 				Policy: node.Policy{
 					MinCellCount:      o.minCellCount,
 					AllowedDimensions: dims,
@@ -218,4 +227,15 @@ func newNodeCommand() *cobra.Command {
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// nodeLimits are the node's listener limits: its Aggregate rate and the
+// ingest idle timeout (0 turns it off).
+func nodeLimits(aggregate *rateOptions, ingestIdle time.Duration) grpcsrv.Limits {
+	l := rateLimits(aggregate)
+	l.IngestIdleTimeout = ingestIdle
+	if ingestIdle == 0 {
+		l.IngestIdleTimeout = -1
+	}
+	return l
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -116,6 +117,14 @@ type Limits struct {
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
 	UnaryTimeout          time.Duration
+	// IngestIdleTimeout ends an ingest stream whose client sends nothing
+	// for that long while the server waits for its next message; the
+	// handler sees an error and rolls the stream back. 0 means
+	// DefaultIngestIdleTimeout; a negative value turns it off.
+	IngestIdleTimeout time.Duration
+	// Authorize, if set, runs first in the listener's tap handle, when a
+	// call's headers arrive and before its request is read (authz.Tap).
+	Authorize tap.ServerInHandle
 	// Rates maps full method names to a per-identity rate. nil means
 	// DefaultRates; an empty map limits no method.
 	Rates map[string]Rate
@@ -160,6 +169,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxConnectionAge, DefaultMaxConnectionAge)
 	def(&l.MaxConnectionAgeGrace, DefaultMaxConnectionAgeGrace)
 	def(&l.UnaryTimeout, DefaultUnaryTimeout)
+	def(&l.IngestIdleTimeout, DefaultIngestIdleTimeout)
 	if l.Rates == nil {
 		l.Rates = DefaultRates
 	}
@@ -218,7 +228,8 @@ func common(l Limits) []grpc.ServerOption {
 		// default.)
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(l.recvLimitStream),
+		grpc.ChainStreamInterceptor(l.recvLimitStream, l.idleStream),
+		grpc.InTapHandle(l.tapHandle),
 	}
 }
 
