@@ -36,6 +36,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/encoded"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -515,7 +516,7 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 	}
 	limits.Authorize = tap.Handle
 	return append([]grpc.ServerOption{
-		grpc.Creds(identity.ServerCredentials(tc)),
+		grpc.Creds(mtls.ServerCredentials(tc)),
 		// StartRollup, GetRollup and ListRollups answer with encoded bytes (codec.go);
 		// every other message goes through the proto codec as before.
 		grpc.ForceServerCodecV2(encoded.NewServerCodec()),

@@ -23,6 +23,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/encoded"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -183,7 +184,7 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		limits.Authorize = tap.Handle
 		// The limits come after authz: only authorized calls spend a rate.
 		srv := grpc.NewServer(append(append(common,
-			grpc.Creds(identity.ServerCredentials(n.cfg.ServerTLS)),
+			grpc.Creds(mtls.ServerCredentials(n.cfg.ServerTLS)),
 			grpc.ForceServerCodecV2(encoded.NewServerCodec()),
 			grpc.ChainUnaryInterceptor(n.logUnary, authz.UnaryServerInterceptor(rules, n.explainRefusal)),
 			grpc.ChainStreamInterceptor(n.logStream, authz.StreamServerInterceptor(rules, n.explainRefusal)),
