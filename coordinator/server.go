@@ -515,6 +515,12 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 		tap.Denied = c.metrics.grpc.Denied
 	}
 	limits.Authorize = tap.Handle
+	if limits.RecvLimits == nil {
+		// No coordinator method takes more than grpcsrv.DefaultRecvLimit
+		// (there is no ingest here): grpc then refuses a larger request on
+		// its length prefix, before reading it.
+		limits.RecvLimits = map[string]int{}
+	}
 	return append([]grpc.ServerOption{
 		grpc.Creds(mtls.ServerCredentials(tc)),
 		// StartRollup, GetRollup and ListRollups answer with encoded bytes (codec.go);
