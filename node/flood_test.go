@@ -297,7 +297,7 @@ func TestAnAllowedOversizedRequestIsRefused(t *testing.T) {
 		t.Errorf("reason %q, want %s", reason, grpcsrv.ReasonRequestTooLarge)
 	}
 	// A valid request on the same connection still works.
-	if _, err := client.Aggregate(callCtx(t), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31"}); err != nil {
+	if _, err := client.Aggregate(callCtx(t), &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-01-31"}); err != nil {
 		t.Errorf("a valid request after the refusal: %v", err)
 	}
 }
