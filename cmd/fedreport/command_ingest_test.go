@@ -18,11 +18,16 @@ import (
 )
 
 // localNode runs a real node with a bbolt file and an admin socket in a
-// temp dir until the test ends; the CLI reaches it as unix://<socket>.
-func localNode(t *testing.T) (*node.Node, string) {
+// temp dir until the test ends, with limits if given; the CLI reaches it as
+// unix://<socket>.
+func localNode(t *testing.T, limits ...grpcsrv.Limits) (*node.Node, string) {
 	t.Helper()
 	dir := t.TempDir()
-	n, err := node.Open(node.Config{Member: "FR", DataPath: filepath.Join(dir, "fr.db"), TrustDomain: "isa", Version: "test"})
+	cfg := node.Config{Member: "FR", DataPath: filepath.Join(dir, "fr.db"), TrustDomain: "isa", Version: "test"}
+	if len(limits) > 0 {
+		cfg.Limits = limits[0]
+	}
+	n, err := node.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,29 +264,8 @@ func TestIngestAndRetractSayOneRecord(t *testing.T) {
 // stream back.
 func TestAnIngestWaitingForTheWriteLockSaysWhoHoldsIt(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	n, err := node.Open(node.Config{Member: "FR", DataPath: filepath.Join(dir, "fr.db"), TrustDomain: "isa", Version: "test",
-		Limits: grpcsrv.Limits{IngestIdleTimeout: 300 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "fr.sock")
-	lis, err := node.ListenAdminSocket(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(ctx, nil, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if err := n.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	n, addr := localNode(t, grpcsrv.Limits{IngestIdleTimeout: 300 * time.Millisecond})
+	sock := strings.TrimPrefix(addr, "unix://")
 
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
