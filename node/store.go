@@ -16,7 +16,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
-	"github.com/isa-alliance/fedreport/internal/boltmap"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -53,12 +52,6 @@ type Store struct {
 	cal *calendar
 	// releaseMu serialises computing the release (release_store.go).
 	releaseMu sync.Mutex
-	// stopReleasing ends the releaser of the current writer; guarded by
-	// the writer token.
-	stopReleasing func()
-	// done is closed by Close; background goroutines (bg) end on it.
-	done chan struct{}
-	bg   sync.WaitGroup
 }
 
 // StoreOptions configure OpenStore.
@@ -120,7 +113,6 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		metrics: opts.Metrics,
 		now:     opts.Now,
 		writer:  make(chan struct{}, 1),
-		done:    make(chan struct{}),
 
 		maxAnswerBytes: cmp.Or(opts.MaxAnswerBytes, MaxAnswerBytes),
 	}
@@ -145,23 +137,18 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	stop := s.releaseWhile()
 	err = s.settleStream("open")
 	if err == nil {
 		err = s.countRecordsIfMissing()
 	}
-	stop()
 	if err != nil {
-		close(s.done)
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: settle an ingest stream: %w", path, err)
 	}
 	if err := s.refreshRelease(); err != nil {
-		close(s.done)
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s.releaseMapped()
 	return s, nil
 }
 
@@ -247,8 +234,6 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	close(s.done)
-	s.bg.Wait()
 	// Commits skip the freelist (BoltOptions); writing it once here spares
 	// the next start a walk of the whole file.
 	serr := s.db.Update(func(tx *bolt.Tx) error {
@@ -330,7 +315,6 @@ func (s *Store) acquireWriter(ctx context.Context) error {
 		<-s.writer
 		return ErrClosed
 	}
-	s.stopReleasing = s.releaseWhile()
 	if err := s.settleStream("recover"); err != nil {
 		s.releaseWriter()
 		return err
@@ -339,8 +323,6 @@ func (s *Store) acquireWriter(ctx context.Context) error {
 }
 
 func (s *Store) releaseWriter() {
-	s.stopReleasing()
-	s.stopReleasing = nil
 	<-s.writer
 }
 
@@ -371,9 +353,7 @@ const purgeBatchEntries = 64
 //   - a committed stream (no marker) leaves its undo entries behind as
 //     garbage: its batch entries are deleted purgeBatchEntries per
 //     transaction (each frees its overflow pages unread), then one
-//     transaction deletes the bucket without a per-key delete. That reads
-//     every page of per-key entries an earlier build wrote; the writer's
-//     releaseWhile keeps those out of the resident set meanwhile.
+//     transaction deletes the bucket without a per-key delete.
 //
 // Counters are untouched either way: a stream changes them only in its
 // commit. It is a no-op when there is neither an undo bucket nor a marker.
@@ -406,11 +386,9 @@ func (s *Store) settleStream(why string) error {
 				return meta.Delete(keyStream)
 			}
 			if !open {
-				// Batch entries first, purgeBatchEntries per transaction
-				// (released after each): deleting one reads the first page
-				// of its overflow run, and the kernel maps the page's cached
-				// neighbours with it. Then the bucket, whose remaining
-				// per-key entries fill dense pages.
+				// Batch entries first, purgeBatchEntries per transaction,
+				// then the bucket, whose remaining per-key entries fill
+				// dense pages.
 				var keys [][]byte
 				c := undo.Cursor()
 				for k, _ := c.First(); k != nil && isUndoBatchKey(k) && len(keys) < purgeBatchEntries; k, _ = c.Next() {
@@ -519,9 +497,6 @@ func (s *Store) settleStream(why string) error {
 		if done {
 			break
 		}
-		// The transactions come faster than the writer's periodic release,
-		// and each reads pages all over the file.
-		s.releaseMapped()
 	}
 	took := time.Since(start).Round(time.Millisecond)
 	switch {
@@ -546,22 +521,6 @@ func rollbackFrom(at, key []byte) int {
 		return 0
 	}
 	return int(binary.BigEndian.Uint32(at[len(key):]))
-}
-
-// releaseWhile releases the pages of the data file mapped so far
-// (releaseMapped) every boltmap.ReleaseInterval until the returned stop is called.
-// Writes run it: a stream reads pages in every batch, a purge or a rollback
-// walks the undo entries, and only a release from another goroutine reaches
-// the pages a running transaction has read.
-func (s *Store) releaseWhile() (stop func()) {
-	return boltmap.ReleasePeriodically(s.db, &s.bg, s.done)
-}
-
-// releaseMapped releases the pages of the data file mapped so far.
-func (s *Store) releaseMapped() {
-	if !s.closed.Load() {
-		boltmap.Release(s.db)
-	}
 }
 
 // RetractSummary is what a retraction did.

@@ -9,13 +9,11 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/isa-alliance/fedreport/internal/boltcheck"
-	"github.com/isa-alliance/fedreport/internal/boltmap"
 	"github.com/isa-alliance/fedreport/internal/records"
 )
 
@@ -100,10 +98,6 @@ func Verify(path string) (*Report, error) {
 		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}
 	defer db.Close()
-	// Verify reads every page: release them as it goes (mapped.go).
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer boltmap.ReleasePeriodically(db, &wg, nil)()
 	var rep *Report
 	err = db.View(func(tx *bolt.Tx) error {
 		rep = verifyTxSafely(tx, path)
