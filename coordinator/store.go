@@ -133,20 +133,25 @@ func openStore(path string) (*store, []string, error) {
 const openTimeout = time.Second
 
 // checkFile checks the existing file at path before it is opened for
-// writing: that bbolt can read it without leaving its pages (a damaged
-// page would otherwise kill the process when read), and that it is a
-// coordinator's data file (checkOwnFile).
+// writing: that its meta pages and length are sound (boltcheck.Guard: a
+// truncated file would otherwise kill the process when read), and that it
+// is a coordinator's data file (checkOwnFile).
 func checkFile(path string) error {
-	db, err := boltcheck.Open(path, bolt.Options{Timeout: openTimeout})
+	err := boltcheck.Guard(path)
 	if de, ok := boltcheck.Damage(err); ok {
 		return damaged(de.Problem)
 	}
 	switch {
 	case errors.Is(err, boltcheck.ErrEmpty):
 		return nil
-	case errors.Is(err, berrors.ErrTimeout):
-		return ErrInUse
 	case err != nil:
+		return err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, ReadOnly: true})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return ErrInUse
+	}
+	if err != nil {
 		return err
 	}
 	defer db.Close()

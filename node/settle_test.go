@@ -227,9 +227,9 @@ func TestCloseWritesTheFreelist(t *testing.T) {
 	if got := newestFreelist(t, s.Path()); got == boltcheck.NoFreelist {
 		t.Errorf("after Close: no freelist written")
 	}
-	// bbolt's own check compares the stored freelist with the pages in use.
-	if err := CheckFile(s.Path()); err != nil {
-		t.Errorf("check after Close: %v", err)
+	// Verify's page walk compares the stored freelist with the pages in use.
+	if rep, err := Verify(s.Path()); err != nil || !rep.OK() {
+		t.Errorf("verify after Close: %v, %v", rep, err)
 	}
 	s2, err := OpenStore(s.Path(), StoreOptions{Member: "FR", Now: func() time.Time { return testNow }})
 	if err != nil {
