@@ -279,9 +279,7 @@ func verifyCounters(tx *bolt.Tx, undo *bolt.Bucket, rep *Report) {
 		}
 		uc := undo.Cursor()
 		for k, v := uc.First(); k != nil; k, v = uc.Next() {
-			if !isUndoBatchKey(k) {
-				unwrite(k, v)
-			} else if !undoBatch(v).each(unwrite) {
+			if !isUndoBatchKey(k) || !undoBatch(v).each(unwrite) {
 				rep.problem("undo entry %x of the open stream: malformed", k)
 			}
 		}
