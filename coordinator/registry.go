@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/internal/echo"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/yamlconf"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -309,6 +310,7 @@ type memberConn struct {
 	index  int // position in the registry
 	conn   *grpc.ClientConn
 	client fedreportv1.AggregationServiceClient
+	pace   *pacer // spaces this member's Aggregate calls (pace.go)
 
 	mu        sync.Mutex // protects the fields below
 	contacted bool       // an answer or an error was seen
@@ -331,7 +333,8 @@ type registry struct {
 
 // newRegistry opens one client connection per member. grpc.NewClient does
 // not connect: the first call does, so an unreachable member never blocks start-up.
-func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, error)) (*registry, error) {
+// Each member's Aggregate calls are paced at rate (pace.go).
+func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, error), rate grpcsrv.Rate) (*registry, error) {
 	r := &registry{callers: newCallers(fanOutLimit)}
 	for i, m := range members {
 		tc, err := memberTLS(m.Code)
@@ -349,6 +352,7 @@ func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, err
 			index:  i,
 			conn:   conn,
 			client: fedreportv1.NewAggregationServiceClient(conn),
+			pace:   newPacer(rate),
 		})
 	}
 	return r, nil
