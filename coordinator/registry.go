@@ -200,6 +200,14 @@ type FileConfig struct {
 	// of StartRollup (nil: the command's default; checked by the command).
 	StartRollupRate  *float64 `yaml:"start_rollup_rate"`
 	StartRollupBurst *int     `yaml:"start_rollup_burst"`
+	// GetRollupRate, ListRollupsRate, ListMembersRate and their bursts are
+	// the per-identity rate limits of the reads (nil: the command's default).
+	GetRollupRate    *float64 `yaml:"get_rollup_rate"`
+	GetRollupBurst   *int     `yaml:"get_rollup_burst"`
+	ListRollupsRate  *float64 `yaml:"list_rollups_rate"`
+	ListRollupsBurst *int     `yaml:"list_rollups_burst"`
+	ListMembersRate  *float64 `yaml:"list_members_rate"`
+	ListMembersBurst *int     `yaml:"list_members_burst"`
 }
 
 // LoadFileConfig reads and checks the YAML configuration file at path.

@@ -32,6 +32,9 @@ type coordinatorOptions struct {
 	tls             tlsOptions
 	log             logOptions
 	startRollup     rateOptions
+	getRollup       rateOptions
+	listRollups     rateOptions
+	listMembers     rateOptions
 
 	schedules []coordinator.Schedule // from --config only
 }
@@ -54,6 +57,17 @@ func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
 	o.log.AddFlags(fs)
 	o.startRollup = newRateOptions("start-rollup", fedreportv1.CoordinatorService_StartRollup_FullMethodName)
 	o.startRollup.AddFlags(fs, "StartRollup", "operator identity")
+	o.getRollup = newRateOptions("get-rollup", fedreportv1.CoordinatorService_GetRollup_FullMethodName)
+	o.getRollup.AddFlags(fs, "GetRollup", "operator or analyst identity")
+	o.listRollups = newRateOptions("list-rollups", fedreportv1.CoordinatorService_ListRollups_FullMethodName)
+	o.listRollups.AddFlags(fs, "ListRollups", "operator or analyst identity")
+	o.listMembers = newRateOptions("list-members", fedreportv1.CoordinatorService_ListMembers_FullMethodName)
+	o.listMembers.AddFlags(fs, "ListMembers", "operator or analyst identity")
+}
+
+// rates are the coordinator's per-identity rate limits.
+func (o *coordinatorOptions) rates() []*rateOptions {
+	return []*rateOptions{&o.startRollup, &o.getRollup, &o.listRollups, &o.listMembers}
 }
 
 // memberFlag is the --member flag: a coordinator.MemberList whose CODE is
@@ -81,6 +95,9 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 		"data": fc.Data, "listen": fc.Listen, "cacert": fc.CACert, "cert": fc.Cert, "key": fc.Key, "crl": fc.CRL,
 		"member-code": fc.MemberCode, "member-listen": fc.MemberListen, "member-cert": fc.MemberCert, "member-key": fc.MemberKey,
 		"start-rollup-rate": optionalNumber(fc.StartRollupRate), "start-rollup-burst": optionalNumber(fc.StartRollupBurst),
+		"get-rollup-rate": optionalNumber(fc.GetRollupRate), "get-rollup-burst": optionalNumber(fc.GetRollupBurst),
+		"list-rollups-rate": optionalNumber(fc.ListRollupsRate), "list-rollups-burst": optionalNumber(fc.ListRollupsBurst),
+		"list-members-rate": optionalNumber(fc.ListMembersRate), "list-members-burst": optionalNumber(fc.ListMembersBurst),
 	}
 	set, err := topLevelKeys(o.config)
 	if err != nil {
@@ -125,8 +142,10 @@ func newCoordinatorCommand() *cobra.Command {
 			if o.data == "" {
 				return fmt.Errorf("--data is required")
 			}
-			if err := o.startRollup.validate(); err != nil {
-				return err
+			for _, r := range o.rates() {
+				if err := r.validate(); err != nil {
+					return err
+				}
 			}
 			// The default is 10s, so 0 is the user's; Open would take it
 			// as the default.
@@ -159,7 +178,7 @@ func newCoordinatorCommand() *cobra.Command {
 				TrustDomain:     own.TrustDomain,
 				Logger:          log,
 				Version:         version,
-				Limits:          rateLimits(&o.startRollup),
+				Limits:          rateLimits(o.rates()...),
 			}
 			if o.memberCode != "" {
 				o.memberCode = identity.UpperMember(o.memberCode)

@@ -80,10 +80,17 @@ const (
 // node answers a coordinator's rollups and a coordinator its operators'
 // rollups; a burst covers a demo or a scripted batch, the sustained rate
 // keeps one identity from crowding out the others (or from mining a node's
-// disclosure log with a stream of near-identical queries).
+// disclosure log with a stream of near-identical queries). The
+// coordinator's reads are cheap but not free (GetRollup may decode a large
+// rollup, ListMembers asks every member to describe itself): their
+// generous limits leave any dashboard or script room and stop one identity
+// from keeping the coordinator busy for everyone.
 var DefaultRates = map[string]Rate{
 	fedreportv1.AggregationService_Aggregate_FullMethodName:   {PerSecond: 2, Burst: 30},
 	fedreportv1.CoordinatorService_StartRollup_FullMethodName: {PerSecond: 0.5, Burst: 10},
+	fedreportv1.CoordinatorService_GetRollup_FullMethodName:   {PerSecond: 20, Burst: 200},
+	fedreportv1.CoordinatorService_ListRollups_FullMethodName: {PerSecond: 5, Burst: 50},
+	fedreportv1.CoordinatorService_ListMembers_FullMethodName: {PerSecond: 1, Burst: 20},
 }
 
 // DefaultRecvLimits are the per-method request limits when Limits.RecvLimits

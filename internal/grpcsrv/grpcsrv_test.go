@@ -197,7 +197,7 @@ func TestDeadlineForCallsWithoutOne(t *testing.T) {
 func TestLimitsDefaults(t *testing.T) {
 	t.Parallel()
 	l := Limits{}.withDefaults()
-	if l.MaxRecvMsgSize != 4<<20 || l.MaxConnectionAge != DefaultMaxConnectionAge || l.UnaryTimeout != DefaultUnaryTimeout || len(l.Rates) != 2 {
+	if l.MaxRecvMsgSize != 4<<20 || l.MaxConnectionAge != DefaultMaxConnectionAge || l.UnaryTimeout != DefaultUnaryTimeout || len(l.Rates) != len(DefaultRates) {
 		t.Errorf("defaults: got %+v", l)
 	}
 	if MaxMetrics != 5 || MaxDimensions != 5 {
