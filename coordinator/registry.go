@@ -208,6 +208,11 @@ type FileConfig struct {
 	ListRollupsBurst *int     `yaml:"list_rollups_burst"`
 	ListMembersRate  *float64 `yaml:"list_members_rate"`
 	ListMembersBurst *int     `yaml:"list_members_burst"`
+	// MaxConnections and MaxConnectionsPerSource cap the connections of
+	// each mTLS listener, and from one source address (nil: the command's
+	// default; 0: no cap).
+	MaxConnections          *int `yaml:"max_connections"`
+	MaxConnectionsPerSource *int `yaml:"max_connections_per_source"`
 }
 
 // LoadFileConfig reads and checks the YAML configuration file at path.

@@ -489,14 +489,20 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 	}, grpcsrv.ServerOptions(limits)...)
 }
 
-// serveGRPC adds health and reflection to srv, serves it on lis until ctx
-// is done and then stops it as Serve describes.
+// serveGRPC adds health and reflection to srv, serves it on lis, within
+// the connection caps of Config.Limits, until ctx is done and then stops it
+// as Serve describes.
 func (c *Coordinator) serveGRPC(ctx context.Context, lis net.Listener, srv *grpc.Server, service, msg string) error {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(srv)
 
+	limits := c.limits
+	if c.metrics != nil && limits.ConnectionRefused == nil {
+		limits.ConnectionRefused = c.metrics.grpc.ConnectionRefused
+	}
+	lis = grpcsrv.LimitListener(lis, limits)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	c.log.Info(msg, "addr", lis.Addr().String(), "version", c.version)

@@ -35,6 +35,7 @@ type coordinatorOptions struct {
 	getRollup       rateOptions
 	listRollups     rateOptions
 	listMembers     rateOptions
+	conns           connOptions
 
 	schedules []coordinator.Schedule // from --config only
 }
@@ -63,6 +64,7 @@ func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
 	o.listRollups.AddFlags(fs, "ListRollups", "operator or analyst identity")
 	o.listMembers = newRateOptions("list-members", fedreportv1.CoordinatorService_ListMembers_FullMethodName)
 	o.listMembers.AddFlags(fs, "ListMembers", "operator or analyst identity")
+	o.conns.AddFlags(fs)
 }
 
 // rates are the coordinator's per-identity rate limits.
@@ -98,6 +100,7 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 		"get-rollup-rate": optionalNumber(fc.GetRollupRate), "get-rollup-burst": optionalNumber(fc.GetRollupBurst),
 		"list-rollups-rate": optionalNumber(fc.ListRollupsRate), "list-rollups-burst": optionalNumber(fc.ListRollupsBurst),
 		"list-members-rate": optionalNumber(fc.ListMembersRate), "list-members-burst": optionalNumber(fc.ListMembersBurst),
+		"max-connections": optionalNumber(fc.MaxConnections), "max-connections-per-source": optionalNumber(fc.MaxConnectionsPerSource),
 	}
 	set, err := topLevelKeys(o.config)
 	if err != nil {
@@ -147,6 +150,9 @@ func newCoordinatorCommand() *cobra.Command {
 					return err
 				}
 			}
+			if err := o.conns.validate(); err != nil {
+				return err
+			}
 			// The default is 10s, so 0 is the user's; Open would take it
 			// as the default.
 			if o.memberTimeout <= 0 {
@@ -180,6 +186,7 @@ func newCoordinatorCommand() *cobra.Command {
 				Version:         version,
 				Limits:          rateLimits(o.rates()...),
 			}
+			o.conns.apply(&cfg.Limits)
 			if o.memberCode != "" {
 				o.memberCode = identity.UpperMember(o.memberCode)
 				if o.memberListen == "" || o.memberCert == "" || o.memberKey == "" {

@@ -89,6 +89,8 @@ get_rollup_rate: 7
 get_rollup_burst: 70
 list_rollups_rate: 0
 list_members_burst: 4
+max_connections: 100
+max_connections_per_source: 10
 `)
 	o := &coordinatorOptions{}
 	fs := pflag.NewFlagSet("coordinator", pflag.ContinueOnError)
@@ -102,6 +104,7 @@ list_members_burst: 4
 	for flag, want := range map[string]string{
 		"listen": "127.0.0.1:7555", "data": "coord.db", "crl": "ca.crl", "member-timeout": "3s", "min-members": "2",
 		"shutdown-timeout": "20s", "start-rollup-rate": "0.1", "start-rollup-burst": "5", // the flag wins
+		"max-connections": "100", "max-connections-per-source": "10",
 	} {
 		if got := fs.Lookup(flag).Value.String(); got != want {
 			t.Errorf("--%s: got %q, want %q", flag, got, want)

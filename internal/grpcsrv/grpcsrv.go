@@ -2,9 +2,10 @@
 // so that a peer with a valid certificate still cannot exhaust a server:
 // message and header sizes, concurrent streams, handshake and keepalive
 // rules, a maximum connection age (which also makes certificate revocation
-// and rotation reach long-lived connections), a deadline on unary calls
-// that come without one, a per-identity rate limit on the expensive calls
-// and bounds on the lists in a query.
+// and rotation reach long-lived connections), caps on the connections of a
+// listener and of each source address (LimitListener), a deadline on unary
+// calls that come without one, a per-identity rate limit on the expensive
+// calls and bounds on the lists in a query.
 //
 // The options go after a server's authorization interceptors, so that only
 // authorized calls use up an identity's rate:
@@ -129,6 +130,16 @@ type Limits struct {
 	// handler sees an error and rolls the stream back. 0 means
 	// DefaultIngestIdleTimeout; a negative value turns it off.
 	IngestIdleTimeout time.Duration
+	// MaxConnections caps the open connections of a network listener
+	// wrapped with LimitListener, and MaxConnectionsPerSource those from
+	// one source IP address; a connection past either is closed as it is
+	// accepted. 0 means DefaultMaxConnections and
+	// DefaultMaxConnectionsPerSource; a negative value turns the cap off.
+	MaxConnections          int
+	MaxConnectionsPerSource int
+	// ConnectionRefused, if set, is called with CapListener or CapSource
+	// for each connection LimitListener closes (a metric).
+	ConnectionRefused func(limit string)
 	// Authorize, if set, runs first in the listener's tap handle, when a
 	// call's headers arrive and before its request is read (authz.Tap).
 	Authorize tap.ServerInHandle
@@ -169,6 +180,12 @@ func (l Limits) withDefaults() Limits {
 		for _, n := range l.RecvLimits {
 			l.MaxRecvMsgSize = max(l.MaxRecvMsgSize, n)
 		}
+	}
+	if l.MaxConnections == 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.MaxConnectionsPerSource == 0 {
+		l.MaxConnectionsPerSource = DefaultMaxConnectionsPerSource
 	}
 	if l.MaxConcurrentStreams == 0 {
 		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
