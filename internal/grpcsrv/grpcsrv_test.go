@@ -255,3 +255,23 @@ func TestServerTakesRequestsUpToTheMessageLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestAShortRetryDelayIsNotShownAsZero limits GetRollup to 20 calls a
+// second: the refusal of the second call of a burst of 1 says to retry in
+// 50ms, not in 0s.
+func TestAShortRetryDelayIsNotShownAsZero(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, "isa")
+	bob := peerContext(t, ca.Cert(t, identity.Analyst("isa", "bob")).Leaf)
+	clock := &fakeClock{now: time.Unix(1_600_000_000, 0)}
+	get := fedreportv1.CoordinatorService_GetRollup_FullMethodName
+	l := newRateLimiter(map[string]Rate{get: {PerSecond: 20, Burst: 1}}, clock.Now, "fedreport.test")
+	info := &grpc.UnaryServerInfo{FullMethod: get}
+	if _, err := l.unary(bob, nil, info, ok); err != nil {
+		t.Fatal(err)
+	}
+	_, err := l.unary(bob, nil, info, ok)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "retry in 50ms") {
+		t.Errorf("second call at 20 a second: got %q, want it to say retry in 50ms", msg)
+	}
+}
