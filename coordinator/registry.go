@@ -213,6 +213,10 @@ type FileConfig struct {
 	// default; 0: no cap).
 	MaxConnections          *int `yaml:"max_connections"`
 	MaxConnectionsPerSource *int `yaml:"max_connections_per_source"`
+	// MemberRate and MemberBurst pace the coordinator's Aggregate calls to
+	// each member (nil: DefaultMemberRate; rate 0: no pacing).
+	MemberRate  *float64 `yaml:"member_rate"`
+	MemberBurst *int     `yaml:"member_burst"`
 }
 
 // LoadFileConfig reads and checks the YAML configuration file at path.

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/isa-alliance/fedreport/coordinator"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -36,6 +37,7 @@ type coordinatorOptions struct {
 	listRollups     rateOptions
 	listMembers     rateOptions
 	conns           connOptions
+	memberPace      rateOptions // the coordinator's own pace of each member
 
 	schedules []coordinator.Schedule // from --config only
 }
@@ -65,6 +67,11 @@ func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
 	o.listMembers = newRateOptions("list-members", fedreportv1.CoordinatorService_ListMembers_FullMethodName)
 	o.listMembers.AddFlags(fs, "ListMembers", "operator or analyst identity")
 	o.conns.AddFlags(fs)
+	o.memberPace = rateOptions{flag: "member", rate: coordinator.DefaultMemberRate.PerSecond, burst: coordinator.DefaultMemberRate.Burst}
+	fs.Float64Var(&o.memberPace.rate, "member-rate", o.memberPace.rate,
+		"Aggregate calls a second the coordinator makes to each member, all rollups together, past --member-burst: the rest wait their turn within the member timeout; keep it at the members' --aggregate-rate (0: no pacing; a member refusing with a RetryInfo is still asked again after its delay)")
+	fs.IntVar(&o.memberPace.burst, "member-burst", o.memberPace.burst,
+		"Aggregate calls the coordinator makes to each member at once, before --member-rate applies; keep it at the members' --aggregate-burst (at least 1)")
 }
 
 // rates are the coordinator's per-identity rate limits.
@@ -101,6 +108,7 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 		"list-rollups-rate": optionalNumber(fc.ListRollupsRate), "list-rollups-burst": optionalNumber(fc.ListRollupsBurst),
 		"list-members-rate": optionalNumber(fc.ListMembersRate), "list-members-burst": optionalNumber(fc.ListMembersBurst),
 		"max-connections": optionalNumber(fc.MaxConnections), "max-connections-per-source": optionalNumber(fc.MaxConnectionsPerSource),
+		"member-rate": optionalNumber(fc.MemberRate), "member-burst": optionalNumber(fc.MemberBurst),
 	}
 	set, err := topLevelKeys(o.config)
 	if err != nil {
@@ -153,6 +161,9 @@ func newCoordinatorCommand() *cobra.Command {
 			if err := o.conns.validate(); err != nil {
 				return err
 			}
+			if err := o.memberPace.validate(); err != nil {
+				return err
+			}
 			// The default is 10s, so 0 is the user's; Open would take it
 			// as the default.
 			if o.memberTimeout <= 0 {
@@ -187,6 +198,10 @@ func newCoordinatorCommand() *cobra.Command {
 				Limits:          rateLimits(o.rates()...),
 			}
 			o.conns.apply(&cfg.Limits)
+			cfg.MemberRate = grpcsrv.Rate{PerSecond: o.memberPace.rate, Burst: o.memberPace.burst}
+			if o.memberPace.rate == 0 {
+				cfg.MemberRate = grpcsrv.Rate{PerSecond: -1}
+			}
 			if o.memberCode != "" {
 				o.memberCode = identity.UpperMember(o.memberCode)
 				if o.memberListen == "" || o.memberCert == "" || o.memberKey == "" {

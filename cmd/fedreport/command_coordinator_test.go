@@ -52,6 +52,8 @@ func TestRateLimitSettingsRefuseBadValues(t *testing.T) {
 			[]string{"--list-members-burst 0 (list_members_burst in --config): give at least 1"}},
 		{"a negative GetRollup rate in the file", append(coord, "--config", writeFile(t, "get.yaml", "get_rollup_rate: -2\n")),
 			[]string{"--get-rollup-rate -2 (get_rollup_rate in --config)"}},
+		{"a zero member burst", append(coord, "--member-burst", "0"),
+			[]string{"--member-burst 0 (member_burst in --config): give at least 1"}},
 		{"a misspelt rate key", append(coord, "--config", writeFile(t, "typo.yaml", "data: c.db\nstart_rolup_rate: 1\n")),
 			[]string{`line 2: unknown key "start_rolup_rate"`}},
 	} {
@@ -91,6 +93,8 @@ list_rollups_rate: 0
 list_members_burst: 4
 max_connections: 100
 max_connections_per_source: 10
+member_rate: 4
+member_burst: 60
 `)
 	o := &coordinatorOptions{}
 	fs := pflag.NewFlagSet("coordinator", pflag.ContinueOnError)
@@ -104,7 +108,7 @@ max_connections_per_source: 10
 	for flag, want := range map[string]string{
 		"listen": "127.0.0.1:7555", "data": "coord.db", "crl": "ca.crl", "member-timeout": "3s", "min-members": "2",
 		"shutdown-timeout": "20s", "start-rollup-rate": "0.1", "start-rollup-burst": "5", // the flag wins
-		"max-connections": "100", "max-connections-per-source": "10",
+		"max-connections": "100", "max-connections-per-source": "10", "member-rate": "4", "member-burst": "60",
 	} {
 		if got := fs.Lookup(flag).Value.String(); got != want {
 			t.Errorf("--%s: got %q, want %q", flag, got, want)
