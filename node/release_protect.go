@@ -24,8 +24,8 @@ type blockProblem struct {
 	// periods are the release periods of the block.
 	periods []periods.Window
 	cells   []*bcell
-	index     map[relKey]int
-	nInner    int
+	index   map[relKey]int
+	nInner  int
 	// based is true when an earlier release of the same policy exists: its
 	// published cells are known to everyone, and the change is protected too.
 	based bool
