@@ -26,7 +26,9 @@ type solver struct {
 	blockOf []int     // of each merged unknown; -1 when in no row
 	blocks  []*block
 	lps     int
-	cache   map[string][2]float64 // per block and objective: min and max
+	// screened counts targets the screen looked at.
+	screened int
+	cache    map[string][2]float64 // per block and objective: min and max
 }
 
 // tolFeas is how far a row may miss its bounds from rounding alone.
@@ -284,6 +286,23 @@ func (s *solver) rangeOf(t *target) (lo, hi float64, err error) {
 		return lo, hi, nil
 	}
 	order := sortedKeys(mapKeys(parts))
+	if t.known && s.truth != nil {
+		// Most targets are not pinned, and a path from the truth shows
+		// it without an LP; most pinned ones are combinations of
+		// exact cells, and linear algebra shows that.
+		constant := true
+		for _, b := range order {
+			switch s.screenOf(b, parts[b]) {
+			case moves:
+				return t.truth, math.Inf(1), nil
+			case stuck:
+				constant = false
+			}
+		}
+		if constant {
+			return t.truth, t.truth, nil
+		}
+	}
 	if t.known {
 		// The truth is feasible: the range holds two integers as soon as
 		// the maxima (or minima) move one away from it.
@@ -322,6 +341,35 @@ func mapKeys[K comparable, V any](m map[K]V) map[K]bool {
 		out[k] = true
 	}
 	return out
+}
+
+// verdict is what the screen found about one part of a target.
+type verdict int
+
+const (
+	stuck    verdict = iota // nothing: the LP decides
+	moves                   // it moves by 1 from the truth
+	constant                // it is the same at every feasible point
+)
+
+// screenOf is the screen's verdict on the terms (over block b).
+func (s *solver) screenOf(b int, terms []term) verdict {
+	blk := s.blocks[b]
+	if blk.screen == nil {
+		blk.screen = newScreen(blk, s.truth)
+	}
+	c := make([]float64, len(blk.vars))
+	for _, t := range terms {
+		c[blk.local[t.v]] = t.coef
+	}
+	s.screened++
+	switch {
+	case blk.screen.constant(c):
+		return constant
+	case blk.screen.moves(c, 1) || blk.screen.moves(c, -1):
+		return moves
+	}
+	return stuck
 }
 
 // optimize is the minimum and/or maximum of the terms over block b.
@@ -370,6 +418,8 @@ type block struct {
 	a     *mat.Dense
 	b     []float64
 	basis []int // a feasible basis, found once and reused by every LP
+
+	screen *screen // built on first use
 }
 
 // build writes the block in standard form: each equality row once if
