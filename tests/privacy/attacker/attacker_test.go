@@ -2,6 +2,8 @@ package attacker
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -352,4 +354,174 @@ func sortedSets(s []dimSet) []dimSet {
 		set[d] = true
 	}
 	return sortedKeys(set)
+}
+
+// TestAttackMatchesBruteForce checks the whole attacker (atoms, margins,
+// absent cells, presolve, merging, screen, LP) against exhaustive search on
+// tiny random logs: 2 days × 2 offences × 2 channels, a node suppressing
+// 1..k-1 as today's does, and the whole window's total exact so that every
+// assignment the log allows can be listed. The attacker must pin exactly
+// the suppressed cells the search pins, with the log alone and with the
+// ground truth (which sends it through the screen first).
+func TestAttackMatchesBruteForce(t *testing.T) {
+	t.Parallel()
+	const k = 3
+	days := []string{"2020-03-01", "2020-03-02"}
+	offences := []string{"grooming", "sextortion"}
+	channels := []string{"website", "app"}
+	// Cell i of an assignment is day i/4, offence i/2%2, channel i%2.
+	type question struct {
+		from, to int // days
+		groupBy  string
+	}
+	groupings := []string{"", "offence", "channel", "offence,channel", "month"}
+	value := func(cells []int, q question, offence, channel string) int {
+		s := 0
+		for i, n := range cells {
+			d, o, c := i/4, offences[i/2%2], channels[i%2]
+			if d >= q.from && d <= q.to && (offence == "" || o == offence) && (channel == "" || c == channel) {
+				s += n
+			}
+		}
+		return s
+	}
+	// groups lists the (offence, channel) labels of q's cells.
+	groups := func(q question) [][2]string {
+		var out [][2]string
+		switch q.groupBy {
+		case "", "month":
+			out = append(out, [2]string{"", ""})
+		case "offence":
+			for _, o := range offences {
+				out = append(out, [2]string{o, ""})
+			}
+		case "channel":
+			for _, c := range channels {
+				out = append(out, [2]string{"", c})
+			}
+		default:
+			for _, o := range offences {
+				for _, c := range channels {
+					out = append(out, [2]string{o, c})
+				}
+			}
+		}
+		return out
+	}
+	label := func(q question, g [2]string) string {
+		var parts []string
+		if q.groupBy == "month" {
+			parts = append(parts, "month=2020-03")
+		}
+		if g[0] != "" {
+			parts = append(parts, "offence="+g[0])
+		}
+		if g[1] != "" {
+			parts = append(parts, "channel="+g[1])
+		}
+		return strings.Join(parts, " ")
+	}
+	for seed := range uint64(40) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		truth := make([]int, 8)
+		total := 4 + rng.IntN(4)
+		for range total {
+			truth[rng.IntN(8)]++
+		}
+		questions := []question{{0, 1, ""}}
+		for range 3 + rng.IntN(4) {
+			from := rng.IntN(2)
+			questions = append(questions, question{from, from + rng.IntN(2-from), groupings[rng.IntN(len(groupings))]})
+		}
+		// The log, as today's node writes it.
+		var entries []*fedreportv1.DisclosureEntry
+		for i, q := range questions {
+			var cells []*fedreportv1.Cell
+			for _, g := range groups(q) {
+				n := value(truth, q, g[0], g[1])
+				switch {
+				case n == 0 && q.groupBy != "":
+				case n < k && n > 0:
+					cells = append(cells, hidden(label(q, g), 1, k-1))
+				default:
+					cells = append(cells, exact(label(q, g), uint64(n)))
+				}
+			}
+			entries = append(entries, entry(uint64(i+1), 1, days[q.from], days[q.to], q.groupBy, cells...))
+		}
+		// Every assignment of the total to the 8 cells that gives the
+		// same log; the range of each suppressed cell over them.
+		type cellRange struct{ lo, hi int }
+		ranges := map[string]*cellRange{}
+		var walk func(cells []int, i, left int)
+		walk = func(cells []int, i, left int) {
+			if i < len(cells)-1 {
+				for n := 0; n <= left; n++ {
+					cells[i] = n
+					walk(cells, i+1, left-n)
+				}
+				return
+			}
+			cells[i] = left
+			for _, q := range questions {
+				for _, g := range groups(q) {
+					n, want := value(cells, q, g[0], g[1]), value(truth, q, g[0], g[1])
+					if (want == 0 || want >= k) && n != want || want > 0 && want < k && (n < 1 || n >= k) {
+						return
+					}
+				}
+			}
+			for _, q := range questions {
+				for _, g := range groups(q) {
+					if want := value(truth, q, g[0], g[1]); want > 0 && want < k {
+						key := fmt.Sprintf("%s..%s %s", days[q.from], days[q.to], label(q, g))
+						n := value(cells, q, g[0], g[1])
+						if r := ranges[key]; r == nil {
+							ranges[key] = &cellRange{n, n}
+						} else {
+							r.lo, r.hi = min(r.lo, n), max(r.hi, n)
+						}
+					}
+				}
+			}
+		}
+		walk(make([]int, 8), 0, total)
+		// The search labels a month's cells by month, the attacker by days.
+		var want []string
+		for key, r := range ranges {
+			if r.lo == r.hi {
+				want = append(want, strings.TrimSpace(strings.Replace(key, "month=2020-03", "", 1)))
+			}
+		}
+		want = slices.Compact(slices.Sorted(slices.Values(want)))
+
+		var recs []*fedreportv1.Record
+		for i, n := range truth {
+			for j := range n {
+				r := arrest(fmt.Sprintf("c%d-%d", i, j), days[i/4], offences[i/2%2])
+				r.Channel, _ = records.ParseChannel(channels[i%2])
+				recs = append(recs, r)
+			}
+		}
+		for _, side := range []SideKnowledge{{}, {Truth: map[uint64][]*fedreportv1.Record{1: recs}}} {
+			got, err := Attack(entries, k, side)
+			if err != nil {
+				t.Fatalf("seed %d: Attack: %v", seed, err)
+			}
+			if pinned := pinnedCells(got); strings.Join(pinned, "\n") != strings.Join(want, "\n") {
+				t.Errorf("seed %d, truth %v: attacker pins\n%s\nexhaustive search pins\n%s", seed, side.Truth != nil, strings.Join(pinned, "\n"), strings.Join(want, "\n"))
+			}
+		}
+	}
+}
+
+// pinnedCells is the window and labels of each cell in f's findings:
+// "2020-03-01..2020-03-02 offence=grooming".
+func pinnedCells(f *Findings) []string {
+	var pinned []string
+	for _, p := range f.Pinned {
+		d := strings.TrimPrefix(p.Description, "v1 arrests ")
+		pinned = append(pinned, strings.TrimSpace(d[:strings.Index(d, " pinned")]))
+	}
+	return slices.Compact(slices.Sorted(slices.Values(pinned)))
 }
