@@ -383,8 +383,9 @@ func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server)
 	}
 	defer conn.Close()
 	client := fedreportv1.NewAggregationServiceClient(conn)
+	// As a coordinator asks: within a rollup, named by its id.
 	req := &fedreportv1.AggregateRequest{
-		From: periodFromString, To: periodToString,
+		From: periodFromString, To: periodToString, RollupId: "r00000001",
 		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE},
 	}
 	var last *fedreportv1.AggregateResponse

@@ -77,7 +77,7 @@ func (r fanOutRequest) call() (fanOutCall, error) {
 			return err
 		}, nil
 	case aggregateCall:
-		req := &fedreportv1.AggregateRequest{}
+		req := &fedreportv1.AggregateRequest{RollupId: "r00000001"}
 		if err := proto.Unmarshal(r.Aggregate, req); err != nil {
 			return nil, fmt.Errorf("fan-out of %s: request: %w", r.Call, err)
 		}

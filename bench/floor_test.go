@@ -23,7 +23,7 @@ func TestLogEntryBytesIsWhatTheNodeStores(t *testing.T) {
 	defer s.Close()
 	caller := benchCoordinator.String()
 	for _, req := range []*fedreportv1.AggregateRequest{
-		{From: periodFromString, To: periodToString},
+		{From: periodFromString, To: periodToString, RollupId: "r00000001"},
 		{From: periodFromString, To: periodToString, RollupId: "01JDX0000000000000000000000",
 			GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE}},
 	} {

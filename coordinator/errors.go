@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 )
 
@@ -165,9 +166,20 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	}
 }
 
-// withDetails builds a status carrying ErrorInfo{reason} and any extra details.
+// withDetails builds a status carrying ErrorInfo{reason} and any extra
+// details. The message and the descriptions of BadRequest details go through
+// echo.Limit, a backstop behind echo.Quote: no error path can send a
+// request's value back whole.
 func withDetails(code codes.Code, msg, reason string, extra ...protoadapt.MessageV1) error {
-	st := status.New(code, msg)
+	for _, d := range extra {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				v.Field = echo.Limit(v.GetField(), 4*echo.MaxBytes)
+				v.Description = echo.Limit(v.GetDescription(), echo.MaxMessage)
+			}
+		}
+	}
+	st := status.New(code, echo.Limit(msg, echo.MaxMessage))
 	details := append([]protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain}}, extra...)
 	if withD, err := st.WithDetails(details...); err == nil {
 		st = withD

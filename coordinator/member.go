@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/internal/authz"
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
@@ -104,7 +105,7 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 		}
 	}
 	if problem := grpcsrv.RollupIDProblem(req.GetRollupId()); problem != "" {
-		verr.add("rollup_id", "%q %s", clean(req.GetRollupId()), problem)
+		verr.add("rollup_id", "%s %s", echo.Quote(req.GetRollupId()), problem)
 	}
 	if err := verr.errOrNil(); err != nil {
 		return nil, err

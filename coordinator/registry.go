@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/yamlconf"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -38,7 +39,7 @@ func (m Member) String() string { return m.Code + "=" + m.Address }
 // identity.ValidMember defines it.
 func ValidateMemberCode(code string) error {
 	if !identity.ValidMember(code) {
-		return fmt.Errorf("member code %q: want 2-8 upper-case letters or digits, as in FR or AE", code)
+		return fmt.Errorf("member code %s: want 2-8 upper-case letters or digits, as in FR or AE", echo.Quote(code))
 	}
 	return nil
 }
@@ -47,13 +48,13 @@ func ValidateMemberCode(code string) error {
 func validateAddress(code, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("member %s address %q: want host:port, as in 127.0.0.1:7443", code, addr)
+		return fmt.Errorf("member %s address %s: want host:port, as in 127.0.0.1:7443", code, echo.Quote(addr))
 	}
 	if host == "" {
-		return fmt.Errorf("member %s address %q: host is empty; want host:port, as in 127.0.0.1:7443", code, addr)
+		return fmt.Errorf("member %s address %s: host is empty; want host:port, as in 127.0.0.1:7443", code, echo.Quote(addr))
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return fmt.Errorf("member %s address %q: port %q is not a number in 1-65535", code, addr, port)
+		return fmt.Errorf("member %s address %s: port %s is not a number in 1-65535", code, echo.Quote(addr), echo.Quote(port))
 	}
 	return nil
 }
@@ -63,7 +64,7 @@ func validateAddress(code, addr string) error {
 func ParseMember(s string) (Member, error) {
 	code, addr, ok := strings.Cut(s, "=")
 	if !ok {
-		return Member{}, fmt.Errorf("member %q: want CODE=host:port, as in FR=127.0.0.1:7443", s)
+		return Member{}, fmt.Errorf("member %s: want CODE=host:port, as in FR=127.0.0.1:7443", echo.Quote(s))
 	}
 	m := Member{Code: strings.TrimSpace(code), Address: strings.TrimSpace(addr)}
 	if err := ValidateMemberCode(m.Code); err != nil {
@@ -231,7 +232,7 @@ func ParseFileConfig(b []byte) (*FileConfig, error) {
 		m := &fc.Members[i]
 		typed[i], m.Code = m.Code, identity.UpperMember(m.Code)
 		if !identity.ValidMember(m.Code) {
-			return nil, fmt.Errorf("members[%d]: member code %q: want 2-8 letters or digits, as in FR or AE", i, typed[i])
+			return nil, fmt.Errorf("members[%d]: member code %s: want 2-8 letters or digits, as in FR or AE", i, echo.Quote(typed[i]))
 		}
 		if err := validateAddress(m.Code, m.Address); err != nil {
 			return nil, fmt.Errorf("members[%d]: %w", i, err)
@@ -257,7 +258,7 @@ func ParseFileConfig(b []byte) (*FileConfig, error) {
 	if fc.MemberCode != "" {
 		typed := fc.MemberCode
 		if fc.MemberCode = identity.UpperMember(typed); !identity.ValidMember(fc.MemberCode) {
-			return nil, fmt.Errorf("member_code %q: want 2-8 letters or digits, as in EU", typed)
+			return nil, fmt.Errorf("member_code %s: want 2-8 letters or digits, as in EU", echo.Quote(typed))
 		}
 		if fc.MemberListen == "" || fc.MemberCert == "" || fc.MemberKey == "" {
 			return nil, fmt.Errorf("member_code %s: also give member_listen, member_cert and member_key (a node certificate for %s)", fc.MemberCode, fc.MemberCode)

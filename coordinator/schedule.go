@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -54,12 +55,12 @@ var scheduleNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 // Validate checks a schedule.
 func (s Schedule) Validate() error {
 	if !scheduleNameRE.MatchString(s.Name) {
-		return fmt.Errorf("schedule name %q: want 1-32 characters of a-z, 0-9, '_' or '-', as in weekly", s.Name)
+		return fmt.Errorf("schedule name %s: want 1-32 characters of a-z, 0-9, '_' or '-', as in weekly", echo.Quote(s.Name))
 	}
 	switch s.Every {
 	case EveryDay, EveryWeek, EveryMonth:
 	default:
-		return fmt.Errorf("schedule %s: every %q: want daily, weekly or monthly", s.Name, s.Every)
+		return fmt.Errorf("schedule %s: every %s: want daily, weekly or monthly", s.Name, echo.Quote(s.Every))
 	}
 	if s.After < 0 {
 		return fmt.Errorf("schedule %s: after %v must not be negative", s.Name, s.After)

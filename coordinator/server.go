@@ -35,6 +35,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/authz"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -456,8 +457,19 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 		unary = append([]grpc.UnaryServerInterceptor{c.metrics.grpc.UnaryServerInterceptor()}, unary...)
 		stream = append([]grpc.StreamServerInterceptor{c.metrics.grpc.StreamServerInterceptor()}, stream...)
 	}
+	tap := authz.Tap{Rules: rules}
+	if c.metrics != nil {
+		tap.Denied = c.metrics.grpc.Denied
+	}
+	limits.Authorize = tap.Handle
+	if limits.RecvLimits == nil {
+		// No coordinator method takes more than grpcsrv.DefaultRecvLimit
+		// (there is no ingest here): grpc then refuses a larger request on
+		// its length prefix, before reading it.
+		limits.RecvLimits = map[string]int{}
+	}
 	return append([]grpc.ServerOption{
-		grpc.Creds(identity.ServerCredentials(tc)),
+		grpc.Creds(mtls.ServerCredentials(tc)),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, grpcsrv.ServerOptions(limits)...)

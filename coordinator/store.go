@@ -15,6 +15,7 @@ import (
 
 	"github.com/isa-alliance/fedreport/internal/boltcheck"
 	"github.com/isa-alliance/fedreport/internal/boltmap"
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -287,7 +288,7 @@ func (s *store) finish(r *fedreportv1.Rollup) error {
 	}
 	seq, ok := parseRollupID(r.GetId())
 	if !ok {
-		return fmt.Errorf("finish rollup %q: %w", r.GetId(), ErrRollupNotFound)
+		return fmt.Errorf("finish rollup %s: %w", echo.Quote(r.GetId()), ErrRollupNotFound)
 	}
 	b, err := marshalRollup(r)
 	if err != nil {
@@ -343,7 +344,7 @@ func (s *store) decode(seq uint64, v []byte, state fedreportv1.RollupState, full
 func (s *store) get(id string, full bool) (*fedreportv1.Rollup, error) {
 	seq, ok := parseRollupID(id)
 	if !ok {
-		return nil, fmt.Errorf("rollup %q: %w (ids look like %s)", id, ErrRollupNotFound, rollupID(42))
+		return nil, fmt.Errorf("rollup %s: %w (ids look like %s)", echo.Quote(id), ErrRollupNotFound, rollupID(42))
 	}
 	if r := s.cached.get(seq, full); r != nil {
 		return r, nil
@@ -374,12 +375,12 @@ func (s *store) get(id string, full bool) (*fedreportv1.Rollup, error) {
 			return nil
 		})
 		if newest == "" {
-			return nil, fmt.Errorf("rollup %q: %w (none is stored yet)", id, ErrRollupNotFound)
+			return nil, fmt.Errorf("rollup %s: %w (none is stored yet)", echo.Quote(id), ErrRollupNotFound)
 		}
-		return nil, fmt.Errorf("rollup %q: %w (the newest is %s)", id, ErrRollupNotFound, newest)
+		return nil, fmt.Errorf("rollup %s: %w (the newest is %s)", echo.Quote(id), ErrRollupNotFound, newest)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get rollup %s: %w", id, err)
+		return nil, fmt.Errorf("get rollup %s: %w", echo.Quote(id), err)
 	}
 	return r, nil
 }

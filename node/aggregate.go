@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
+	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/periods"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -286,6 +287,13 @@ func (s *Store) Aggregate(req *fedreportv1.AggregateRequest, caller string) (*fe
 	}
 	if s.closed.Load() {
 		return nil, ErrClosed
+	}
+	// A coordinator asks only within a rollup: every answer to one names
+	// the rollup it was for in the disclosure log.
+	if id, err := identity.Parse(caller); err == nil && id.Role == identity.RoleCoordinator {
+		if req.GetRollupId() == "" {
+			return nil, &records.FieldError{Field: "rollup_id", Value: "", Problem: "is required from a coordinator (name the rollup this answer is for)"}
+		}
 	}
 	var resp *fedreportv1.AggregateResponse
 	// fn may run more than once (bolt.DB.Batch retries); each run reads

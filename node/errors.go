@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/records"
 )
@@ -89,7 +90,7 @@ func recordPlace(index uint64, source string, sourceIndex uint64) string {
 	if source == "" {
 		return "record " + strconv.FormatUint(index, 10) + " of the stream"
 	}
-	return "record " + strconv.FormatUint(sourceIndex, 10) + " of " + source
+	return "record " + strconv.FormatUint(sourceIndex, 10) + " of " + echo.Name(source)
 }
 
 // DuplicateRecordError is a record_id sent twice in one ingest stream. The
@@ -102,8 +103,8 @@ type DuplicateRecordError struct {
 }
 
 func (e *DuplicateRecordError) Error() string {
-	return fmt.Sprintf("%s: record_id %q was already sent earlier in this stream (send each record once; a later stream may correct it)",
-		recordPlace(e.Index, e.Source, e.SourceIndex), e.ID)
+	return fmt.Sprintf("%s: record_id %s was already sent earlier in this stream (send each record once; a later stream may correct it)",
+		recordPlace(e.Index, e.Source, e.SourceIndex), echo.Quote(e.ID))
 }
 
 // UnknownRecordsError is a retraction naming record ids the node does not
@@ -121,7 +122,11 @@ func (e *UnknownRecordsError) Error() string {
 		more = fmt.Sprintf(" and %d more", len(ids)-show)
 		ids = ids[:show]
 	}
-	list := strings.Join(ids, ", ") + more
+	shown := make([]string, len(ids))
+	for i, id := range ids {
+		shown[i] = echo.Name(id)
+	}
+	list := strings.Join(shown, ", ") + more
 	// A retraction sent again, after its answer was lost, finds every one
 	// of its records gone: say so, as that one is done.
 	if len(e.IDs) == e.Of {
@@ -203,7 +208,7 @@ func toStatus(err error) (st error, internal bool) {
 			if i == 100 {
 				break
 			}
-			vs = append(vs, &errdetails.BadRequest_FieldViolation{Field: "record_ids", Description: fmt.Sprintf("record_id %q is not stored", id)})
+			vs = append(vs, &errdetails.BadRequest_FieldViolation{Field: "record_ids", Description: "record_id " + echo.Quote(id) + " is not stored"})
 		}
 		return withDetails(codes.NotFound, msg, ReasonUnknownRecord, vs...), false
 	case errors.As(err, &te):
@@ -225,7 +230,16 @@ func violation(field, desc string) *errdetails.BadRequest_FieldViolation {
 	return &errdetails.BadRequest_FieldViolation{Field: field, Description: desc}
 }
 
+// withDetails builds the status sent to a peer. Its message and field
+// descriptions go through echo.Limit, a backstop behind echo.Quote: no
+// error path can send a request's value back whole.
+
 func withDetails(code codes.Code, msg, reason string, violations ...*errdetails.BadRequest_FieldViolation) error {
+	msg = echo.Limit(msg, echo.MaxMessage)
+	for _, v := range violations {
+		v.Field = echo.Limit(v.GetField(), echo.MaxBytes*4)
+		v.Description = echo.Limit(v.GetDescription(), echo.MaxMessage)
+	}
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}}
 	if len(violations) > 0 {
 		details = append(details, &errdetails.BadRequest{FieldViolations: violations})

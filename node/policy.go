@@ -63,6 +63,13 @@ type PolicyConfigError struct {
 
 func (e *PolicyConfigError) Error() string { return "policy: " + e.Field + ": " + e.Problem }
 
+// Validate checks the policy as OpenStore does: the errors are
+// *PolicyConfigError, naming the setting to fix.
+func (p Policy) Validate() error {
+	_, _, err := p.normalize()
+	return err
+}
+
 // normalize applies the defaults and checks the policy.
 func (p Policy) normalize() (Policy, *periods.Calendar, error) {
 	if p.MinCellCount == 0 {

@@ -21,7 +21,9 @@ type blockProblem struct {
 	// record may hold before the cell is suppressed.
 	dominance uint64
 	atoms     []uint32 // first days, sorted
-	cells     []*bcell
+	// periods are the release periods of the block.
+	periods []periods.Window
+	cells   []*bcell
 	index     map[relKey]int
 	nInner    int
 	// based is true when an earlier release of the same policy exists: its
@@ -80,6 +82,7 @@ func newBlockProblem(cal *calendar, masks []uint8, metric uint8, win periods.Win
 		w := periods.Window{From: per.From, To: per.To}
 		windows = append(windows, window{w, true})
 		isPeriod[w] = true
+		p.periods = append(p.periods, w)
 	}
 	for i := range p.atoms {
 		if w := p.atomWindow(i); !isPeriod[w] {
@@ -437,23 +440,22 @@ func (p *blockProblem) withheldAround(ci int) [][]int {
 	}
 	// Siblings in time, under each release period that contains the cell's
 	// window: the whole months inside it and the hidden atoms of the rest.
-	for _, q := range p.cells {
-		if !q.period || q.key.mask != c.key.mask || q.key.off != c.key.off || q.key.ch != c.key.ch || q.key.age != c.key.age {
+	for _, q := range p.periods {
+		if q.From > c.key.from || q.To < c.key.to || (q.From == c.key.from && q.To == c.key.to) {
 			continue
 		}
-		if q.key.from > c.key.from || q.key.to < c.key.to || (q.key.from == c.key.from && q.key.to == c.key.to) {
-			continue
-		}
+		parent := c.key
+		parent.from, parent.to = q.From, q.To
 		var sibs []relKey
 		for i := range p.atoms {
 			a := p.atomWindow(i)
-			if a.From < q.key.from || a.To > q.key.to {
+			if a.From < q.From || a.To > q.To {
 				continue
 			}
 			m := records.MonthOf(a.From)
 			mw := periods.Window{From: records.FirstDayOfMonth(m), To: records.FirstDayOfMonth(m+1) - 1}
 			w := a
-			if mw.From >= q.key.from && mw.To <= q.key.to {
+			if mw.From >= q.From && mw.To <= q.To {
 				if a.From != mw.From {
 					continue // the month stands for it
 				}
@@ -463,7 +465,7 @@ func (p *blockProblem) withheldAround(ci int) [][]int {
 			s.from, s.to = w.From, w.To
 			sibs = append(sibs, s)
 		}
-		consider(q.key, sibs)
+		consider(parent, sibs)
 	}
 	return groups
 }
@@ -503,17 +505,26 @@ func (p *blockProblem) result() map[relKey]relCell {
 	return out
 }
 
-// upperBound is the smallest published value of a cell that contains c.
+// upperBound is the smallest published value of a cell that contains c:
+// the cells of the periods around c's window, in the tables whose
+// dimensions are among c's.
 func (p *blockProblem) upperBound(c *bcell) uint64 {
 	up := uint64(math.MaxUint64)
-	for _, q := range p.cells {
-		if !q.published || q.key.from > c.key.from || q.key.to < c.key.to || q.key.mask&^c.key.mask != 0 {
+	for _, q := range p.periods {
+		if q.From > c.key.from || q.To < c.key.to {
 			continue
 		}
-		if o, ch, a := project(q.key.mask, c.key.off, c.key.ch, c.key.age); o != q.key.off || ch != q.key.ch || a != q.key.age {
-			continue
+		for mask := range uint8(8) {
+			if mask&^c.key.mask != 0 {
+				continue
+			}
+			k := c.key
+			k.from, k.to, k.mask = q.From, q.To, mask
+			k.off, k.ch, k.age = project(mask, c.key.off, c.key.ch, c.key.age)
+			if i, ok := p.index[k]; ok && p.cells[i].published {
+				up = min(up, p.cells[i].now.value)
+			}
 		}
-		up = min(up, q.now.value)
 	}
 	return up
 }

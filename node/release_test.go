@@ -197,3 +197,27 @@ func TestASmallIngestDoesNotShowInTheTotals(t *testing.T) {
 		t.Errorf("bounds [%d, %d] do not hold the true total %d", after.GetLowerBound(), after.GetUpperBound(), before.GetCount()+2)
 	}
 }
+
+func TestACoordinatorMustNameItsRollup(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, operationPolicy())
+	ingest(t, s, randomRecords(4, 50, "r"))
+	coord := "spiffe://isa/coordinator/main"
+	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30"}
+	var fe *records.FieldError
+	if _, err := s.Aggregate(req, coord); !errors.As(err, &fe) || fe.Field != "rollup_id" {
+		t.Errorf("a coordinator without a rollup id: got %v, want a field error on rollup_id", err)
+	}
+	req.RollupId = "r00000007"
+	if _, err := s.Aggregate(req, coord); err != nil {
+		t.Fatal(err)
+	}
+	entries, _, err := s.ListDisclosures(0, "", "")
+	if err != nil || len(entries) != 1 || entries[0].GetRollupId() != "r00000007" || entries[0].GetReleaseVersion() == 0 {
+		t.Errorf("the log: got %v, %v; want one entry naming r00000007 and its release version", entries, err)
+	}
+	// A member admin asks outside any rollup.
+	if _, err := s.Aggregate(&fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30"}, "spiffe://isa/member-admin/FR/ops"); err != nil {
+		t.Errorf("a member admin without a rollup id: %v", err)
+	}
+}

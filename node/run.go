@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -83,15 +85,74 @@ func ListenAdminSocket(path string) (net.Listener, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("node: admin socket: %w", err)
 	}
-	lis, err := net.Listen("unix", path)
+	lis, err := listenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("node: admin socket: %w", err)
 	}
-	// Between Listen and Chmod the socket has the umask's mode; the
-	// directory it lives in is the real fence (see the operator docs).
+	return lis, nil
+}
+
+// listenPrivate listens on a unix socket at path whose mode is 0600 from the
+// moment anyone else can reach it. bind(2) creates the socket with the
+// process's umask, and the umask is the whole process's (changing it would
+// race with every file other goroutines create), so the socket is bound in
+// a new directory of mode 0700 beside path, set to 0600 there, and renamed
+// into place: nobody but the node's user ever sees it with another mode.
+// When the temporary path would not fit sun_path, it falls back to binding
+// at path and setting the mode right after.
+func listenPrivate(path string) (net.Listener, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".sock")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(dir) // empty once the socket is renamed out of it
+	tmp := filepath.Join(dir, "s")
+	if len(tmp) > MaxSocketPath {
+		return listenChmod(path)
+	}
+	lis, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	ul := lis.(*net.UnixListener)
+	// Close must remove the socket where it ends up, not where it was bound.
+	ul.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		_ = lis.Close()
+		_ = os.Remove(tmp)
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = lis.Close()
+		_ = os.Remove(tmp)
+		return nil, err
+	}
+	return &unlinkListener{UnixListener: ul, path: path}, nil
+}
+
+// listenChmod binds at path and then sets mode 0600: between the two the
+// socket has the umask's mode, and the directory it lives in is the fence.
+func listenChmod(path string) (net.Listener, error) {
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		_ = lis.Close()
-		return nil, fmt.Errorf("node: admin socket: %w", err)
+		return nil, err
 	}
 	return lis, nil
+}
+
+// unlinkListener removes its socket file at path when closed.
+type unlinkListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (l *unlinkListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() { _ = os.Remove(l.path) })
+	return err
 }

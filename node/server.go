@@ -21,6 +21,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/authz"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -173,12 +174,18 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 			return errors.New("node: serve: the network listener needs ServerTLS")
 		}
 		rules := n.rules()
+		tap := authz.Tap{Rules: rules, Explain: n.explainRefusal}
+		if m := n.cfg.Metrics; m != nil {
+			tap.Denied = m.grpc.Denied
+		}
+		limits := n.limits()
+		limits.Authorize = tap.Handle
 		// The limits come after authz: only authorized calls spend a rate.
 		srv := grpc.NewServer(append(append(common,
-			grpc.Creds(identity.ServerCredentials(n.cfg.ServerTLS)),
+			grpc.Creds(mtls.ServerCredentials(n.cfg.ServerTLS)),
 			grpc.ChainUnaryInterceptor(n.logUnary, authz.UnaryServerInterceptor(rules, n.explainRefusal)),
 			grpc.ChainStreamInterceptor(n.logStream, authz.StreamServerInterceptor(rules, n.explainRefusal)),
-		), grpcsrv.ServerOptions(n.limits())...)...)
+		), grpcsrv.ServerOptions(limits)...)...)
 		fedreportv1.RegisterAggregationServiceServer(srv, &aggregationServer{n: n})
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n})
 		healthpb.RegisterHealthServer(srv, hs)
@@ -330,10 +337,12 @@ func (s *adminServer) caller(ctx context.Context) string {
 
 func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv1.IngestRecordsRequest, fedreportv1.IngestRecordsResponse]) error {
 	ctx := stream.Context()
-	in, err := s.n.store.BeginIngest(ctx)
+	notice := &lockNotice{ss: stream}
+	in, err := s.n.store.BeginIngest(withWriter(ctx, s.caller(ctx), notice.waiting))
 	if err != nil {
 		return s.n.status(ctx, "IngestRecords", err)
 	}
+	notice.acquired(time.Now())
 	// On any return but a successful commit (an invalid record, the client
 	// going away, a shutdown) the whole stream is rolled back.
 	defer in.Abort()
@@ -360,7 +369,7 @@ func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv
 }
 
 func (s *adminServer) RetractRecords(ctx context.Context, req *fedreportv1.RetractRecordsRequest) (*fedreportv1.RetractRecordsResponse, error) {
-	sum, err := s.n.store.Retract(ctx, req.GetRecordIds())
+	sum, err := s.n.store.Retract(withWriter(ctx, s.caller(ctx), nil), req.GetRecordIds())
 	if err != nil {
 		return nil, s.n.status(ctx, "RetractRecords", err)
 	}

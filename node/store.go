@@ -43,6 +43,8 @@ type Store struct {
 	// writer holds a token while an ingest stream or a retraction runs; a
 	// channel rather than a mutex so that waiting honours a context.
 	writer chan struct{}
+	// holder is who holds the writer token, set by acquireWriter.
+	holder writerHolder
 	// aggregating counts Aggregate calls in flight; with more than one,
 	// group commit (bolt.DB.Batch) saves fsyncs, with one it only adds delay.
 	aggregating atomic.Int32
@@ -307,11 +309,23 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 // acquireWriter waits for the writer token. It also settles what an earlier
 // stream left behind if its abort or purge failed (a disk error, say).
 func (s *Store) acquireWriter(ctx context.Context) error {
+	req := writeRequestOf(ctx)
 	select {
 	case s.writer <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		// Say who holds the lock, and since when, before waiting for it.
+		h := s.holder.get()
+		s.log.Info("write waits for the write lock", "caller", req.caller, "held_by", h.Caller, "since", h.Since.UTC().Format(time.RFC3339))
+		if req.wait != nil {
+			req.wait(h)
+		}
+		select {
+		case s.writer <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	s.holder.set(Writer{Caller: req.caller, Since: s.now()})
 	if s.closed.Load() {
 		<-s.writer
 		return ErrClosed

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/isa-alliance/fedreport/coordinator"
-	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -48,7 +47,9 @@ var recvLimit = grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(coordinator.
 const dialTimeout = 30 * time.Second
 
 // dialCoordinator connects to a coordinator over mTLS, accepting only a
-// server whose certificate carries a coordinator identity.
+// server whose certificate carries a coordinator identity of the trust
+// domain of --cert: a rollup request or a reader's certificate goes to no
+// coordinator of another federation whose CA is in the bundle.
 func dialCoordinator(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("--coordinator (or FEDREPORT_COORDINATOR) is required: host:port of the coordinator")
@@ -60,12 +61,17 @@ func dialCoordinator(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := mtls.ClientConfig(src, mtls.ExpectRole("", identity.RoleCoordinator))
+	me, err := mtls.LocalIdentity(src)
+	if err != nil {
+		return nil, fmt.Errorf("--cert %s: %w", o.cert, err)
+	}
+	cfg := mtls.ClientConfig(src, mtls.ExpectCoordinatorOf(me))
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), recvLimit)
 }
 
 // dialNode connects to a node's admin API: unix:///path is the node's local
-// socket (protected by its file mode); host:port is its mTLS listener.
+// socket (protected by its file mode); host:port is its mTLS listener, which
+// must present the node identity of the member of --cert.
 func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 	switch {
 	case addr == "":
@@ -94,7 +100,18 @@ func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := mtls.ClientConfig(src, mtls.ExpectRole("", identity.RoleNode))
+	me, err := mtls.LocalIdentity(src)
+	if err != nil {
+		return nil, fmt.Errorf("--cert %s: %w", o.cert, err)
+	}
+	// Records go only to the node of the member of --cert: another node of
+	// the federation at that address fails the handshake, before the
+	// client sends anything.
+	expect, err := mtls.ExpectNodeOf(me)
+	if err != nil {
+		return nil, fmt.Errorf("--cert %s: %w", o.cert, err)
+	}
+	cfg := mtls.ClientConfig(src, expect)
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), recvLimit)
 }
 

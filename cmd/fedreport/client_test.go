@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -51,5 +52,16 @@ func TestClientAddressesSayWhatToWrite(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestAFlagValueIsEchoedShort gives a verb a megabyte where a word belongs:
+// the error quotes its start and its length, not the megabyte.
+func TestAFlagValueIsEchoedShort(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", 1<<20)
+	_, _, err := runCLI(t, t.Context(), "rollups", "--state", big, "--coordinator", "127.0.0.1:1")
+	if err == nil || len(err.Error()) > 256 || !strings.Contains(err.Error(), "(1048576 bytes)") {
+		t.Errorf("got an error of %d bytes (%.100s...), want under 256 bytes naming the length", len(fmt.Sprint(err)), fmt.Sprint(err))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
 )
@@ -35,18 +36,18 @@ func newGenCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.member = identity.UpperMember(o.member)
 			if !identity.ValidMember(o.member) {
-				return fmt.Errorf("--member %q: want a member code of 2-8 upper-case letters or digits", o.member)
+				return fmt.Errorf("--member %s: want a member code of 2-8 upper-case letters or digits", echo.Quote(o.member))
 			}
 			if o.n < 0 {
 				return fmt.Errorf("--records %d: must not be negative", o.n)
 			}
 			from, err := records.ParseDate(o.from)
 			if err != nil {
-				return fmt.Errorf("--from %q %s", o.from, err.(*records.FieldError).Problem)
+				return fmt.Errorf("--from %s %s", echo.Quote(o.from), err.(*records.FieldError).Problem)
 			}
 			to, err := records.ParseDate(o.to)
 			if err != nil {
-				return fmt.Errorf("--to %q %s", o.to, err.(*records.FieldError).Problem)
+				return fmt.Errorf("--to %s %s", echo.Quote(o.to), err.(*records.FieldError).Problem)
 			}
 			if to < from {
 				return fmt.Errorf("--to %q is before --from %s (want --from <= --to)", o.to, o.from)

@@ -10,14 +10,18 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/records"
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -152,7 +156,7 @@ func openRecords(name, format string, stdin io.Reader, read *int64) (recordReade
 		return records.NewJSONLReader(r, source), c, nil
 	}
 	c.Close()
-	return nil, nil, fmt.Errorf("--format %q: want csv or jsonl", format)
+	return nil, nil, fmt.Errorf("--format %s: want csv or jsonl", echo.Quote(format))
 }
 
 // countingReader adds the bytes read through it to *n.
@@ -192,11 +196,18 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 	defer conn.Close()
 	// The stream is cancelled on any local error, which makes the node roll it back.
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var notices sync.WaitGroup
+	defer func() {
+		cancel()
+		notices.Wait()
+	}()
 	stream, err := fedreportv1.NewNodeAdminServiceClient(conn).IngestRecords(ctx)
 	if err != nil {
 		return describeNodeRPCError("ingest", o.node, err)
 	}
+	// The progress line and the write lock notice share stderr.
+	stderr = &lockedWriter{w: stderr}
+	notices.Go(func() { noteWriteLock(stream, stderr, time.Now) })
 	var (
 		sent     uint64
 		read     int64
@@ -233,6 +244,10 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 		if errors.Is(err, io.EOF) {
 			// A failed Send reports only io.EOF; the status comes from CloseAndRecv.
 			_, err = stream.CloseAndRecv()
+		}
+		if d := stream.Trailer().Get(grpcsrv.IdleTrailer); len(d) > 0 {
+			return fmt.Errorf("ingest: the node ended the stream after receiving nothing for %s (its --ingest-idle-timeout) and stored nothing of it; "+
+				"send the input without pauses that long, or ask the node's operator for a longer timeout. It is safe to run the same command again", echo.Name(d[0]))
 		}
 		// A Send failed, so the stream ended before the CLI closed it: the
 		// node cannot have committed it.
@@ -391,7 +406,7 @@ func placeNodeError(err error, placed []sentFile, format, addr string) error {
 	}
 	var msg string
 	if reason == node.ReasonDuplicateRecord {
-		msg = fmt.Sprintf("%s:%d: record_id %q was already sent in this stream", file.source, line, id)
+		msg = fmt.Sprintf("%s:%d: record_id %s was already sent in this stream", file.source, line, echo.Quote(id))
 		if first, firstLine, ok := firstOccurrence(placed, format, id, uint64(index)); ok {
 			msg += fmt.Sprintf(", at %s:%d", first.source, firstLine)
 		}
@@ -399,7 +414,7 @@ func placeNodeError(err error, placed []sentFile, format, addr string) error {
 	} else {
 		// The node's message is "record N of SOURCE: <problem>".
 		problem := st.Message()
-		problem, _ = strings.CutPrefix(problem, fmt.Sprintf("record %d of %s: ", uint64(index)-file.first+1, file.source))
+		problem, _ = strings.CutPrefix(problem, fmt.Sprintf("record %d of %s: ", uint64(index)-file.first+1, echo.Name(file.source)))
 		msg = fmt.Sprintf("%s:%d: %s", file.source, line, problem)
 	}
 	return fmt.Errorf("%s\nthe node refused the stream; nothing was stored. Fix it and ingest again", msg)
@@ -483,4 +498,39 @@ func scanSent(f sentFile, format string, fn func(i uint64, rec *fedreportv1.Reco
 		i++
 	}
 	return true
+}
+
+// noteWriteLock tells the user, as soon as the node says so in the stream's
+// response headers, that the ingest waits for the node's write lock and
+// who holds it since when.
+func noteWriteLock(stream grpc.ClientStream, stderr io.Writer, now func() time.Time) {
+	md, err := stream.Header()
+	if err != nil {
+		return
+	}
+	by := md.Get(node.HeaderWriteLockHeldBy)
+	if len(by) != 1 {
+		return
+	}
+	since := "an unknown time"
+	if v := md.Get(node.HeaderWriteLockHeldSince); len(v) == 1 {
+		since = echo.Name(v[0])
+		if t, err := time.Parse(time.RFC3339, v[0]); err == nil {
+			since += " (" + now().Sub(t).Round(time.Second).String() + " ago)"
+		}
+	}
+	fmt.Fprintf(stderr, "waiting: the node's write lock is held by %s since %s, by another ingest or a retraction; this ingest goes on when it is released\n",
+		echo.Name(by[0]), since)
+}
+
+// lockedWriter serializes writes of several goroutines to w.
+type lockedWriter struct {
+	mu sync.Mutex // protects w
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -9,16 +9,25 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
 // localNode runs a real node with a bbolt file and an admin socket in a
-// temp dir until the test ends; the CLI reaches it as unix://<socket>.
-func localNode(t *testing.T) (*node.Node, string) {
+// temp dir until the test ends, with limits if given; the CLI reaches it as
+// unix://<socket>.
+func localNode(t *testing.T, limits ...grpcsrv.Limits) (*node.Node, string) {
 	t.Helper()
 	dir := t.TempDir()
-	n, err := node.Open(node.Config{Member: "FR", DataPath: filepath.Join(dir, "fr.db"), TrustDomain: "isa", Version: "test"})
+	cfg := node.Config{Member: "FR", DataPath: filepath.Join(dir, "fr.db"), TrustDomain: "isa", Version: "test"}
+	if len(limits) > 0 {
+		cfg.Limits = limits[0]
+	}
+	n, err := node.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,5 +254,46 @@ func TestIngestAndRetractSayOneRecord(t *testing.T) {
 	fast := ingestSummary(&fedreportv1.IngestRecordsResponse{Received: 3000, Added: 3000, DataVersion: 1}, 2*time.Second)
 	if want := "ingested 3000 records: 3000 new, 0 changed, 0 unchanged; data version 1 (2s, 1500 records/s)"; fast != want {
 		t.Errorf("3000 records in 2s: got %q, want %q", fast, want)
+	}
+}
+
+// TestAnIngestWaitingForTheWriteLockSaysWhoHoldsIt holds the node's write
+// lock with an ingest stream that goes silent, on the admin socket, and
+// runs `fedreport ingest`: it says at once who holds the lock since when,
+// and goes on when the node, after its idle timeout, has rolled the silent
+// stream back.
+func TestAnIngestWaitingForTheWriteLockSaysWhoHoldsIt(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t, grpcsrv.Limits{IngestIdleTimeout: 300 * time.Millisecond})
+	sock := strings.TrimPrefix(addr, "unix://")
+
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	silent, err := fedreportv1.NewNodeAdminServiceClient(conn).IngestRecords(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := silent.Send(&fedreportv1.IngestRecordsRequest{Records: []*fedreportv1.Record{{RecordId: "S-1", Metric: fedreportv1.Metric_METRIC_ARRESTS, Date: "2020-01-01"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if md, err := silent.Header(); err != nil || len(md.Get(node.HeaderWriteLockAcquired)) != 1 {
+		t.Fatalf("silent stream's header: got %v, %v; want the lock acquired", md, err)
+	}
+
+	out, errOut, err := runCLI(t, t.Context(), "ingest", "--node", "unix://"+sock, writeFile(t, "fr.csv", header+"FR-1,arrests,2020-01-02,grooming,app,,1\n"))
+	if err != nil {
+		t.Fatalf("ingest: %v\n%s", err, errOut)
+	}
+	if want := "waiting: the node's write lock is held by local-admin since "; !strings.Contains(errOut, want) {
+		t.Errorf("stderr %q does not contain %q", errOut, want)
+	}
+	if !strings.HasPrefix(out, "ingested 1 record: 1 new") {
+		t.Errorf("stdout %q, want 1 new record", out)
+	}
+	if st := stats(t, n); st.Records != 1 {
+		t.Errorf("%d records stored, want 1 (the silent stream's rolled back)", st.Records)
 	}
 }

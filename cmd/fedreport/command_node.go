@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/periods"
@@ -46,6 +47,7 @@ names it. A file with every key:
   metrics_listen: 127.0.0.1:9443    # optional Prometheus /metrics
   aggregate_rate: 2                 # Aggregate calls a second per caller identity (0: no limit)
   aggregate_burst: 30               # Aggregate calls a caller identity may make at once
+  ingest_idle_timeout: 1m           # end an ingest stream silent this long (0: never)
 
 The policy is the member's alone: no request and no coordinator can change it. A
 request outside it is refused with FAILED_PRECONDITION and a reason,
@@ -69,28 +71,30 @@ type nodeOptions struct {
 	log          logOptions
 	metrics      string
 	aggregate    rateOptions
+	ingestIdle   time.Duration
 }
 
 // nodeConfigFile is the YAML form of nodeOptions.
 type nodeConfigFile struct {
-	Member           string   `yaml:"member"`
-	Data             string   `yaml:"data"`
-	Listen           string   `yaml:"listen"`
-	AdminSocket      string   `yaml:"admin_socket"`
-	CACert           string   `yaml:"cacert"`
-	Cert             string   `yaml:"cert"`
-	Key              string   `yaml:"key"`
-	CRL              string   `yaml:"crl"`
-	MinCellCount     *uint32  `yaml:"min_cell_count"`
-	Tables           string   `yaml:"tables"`
-	Periods          string   `yaml:"periods"`
-	DominancePercent *uint32  `yaml:"dominance_percent"`
-	EarliestDate     string   `yaml:"earliest_date"`
-	LogFormat        string   `yaml:"log_format"`
-	LogLevel         string   `yaml:"log_level"`
-	MetricsListen    string   `yaml:"metrics_listen"`
-	AggregateRate    *float64 `yaml:"aggregate_rate"`
-	AggregateBurst   *int     `yaml:"aggregate_burst"`
+	Member            string   `yaml:"member"`
+	Data              string   `yaml:"data"`
+	Listen            string   `yaml:"listen"`
+	AdminSocket       string   `yaml:"admin_socket"`
+	CACert            string   `yaml:"cacert"`
+	Cert              string   `yaml:"cert"`
+	Key               string   `yaml:"key"`
+	CRL               string   `yaml:"crl"`
+	MinCellCount      *uint32  `yaml:"min_cell_count"`
+	Tables            string   `yaml:"tables"`
+	Periods           string   `yaml:"periods"`
+	DominancePercent  *uint32  `yaml:"dominance_percent"`
+	EarliestDate      string   `yaml:"earliest_date"`
+	LogFormat         string   `yaml:"log_format"`
+	LogLevel          string   `yaml:"log_level"`
+	MetricsListen     string   `yaml:"metrics_listen"`
+	AggregateRate     *float64 `yaml:"aggregate_rate"`
+	AggregateBurst    *int     `yaml:"aggregate_burst"`
+	IngestIdleTimeout string   `yaml:"ingest_idle_timeout"`
 }
 
 func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
@@ -113,6 +117,7 @@ func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metrics, "metrics-listen", "", "plain-HTTP listen address for Prometheus GET /metrics: calls by method and code, latency, disclosure log append time; never a count (empty: off)")
 	o.aggregate = newRateOptions("aggregate", fedreportv1.AggregationService_Aggregate_FullMethodName)
 	o.aggregate.AddFlags(fs, "Aggregate", "caller identity (a coordinator, a member admin)")
+	fs.DurationVar(&o.ingestIdle, "ingest-idle-timeout", grpcsrv.DefaultIngestIdleTimeout, "end an ingest stream whose client sends nothing for this long, roll it back and release the write lock, on both listeners (0: never)")
 }
 
 func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
@@ -129,6 +134,7 @@ func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
 		"tables": c.Tables, "periods": c.Periods, "log-format": c.LogFormat, "log-level": c.LogLevel,
 		"metrics-listen": c.MetricsListen,
 		"aggregate-rate": optionalNumber(c.AggregateRate), "aggregate-burst": optionalNumber(c.AggregateBurst),
+		"ingest-idle-timeout": c.IngestIdleTimeout,
 	}
 	if c.DominancePercent != nil {
 		values["dominance-percent"] = fmt.Sprint(*c.DominancePercent)
@@ -179,6 +185,9 @@ func newNodeCommand() *cobra.Command {
 			if err := o.aggregate.validate(); err != nil {
 				return err
 			}
+			if o.ingestIdle < 0 {
+				return fmt.Errorf("--ingest-idle-timeout %s (ingest_idle_timeout in --config): give a duration such as 1m, or 0 for never", o.ingestIdle)
+			}
 			if err := o.validatePolicy(time.Now()); err != nil {
 				return err
 			}
@@ -206,7 +215,7 @@ func newNodeCommand() *cobra.Command {
 				ServerTLS:   mtls.ServerConfig(src),
 				Logger:      log,
 				Version:     version,
-				Limits:      rateLimits(&o.aggregate),
+				Limits:      nodeLimits(&o.aggregate, o.ingestIdle),
 				Policy: node.Policy{
 					MinCellCount:     o.minCellCount,
 					Tables:           tables,
@@ -272,4 +281,15 @@ func parsePeriods(s string) ([]periods.Period, error) {
 		out = append(out, periods.Period{Name: name, From: f, To: t})
 	}
 	return out, nil
+}
+
+// nodeLimits are the node's listener limits: its Aggregate rate and the
+// ingest idle timeout (0 turns it off).
+func nodeLimits(aggregate *rateOptions, ingestIdle time.Duration) grpcsrv.Limits {
+	l := rateLimits(aggregate)
+	l.IngestIdleTimeout = ingestIdle
+	if ingestIdle == 0 {
+		l.IngestIdleTimeout = -1
+	}
+	return l
 }

@@ -58,6 +58,7 @@ log_level: debug
 metrics_listen: 127.0.0.1:9555
 aggregate_rate: 0.25
 aggregate_burst: 4
+ingest_idle_timeout: 90s
 `)
 	typ := reflect.TypeFor[nodeConfigFile]()
 	var keys []string
@@ -78,7 +79,7 @@ aggregate_burst: 4
 		"admin-socket": "fr.sock", "cacert": "ca.crt", "cert": "node-FR.crt", "key": "node-FR.key", "crl": "ca.crl",
 		"min-cell-count": "7", "tables": "offence,channel", "periods": "phase-1=2020-01-01..2020-05-30", "dominance-percent": "90", "earliest-date": "2020-01-01",
 		"log-format": "json", "log-level": "debug", "metrics-listen": "127.0.0.1:9555",
-		"aggregate-rate": "0.25", "aggregate-burst": "4",
+		"aggregate-rate": "0.25", "aggregate-burst": "4", "ingest-idle-timeout": "1m30s",
 	}
 	help := nodeLong + "\n" + fs.FlagUsages()
 	for _, key := range keys {

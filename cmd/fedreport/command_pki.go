@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/pki"
@@ -126,7 +127,7 @@ func newPKIListCommand() *cobra.Command {
 				return fmt.Errorf("--dir is required")
 			}
 			if o.output != "table" && o.output != "json" {
-				return fmt.Errorf("%q is not an output format (want table or json)", o.output)
+				return fmt.Errorf("%s is not an output format (want table or json)", echo.Quote(o.output))
 			}
 			entries, err := pki.List(o.dir)
 			if err != nil {

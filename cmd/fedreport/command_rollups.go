@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -117,7 +118,7 @@ func parseRollupState(s string) (fedreportv1.RollupState, error) {
 	}
 	v, ok := fedreportv1.RollupState_value["ROLLUP_STATE_"+strings.ToUpper(s)]
 	if !ok || v == 0 {
-		return 0, fmt.Errorf("--state %q: want running, complete, partial, failed or interrupted", s)
+		return 0, fmt.Errorf("--state %s: want running, complete, partial, failed or interrupted", echo.Quote(s))
 	}
 	return fedreportv1.RollupState(v), nil
 }

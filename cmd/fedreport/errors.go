@@ -23,6 +23,9 @@ const certRefusal = "revoked, expired, or not issued by this federation's CA, an
 // "bad certificate", or, when its first write crosses the alert, only a
 // broken pipe or a reset, which a server stopping mid-call also causes.
 func tlsHint(msg string) string {
+	if strings.Contains(msg, "server identity is ") {
+		return "(the server at that address is not one this certificate may talk to, and nothing was sent to it; check the address)"
+	}
 	if strings.Contains(msg, "tls: bad certificate") {
 		return "(the server refused the certificate in --cert: " + certRefusal + ")"
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/metrics"
 )
 
@@ -29,7 +30,7 @@ func (o *logOptions) AddFlags(fs *pflag.FlagSet) {
 func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(o.level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.level)
+		return nil, fmt.Errorf("--log-level %s: want debug, info, warn or error", echo.Quote(o.level))
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
 	switch o.format {
@@ -38,7 +39,7 @@ func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", o.format)
+	return nil, fmt.Errorf("--log-format %s: want text or json", echo.Quote(o.format))
 }
 
 // runWithMetrics runs serve, and when addr is set a Prometheus endpoint on

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -39,7 +40,7 @@ func (v *formatValue) Set(s string) error {
 		*v = formatValue(s)
 		return nil
 	}
-	return fmt.Errorf("%q is not an output format (want table, json or csv)", s)
+	return fmt.Errorf("%s is not an output format (want table, json or csv)", echo.Quote(s))
 }
 
 // printJSON writes m as indented protojson, as etcdctl's JSON printer does.

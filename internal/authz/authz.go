@@ -13,7 +13,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/identity"
 )
 
@@ -70,7 +72,8 @@ func InDomain(trustDomain string, a Allow) Allow {
 // one of a right role was refused for its trust domain or member, which
 // the message does not disclose (a server's Explain may).
 func refusal(id identity.ID, method string, allow Allow) string {
-	msg := fmt.Sprintf("%s may not call %s", id, method)
+	// The method is the peer's :path: a name no rule knows may be anything.
+	msg := fmt.Sprintf("%s may not call %s", id, echo.Name(method))
 	roles := allow.roles
 	if len(roles) == 0 || slices.Contains(roles, id.Role) {
 		return msg
@@ -112,7 +115,7 @@ type Explain func(id identity.ID, method string) error
 func (r Rules) check(ctx context.Context, method string, explain Explain) error {
 	id, ok := identity.FromContext(ctx)
 	if !ok {
-		return status.Errorf(codes.Unauthenticated, "%s needs a verified client certificate with a fedreport identity", method)
+		return status.Errorf(codes.Unauthenticated, "%s needs a verified client certificate with a fedreport identity", echo.Name(method))
 	}
 	for _, p := range openPrefixes {
 		if strings.HasPrefix(method, p) {
@@ -160,4 +163,31 @@ func first(explain []Explain) Explain {
 		return nil
 	}
 	return explain[0]
+}
+
+// Tap enforces Rules when a call's headers arrive (grpc.InTapHandle), before
+// grpc reads, allocates and decodes its request: a peer the rules refuse
+// costs the server the frames it sent, which grpc discards as they come,
+// and never a decoded request. A tap handle sees the verified peer: grpc
+// puts the connection's peer, with the AuthInfo of its TLS handshake, in
+// the context it passes. The interceptors stay in place behind it.
+type Tap struct {
+	Rules Rules
+	// Explain, if set, words refusals as for the interceptors.
+	Explain Explain
+	// Denied, if set, is told of each refusal of a method that Rules
+	// names (metrics count refused calls; a method no rule names is
+	// peer-chosen text, which would make a metric label without bound).
+	Denied func(method string, err error)
+}
+
+// Handle is the tap.ServerInHandle of t.
+func (t Tap) Handle(ctx context.Context, info *tap.Info) (context.Context, error) {
+	err := t.Rules.check(ctx, info.FullMethodName, t.Explain)
+	if err != nil && t.Denied != nil {
+		if _, named := t.Rules[info.FullMethodName]; named {
+			t.Denied(info.FullMethodName, err)
+		}
+	}
+	return ctx, err
 }

@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -23,17 +24,24 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
 // Defaults of Limits' zero fields.
 const (
-	// DefaultMaxRecvMsgSize bounds one request message. An ingest batch of
-	// the CLI (2,000 records of at most ~200 bytes) is well under it.
+	// DefaultMaxRecvMsgSize bounds one request message of IngestRecords, the
+	// only method that needs megabytes. An ingest batch of the CLI (2,000
+	// records of at most ~200 bytes) is well under it.
 	DefaultMaxRecvMsgSize = 4 << 20
+	// DefaultRecvLimit bounds one request message of a method that
+	// DefaultRecvLimits does not name: a query, a lookup, a page, a health
+	// check take a few hundred bytes.
+	DefaultRecvLimit = 64 << 10
 	// DefaultMaxHeaderListSize bounds a request's metadata.
 	DefaultMaxHeaderListSize = 64 << 10
 	// DefaultMaxConcurrentStreams bounds the calls in flight on one connection.
@@ -78,6 +86,13 @@ var DefaultRates = map[string]Rate{
 	fedreportv1.CoordinatorService_StartRollup_FullMethodName: {PerSecond: 0.5, Burst: 10},
 }
 
+// DefaultRecvLimits are the per-method request limits when Limits.RecvLimits
+// is nil: an ingest batch, and a retraction that may name thousands of ids.
+var DefaultRecvLimits = map[string]int{
+	fedreportv1.NodeAdminService_IngestRecords_FullMethodName:  DefaultMaxRecvMsgSize,
+	fedreportv1.NodeAdminService_RetractRecords_FullMethodName: 1 << 20,
+}
+
 // Rate is a token bucket: Burst calls at once, refilled at PerSecond.
 type Rate struct {
 	PerSecond float64
@@ -87,11 +102,29 @@ type Rate struct {
 // Limits configures a server. Zero fields take the defaults above; a
 // negative duration turns that limit off.
 type Limits struct {
-	MaxRecvMsgSize        int
+	// MaxRecvMsgSize bounds every request message, checked by grpc on its
+	// length prefix before it reads the message. 0 means the largest of the
+	// per-method limits below.
+	MaxRecvMsgSize int
+	// RecvLimits maps full method names to the largest request message
+	// each takes (at most MaxRecvMsgSize); nil means DefaultRecvLimits.
+	RecvLimits map[string]int
+	// RecvLimit is the limit of every method RecvLimits does not name; 0
+	// means DefaultRecvLimit.
+	RecvLimit int
+
 	MaxConcurrentStreams  uint32
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
 	UnaryTimeout          time.Duration
+	// IngestIdleTimeout ends an ingest stream whose client sends nothing
+	// for that long while the server waits for its next message; the
+	// handler sees an error and rolls the stream back. 0 means
+	// DefaultIngestIdleTimeout; a negative value turns it off.
+	IngestIdleTimeout time.Duration
+	// Authorize, if set, runs first in the listener's tap handle, when a
+	// call's headers arrive and before its request is read (authz.Tap).
+	Authorize tap.ServerInHandle
 	// Rates maps full method names to a per-identity rate. nil means
 	// DefaultRates; an empty map limits no method.
 	Rates map[string]Rate
@@ -118,8 +151,17 @@ func (l Limits) withDefaults() Limits {
 			*d = v
 		}
 	}
+	if l.RecvLimits == nil {
+		l.RecvLimits = DefaultRecvLimits
+	}
+	if l.RecvLimit <= 0 {
+		l.RecvLimit = DefaultRecvLimit
+	}
 	if l.MaxRecvMsgSize <= 0 {
-		l.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+		l.MaxRecvMsgSize = l.RecvLimit
+		for _, n := range l.RecvLimits {
+			l.MaxRecvMsgSize = max(l.MaxRecvMsgSize, n)
+		}
 	}
 	if l.MaxConcurrentStreams == 0 {
 		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
@@ -127,6 +169,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxConnectionAge, DefaultMaxConnectionAge)
 	def(&l.MaxConnectionAgeGrace, DefaultMaxConnectionAgeGrace)
 	def(&l.UnaryTimeout, DefaultUnaryTimeout)
+	def(&l.IngestIdleTimeout, DefaultIngestIdleTimeout)
 	if l.Rates == nil {
 		l.Rates = DefaultRates
 	}
@@ -168,7 +211,7 @@ func LocalOptions(l Limits) []grpc.ServerOption {
 }
 
 func common(l Limits) []grpc.ServerOption {
-	unary := []grpc.UnaryServerInterceptor{deadline(l.UnaryTimeout), bounds(l.ErrorDomain)}
+	unary := []grpc.UnaryServerInterceptor{l.recvLimitUnary, deadline(l.UnaryTimeout), bounds(l.ErrorDomain)}
 	if len(l.Rates) > 0 {
 		unary = append(unary, newRateLimiter(l.Rates, l.Now, l.ErrorDomain).unary)
 	}
@@ -185,6 +228,8 @@ func common(l Limits) []grpc.ServerOption {
 		// default.)
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(l.recvLimitStream, l.idleStream),
+		grpc.InTapHandle(l.tapHandle),
 	}
 }
 
@@ -215,6 +260,17 @@ type query interface {
 	GetGroupBy() []fedreportv1.Dimension
 }
 
+// dated is a query with a date range.
+type dated interface {
+	GetFrom() string
+	GetTo() string
+}
+
+// maxDateLen is the longest from or to CheckBounds lets through to the
+// servers' own validation, which words the refusal of a malformed date;
+// anything longer is no date, and is refused here with a short echo.
+const maxDateLen = 64
+
 // startRequest is a StartRollupRequest: its query is its spec.
 type startRequest interface {
 	GetSpec() *fedreportv1.RollupSpec
@@ -233,7 +289,8 @@ func bounds(domain string) grpc.UnaryServerInterceptor {
 
 // CheckBounds returns an InvalidArgument status with field violations if req
 // (an AggregateRequest or a StartRollupRequest) lists more metrics than
-// MaxMetrics or more dimensions than MaxDimensions; nil otherwise.
+// MaxMetrics or more dimensions than MaxDimensions, or has a from or to far
+// longer than a date; nil otherwise.
 func CheckBounds(req any, domain string) error {
 	prefix := ""
 	q, ok := req.(query)
@@ -252,18 +309,27 @@ func CheckBounds(req any, domain string) error {
 		vs = append(vs, &errdetails.BadRequest_FieldViolation{Field: prefix + "group_by",
 			Description: fmt.Sprintf("%d dimensions listed; at most %d (each dimension once)", n, MaxDimensions)})
 	}
+	if d, ok := q.(dated); ok {
+		for _, f := range []struct{ name, v string }{{"from", d.GetFrom()}, {"to", d.GetTo()}} {
+			if len(f.v) > maxDateLen {
+				vs = append(vs, &errdetails.BadRequest_FieldViolation{Field: prefix + f.name,
+					Description: echo.Quote(f.v) + " is not a date (want YYYY-MM-DD)"})
+			}
+		}
+	}
 	if len(vs) == 0 {
 		return nil
 	}
-	msg := "invalid request: " + vs[0].GetField() + ": " + vs[0].GetDescription()
-	if len(vs) == 2 {
-		msg += "; " + vs[1].GetField() + ": " + vs[1].GetDescription()
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = v.GetField() + ": " + v.GetDescription()
 	}
+	msg := "invalid request: " + strings.Join(parts, "; ")
 	return withDetails(codes.InvalidArgument, msg, ReasonInvalidArgument, domain, &errdetails.BadRequest{FieldViolations: vs})
 }
 
 func withDetails(code codes.Code, msg, reason, domain string, extra ...protoadapt.MessageV1) error {
-	st := status.New(code, msg)
+	st := status.New(code, echo.Limit(msg, echo.MaxMessage))
 	details := append([]protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: domain}}, extra...)
 	if withD, err := st.WithDetails(details...); err == nil {
 		st = withD

@@ -222,7 +222,8 @@ func TestServerTakesRequestsUpToTheMessageLimit(t *testing.T) {
 	// The static windows (streamWindow, connWindow) replace grpc's dynamic
 	// ones, which start at 64 KiB: a request of nearly DefaultMaxRecvMsgSize
 	// still arrives whole, one after the other on one connection.
-	srv := grpc.NewServer(ServerOptions(Limits{Rates: map[string]Rate{}})...)
+	srv := grpc.NewServer(ServerOptions(Limits{Rates: map[string]Rate{},
+		RecvLimits: map[string]int{fedreportv1.AggregationService_Aggregate_FullMethodName: DefaultMaxRecvMsgSize}})...)
 	fedreportv1.RegisterAggregationServiceServer(srv, echoLen{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -152,3 +152,7 @@ func Serve(ctx context.Context, lis net.Listener, g prometheus.Gatherer) error {
 	}
 	return nil
 }
+
+// Denied counts a call refused before it reached the interceptors (by an
+// authz.Tap), as the interceptors count the calls they see.
+func (g *GRPC) Denied(method string, err error) { g.observe(method, time.Now(), err) }

@@ -348,10 +348,56 @@ func ExpectID(want identity.ID) Expect {
 func ExpectRole(trustDomain string, role identity.Role) Expect {
 	return func(got identity.ID) error {
 		if got.Role != role || (trustDomain != "" && got.TrustDomain != trustDomain) {
-			return fmt.Errorf("server identity is %s, want a %s", got, role)
+			if trustDomain == "" {
+				return fmt.Errorf("server identity is %s, want a %s", got, role)
+			}
+			return fmt.Errorf("server identity is %s, want a %s of trust domain %s (spiffe://%s/%s/...)", got, role, trustDomain, trustDomain, role)
 		}
 		return nil
 	}
+}
+
+// ErrNotMemberAdmin is returned by ExpectNodeOf for a client identity that
+// is not a member admin: only a member admin may call a node's admin API
+// over the network, and only its own member's node.
+var ErrNotMemberAdmin = errors.New("a node's admin API over the network takes a member-admin certificate")
+
+// ExpectNodeOf accepts only the node of the member whose admin local is,
+// in local's trust domain: a member admin's records and requests go to its
+// own member's node and no other, however valid another node's
+// certificate. The check runs in the handshake, before the client sends a
+// byte of a request.
+func ExpectNodeOf(local identity.ID) (Expect, error) {
+	if local.Role != identity.RoleMemberAdmin {
+		return nil, fmt.Errorf("certificate identity is %s: %w of the node's member (or use the node's unix socket)", local, ErrNotMemberAdmin)
+	}
+	want := identity.Node(local.TrustDomain, local.Member)
+	return func(got identity.ID) error {
+		if got != want {
+			return fmt.Errorf("server identity is %s, want %s: %s may send only to the node of member %s", got, want, local, local.Member)
+		}
+		return nil
+	}, nil
+}
+
+// ExpectCoordinatorOf accepts any coordinator of local's trust domain.
+func ExpectCoordinatorOf(local identity.ID) Expect {
+	return ExpectRole(local.TrustDomain, identity.RoleCoordinator)
+}
+
+// LocalIdentity returns the identity of src's current certificate.
+func LocalIdentity(src Source) (identity.ID, error) {
+	c, err := src.Certificate()
+	if err != nil {
+		return identity.ID{}, err
+	}
+	leaf := c.Leaf
+	if leaf == nil && len(c.Certificate) > 0 {
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return identity.ID{}, fmt.Errorf("tls: own certificate: %w", err)
+		}
+	}
+	return identity.FromCertificate(leaf)
 }
 
 // ServerConfig returns the configuration of a listener: TLS 1.3 only,

@@ -46,7 +46,11 @@ type CA struct {
 }
 
 // NewCA creates a self-signed CA for trustDomain. Its certificate carries
-// the URI SAN spiffe://<trustDomain> so issuers can recover the domain.
+// the URI SAN spiffe://<trustDomain> so issuers can recover the domain, and
+// a critical name constraint permitting only URIs of that trust domain
+// (RFC 5280 4.2.1.10): a certificate it signed for spiffe://<another>/...
+// fails every verifier's chain check, so a CA added to a bundle of member
+// CAs can mint identities of its own trust domain only.
 func NewCA(trustDomain string, validFor time.Duration) (*CA, error) {
 	if _, err := identity.New(trustDomain, identity.RoleNode, "XX", ""); err != nil {
 		return nil, fmt.Errorf("new CA: %w", err)
@@ -66,6 +70,9 @@ func NewCA(trustDomain string, validFor time.Duration) (*CA, error) {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 		URIs:                  []*url.URL{{Scheme: "spiffe", Host: trustDomain}},
+		PermittedURIDomains:   []string{trustDomain},
+		// The flag marks the whole name constraints extension critical.
+		PermittedDNSDomainsCritical: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+
+	"github.com/isa-alliance/fedreport/internal/echo"
 )
 
 // Columns are the record fields in file order (CSV header, JSON Lines keys).
@@ -102,10 +104,10 @@ func (c *CSVReader) readHeader() error {
 			}
 		}
 		if idx < 0 {
-			return c.lineErr(line, fmt.Errorf("unknown column %q (want %s)", name, strings.Join(Columns, ", ")))
+			return c.lineErr(line, fmt.Errorf("unknown column %s (want %s)", echo.Quote(name), strings.Join(Columns, ", ")))
 		}
 		if c.cols[idx] >= 0 {
-			return c.lineErr(line, fmt.Errorf("column %q appears twice", key))
+			return c.lineErr(line, fmt.Errorf("column %s appears twice", echo.Quote(key)))
 		}
 		c.cols[idx] = i
 	}

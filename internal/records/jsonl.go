@@ -12,6 +12,8 @@ import (
 	"time"
 
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+
+	"github.com/isa-alliance/fedreport/internal/echo"
 )
 
 // MaxJSONLLine is the longest JSON Lines line accepted; a record is far shorter.
@@ -228,7 +230,7 @@ func repeatedKey(line []byte) error {
 		}
 		for _, k := range seen {
 			if strings.EqualFold(k, key) {
-				return fmt.Errorf("key %q appears twice in the object (give each key once)", key)
+				return fmt.Errorf("key %s appears twice in the object (give each key once)", echo.Quote(key))
 			}
 		}
 		seen = append(seen, key)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
+
+	"github.com/isa-alliance/fedreport/internal/echo"
 )
 
 // Limits from DESIGN.md "Domain".
@@ -27,14 +29,15 @@ var earliestDay = mustDay(EarliestDate)
 type FieldError struct {
 	// Field is the field's name as written in files and protos ("record_id").
 	Field string
-	// Value is the offending value as received.
+	// Value is the offending value as received; Error shows it through
+	// echo.Quote, shortened and escaped.
 	Value string
 	// Problem completes the sentence "<field> <value> ...".
 	Problem string
 }
 
 func (e *FieldError) Error() string {
-	return e.Field + " " + strconv.Quote(e.Value) + " " + e.Problem
+	return e.Field + " " + echo.Quote(e.Value) + " " + e.Problem
 }
 
 // recordIDChars marks the bytes allowed in a record_id: [A-Za-z0-9._:-].
