@@ -37,12 +37,11 @@ func newSolver(m *model) (*solver, error) {
 	for i := range s.fixed {
 		s.fixed[i] = math.NaN()
 	}
-	rows, err := s.presolve(m.rows)
-	if err != nil {
-		return nil, err
-	}
 	if m.truth != nil {
-		for _, r := range rows {
+		// Every disclosed cell must hold the truth: exact cells their
+		// value, bounds around it. A node that breaks this is wrong in a
+		// way no range can show.
+		for _, r := range m.rows {
 			var v float64
 			for _, t := range r.terms {
 				v += t.coef * m.varTruth[t.v]
@@ -51,6 +50,10 @@ func newSolver(m *model) (*solver, error) {
 				return nil, fmt.Errorf("%s: the log says %s but the records hold %g", r.what, bounds(r.lo, r.hi), v)
 			}
 		}
+	}
+	rows, err := s.presolve(m.rows)
+	if err != nil {
+		return nil, err
 	}
 	s.merge(m, rows)
 	s.split()
