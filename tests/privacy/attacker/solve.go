@@ -26,9 +26,7 @@ type solver struct {
 	blockOf []int     // of each merged unknown; -1 when in no row
 	blocks  []*block
 	lps     int
-	// screened counts targets the screen looked at.
-	screened int
-	cache    map[string][2]float64 // per block and objective: min and max
+	cache   map[string][2]float64 // per block and objective: min and max
 }
 
 // tolFeas is how far a row may miss its bounds from rounding alone.
@@ -39,12 +37,11 @@ func newSolver(m *model) (*solver, error) {
 	for i := range s.fixed {
 		s.fixed[i] = math.NaN()
 	}
-	rows, err := s.presolve(m.rows)
-	if err != nil {
-		return nil, err
-	}
 	if m.truth != nil {
-		for _, r := range rows {
+		// Every disclosed cell must hold the truth: exact cells their
+		// value, bounds around it. A node that breaks this is wrong in a
+		// way no range can show.
+		for _, r := range m.rows {
 			var v float64
 			for _, t := range r.terms {
 				v += t.coef * m.varTruth[t.v]
@@ -53,6 +50,10 @@ func newSolver(m *model) (*solver, error) {
 				return nil, fmt.Errorf("%s: the log says %s but the records hold %g", r.what, bounds(r.lo, r.hi), v)
 			}
 		}
+	}
+	rows, err := s.presolve(m.rows)
+	if err != nil {
+		return nil, err
 	}
 	s.merge(m, rows)
 	s.split()
@@ -287,16 +288,13 @@ func (s *solver) rangeOf(t *target) (lo, hi float64, err error) {
 	}
 	order := sortedKeys(mapKeys(parts))
 	if t.known && s.truth != nil {
-		// Most targets are not pinned, and a path from the truth shows
-		// it without an LP; most pinned ones are combinations of
-		// exact cells, and linear algebra shows that.
+		// A target that is a combination of exact cells is pinned to
+		// the truth's value, and linear algebra shows it without an LP.
 		constant := true
 		for _, b := range order {
-			switch s.screenOf(b, parts[b]) {
-			case moves:
-				return t.truth, math.Inf(1), nil
-			case stuck:
+			if !s.constant(b, parts[b]) {
 				constant = false
+				break
 			}
 		}
 		if constant {
@@ -343,33 +341,18 @@ func mapKeys[K comparable, V any](m map[K]V) map[K]bool {
 	return out
 }
 
-// verdict is what the screen found about one part of a target.
-type verdict int
-
-const (
-	stuck    verdict = iota // nothing: the LP decides
-	moves                   // it moves by 1 from the truth
-	constant                // it is the same at every feasible point
-)
-
-// screenOf is the screen's verdict on the terms (over block b).
-func (s *solver) screenOf(b int, terms []term) verdict {
+// constant reports whether the terms (over block b) are a combination of
+// the block's exact rows.
+func (s *solver) constant(b int, terms []term) bool {
 	blk := s.blocks[b]
 	if blk.screen == nil {
-		blk.screen = newScreen(blk, s.truth)
+		blk.screen = newScreen(blk)
 	}
 	c := make([]float64, len(blk.vars))
 	for _, t := range terms {
 		c[blk.local[t.v]] = t.coef
 	}
-	s.screened++
-	switch {
-	case blk.screen.constant(c):
-		return constant
-	case blk.screen.moves(c, 1) || blk.screen.moves(c, -1):
-		return moves
-	}
-	return stuck
+	return blk.screen.constant(c)
 }
 
 // optimize is the minimum and/or maximum of the terms over block b.
@@ -477,10 +460,27 @@ func (blk *block) build() error {
 		a.Set(i, n+j, slackSign[j])
 		b[i] = bineq[j]
 	}
-	blk.a, blk.b = a, b
+	blk.a = a
 	blk.basis, blk.err = phaseOne(a, b)
-	return blk.err
+	if blk.err != nil {
+		return blk.err
+	}
+	// Degenerate basic columns sit at 0, which rounding can put a hair
+	// below it, and lp.Simplex refuses a basis with any value below
+	// -1e-13. Raising b by the basis columns times basisLift puts every
+	// basic value at basisLift or above: a change of the problem far
+	// below the tolerance the ranges are rounded with.
+	for i := range b {
+		for _, j := range blk.basis {
+			b[i] += basisLift * a.At(i, j)
+		}
+	}
+	blk.b = b
+	return nil
 }
+
+// basisLift is how far the feasible basis's values are lifted above 0.
+const basisLift = 1e-9
 
 // minimize is the minimum of cᵀx over the block (c over its unknowns).
 func (blk *block) minimize(c []float64) (float64, error) {
@@ -518,75 +518,130 @@ func simplex(c []float64, a mat.Matrix, b []float64, basis []int) (f float64, er
 
 // phaseOne finds a feasible basis of Ax = b, x >= 0: with one artificial
 // column per row (rows signed so that b >= 0) the artificials are a
-// feasible basis of "minimize their sum"; at a zero optimum, the columns
-// of A that carry the solution, completed to a basis by independent
-// columns, are feasible for A alone.
+// feasible basis of "minimize their sum"; at a zero optimum, with the
+// artificials pivoted out, the basis is feasible for A alone. It runs on a
+// dense tableau of its own rather than lp.Simplex: gonum refactorizes the
+// basis (and estimates its condition) at every pivot, and phase I from the
+// artificials takes a pivot per row, which on a block of a hundred rows
+// cost seconds. The optimizations that follow all run in lp.Simplex, warm
+// from this basis, and gonum checks that it is feasible.
 func phaseOne(a *mat.Dense, b []float64) ([]int, error) {
 	rows, cols := a.Dims()
-	aa := mat.NewDense(rows, cols+rows, nil)
-	bb := make([]float64, rows)
-	c := make([]float64, cols+rows)
+	width := cols + rows + 1 // columns, artificials, right-hand side
+	tab := make([][]float64, rows)
+	obj := make([]float64, width) // reduced costs of phase I; obj[width-1] is minus its value
 	basis := make([]int, rows)
-	var sum float64
 	for i := range rows {
 		sign := 1.0
 		if b[i] < 0 {
 			sign = -1
 		}
+		r := make([]float64, width)
 		for j := range cols {
-			aa.Set(i, j, sign*a.At(i, j))
+			r[j] = sign * a.At(i, j)
 		}
-		aa.Set(i, cols+i, 1)
-		bb[i] = sign * b[i]
-		sum += bb[i]
-		c[cols+i] = 1
+		r[cols+i] = 1
+		r[width-1] = sign * b[i]
+		tab[i] = r
 		basis[i] = cols + i
+		for j := range cols {
+			obj[j] -= r[j]
+		}
+		obj[width-1] -= r[width-1]
 	}
-	var (
-		f   float64
-		x   []float64
-		err error
-	)
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				err = fmt.Errorf("lp.Simplex panicked: %v", p)
+	pivot := func(pr, pc int) {
+		r := tab[pr]
+		p := r[pc]
+		for j := range r {
+			r[j] /= p
+		}
+		r[pc] = 1
+		for i, o := range tab {
+			if i == pr || o[pc] == 0 {
+				continue
 			}
-		}()
-		f, x, err = lp.Simplex(c, aa, bb, 1e-10, basis)
-	}()
-	if err != nil {
-		return nil, fmt.Errorf("phase I: %w", err)
-	}
-	if f > tolFeas*(1+sum) {
-		return nil, fmt.Errorf("phase I: the log's constraints have no solution (artificials sum to %g)", f)
-	}
-	// Columns carrying the solution first, then any others, each kept
-	// when independent of those kept before.
-	order := make([]int, 0, cols)
-	for j := range cols {
-		if x[j] > 1e-9 {
-			order = append(order, j)
+			f := o[pc]
+			for j, v := range r {
+				if v != 0 {
+					o[j] -= f * v
+				}
+			}
+			o[pc] = 0
 		}
-	}
-	for j := range cols {
-		if x[j] <= 1e-9 {
-			order = append(order, j)
+		if f := obj[pc]; f != 0 {
+			for j, v := range r {
+				if v != 0 {
+					obj[j] -= f * v
+				}
+			}
+			obj[pc] = 0
 		}
+		basis[pr] = pc
 	}
-	var ech echelon
-	out := make([]int, 0, rows)
-	for _, j := range order {
-		if ok, _ := ech.add(mat.Col(nil, j, a), 0); ok {
-			out = append(out, j)
-			if len(out) == rows {
-				break
+	const tol = 1e-9
+	degenerate := 0
+	for iter := 0; ; iter++ {
+		if iter > 50*(rows+cols) {
+			return nil, fmt.Errorf("phase I: no optimum after %d pivots", iter)
+		}
+		// Dantzig's rule, and Bland's (smallest index) once pivots stop
+		// making progress, which cannot cycle.
+		pc := -1
+		for j := range cols {
+			if obj[j] < -tol && (pc < 0 || degenerate < 50 && obj[j] < obj[pc]) {
+				pc = j
+				if degenerate >= 50 {
+					break
+				}
 			}
 		}
+		if pc < 0 {
+			break
+		}
+		pr := -1
+		var best float64
+		for i, r := range tab {
+			if r[pc] > tol {
+				ratio := r[width-1] / r[pc]
+				if pr < 0 || ratio < best-tol || ratio < best+tol && basis[i] < basis[pr] {
+					pr, best = i, ratio
+				}
+			}
+		}
+		if pr < 0 {
+			return nil, fmt.Errorf("phase I is unbounded, which cannot be")
+		}
+		if best <= tol {
+			degenerate++
+		} else {
+			degenerate = 0
+		}
+		pivot(pr, pc)
 	}
-	if len(out) < rows {
-		return nil, fmt.Errorf("phase I: only %d independent columns for %d rows", len(out), rows)
+	var sum float64
+	for _, v := range b {
+		sum += math.Abs(v)
 	}
+	if -obj[width-1] > tolFeas*(1+sum) {
+		return nil, fmt.Errorf("phase I: the log's constraints have no solution (artificials sum to %g)", -obj[width-1])
+	}
+	// Artificials left in the basis are at 0: swap each for a column of A.
+	for i := range rows {
+		if basis[i] < cols {
+			continue
+		}
+		pc := -1
+		for j := range cols {
+			if math.Abs(tab[i][j]) > 1e-7 && (pc < 0 || math.Abs(tab[i][j]) > math.Abs(tab[i][pc])) {
+				pc = j
+			}
+		}
+		if pc < 0 {
+			return nil, fmt.Errorf("phase I: row %d is a combination of the others", i)
+		}
+		pivot(i, pc)
+	}
+	out := slices.Clone(basis)
 	slices.Sort(out)
 	return out, nil
 }
