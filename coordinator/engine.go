@@ -243,10 +243,9 @@ func (c *Coordinator) fanOut(ctx context.Context, req *fedreportv1.AggregateRequ
 
 // callers runs member calls on goroutines kept from one rollup to the next,
 // as grpc-go's server stream workers (grpc.NumStreamWorkers) do for
-// handlers. A goroutine started per member and rollup grew its stack through
-// the gRPC call path every time (runtime.newstack and copystack were 6% of
-// the coordinator's CPU in 200-member rollups); a kept caller starts the next
-// call with the stack it grew, until the garbage collector shrinks it.
+// handlers. A goroutine started per member and rollup would grow its stack
+// through the gRPC call path every time; a kept caller starts the next call
+// with the stack it grew, until the garbage collector shrinks it.
 type callers struct {
 	work chan func()   // unbuffered: a send succeeds only when a caller is idle
 	quit chan struct{} // closed by close: idle callers return

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/internal/boltcheck"
-	"github.com/isa-alliance/fedreport/internal/boltmap"
 	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -30,22 +29,10 @@ const reasonRestarted = "coordinator restarted while the rollup ran"
 const listScanLimit = 10000
 
 // store keeps every rollup in the coordinator's own bbolt file.
-//
-// bbolt reads through a shared mapping of the file, and every page a read
-// touches stays in the process's resident set: random GetRollup reads made
-// RSS as large as the file (221 MB of a 300 MB peak over 10,000 stored
-// rollups, BENCHMARKS.md). So each transaction signals touched, and a
-// goroutine drops the mapped pages (internal/boltmap) at most every
-// boltmap.ReleaseInterval while there are reads; they stay in the page
-// cache, and the next read maps them again.
 type store struct {
 	db     *bolt.DB
 	cached *rollupCache // finished rollups as read
 
-	release   func(*bolt.DB) // drops the mapped pages: boltmap.Release (tests wrap it)
-	touch     chan struct{}  // holds a signal while mapped pages may need dropping
-	quit      chan struct{}  // closed by close: the releaser stops
-	released  sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -55,12 +42,6 @@ type store struct {
 // rollup found at start belongs to a coordinator process that is gone.
 // It returns the ids of the rollups it interrupted.
 func openStore(path string) (*store, []string, error) {
-	return openStoreWith(path, boltmap.Release)
-}
-
-// openStoreWith is openStore with the function that drops the file's mapped
-// pages from the resident set.
-func openStoreWith(path string, release func(*bolt.DB)) (*store, []string, error) {
 	// An existing file is checked read-only first: opening it for writing
 	// may already write to it (bbolt writes out a freelist a node's file
 	// does not keep), and a file that is not the coordinator's must stay
@@ -144,10 +125,7 @@ func openStoreWith(path string, release func(*bolt.DB)) (*store, []string, error
 		_ = db.Close()
 		return nil, nil, fmt.Errorf("open store %q: %w", path, err)
 	}
-	s := &store{db: db, cached: newRollupCache(rollupCacheBytes), release: release, touch: make(chan struct{}, 1), quit: make(chan struct{})}
-	s.released.Go(s.releaseMapped)
-	s.touched()
-	return s, interrupted, nil
+	return &store{db: db, cached: newRollupCache(rollupCacheBytes)}, interrupted, nil
 }
 
 // openTimeout bounds the wait for the file lock, so that a second process
@@ -155,20 +133,25 @@ func openStoreWith(path string, release func(*bolt.DB)) (*store, []string, error
 const openTimeout = time.Second
 
 // checkFile checks the existing file at path before it is opened for
-// writing: that bbolt can read it without leaving its pages (a damaged
-// page would otherwise kill the process when read), and that it is a
-// coordinator's data file (checkOwnFile).
+// writing: that its meta pages and length are sound (boltcheck.Guard: a
+// truncated file would otherwise kill the process when read), and that it
+// is a coordinator's data file (checkOwnFile).
 func checkFile(path string) error {
-	db, err := boltcheck.Open(path, bolt.Options{Timeout: openTimeout})
+	err := boltcheck.Guard(path)
 	if de, ok := boltcheck.Damage(err); ok {
 		return damaged(de.Problem)
 	}
 	switch {
 	case errors.Is(err, boltcheck.ErrEmpty):
 		return nil
-	case errors.Is(err, berrors.ErrTimeout):
-		return ErrInUse
 	case err != nil:
+		return err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, ReadOnly: true})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return ErrInUse
+	}
+	if err != nil {
 		return err
 	}
 	defer db.Close()
@@ -201,47 +184,12 @@ func checkOwnFile(tx *bolt.Tx) error {
 // errNotEmpty ends checkOwnFile's walk over the buckets at the first one.
 var errNotEmpty = errors.New("not empty")
 
-// close stops the releaser and closes the bbolt file. It is safe to call more
-// than once.
+// close closes the bbolt file. It is safe to call more than once.
 func (s *store) close() error {
 	s.closeOnce.Do(func() {
-		close(s.quit)
-		s.released.Wait()
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr
-}
-
-// touched notes that a transaction has read through the mapping. It never
-// blocks: a signal already pending covers this one.
-func (s *store) touched() {
-	select {
-	case s.touch <- struct{}{}:
-	default:
-	}
-}
-
-// releaseMapped drops the mapped pages after transactions have read them, at
-// most once every boltmap.ReleaseInterval, until close. Batching the reads of
-// an interval keeps the cost of a release (a read transaction and one madvise
-// over the mapping) off each call; idle, it does nothing.
-func (s *store) releaseMapped() {
-	wait := time.NewTimer(boltmap.ReleaseInterval)
-	defer wait.Stop()
-	for {
-		select {
-		case <-s.quit:
-			return
-		case <-s.touch:
-		}
-		wait.Reset(boltmap.ReleaseInterval)
-		select {
-		case <-s.quit:
-			return
-		case <-wait.C:
-		}
-		s.release(s.db)
-	}
 }
 
 // marshalRollup encodes a rollup deterministically, so equal rollups are
@@ -271,7 +219,6 @@ func (s *store) create(r *fedreportv1.Rollup) error {
 		}
 		return tx.Bucket(bucketRunning).Put(seqKey(seq), nil)
 	})
-	s.touched()
 	if err != nil {
 		return fmt.Errorf("create rollup: %w", err)
 	}
@@ -311,7 +258,6 @@ func (s *store) finish(r *fedreportv1.Rollup) error {
 		}
 		return running.Delete(k)
 	})
-	s.touched()
 	if err != nil {
 		return fmt.Errorf("finish rollup %s: %w", r.GetId(), err)
 	}
@@ -362,7 +308,6 @@ func (s *store) get(id string, full bool) (*fedreportv1.Rollup, error) {
 		r, err = s.decode(seq, v, state, full)
 		return err
 	})
-	s.touched()
 	if errors.Is(err, ErrRollupNotFound) {
 		// Say what there is: a mistyped id is told the newest.
 		newest := ""
@@ -461,7 +406,6 @@ func (s *store) scan(limit int, from uint64, state fedreportv1.RollupState, fn f
 		}
 		return nil
 	})
-	s.touched()
 	if err != nil {
 		return 0, fmt.Errorf("list rollups: %w", err)
 	}

@@ -52,13 +52,13 @@ func (s Summary) Proto() *fedreportv1.IngestRecordsResponse {
 // As long as each batch's ids lie outside the ranges of the batches before
 // it (a stream in key order), no id can have been sent twice and batches
 // are written as they come. From the first batch that overlaps, the stream
-// is sorted externally instead: sorted runs go to a spill file (spill.go),
+// is sorted externally instead: sorted runs go to a spill file (ingest_spill.go),
 // and Commit merges them and writes them in key order, looking up the ids
 // that the batches written before may hold. Commit then applies the deltas
 // and clears the stream marker in one small transaction, the stream's
 // commit point; until then queries, which read only counters, see the
 // state before the stream. The undo entries, garbage from then on, are
-// purged afterwards (settleStream). An Ingest is not safe for concurrent use.
+// purged afterwards (ingest_rollback.go). An Ingest is not safe for concurrent use.
 type Ingest struct {
 	s     *Store
 	today uint32
@@ -77,7 +77,7 @@ type Ingest struct {
 	source      string // source of the latest batch
 	sourceIndex uint64 // records of that source so far
 
-	spans    streamSpans // the id ranges written before spill (undo.go)
+	spans    streamSpans // the id ranges written before spill (ingest_undo.go)
 	batchSeq uint64      // batch undo entries written so far
 	undoBuf  []byte      // the undo entry of the batch being written
 	spill    *spillFile  // the sorted runs, once the stream left key order
@@ -200,7 +200,7 @@ func (in *Ingest) clearPending() {
 }
 
 // write stores the sorted batch p, free of duplicates, in one transaction
-// with one batch undo entry (undo.go). A batch of the stream's merged spill
+// with one batch undo entry (ingest_undo.go). A batch of the stream's merged spill
 // file (merged) may repeat an id of the batches written before the stream
 // left key order: those are looked up. Every other batch lies outside the
 // ranges written before.

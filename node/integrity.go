@@ -5,37 +5,26 @@ import (
 	"fmt"
 	"io/fs"
 
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
-
 	"github.com/isa-alliance/fedreport/internal/boltcheck"
 )
 
-// CheckFile checks a data file before a node opens it, so that a damaged
-// file is refused with a clear error instead of crashing the node or being
-// served from: the file must be as long as its newest valid meta page says
-// (a truncated file would fault when read), and every page must be sound
-// (boltcheck.Open: every page reachable once, no page both used and free, keys
-// in order, nothing reaching outside its page). A missing file is fine: the
-// node creates it.
+// CheckFile checks a data file before a node opens it, so that a truncated
+// file or one with damaged meta pages is refused with a clear error instead
+// of crashing the node (boltcheck.Guard). It reads the meta pages only;
+// damage inside the pages is found by Verify (`fedreport verify`). A
+// missing or empty file is fine: the node creates it.
 func CheckFile(path string) error {
-	db, err := boltcheck.Open(path, bolt.Options{Timeout: openTimeout})
+	err := boltcheck.Guard(path)
 	if de, ok := boltcheck.Damage(err); ok {
 		return damaged(path, de.Problem)
 	}
 	switch {
 	case err == nil:
-		return db.Close()
+		return nil
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, boltcheck.ErrEmpty):
 		return nil // the node creates it
-	case errors.Is(err, berrors.ErrTimeout):
-		return ErrInUse
 	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("check data file: %w", err)
-	}
-	return damaged(path, fmt.Sprintf("cannot be opened (%v)", err))
+	return fmt.Errorf("check data file: %w", err)
 }
 
 // damaged is the refusal of a damaged file: problem completes a sentence

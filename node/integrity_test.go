@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,14 +14,16 @@ import (
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
-// TestDamagedPagesAreRefusedOrReadSafely damages a real data file at every
-// page's header and first elements, in two states (closed cleanly, with its
-// freelist; and as a crash leaves it, without), and checks that each copy
-// is either refused by CheckFile and Verify with a clear error, or opened,
-// verified and queried without the process dying. bbolt's own check, which
-// CheckFile used before, follows a damaged page id out of its mapping and
-// faults: no recover catches that, and this test binary would die.
-func TestDamagedPagesAreRefusedOrReadSafely(t *testing.T) {
+// TestVerifyReportsDamagedPagesOrReadsSafely damages a real data file at
+// every page's header and first elements, in two states (closed cleanly,
+// with its freelist; and as a crash leaves it, without), and checks that
+// Verify either reports each copy damaged, saying what to do, or reads it
+// without the process dying; and that a node started on a copy Verify
+// accepts reads it safely too. bbolt's own check follows a damaged page id
+// out of its mapping and faults: no recover catches that, and this test
+// binary would die. CheckFile, which reads only the meta pages, accepts
+// these copies: a node does not walk its file at start.
+func TestVerifyReportsDamagedPagesOrReadsSafely(t *testing.T) {
 	t.Parallel()
 	s := openTestStore(t, noSuppression)
 	ingest(t, s, genRecords(t, "FR", 3000, 7))
@@ -91,13 +94,15 @@ func TestDamagedPagesAreRefusedOrReadSafely(t *testing.T) {
 						}
 					}
 					if err := CheckFile(path); err != nil {
-						var ce *CorruptError
-						if !errors.As(err, &ce) || !strings.Contains(err.Error(), "restore it from a backup") {
-							t.Fatalf("%s file, page %d+%d: got %v, want a refusal saying what to do", file.name, page, off, err)
-						}
-						rep, verr := Verify(path)
-						if verr != nil || rep.OK() || !rep.Damaged {
-							t.Fatalf("%s file, page %d+%d: refused by CheckFile (%v) but Verify gave %v, %v", file.name, page, off, err, rep, verr)
+						t.Fatalf("%s file, page %d+%d: CheckFile: %v, want it to leave the pages to Verify", file.name, page, off, err)
+					}
+					rep, err := Verify(path)
+					if err != nil {
+						t.Fatalf("%s file, page %d+%d: Verify: %v", file.name, page, off, err)
+					}
+					if rep.Damaged {
+						if rep.OK() || !strings.Contains(rep.String(), "restore it from a backup") {
+							t.Fatalf("%s file, page %d+%d: got %v, want a report saying what to do", file.name, page, off, rep)
 						}
 						refused++
 						restore()
@@ -107,9 +112,6 @@ func TestDamagedPagesAreRefusedOrReadSafely(t *testing.T) {
 					// The junk may sit in a value (a record, a count, a log
 					// entry), which Verify reports and the store may refuse.
 					read++
-					if _, err := Verify(path); err != nil {
-						t.Fatalf("%s file, page %d+%d: Verify: %v", file.name, page, off, err)
-					}
 					if file.name != "crashed" {
 						restore()
 						continue
@@ -137,9 +139,66 @@ func TestDamagedPagesAreRefusedOrReadSafely(t *testing.T) {
 				}
 			}
 		}
-		t.Logf("%s file: %d pages, %d damaged copies refused, %d read", file.name, m.HWM, refused, read)
+		t.Logf("%s file: %d pages, %d damaged copies reported, %d read", file.name, m.HWM, refused, read)
 		if refused == 0 {
-			t.Errorf("%s file: no damaged copy was refused", file.name)
+			t.Errorf("%s file: no damaged copy was reported", file.name)
 		}
+	}
+}
+
+// TestCheckFileRefusesTruncatedFilesAndDamagedMetaPages checks the guard a
+// node runs at every start: what bbolt cannot open without faulting is
+// refused with what to do, and a file bbolt can open (one meta page
+// damaged: it uses the other) is left to it.
+func TestCheckFileRefusesTruncatedFilesAndDamagedMetaPages(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, noSuppression)
+	ingest(t, s, genRecords(t, "FR", 3000, 7))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(binary.LittleEndian.Uint32(good[16+8:]))
+	m, err := boltcheck.ReadMeta(strings.NewReader(string(good)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := func(b []byte, from, to int) []byte {
+		b = slices.Clone(b)
+		for i := from; i < to; i++ {
+			b[i] = 0xAB
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name   string
+		data   []byte
+		refuse bool
+	}{
+		{"sound", good, false},
+		{"empty", nil, false},
+		{"truncated to half", good[:int(m.HWM)/2*pageSize], true},
+		{"truncated to two pages", good[:2*pageSize], true},
+		{"both meta pages overwritten", junk(good, 0, 2*pageSize), true},
+		{"one meta page overwritten", junk(good, pageSize, 2*pageSize), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "fr.db")
+			if err := os.WriteFile(path, tc.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := CheckFile(path)
+			var ce *CorruptError
+			switch {
+			case !tc.refuse && err != nil:
+				t.Errorf("got %v, want nil", err)
+			case tc.refuse && (!errors.As(err, &ce) || !strings.Contains(err.Error(), "restore it from a backup")):
+				t.Errorf("got %v, want a refusal saying what to do", err)
+			}
+		})
 	}
 }

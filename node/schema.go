@@ -20,10 +20,9 @@ import (
 //	             records -> uint64, the number of records as of the last commit,
 //	             stream -> start time (unix nanoseconds) while an ingest stream is open
 //	undo         0x00 | seq(8) -> the previous values of one batch of records
-//	             (undoBatch, undo.go), or, as earlier builds wrote it,
-//	             record_id -> previous record value, or undoAbsent; exists while
-//	             an ingest stream is open (or was interrupted by a crash), and
-//	             after its commit until its entries are purged (settleStream)
+//	             (undoBatch, ingest_undo.go); exists while an ingest stream is
+//	             open (or was interrupted by a crash), and after its commit
+//	             until its entries are purged (ingest_rollback.go)
 var (
 	bucketRecords     = []byte("records")
 	bucketCounters    = []byte("counters")
@@ -43,8 +42,8 @@ var (
 	keyRecords       = []byte("records")
 	keyStream        = []byte("stream")
 	// keyRollbackAt is set only while an open stream is rolled back
-	// (settleStream): the batch undo entry being restored and how many of
-	// its records are done.
+	// (rollBackStream): the undo entry being restored and how many of its
+	// records are done.
 	keyRollbackAt = []byte("rollback_at")
 )
 

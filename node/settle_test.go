@@ -1,11 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,21 +75,29 @@ func TestOpenFinishesThePurgeOfACommittedStream(t *testing.T) {
 	}
 	// What the crash left: the commit's effects, and undo entries (each
 	// record "absent before the stream") still there, with no marker; more
-	// of them than fit in a few pages.
-	const entries = 100_000
+	// of them than one purge transaction deletes.
+	const records = 100_000
 	tamper(t, path, func(tx *bolt.Tx) error {
 		undo, err := tx.CreateBucket(bucketUndo)
 		if err != nil {
 			return err
 		}
+		ids := make([][]byte, 0, records)
 		for _, r := range recs {
-			if err := undo.Put([]byte(r.GetRecordId()), undoAbsent); err != nil {
-				return err
-			}
+			ids = append(ids, []byte(r.GetRecordId()))
 		}
-		for i := len(recs); i < entries; i++ {
-			// In key order: bbolt inserts into one growing node per transaction.
-			if err := undo.Put(fmt.Appendf(nil, "GB-%09d", i), undoAbsent); err != nil {
+		for i := len(recs); i < records; i++ {
+			ids = append(ids, fmt.Appendf(nil, "GB-%09d", i))
+		}
+		slices.SortFunc(ids, bytes.Compare)
+		for seq := uint64(1); len(ids) > 0; seq++ {
+			batch := ids[:min(len(ids), ingestBatch)]
+			ids = ids[len(batch):]
+			v := appendUndoBatchHeader(nil, len(batch))
+			for i, id := range batch {
+				v = appendUndoBatchEntry(v, i, id, undoAbsent)
+			}
+			if err := undo.Put(undoBatchKey(seq), v); err != nil {
 				return err
 			}
 		}
@@ -227,9 +237,9 @@ func TestCloseWritesTheFreelist(t *testing.T) {
 	if got := newestFreelist(t, s.Path()); got == boltcheck.NoFreelist {
 		t.Errorf("after Close: no freelist written")
 	}
-	// bbolt's own check compares the stored freelist with the pages in use.
-	if err := CheckFile(s.Path()); err != nil {
-		t.Errorf("check after Close: %v", err)
+	// Verify's page walk compares the stored freelist with the pages in use.
+	if rep, err := Verify(s.Path()); err != nil || !rep.OK() {
+		t.Errorf("verify after Close: %v, %v", rep, err)
 	}
 	s2, err := OpenStore(s.Path(), StoreOptions{Member: "FR", Now: func() time.Time { return testNow }})
 	if err != nil {
@@ -308,8 +318,8 @@ func TestRollbackInSmallTransactions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if batches, _ := undoKinds(t, s); batches < 3 {
-		t.Fatalf("%d batch undo entries, want at least 3", batches)
+	if entries := undoEntries(t, s); entries < 3 {
+		t.Fatalf("%d undo entries, want at least 3", entries)
 	}
 	in.Abort()
 

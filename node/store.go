@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -16,7 +15,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
-	"github.com/isa-alliance/fedreport/internal/boltmap"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -53,12 +51,6 @@ type Store struct {
 	cal *calendar
 	// releaseMu serialises computing the release (release_store.go).
 	releaseMu sync.Mutex
-	// stopReleasing ends the releaser of the current writer; guarded by
-	// the writer token.
-	stopReleasing func()
-	// done is closed by Close; background goroutines (bg) end on it.
-	done chan struct{}
-	bg   sync.WaitGroup
 }
 
 // StoreOptions configure OpenStore.
@@ -120,7 +112,6 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		metrics: opts.Metrics,
 		now:     opts.Now,
 		writer:  make(chan struct{}, 1),
-		done:    make(chan struct{}),
 
 		maxAnswerBytes: cmp.Or(opts.MaxAnswerBytes, MaxAnswerBytes),
 	}
@@ -145,23 +136,18 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	stop := s.releaseWhile()
 	err = s.settleStream("open")
 	if err == nil {
 		err = s.countRecordsIfMissing()
 	}
-	stop()
 	if err != nil {
-		close(s.done)
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: settle an ingest stream: %w", path, err)
 	}
 	if err := s.refreshRelease(); err != nil {
-		close(s.done)
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s.releaseMapped()
 	return s, nil
 }
 
@@ -247,8 +233,6 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	close(s.done)
-	s.bg.Wait()
 	// Commits skip the freelist (BoltOptions); writing it once here spares
 	// the next start a walk of the whole file.
 	serr := s.db.Update(func(tx *bolt.Tx) error {
@@ -330,7 +314,6 @@ func (s *Store) acquireWriter(ctx context.Context) error {
 		<-s.writer
 		return ErrClosed
 	}
-	s.stopReleasing = s.releaseWhile()
 	if err := s.settleStream("recover"); err != nil {
 		s.releaseWriter()
 		return err
@@ -339,229 +322,7 @@ func (s *Store) acquireWriter(ctx context.Context) error {
 }
 
 func (s *Store) releaseWriter() {
-	s.stopReleasing()
-	s.stopReleasing = nil
 	<-s.writer
-}
-
-// rollbackBatch is how many per-key undo entries one rollback transaction
-// restores (a record put and an undo delete each); a batch undo entry is
-// restored in a transaction of its own.
-const rollbackBatch = 8192
-
-// rollbackChunk is how many records of a batch undo entry one rollback
-// transaction restores once a whole entry's transaction has failed: on a
-// full disk a transaction that rewrites a few pages fits in the pages the
-// earlier ones freed, where one that restores 8,192 records needs more.
-const rollbackChunk = 128
-
-// purgeBatchEntries is how many batch undo entries of a committed stream
-// one purge transaction deletes (settleStream).
-const purgeBatchEntries = 64
-
-// settleStream finishes what a stream left in the undo bucket:
-//
-//   - a stream still open (the stream marker is set: a crash, a shutdown, an
-//     abort) is rolled back, a batch per transaction so that memory stays
-//     flat whatever the stream's size: every record it replaced is restored
-//     and every record it added removed, from its undo entries. After a
-//     failed transaction (a full disk) it goes on rollbackChunk records per
-//     transaction. keyRollbackAt in meta keeps how far it got, and the undo
-//     bucket is dropped at the end rather than entry by entry;
-//   - a committed stream (no marker) leaves its undo entries behind as
-//     garbage: its batch entries are deleted purgeBatchEntries per
-//     transaction (each frees its overflow pages unread), then one
-//     transaction deletes the bucket without a per-key delete. That reads
-//     every page of per-key entries an earlier build wrote; the writer's
-//     releaseWhile keeps those out of the resident set meanwhile.
-//
-// Counters are untouched either way: a stream changes them only in its
-// commit. It is a no-op when there is neither an undo bucket nor a marker.
-func (s *Store) settleStream(why string) error {
-	var (
-		settled  uint64
-		seen     bool // an undo bucket or a marker was found
-		rollback bool // what was found is an open stream
-		start    = time.Now()
-		// chunk bounds the records of a batch entry restored per
-		// transaction: 0 (the whole entry) until a transaction fails.
-		chunk = s.rollbackChunk
-	)
-	for {
-		done := false
-		err := s.update(func(tx *bolt.Tx) error {
-			undo := tx.Bucket(bucketUndo)
-			meta := tx.Bucket(bucketMeta)
-			open := meta.Get(keyStream) != nil
-			if undo == nil && !open {
-				done = true
-				return nil
-			}
-			seen, rollback = true, open
-			if undo == nil {
-				done = true
-				if err := meta.Delete(keyRollbackAt); err != nil {
-					return err
-				}
-				return meta.Delete(keyStream)
-			}
-			if !open {
-				// Batch entries first, purgeBatchEntries per transaction
-				// (released after each): deleting one reads the first page
-				// of its overflow run, and the kernel maps the page's cached
-				// neighbours with it. Then the bucket, whose remaining
-				// per-key entries fill dense pages.
-				var keys [][]byte
-				c := undo.Cursor()
-				for k, _ := c.First(); k != nil && isUndoBatchKey(k) && len(keys) < purgeBatchEntries; k, _ = c.Next() {
-					keys = append(keys, bytes.Clone(k))
-				}
-				if len(keys) == 0 {
-					done = true
-					return tx.DeleteBucket(bucketUndo)
-				}
-				for i := len(keys) - 1; i >= 0; i-- {
-					if err := undo.Delete(keys[i]); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			recs := tx.Bucket(bucketRecords)
-			restore := func(key, prev []byte) error {
-				if bytes.Equal(prev, undoAbsent) {
-					return recs.Delete(key)
-				}
-				return recs.Put(key, prev)
-			}
-			// Batch entries are restored in key order and not deleted
-			// one by one: keyRollbackAt says how far the rollback got,
-			// and the bucket goes in one piece at the end. Deleting an
-			// entry rewrites the entries that share its node (up to four
-			// of ~200 KB), which on a full disk there is no room for.
-			c := undo.Cursor()
-			k, v := c.First()
-			at := meta.Get(keyRollbackAt)
-			if len(at) == undoBatchKeyLen+4 {
-				if k, v = c.Seek(at[:undoBatchKeyLen]); k != nil && isUndoBatchKey(k) {
-					if n := undoBatch(v).count(); n >= 0 && rollbackFrom(at, k) >= n {
-						k, v = c.Next() // that entry is done
-					}
-				}
-			}
-			if k == nil {
-				done = true
-				if err := tx.DeleteBucket(bucketUndo); err != nil {
-					return err
-				}
-				if err := meta.Delete(keyRollbackAt); err != nil {
-					return err
-				}
-				return meta.Delete(keyStream)
-			}
-			if isUndoBatchKey(k) {
-				// A copy: bbolt keeps the keys and values put until the
-				// commit, and the entry's pages are freed below.
-				b := undoBatch(bytes.Clone(v))
-				key := bytes.Clone(k)
-				malformed := &CorruptError{Problem: fmt.Sprintf("the undo entry %x of an open ingest stream is malformed", k)}
-				n := b.count()
-				if n < 0 {
-					return malformed
-				}
-				from := rollbackFrom(meta.Get(keyRollbackAt), key)
-				to := n
-				if chunk > 0 {
-					to = min(n, from+chunk)
-				}
-				for i := from; i < to; i++ {
-					id, prev, ok := b.entry(i)
-					if !ok {
-						return malformed
-					}
-					if err := restore(id, prev); err != nil {
-						return err
-					}
-				}
-				settled += uint64(max(to-from, 0))
-				return meta.Put(keyRollbackAt, binary.BigEndian.AppendUint32(key, uint32(max(to, from))))
-			}
-			var keys [][]byte
-			for ; k != nil && len(keys) < rollbackBatch; k, v = c.Next() {
-				key := bytes.Clone(k)
-				keys = append(keys, key)
-				if err := restore(key, bytes.Clone(v)); err != nil {
-					return err
-				}
-			}
-			// Last key first: bbolt removes an element by shifting the
-			// ones after it in its node, so deleting a node's keys from
-			// the back keeps that linear instead of quadratic.
-			for i := len(keys) - 1; i >= 0; i-- {
-				if err := undo.Delete(keys[i]); err != nil {
-					return err
-				}
-			}
-			settled += uint64(len(keys))
-			return nil
-		})
-		if err != nil {
-			var corrupt *CorruptError
-			if rollback && chunk == 0 && !errors.As(err, &corrupt) && !errors.Is(err, ErrClosed) {
-				// A full disk, most likely: go on in transactions small
-				// enough for the pages the earlier ones freed.
-				s.log.Warn("rolling back an ingest stream in small transactions after a failed one", "data", s.path, "err", err)
-				chunk = rollbackChunk
-				continue
-			}
-			return err
-		}
-		if done {
-			break
-		}
-		// The transactions come faster than the writer's periodic release,
-		// and each reads pages all over the file.
-		s.releaseMapped()
-	}
-	took := time.Since(start).Round(time.Millisecond)
-	switch {
-	case !seen:
-	case rollback && why == "open":
-		s.log.Warn("rolled back an ingest stream left unfinished by a crash or shutdown", "data", s.path, "records_restored", settled, "took", took)
-	case rollback:
-		s.log.Info("rolled back an ingest stream", "data", s.path, "records_restored", settled, "took", took)
-	case why == "open":
-		s.log.Info("purged the undo entries of a committed ingest stream", "data", s.path, "took", took)
-	default:
-		s.log.Debug("purged the undo entries of a committed ingest stream", "data", s.path, "took", took)
-	}
-	return nil
-}
-
-// rollbackFrom is how many records of the batch undo entry key an earlier
-// transaction of a rollback in small transactions restored: the count in
-// at (keyRollbackAt's value) when at names key, else 0.
-func rollbackFrom(at, key []byte) int {
-	if len(at) != len(key)+4 || !bytes.Equal(at[:len(key)], key) {
-		return 0
-	}
-	return int(binary.BigEndian.Uint32(at[len(key):]))
-}
-
-// releaseWhile releases the pages of the data file mapped so far
-// (releaseMapped) every boltmap.ReleaseInterval until the returned stop is called.
-// Writes run it: a stream reads pages in every batch, a purge or a rollback
-// walks the undo entries, and only a release from another goroutine reaches
-// the pages a running transaction has read.
-func (s *Store) releaseWhile() (stop func()) {
-	return boltmap.ReleasePeriodically(s.db, &s.bg, s.done)
-}
-
-// releaseMapped releases the pages of the data file mapped so far.
-func (s *Store) releaseMapped() {
-	if !s.closed.Load() {
-		boltmap.Release(s.db)
-	}
 }
 
 // RetractSummary is what a retraction did.

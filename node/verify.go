@@ -9,13 +9,11 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/isa-alliance/fedreport/internal/boltcheck"
-	"github.com/isa-alliance/fedreport/internal/boltmap"
 	"github.com/isa-alliance/fedreport/internal/records"
 )
 
@@ -87,7 +85,7 @@ func Verify(path string) (*Report, error) {
 	}
 	// The pages are checked before bbolt reads any of them: bbolt follows
 	// a damaged page id out of its mapping, and the fault kills the process.
-	db, err := boltcheck.Open(path, *BoltOptions(true))
+	db, err := boltcheck.OpenWalked(path, *BoltOptions(true))
 	if de, ok := boltcheck.Damage(err); ok {
 		return damagedReport(path, de.Problem), nil
 	}
@@ -100,10 +98,6 @@ func Verify(path string) (*Report, error) {
 		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}
 	defer db.Close()
-	// Verify reads every page: release them as it goes (mapped.go).
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer boltmap.ReleasePeriodically(db, &wg, nil)()
 	var rep *Report
 	err = db.View(func(tx *bolt.Tx) error {
 		rep = verifyTxSafely(tx, path)
@@ -285,9 +279,7 @@ func verifyCounters(tx *bolt.Tx, undo *bolt.Bucket, rep *Report) {
 		}
 		uc := undo.Cursor()
 		for k, v := uc.First(); k != nil; k, v = uc.Next() {
-			if !isUndoBatchKey(k) {
-				unwrite(k, v)
-			} else if !undoBatch(v).each(unwrite) {
+			if !isUndoBatchKey(k) || !undoBatch(v).each(unwrite) {
 				rep.problem("undo entry %x of the open stream: malformed", k)
 			}
 		}

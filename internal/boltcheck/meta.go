@@ -1,17 +1,16 @@
 // Package boltcheck checks a bbolt file by reading it, before bbolt maps
 // it: bbolt trusts the page ids and lengths it finds, and one damaged by the
 // disk or an operator sends it outside its mapping, where the fault kills
-// the process with no error to report. A node and a coordinator refuse such
-// a file with a message instead.
+// the process with no error to report. Guard is the cheap check a node and a
+// coordinator make at every start (the meta pages and the file's length);
+// OpenWalked reads every page and is for `fedreport verify` only.
 package boltcheck
 
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"io"
-	"os"
 )
 
 // bbolt's on-disk meta page (go.etcd.io/bbolt internal/common): a 16-byte
@@ -35,28 +34,6 @@ type Meta struct {
 	Freelist uint64 // NoFreelist when the commits did not write it
 	HWM      uint64 // pages in use are below it
 	TxID     uint64
-}
-
-// inspect reads the meta page bbolt would open f with and checks that the
-// file holds every page it counts. An empty file is fine (bbolt initialises
-// it) and reported as such. problem, when not empty, says what is wrong with
-// the file, worded to follow its name ("is truncated: ..."); err is a
-// failure to read it.
-func inspect(f *os.File) (m Meta, empty bool, problem string, err error) {
-	st, err := f.Stat()
-	if err != nil {
-		return m, false, "", err
-	}
-	if st.Size() == 0 {
-		return m, true, "", nil
-	}
-	if m, err = ReadMeta(f); err != nil {
-		return m, false, "has " + err.Error(), nil
-	}
-	if need := m.HWM * uint64(m.PageSize); uint64(st.Size()) < need {
-		return m, false, fmt.Sprintf("is truncated: its pages reach byte %d but the file holds %d", need, st.Size()), nil
-	}
-	return m, false, "", nil
 }
 
 // ReadMeta returns the meta page bbolt opens: of the two, the valid one

@@ -197,3 +197,53 @@ func FuzzPages(f *testing.F) {
 		_ = check(b)
 	})
 }
+
+// TestGuardReadsOnlyTheMetaPages checks the split between Guard (every
+// start) and the page walk (fedreport verify): Guard refuses what bbolt
+// cannot open without faulting, and leaves damage inside the pages to the
+// walk.
+func TestGuardReadsOnlyTheMetaPages(t *testing.T) {
+	t.Parallel()
+	good := sample(t)
+	leaf := pagesOf(t, good, 0x02, 2)[0]
+	for _, tc := range []struct {
+		name       string
+		damage     func(b []byte) []byte
+		guard      string // "" when Guard accepts the file
+		walkRefuse bool
+	}{
+		{"sound", func(b []byte) []byte { return b }, "", false},
+		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }, "is truncated", true},
+		{"both meta pages overwritten", func(b []byte) []byte {
+			clear(b[:2*ps])
+			return b
+		}, "no valid bbolt meta page", true},
+		{"one meta page overwritten", func(b []byte) []byte {
+			clear(b[ps : 2*ps])
+			return b
+		}, "", false},
+		{"a leaf page that names another", func(b []byte) []byte {
+			binary.LittleEndian.PutUint64(b[leaf*ps:], uint64(leaf+1))
+			return b
+		}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "g.db")
+			if err := os.WriteFile(path, tc.damage(bytes.Clone(good)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := Guard(path)
+			if de, ok := Damage(err); tc.guard == "" && err != nil || tc.guard != "" && (!ok || !strings.Contains(de.Problem, tc.guard)) {
+				t.Errorf("Guard: got %v, want %q", err, tc.guard)
+			}
+			db, err := OpenWalked(path, bolt.Options{})
+			if err == nil {
+				_ = db.Close()
+			}
+			if _, ok := Damage(err); ok != tc.walkRefuse {
+				t.Errorf("OpenWalked: got %v, want refused %v", err, tc.walkRefuse)
+			}
+		})
+	}
+}

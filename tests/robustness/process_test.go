@@ -1,4 +1,4 @@
-package reliability
+package robustness
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ var binary, bboltCLI string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "fedreport-reliability-")
+		dir, err := os.MkdirTemp("", "fedreport-robustness-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -82,27 +82,20 @@ func TestStreamSpans(t *testing.T) {
 	}
 }
 
-// undoKinds counts the batch and per-key entries in the undo bucket.
-func undoKinds(t *testing.T, s *Store) (batches, perKey int) {
+// undoEntries counts the entries in the undo bucket.
+func undoEntries(t *testing.T, s *Store) int {
 	t.Helper()
+	n := 0
 	err := s.view(func(tx *bolt.Tx) error {
-		undo := tx.Bucket(bucketUndo)
-		if undo == nil {
-			return nil
+		if undo := tx.Bucket(bucketUndo); undo != nil {
+			n = undo.Stats().KeyN
 		}
-		return undo.ForEach(func(k, _ []byte) error {
-			if isUndoBatchKey(k) {
-				batches++
-			} else {
-				perKey++
-			}
-			return nil
-		})
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return batches, perKey
+	return n
 }
 
 // modelStream is one ingest stream of a random shape over a pool of ids.
@@ -158,8 +151,8 @@ func newModelStream(rng *rand.Rand, pool, n int, order, outcome string) modelStr
 }
 
 // TestIngestMatchesAModel runs streams of every shape (in key order,
-// reversed, shuffled, in shuffled sorted runs; so with batch and per-key undo
-// entries mixed) against a map of what should be stored: commits, aborts,
+// reversed, shuffled, in shuffled sorted runs; so with batches written as
+// they come and batches merged from the spill file) against a map of what should be stored: commits, aborts,
 // crashes and refused duplicates.
 func TestIngestMatchesAModel(t *testing.T) {
 	t.Parallel()
@@ -221,7 +214,7 @@ func TestIngestMatchesAModel(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)
 			}
-			if batches, perKey := undoKinds(t, s); batches+perKey == 0 && len(ms.recs) >= ingestBatch {
+			if undoEntries(t, s) == 0 && len(ms.recs) >= ingestBatch {
 				t.Fatalf("%s: no undo entries before the commit", what)
 			}
 			if _, err := in.Commit(); err != nil {
@@ -271,8 +264,8 @@ func TestAStreamOutOfKeyOrderIsSortedAtCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if batches, perKey := undoKinds(t, s); batches != 2 || perKey != 0 || in.spill != nil {
-		t.Errorf("two disjoint batches: %d batch entries, %d per-key, spill file %v; want 2, 0, none", batches, perKey, in.spill != nil)
+	if entries := undoEntries(t, s); entries != 2 || in.spill != nil {
+		t.Errorf("two disjoint batches: %d undo entries, spill file %v; want 2, none", entries, in.spill != nil)
 	}
 	// The middle batch, its last id swapped for one beyond every other: it
 	// overlaps the last batch. A correction of a record of the first batch
@@ -282,8 +275,8 @@ func TestAStreamOutOfKeyOrderIsSortedAtCommit(t *testing.T) {
 	if err := in.Add("x.csv", mid); err != nil {
 		t.Fatal(err)
 	}
-	if batches, _ := undoKinds(t, s); batches != 2 || in.spill == nil || len(in.spill.runs) != 1 {
-		t.Fatalf("then an overlapping batch: %d batch entries, spill file %v; want 2 and one run", batches, in.spill)
+	if entries := undoEntries(t, s); entries != 2 || in.spill == nil || len(in.spill.runs) != 1 {
+		t.Fatalf("then an overlapping batch: %d undo entries, spill file %v; want 2 and one run", entries, in.spill)
 	}
 	if entries, err := os.ReadDir(filepath.Dir(s.Path())); err != nil || len(entries) != 1 {
 		t.Errorf("the data directory holds %v, %v; want only the data file (the spill file is unlinked)", entries, err)
@@ -292,74 +285,11 @@ func TestAStreamOutOfKeyOrderIsSortedAtCommit(t *testing.T) {
 	if err != nil || sum.Added != 3*ingestBatch {
 		t.Fatalf("commit: %+v, %v; want %d added", sum, err, 3*ingestBatch)
 	}
-	if batches, perKey := undoKinds(t, s); batches+perKey != 0 {
-		t.Errorf("after commit: %d batch entries, %d per-key; want none", batches, perKey)
+	if entries := undoEntries(t, s); entries != 0 {
+		t.Errorf("after commit: %d undo entries; want none", entries)
 	}
 	if rep := mustVerify(t, s); rep.Records != 3*ingestBatch {
 		t.Errorf("after commit: %d records, want %d", rep.Records, 3*ingestBatch)
-	}
-}
-
-// TestPerKeyUndoEntriesOfAnEarlierBuildRollBack is a file an earlier build
-// left with an open stream, its undo entries one per record: verify counts
-// it as rolled back, and the start rolls it back.
-func TestPerKeyUndoEntriesOfAnEarlierBuildRollBack(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "fr.db")
-	opts := StoreOptions{Member: "FR", Policy: noSuppression, Now: func() time.Time { return testNow }}
-	s, err := OpenStore(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := genRecords(t, "FR", 1000, 52)
-	ingest(t, s, base)
-	want := totals(t, s)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	changed := encodeRecord(rec("x", sites, "2020-05-05", 9), 18387)
-	tamper(t, path, func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketMeta).Put(keyStream, []byte("1")); err != nil {
-			return err
-		}
-		undo, err := tx.CreateBucket(bucketUndo)
-		if err != nil {
-			return err
-		}
-		recs := tx.Bucket(bucketRecords)
-		for _, r := range base[:500] {
-			id := []byte(r.GetRecordId())
-			if err := undo.Put(id, bytes.Clone(recs.Get(id))); err != nil {
-				return err
-			}
-			if err := recs.Put(id, changed[:]); err != nil {
-				return err
-			}
-		}
-		for i := range rollbackBatch + 10 {
-			id := fmt.Appendf(nil, "GB-%06d", i)
-			if err := undo.Put(id, undoAbsent); err != nil {
-				return err
-			}
-			if err := recs.Put(id, changed[:]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if rep, err := Verify(path); err != nil || !rep.OK() || !rep.OpenStream {
-		t.Fatalf("offline verify: %v, %v; want an open stream, clean", rep, err)
-	}
-	s, err = OpenStore(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if rep := mustVerify(t, s); rep.Records != 1000 {
-		t.Errorf("after the rollback: %d records, want 1000", rep.Records)
-	}
-	if got := totals(t, s); !equalTotals(got, want) {
-		t.Errorf("totals: got %v, want %v", got, want)
 	}
 }
 

@@ -1,4 +1,4 @@
-package reliability
+package robustness
 
 import (
 	"bytes"
@@ -17,8 +17,10 @@ import (
 )
 
 // TestNodeRefusesDamagedFile makes a real data file, damages it the ways a
-// disk or an operator can, and checks that the node refuses to start with a
-// clear message (and so never serves counts from it).
+// disk or an operator can, and checks that the node refuses to start on a
+// truncated file or damaged meta pages with a clear message (and so never
+// serves counts from it), and that `fedreport verify` reports damage inside
+// the pages, which the node does not walk at start.
 func TestNodeRefusesDamagedFile(t *testing.T) {
 	t.Parallel()
 	f := newFederation(t, identity.Node("isa", "FR"))
@@ -50,6 +52,7 @@ func TestNodeRefusesDamagedFile(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		damage func([]byte) []byte
+		verify bool // found by fedreport verify, not at start
 	}{
 		// Half of the pages in use: bbolt's file may run past them.
 		{"truncated to half", func(b []byte) []byte {
@@ -58,17 +61,17 @@ func TestNodeRefusesDamagedFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			return b[:m.HWM/2*page]
-		}},
-		{"truncated to two pages", func(b []byte) []byte { return b[:2*page] }},
+		}, false},
+		{"truncated to two pages", func(b []byte) []byte { return b[:2*page] }, false},
 		{"pages overwritten", func(b []byte) []byte {
 			b = append([]byte(nil), b...)
 			for i := 2 * page; i < len(b)/2; i++ {
 				b[i] = byte(i*7 + 3)
 			}
 			return b
-		}},
-		// bbolt's own check, which the node ran before, followed the id
-		// out of its mapping and the node died of the fault.
+		}, true},
+		// bbolt's own check follows the id out of its mapping and dies of
+		// the fault.
 		// Every page that looks like a branch (bbolt's layout): a free
 		// page may look like one too, and damaging only that would leave
 		// the file sound.
@@ -86,21 +89,25 @@ func TestNodeRefusesDamagedFile(t *testing.T) {
 				t.Fatal("no branch page in the file")
 			}
 			return b
-		}},
+		}, true},
 		{"both meta pages overwritten", func(b []byte) []byte {
 			b = append([]byte(nil), b...)
 			for i := range 2 * page {
 				b[i] = 0xAB
 			}
 			return b
-		}},
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "fr.db")
 			if err := os.WriteFile(db, tc.damage(data), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(binary, nodeArgs(db)...)
+			args := nodeArgs(db)
+			if tc.verify {
+				args = []string{"verify", "--data", db}
+			}
+			cmd := exec.Command(binary, args...)
 			done := make(chan struct{})
 			var out []byte
 			var err error

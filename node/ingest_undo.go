@@ -8,24 +8,16 @@ import (
 	"strings"
 )
 
-// An ingest stream's undo entries come in two kinds in the undo bucket
-// (schema.go):
-//
-//   - one entry per batch, keyed undoBatchPrefix | seq, holding every
-//     record_id of the batch with its previous value: what this build
-//     writes. The batches a stream writes before it leaves key order have
-//     disjoint id ranges, which Ingest keeps in memory (streamSpans) to find
-//     the entry that may hold an id; the batches of its merged spill file
-//     come after all of them. A batch costs one undo Put instead of one per
-//     record, and its purge frees the entry's overflow pages unread;
-//   - one entry per record, keyed by its record_id, as earlier builds wrote
-//     them: a file may still hold those of a stream a crash interrupted.
-//
-// Rollback and verify read both kinds.
+// An ingest stream writes one undo entry per batch to the undo bucket
+// (schema.go), keyed undoBatchPrefix | seq, holding every record_id of the
+// batch with its previous value. The batches a stream writes before it
+// leaves key order have disjoint id ranges, which Ingest keeps in memory
+// (streamSpans) to find the entry that may hold an id; the batches of its
+// merged spill file come after all of them. Rollback (ingest_rollback.go)
+// and verify read the entries back.
 
-// undoBatchPrefix starts the key of a batch undo entry. A record_id never
-// contains it (records.ValidateRecordID), so batch entries sort before
-// every per-key entry and can never be mistaken for one.
+// undoBatchPrefix starts the key of an undo entry; a key without it is
+// not one (isUndoBatchKey).
 const undoBatchPrefix = 0x00
 
 // undoBatchKeyLen is the length of a batch undo key: prefix | seq(8).

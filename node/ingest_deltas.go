@@ -6,14 +6,12 @@ import (
 	"slices"
 )
 
-// cellDeltas accumulates an ingest stream's counter deltas. A map would do,
-// but at one update per record its lookups in a table of every cell (130k
-// cells are 4 MB, beyond the caches) cost more than the rest of the
-// stream's own work. Instead the deltas are appended as they come and
-// merged into sorted per-cell sums whenever the appended ones reach half as
-// many as the sums: memory stays bounded by the number of cells, each
-// delta is sorted once and copied a few times, and Commit gets the cells in
-// key order, as bbolt wants them.
+// cellDeltas accumulates an ingest stream's counter deltas without a
+// lookup per record in a table of every cell: the deltas are appended as
+// they come and merged into sorted per-cell sums whenever the appended ones
+// reach half as many as the sums. Memory stays bounded by the number of
+// cells, each delta is sorted once and copied a few times, and Commit gets
+// the cells in key order, as bbolt wants them.
 type cellDeltas struct {
 	sums    []cellDelta // ascending keys, distinct
 	pending []cellDelta // unsorted

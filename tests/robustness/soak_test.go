@@ -1,4 +1,4 @@
-package reliability
+package robustness
 
 import (
 	"bufio"
@@ -38,7 +38,7 @@ import (
 // The soak is documented in BENCHMARKS.md ("Soak"). CI runs the short form;
 // the documented run is
 //
-//	go test ./internal/reliability -run TestSoak -timeout 40m -args -soak 30m -soak-report soak.txt
+//	go test ./tests/robustness -run TestSoak -timeout 40m -args -soak 30m -soak-report soak.txt
 var (
 	soakDuration = flag.Duration("soak", 0, "run TestSoak for this long (e.g. 30m); 0 runs the short form CI runs (about 15s)")
 	soakReport   = flag.String("soak-report", "", "write TestSoak's summary and every sample to this file")
