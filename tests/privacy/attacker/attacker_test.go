@@ -84,7 +84,7 @@ func arrest(id, date, offence string) *fedreportv1.Record {
 	return &fedreportv1.Record{RecordId: id, Metric: arrests, Date: date, Offence: o, Quantity: 1}
 }
 
-// arrests makes n records of offence on date, with ids prefix-1...
+// arrestsOf makes n arrests of offence on date, with ids prefix-1, prefix-2, ...
 func arrestsOf(prefix string, n int, date, offence string) []*fedreportv1.Record {
 	var out []*fedreportv1.Record
 	for i := range n {
