@@ -178,7 +178,7 @@ func TestAttackFindsTheClassicAttacks(t *testing.T) {
 			want: []string{"v1 arrests 2020-02-01..2020-02-29 pinned to 3"},
 		},
 		{
-			name: "three suppressed siblings worth 7 under a known total are protected",
+			name: "three suppressed siblings worth 8 under a known total are protected",
 			k:    5,
 			entries: []*fedreportv1.DisclosureEntry{
 				entry(1, 1, "2020-03-01", "2020-03-31", "", exact("", 20)),
