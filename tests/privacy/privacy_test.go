@@ -103,18 +103,32 @@ func TestNoAnswerSequencePinsASuppressedCell(t *testing.T) {
 			t.Logf("%d answers (%d refused), %d data versions; attacker: %d sensitive targets, %d LPs, %d unknowns, %d rows, %d blocks",
 				len(entries), r.refused, len(r.truth), found.Targets, found.LPs, found.Unknowns, found.Rows, found.Blocks)
 			if n := len(found.Pinned); n > 0 {
-				const show = 15
-				var b strings.Builder
-				for _, p := range found.Pinned[:min(n, show)] {
-					b.WriteString("\n  " + p.Description)
-				}
-				if n > show {
-					fmt.Fprintf(&b, "\n  ... and %d more", n-show)
-				}
-				t.Errorf("got %d suppressed cells or small changes pinned to one value, want none:%s", n, b.String())
+				t.Errorf("got %d suppressed cells or small changes pinned to one value, want none:%s", n, excerpt(found.Pinned))
 			}
 		})
 	}
+}
+
+// excerpt lists the first findings of each kind, and how many there are.
+func excerpt(pinned []attacker.Finding) string {
+	const show = 10
+	var b strings.Builder
+	for _, kind := range []attacker.Kind{attacker.KindCell, attacker.KindChange} {
+		var of []attacker.Finding
+		for _, p := range pinned {
+			if p.Kind == kind {
+				of = append(of, p)
+			}
+		}
+		fmt.Fprintf(&b, "\n  %d of kind %s", len(of), kind)
+		for _, p := range of[:min(len(of), show)] {
+			b.WriteString("\n    " + p.Description)
+		}
+		if len(of) > show {
+			fmt.Fprintf(&b, "\n    ... and %d more", len(of)-show)
+		}
+	}
+	return b.String()
 }
 
 // run is one random scenario against one node.

@@ -84,7 +84,7 @@ func arrest(id, date, offence string) *fedreportv1.Record {
 	return &fedreportv1.Record{RecordId: id, Metric: arrests, Date: date, Offence: o, Quantity: 1}
 }
 
-// arrests makes n records of offence on date, with ids prefix-1...
+// arrestsOf makes n arrests of offence on date, with ids prefix-1, prefix-2, ...
 func arrestsOf(prefix string, n int, date, offence string) []*fedreportv1.Record {
 	var out []*fedreportv1.Record
 	for i := range n {
@@ -178,7 +178,7 @@ func TestAttackFindsTheClassicAttacks(t *testing.T) {
 			want: []string{"v1 arrests 2020-02-01..2020-02-29 pinned to 3"},
 		},
 		{
-			name: "three suppressed siblings worth 7 under a known total are protected",
+			name: "three suppressed siblings worth 8 under a known total are protected",
 			k:    5,
 			entries: []*fedreportv1.DisclosureEntry{
 				entry(1, 1, "2020-03-01", "2020-03-31", "", exact("", 20)),

@@ -213,21 +213,26 @@ func (t *target) finding(v int64) Finding {
 		notes = append(notes, fmt.Sprintf("%d records", t.records))
 	}
 	if len(t.seqs) > 0 {
-		s := make([]string, len(t.seqs))
-		for i, q := range t.seqs {
-			s[i] = fmt.Sprint(q)
-		}
 		w := "entry "
-		if len(s) > 1 {
+		if len(t.seqs) > 1 {
 			w = "entries "
 		}
-		notes = append(notes, w+strings.Join(s, ", "))
+		notes = append(notes, w+seqList(t.seqs))
 	}
 	if len(notes) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(notes, "; "))
 	}
 	f.Description = b.String()
 	return f
+}
+
+// seqList writes disclosure log seqs as "4, 9".
+func seqList(seqs []uint64) string {
+	s := make([]string, len(seqs))
+	for i, q := range seqs {
+		s[i] = fmt.Sprint(q)
+	}
+	return strings.Join(s, ", ")
 }
 
 // cellTruth is an inner cell's content by the ground truth.
@@ -716,7 +721,7 @@ func (m *model) disclosureRows() {
 		m.rows = append(m.rows, row{
 			terms: sortedTerms(terms),
 			lo:    lo, hi: hi,
-			what: fmt.Sprintf("%s (entries %v)", m.vname(o.version, o.def), o.seqs),
+			what: fmt.Sprintf("%s (entries %s)", m.vname(o.version, o.def), seqList(o.seqs)),
 		})
 	}
 }
