@@ -26,6 +26,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/isa-alliance/fedreport/internal/periods"
 	"github.com/isa-alliance/fedreport/internal/records"
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -63,7 +64,24 @@ func scenarios() []scenario {
 
 // testPolicy is the member's policy in these runs: the default, which
 // publishes calendar months and each dimension alone.
-func testPolicy() node.Policy { return node.DefaultPolicy() }
+func testPolicy() node.Policy {
+	p := node.DefaultPolicy()
+	day := func(s string) uint32 {
+		d, err := records.ParseDate(s)
+		if err != nil {
+			panic(err)
+		}
+		return d
+	}
+	// An operation and its two phases, as the demo's: 31 May lies in
+	// the operation and in neither phase.
+	p.Periods = []periods.Period{
+		{Name: "op", From: day("2020-01-01"), To: day("2020-09-30")},
+		{Name: "phase-1", From: day("2020-01-01"), To: day("2020-05-30")},
+		{Name: "phase-2", From: day("2020-06-01"), To: day("2020-09-30")},
+	}
+	return p
+}
 
 // TestNoAnswerSequencePinsASuppressedCell is issue 19's proof: for random
 // data and random sequences of allowed questions and writes, the attacker
@@ -133,6 +151,7 @@ func excerpt(pinned []attacker.Finding) string {
 
 // run is one random scenario against one node.
 type run struct {
+	asked  int // questions put, for their rollup ids
 	t      *testing.T
 	sc     scenario
 	rng    *rand.Rand
@@ -288,6 +307,8 @@ func (r *run) ask(n int) {
 	r.t.Helper()
 	for range n {
 		req := r.question()
+		r.asked++
+		req.RollupId = fmt.Sprintf("r%08d", r.asked) // a coordinator asks within a rollup
 		if _, err := r.store.Aggregate(req, caller); err != nil {
 			var pe *node.PolicyError
 			if errors.As(err, &pe) {
