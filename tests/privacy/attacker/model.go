@@ -419,9 +419,12 @@ func (m *model) readLog(entries []*fedreportv1.DisclosureEntry) error {
 			hidden := c.GetSuppressedCells() > 0 || c.GetPending()
 			if hidden {
 				// The bounds hold the true value; an upper bound below
-				// the lower one is read as no upper bound at all.
+				// the lower one is read as no upper bound at all, and so
+				// is the largest uint64, which the node's saturating sums
+				// give a bound past every number. Read as 1.8e19 it is a
+				// row no tolerance of the simplex can work with.
 				lo, hi = float64(c.GetLowerBound()), float64(c.GetUpperBound())
-				if hi < lo {
+				if hi < lo || c.GetUpperBound() == math.MaxUint64 {
 					hi = math.Inf(1)
 				}
 			}

@@ -403,6 +403,8 @@ type block struct {
 	basis []int // a feasible basis, found once and reused by every LP
 
 	screen *screen // built on first use
+
+	fallbacks int // LPs that lp.Simplex failed and primal solved
 }
 
 // build writes the block in standard form: each equality row once if
@@ -492,8 +494,20 @@ func (blk *block) minimize(c []float64) (float64, error) {
 	copy(full, c)
 	f, err := simplex(full, blk.a, blk.b, blk.basis)
 	if err != nil && !errors.Is(err, lp.ErrUnbounded) {
-		// A warm start that numerics spoil: let gonum find its own way.
-		f, err = simplex(full, blk.a, blk.b, nil)
+		// lp.Simplex gave up (a basis its LU finds singular or a hair
+		// infeasible, ErrBland, an ill-conditioned step): solve the same
+		// LP again on a tableau of our own from the same basis. gonum's
+		// cold start is no fallback: its phase I builds an artificial
+		// column that makes the basis singular on these logs.
+		var err2 error
+		if f, err2 = primal(blk.a, blk.b, full, blk.basis); err2 != nil {
+			return 0, fmt.Errorf("simplex on a block of %d rows: %w; and on a tableau of its own: %w", len(blk.b), err, err2)
+		}
+		blk.fallbacks++
+		err = nil
+		if math.IsInf(f, -1) {
+			err = lp.ErrUnbounded
+		}
 	}
 	switch {
 	case errors.Is(err, lp.ErrUnbounded):
@@ -514,136 +528,6 @@ func simplex(c []float64, a mat.Matrix, b []float64, basis []int) (f float64, er
 	}()
 	f, _, err = lp.Simplex(c, a, b, 1e-10, basis)
 	return f, err
-}
-
-// phaseOne finds a feasible basis of Ax = b, x >= 0: with one artificial
-// column per row (rows signed so that b >= 0) the artificials are a
-// feasible basis of "minimize their sum"; at a zero optimum, with the
-// artificials pivoted out, the basis is feasible for A alone. It runs on a
-// dense tableau of its own rather than lp.Simplex: gonum refactorizes the
-// basis (and estimates its condition) at every pivot, and phase I from the
-// artificials takes a pivot per row, which on a block of a hundred rows
-// cost seconds. The optimizations that follow all run in lp.Simplex, warm
-// from this basis, and gonum checks that it is feasible.
-func phaseOne(a *mat.Dense, b []float64) ([]int, error) {
-	rows, cols := a.Dims()
-	width := cols + rows + 1 // columns, artificials, right-hand side
-	tab := make([][]float64, rows)
-	obj := make([]float64, width) // reduced costs of phase I; obj[width-1] is minus its value
-	basis := make([]int, rows)
-	for i := range rows {
-		sign := 1.0
-		if b[i] < 0 {
-			sign = -1
-		}
-		r := make([]float64, width)
-		for j := range cols {
-			r[j] = sign * a.At(i, j)
-		}
-		r[cols+i] = 1
-		r[width-1] = sign * b[i]
-		tab[i] = r
-		basis[i] = cols + i
-		for j := range cols {
-			obj[j] -= r[j]
-		}
-		obj[width-1] -= r[width-1]
-	}
-	pivot := func(pr, pc int) {
-		r := tab[pr]
-		p := r[pc]
-		for j := range r {
-			r[j] /= p
-		}
-		r[pc] = 1
-		for i, o := range tab {
-			if i == pr || o[pc] == 0 {
-				continue
-			}
-			f := o[pc]
-			for j, v := range r {
-				if v != 0 {
-					o[j] -= f * v
-				}
-			}
-			o[pc] = 0
-		}
-		if f := obj[pc]; f != 0 {
-			for j, v := range r {
-				if v != 0 {
-					obj[j] -= f * v
-				}
-			}
-			obj[pc] = 0
-		}
-		basis[pr] = pc
-	}
-	const tol = 1e-9
-	degenerate := 0
-	for iter := 0; ; iter++ {
-		if iter > 50*(rows+cols) {
-			return nil, fmt.Errorf("phase I: no optimum after %d pivots", iter)
-		}
-		// Dantzig's rule, and Bland's (smallest index) once pivots stop
-		// making progress, which cannot cycle.
-		pc := -1
-		for j := range cols {
-			if obj[j] < -tol && (pc < 0 || degenerate < 50 && obj[j] < obj[pc]) {
-				pc = j
-				if degenerate >= 50 {
-					break
-				}
-			}
-		}
-		if pc < 0 {
-			break
-		}
-		pr := -1
-		var best float64
-		for i, r := range tab {
-			if r[pc] > tol {
-				ratio := r[width-1] / r[pc]
-				if pr < 0 || ratio < best-tol || ratio < best+tol && basis[i] < basis[pr] {
-					pr, best = i, ratio
-				}
-			}
-		}
-		if pr < 0 {
-			return nil, fmt.Errorf("phase I is unbounded, which cannot be")
-		}
-		if best <= tol {
-			degenerate++
-		} else {
-			degenerate = 0
-		}
-		pivot(pr, pc)
-	}
-	var sum float64
-	for _, v := range b {
-		sum += math.Abs(v)
-	}
-	if -obj[width-1] > tolFeas*(1+sum) {
-		return nil, fmt.Errorf("phase I: the log's constraints have no solution (artificials sum to %g)", -obj[width-1])
-	}
-	// Artificials left in the basis are at 0: swap each for a column of A.
-	for i := range rows {
-		if basis[i] < cols {
-			continue
-		}
-		pc := -1
-		for j := range cols {
-			if math.Abs(tab[i][j]) > 1e-7 && (pc < 0 || math.Abs(tab[i][j]) > math.Abs(tab[i][pc])) {
-				pc = j
-			}
-		}
-		if pc < 0 {
-			return nil, fmt.Errorf("phase I: row %d is a combination of the others", i)
-		}
-		pivot(i, pc)
-	}
-	out := slices.Clone(basis)
-	slices.Sort(out)
-	return out, nil
 }
 
 // echelon is a growing set of independent vectors in echelon form, by
