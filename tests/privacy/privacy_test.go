@@ -8,7 +8,8 @@
 //
 //	go test -race -count=1 ./tests/privacy/...
 //
-// and go test -short runs two small seeds. FEDREPORT_ATTACK_OLD=1 runs the
+// and go test -short runs two small seeds. FEDREPORT_ATTACK_SAVE=DIR writes
+// each seed's disclosure log to DIR/seed-N.json. FEDREPORT_ATTACK_OLD=1 runs the
 // test against a node that advertises no protected release, with the
 // questions such a node allows (any window, any allowed grouping), to show
 // what the attacker finds there; FEDREPORT_ATTACK_OLD=aligned asks it only
@@ -31,6 +32,7 @@ import (
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 	"github.com/isa-alliance/fedreport/tests/privacy/attacker"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // caller is who asks: the coordinator, as in production.
@@ -114,6 +116,9 @@ func TestNoAnswerSequencePinsASuppressedCell(t *testing.T) {
 			r.play()
 
 			entries := r.disclosures()
+			if dir := os.Getenv("FEDREPORT_ATTACK_SAVE"); dir != "" {
+				saveLog(t, filepath.Join(dir, fmt.Sprintf("seed-%d.json", sc.seed)), entries)
+			}
 			found, err := attacker.Attack(entries, pol.GetMinCellCount(), attacker.SideKnowledge{Truth: r.truth, SmallCells: true, Unchanged: true})
 			if err != nil {
 				t.Fatalf("attack over %d answers: %v", len(entries), err)
@@ -124,6 +129,19 @@ func TestNoAnswerSequencePinsASuppressedCell(t *testing.T) {
 				t.Errorf("got %d suppressed cells or small changes pinned to one value, want none:%s", n, excerpt(found.Pinned))
 			}
 		})
+	}
+}
+
+// saveLog writes the disclosure log as a ListDisclosuresResponse in JSON,
+// for a fixture of the attacker's own tests.
+func saveLog(t *testing.T, path string, entries []*fedreportv1.DisclosureEntry) {
+	t.Helper()
+	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(&fedreportv1.ListDisclosuresResponse{Entries: entries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
