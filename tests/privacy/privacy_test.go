@@ -123,8 +123,8 @@ func TestNoAnswerSequencePinsASuppressedCell(t *testing.T) {
 			if err != nil {
 				t.Fatalf("attack over %d answers: %v", len(entries), err)
 			}
-			t.Logf("%d answers (%d refused), %d data versions; attacker: %d sensitive targets, %d LPs, %d unknowns, %d rows, %d blocks",
-				len(entries), r.refused, len(r.truth), found.Targets, found.LPs, found.Unknowns, found.Rows, found.Blocks)
+			t.Logf("%d answers (%d refused), %d data versions; attacker: %d sensitive targets, %d LPs (%d on the fallback), %d unknowns, %d rows, %d blocks",
+				len(entries), r.refused, len(r.truth), found.Targets, found.LPs, found.Fallbacks, found.Unknowns, found.Rows, found.Blocks)
 			if n := len(found.Pinned); n > 0 {
 				t.Errorf("got %d suppressed cells or small changes pinned to one value, want none:%s", n, excerpt(found.Pinned))
 			}

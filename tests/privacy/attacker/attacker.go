@@ -96,8 +96,9 @@ type Findings struct {
 	// Targets is how many sensitive targets were examined; Skipped how
 	// many targets the ground truth showed not to be sensitive.
 	Targets, Skipped int
-	// LPs is how many linear programs were solved.
-	LPs int
+	// LPs is how many linear programs were solved; Fallbacks how many
+	// of them lp.Simplex failed and the attacker's own tableau solved.
+	LPs, Fallbacks int
 	// The size of the model: data versions, atoms of time, unknowns
 	// after presolve, constraint rows and independent blocks.
 	Versions, Atoms, Unknowns, Rows, Blocks int
@@ -106,8 +107,8 @@ type Findings struct {
 // String lists the findings, one a line, after a summary line.
 func (f *Findings) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d findings: %d sensitive targets (%d not sensitive), %d LPs; model: %d versions, %d atoms, %d unknowns, %d rows, %d blocks\n",
-		len(f.Pinned), f.Targets, f.Skipped, f.LPs, f.Versions, f.Atoms, f.Unknowns, f.Rows, f.Blocks)
+	fmt.Fprintf(&b, "%d findings: %d sensitive targets (%d not sensitive), %d LPs (%d on the fallback); model: %d versions, %d atoms, %d unknowns, %d rows, %d blocks\n",
+		len(f.Pinned), f.Targets, f.Skipped, f.LPs, f.Fallbacks, f.Versions, f.Atoms, f.Unknowns, f.Rows, f.Blocks)
 	for _, p := range f.Pinned {
 		b.WriteString(p.Description)
 		b.WriteByte('\n')
@@ -152,9 +153,22 @@ func Attack(entries []*fedreportv1.DisclosureEntry, k uint32, side SideKnowledge
 		if t.kind == KindChange && l == 0 {
 			continue // a net change of nothing reveals no count
 		}
+		// A finding must survive a second solver: lp.Simplex and the
+		// tableau agreeing on one value is a finding, disagreeing a bug
+		// of the attacker, reported as an error.
+		clo, chi, err := s.confirm(t)
+		if err != nil {
+			return nil, fmt.Errorf("attack: confirming %s pinned to %g: %w", t.what, l, err)
+		}
+		if cl, ch := math.Ceil(clo-tolRound), math.Floor(chi+tolRound); cl != l || ch != h {
+			return nil, fmt.Errorf("attack: %s: lp.Simplex pins it to %g, the tableau gives %g..%g", t.what, l, clo, chi)
+		}
 		out.Pinned = append(out.Pinned, t.finding(int64(l)))
 	}
 	out.LPs = s.lps
+	for _, b := range s.blocks {
+		out.Fallbacks += b.fallbacks
+	}
 	return out, nil
 }
 

@@ -333,6 +333,43 @@ func (s *solver) rangeOf(t *target) (lo, hi float64, err error) {
 	return lo, hi, nil
 }
 
+// confirm is the range of t solved again, every block and both ends, on
+// the attacker's own tableau instead of lp.Simplex, with no shortcut: a
+// finding stands only when two solvers agree on it.
+func (s *solver) confirm(t *target) (lo, hi float64, err error) {
+	lo, hi = t.constant, t.constant
+	parts := map[int][]term{}
+	for _, tm := range t.terms {
+		b := s.blockOf[tm.v]
+		if b < 0 {
+			return math.Inf(-1), math.Inf(1), nil
+		}
+		parts[b] = append(parts[b], tm)
+	}
+	for _, b := range sortedKeys(mapKeys(parts)) {
+		blk := s.blocks[b]
+		if err := blk.build(); err != nil {
+			return 0, 0, err
+		}
+		_, cols := blk.a.Dims()
+		c, neg := make([]float64, cols), make([]float64, cols)
+		for _, tm := range parts[b] {
+			c[blk.local[tm.v]], neg[blk.local[tm.v]] = tm.coef, -tm.coef
+		}
+		mn, err := primal(blk.a, blk.b, c, blk.basis)
+		if err != nil {
+			return 0, 0, fmt.Errorf("tableau on a block of %d rows: %w", len(blk.b), err)
+		}
+		mx, err := primal(blk.a, blk.b, neg, blk.basis)
+		if err != nil {
+			return 0, 0, fmt.Errorf("tableau on a block of %d rows: %w", len(blk.b), err)
+		}
+		s.lps += 2
+		lo, hi = lo+mn, hi-mx
+	}
+	return lo, hi, nil
+}
+
 func mapKeys[K comparable, V any](m map[K]V) map[K]bool {
 	out := make(map[K]bool, len(m))
 	for k := range m {
