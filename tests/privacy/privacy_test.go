@@ -9,7 +9,8 @@
 //	go test -race -count=1 ./tests/privacy/...
 //
 // and go test -short runs two small seeds. FEDREPORT_ATTACK_SAVE=DIR writes
-// each seed's disclosure log to DIR/seed-N.json. FEDREPORT_ATTACK_OLD=1 runs the
+// each seed's disclosure log to DIR/seed-N.json; FEDREPORT_ATTACK_SEEDS=7-30
+// runs a sweep of seeds 7 to 30 instead, with sizes drawn from each seed. FEDREPORT_ATTACK_OLD=1 runs the
 // test against a node that advertises no protected release, with the
 // questions such a node allows (any window, any allowed grouping), to show
 // what the attacker finds there; FEDREPORT_ATTACK_OLD=aligned asks it only
@@ -48,6 +49,20 @@ type scenario struct {
 }
 
 func scenarios() []scenario {
+	if spec := os.Getenv("FEDREPORT_ATTACK_SEEDS"); spec != "" {
+		// A sweep: seeds from..to, each with sizes drawn from its seed.
+		var from, to uint64
+		if _, err := fmt.Sscanf(spec, "%d-%d", &from, &to); err != nil {
+			panic("FEDREPORT_ATTACK_SEEDS: want FROM-TO, as 7-30")
+		}
+		var out []scenario
+		for seed := from; seed <= to; seed++ {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			months := 3 + rng.IntN(6)
+			out = append(out, scenario{seed: seed, months: months, records: 50*months + rng.IntN(60*months), rounds: 4 + rng.IntN(5), queriesPerRound: 4 + rng.IntN(5)})
+		}
+		return out
+	}
 	if testing.Short() {
 		return []scenario{
 			{seed: 1, months: 3, records: 150, rounds: 3, queriesPerRound: 4},
