@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/isa-alliance/fedreport/internal/periods"
 	"github.com/isa-alliance/fedreport/internal/records"
@@ -134,12 +135,14 @@ func TestNoAnswerSequencePinsASuppressedCell(t *testing.T) {
 			if dir := os.Getenv("FEDREPORT_ATTACK_SAVE"); dir != "" {
 				saveLog(t, filepath.Join(dir, fmt.Sprintf("seed-%d.json", sc.seed)), entries)
 			}
+			start := time.Now()
 			found, err := attacker.Attack(entries, pol.GetMinCellCount(), attacker.SideKnowledge{Truth: r.truth, SmallCells: true, Unchanged: true})
+			took := time.Since(start)
 			if err != nil {
 				t.Fatalf("attack over %d answers: %v", len(entries), err)
 			}
-			t.Logf("%d answers (%d refused), %d data versions; attacker: %d sensitive targets, %d LPs (%d on the fallback), %d unknowns, %d rows, %d blocks",
-				len(entries), r.refused, len(r.truth), found.Targets, found.LPs, found.Fallbacks, found.Unknowns, found.Rows, found.Blocks)
+			t.Logf("%d answers (%d refused), %d data versions; attacker (%v): %d sensitive targets, %d LPs (%d on the fallback), %d unknowns, %d rows, %d blocks",
+				len(entries), r.refused, len(r.truth), took.Round(time.Millisecond), found.Targets, found.LPs, found.Fallbacks, found.Unknowns, found.Rows, found.Blocks)
 			if n := len(found.Pinned); n > 0 {
 				t.Errorf("got %d suppressed cells or small changes pinned to one value, want none:%s", n, excerpt(found.Pinned))
 			}
