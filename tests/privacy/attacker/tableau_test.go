@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -98,5 +99,33 @@ func TestTableauAgreesWithGonum(t *testing.T) {
 	}
 	if solved < 100 {
 		t.Errorf("only %d of 400 random LPs were of the attacker's shape", solved)
+	}
+}
+
+// TestMinimizeFallsBack: an LP lp.Simplex cannot solve goes to the
+// tableau, and one neither can (a singular basis) is an error naming both,
+// never a range.
+func TestMinimizeFallsBack(t *testing.T) {
+	t.Parallel()
+	// x0 + x1 = 2, x0 + x1 + x2 = 3: columns 0 and 1 are one column twice.
+	a := mat.NewDense(2, 3, []float64{1, 1, 0, 1, 1, 1})
+	blk := &block{built: true, a: a, b: []float64{2, 3}, basis: []int{0, 1}}
+	_, err := blk.minimize([]float64{1, 0, 0})
+	if err == nil || !strings.Contains(err.Error(), "lp.Simplex") || !strings.Contains(err.Error(), "tableau") {
+		t.Fatalf("got %v, want an error from both solvers", err)
+	}
+	// From a good basis both agree: x0 can be 0.
+	blk.basis = []int{1, 2}
+	got, err := blk.minimize([]float64{1, 0, 0})
+	if err != nil || math.Abs(got) > 1e-9 {
+		t.Fatalf("got %g, %v; want 0", got, err)
+	}
+	// A basis a hair below 0 (as rounding leaves one): lp.Simplex refuses
+	// it (below -1e-13), the tableau takes it, and the LP counts as a
+	// fallback.
+	blk = &block{built: true, a: mat.NewDense(1, 2, []float64{1, 1}), b: []float64{-1e-11}, basis: []int{0}}
+	got, err = blk.minimize([]float64{0, 1})
+	if err != nil || math.Abs(got) > 1e-9 || blk.fallbacks != 1 {
+		t.Fatalf("got %g, %v, %d fallbacks; want 0 from the fallback", got, err, blk.fallbacks)
 	}
 }
