@@ -310,10 +310,12 @@ func (b *bench) ingestNode(ctx context.Context, name, csv string, run *IngestRun
 	run.NodeAdded = resp.GetAdded()
 	run.NodeReleaseSeconds = resp.GetReleaseComputation().AsDuration().Seconds()
 	run.NodePeakRSSMB = stats.MB(pm.VmHWM)
+	run.NodeAnonMB, run.NodeFileMB = stats.MB(pm.RssAnon), stats.MB(pm.RssFile)
 	if fi, err := os.Stat(data); err == nil {
 		run.NodeDataFileMB = stats.MB(uint64(fi.Size()))
 	}
-	b.logf("  node: %s records/s (%.1f s, of which the release %.1f s), peak RSS %.0f MB", rate(run.NodeRecordsPerSec), d.Seconds(), run.NodeReleaseSeconds, run.NodePeakRSSMB)
+	b.logf("  node: %s records/s (%.1f s, of which the release %.1f s), peak RSS %.0f MB (after: %.0f MB anonymous, %.0f MB file pages)",
+		rate(run.NodeRecordsPerSec), d.Seconds(), run.NodeReleaseSeconds, run.NodePeakRSSMB, run.NodeAnonMB, run.NodeFileMB)
 	return c, nil
 }
 

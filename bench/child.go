@@ -156,7 +156,7 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			MemberTLS: func(code string) (*tls.Config, error) {
 				return mtls.ClientConfig(src, mtls.ExpectID(identity.Node(cfg.TrustDomain, code))), nil
 			},
-			TrustDomain: cfg.TrustDomain, Logger: log, Version: "bench", Limits: benchLimits(),
+			TrustDomain: cfg.TrustDomain, Logger: log, Version: "bench", Limits: benchLimits(), MemberRate: benchRate,
 		})
 		if err != nil {
 			return fmt.Errorf("child: %w", err)

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -366,7 +367,7 @@ func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *f
 		}()
 	}
 
-	resp, err := m.client.Aggregate(mctx, req)
+	resp, err := aggregate(mctx, m, req)
 	retried := false
 	if err != nil && retryable(err) && mctx.Err() == nil {
 		retried = true
@@ -375,7 +376,7 @@ func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *f
 			// member that stays down costs the rollup one moment, not two.
 			awaitReconnect(mctx, m, timeout)
 		}
-		resp, err = m.client.Aggregate(mctx, req)
+		resp, err = aggregate(mctx, m, req)
 	}
 	res.Latency = durationpb.New(time.Since(start))
 
@@ -391,8 +392,10 @@ func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *f
 		if retried && res.Status == fedreportv1.MemberStatus_MEMBER_STATUS_UNREACHABLE {
 			res.Reason = clean("after one retry: " + res.Reason)
 		}
-		if ctx.Err() == nil {
-			// A call cut short by Close says nothing about the member.
+		var paced *paceError
+		if ctx.Err() == nil && !errors.As(err, &paced) {
+			// A call cut short by Close, or never made for its turn
+			// coming too late, says nothing about the member.
 			m.noteFailure(res.Reason)
 		}
 		return outcome{result: res}
@@ -418,6 +421,10 @@ func (c *Coordinator) askMember(ctx, mctx context.Context, m *memberConn, req *f
 // classifyError turns a failed Aggregate call into a member status and a
 // reason in the coordinator's words (quoting the member's message, cleaned).
 func classifyError(rollupCtx context.Context, err error, timeout time.Duration) (fedreportv1.MemberStatus, string) {
+	var paced *paceError
+	if errors.As(err, &paced) {
+		return fedreportv1.MemberStatus_MEMBER_STATUS_TIMEOUT, clean(paced.Error())
+	}
 	st := status.Convert(err)
 	msg := st.Message()
 	switch st.Code() {

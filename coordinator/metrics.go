@@ -29,6 +29,7 @@ type Metrics struct {
 //	fedreport_coordinator_member_results_total{member,status} counter
 //	fedreport_coordinator_grpc_server_handled_total{method,code} counter
 //	fedreport_coordinator_grpc_server_handling_seconds{method}   histogram
+//	fedreport_coordinator_grpc_server_connections_refused_total{cap} counter
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		rollupDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{

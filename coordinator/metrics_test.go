@@ -1,13 +1,17 @@
 package coordinator
 
 import (
+	"context"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/testpki"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -104,4 +108,63 @@ func gathered(t *testing.T, reg prometheus.Gatherer, name string, labels map[str
 		}
 	}
 	return 0
+}
+
+// TestAFloodOfConnectionsIsShedAndCounted serves the coordinator with a cap
+// of 8 connections per source address; an operator connects, then 50 idle
+// TCP connections come from the same address. The 43 past the cap are
+// closed as they are accepted and counted in
+// fedreport_coordinator_grpc_server_connections_refused_total{cap="source"},
+// and the operator's next call is answered.
+func TestAFloodOfConnectionsIsShedAndCounted(t *testing.T) {
+	t.Parallel()
+	const flood, perSource = 50, 8
+	ca := testpki.New(t, td)
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, ca, Member{"FR", closedAddr(t)})
+	cfg.Metrics = m
+	cfg.Limits = grpcsrv.Limits{MaxConnectionsPerSource: perSource}
+	c := newCoordinator(t, ca, cfg)
+	addr := serve(t, c)
+	operator := fedreportv1.NewCoordinatorServiceClient(dial(t, ca, addr, identity.Operator(td, "alice")))
+	list := func(what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if _, err := operator.ListRollups(ctx, &fedreportv1.ListRollupsRequest{}); err != nil {
+			t.Fatalf("ListRollups %s: %v", what, err)
+		}
+	}
+	list("before the flood")
+
+	var d net.Dialer
+	for range flood {
+		// A connection past the cap may be reset before the dial returns.
+		if conn, err := d.DialContext(t.Context(), "tcp", addr); err == nil {
+			t.Cleanup(func() { conn.Close() })
+		}
+	}
+	refused := func() float64 {
+		return gathered(t, reg, "fedreport_coordinator_grpc_server_connections_refused_total", map[string]string{"cap": "source"})
+	}
+	want := float64(flood - (perSource - 1))
+	// The coordinator accepts the flood on its own goroutine: wait for it.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for refused() < want && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+	if got := refused(); got != want {
+		t.Errorf("connections refused for their source: got %v, want %v", got, want)
+	}
+	list("during the flood")
 }

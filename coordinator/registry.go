@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/internal/echo"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/yamlconf"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -199,6 +200,23 @@ type FileConfig struct {
 	// of StartRollup (nil: the command's default; checked by the command).
 	StartRollupRate  *float64 `yaml:"start_rollup_rate"`
 	StartRollupBurst *int     `yaml:"start_rollup_burst"`
+	// GetRollupRate, ListRollupsRate, ListMembersRate and their bursts are
+	// the per-identity rate limits of the reads (nil: the command's default).
+	GetRollupRate    *float64 `yaml:"get_rollup_rate"`
+	GetRollupBurst   *int     `yaml:"get_rollup_burst"`
+	ListRollupsRate  *float64 `yaml:"list_rollups_rate"`
+	ListRollupsBurst *int     `yaml:"list_rollups_burst"`
+	ListMembersRate  *float64 `yaml:"list_members_rate"`
+	ListMembersBurst *int     `yaml:"list_members_burst"`
+	// MaxConnections and MaxConnectionsPerSource cap the connections of
+	// each mTLS listener, and from one source address (nil: the command's
+	// default; 0: no cap).
+	MaxConnections          *int `yaml:"max_connections"`
+	MaxConnectionsPerSource *int `yaml:"max_connections_per_source"`
+	// MemberRate and MemberBurst pace the coordinator's Aggregate calls to
+	// each member (nil: DefaultMemberRate; rate 0: no pacing).
+	MemberRate  *float64 `yaml:"member_rate"`
+	MemberBurst *int     `yaml:"member_burst"`
 }
 
 // LoadFileConfig reads and checks the YAML configuration file at path.
@@ -309,6 +327,7 @@ type memberConn struct {
 	index  int // position in the registry
 	conn   *grpc.ClientConn
 	client fedreportv1.AggregationServiceClient
+	pace   *pacer // spaces this member's Aggregate calls (pace.go)
 
 	mu        sync.Mutex // protects the fields below
 	contacted bool       // an answer or an error was seen
@@ -331,7 +350,8 @@ type registry struct {
 
 // newRegistry opens one client connection per member. grpc.NewClient does
 // not connect: the first call does, so an unreachable member never blocks start-up.
-func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, error)) (*registry, error) {
+// Each member's Aggregate calls are paced at rate (pace.go).
+func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, error), rate grpcsrv.Rate) (*registry, error) {
 	r := &registry{callers: newCallers(fanOutLimit)}
 	for i, m := range members {
 		tc, err := memberTLS(m.Code)
@@ -349,6 +369,7 @@ func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, err
 			index:  i,
 			conn:   conn,
 			client: fedreportv1.NewAggregationServiceClient(conn),
+			pace:   newPacer(rate),
 		})
 	}
 	return r, nil

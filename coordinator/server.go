@@ -102,6 +102,12 @@ type Config struct {
 	// Limits are the listeners' limits (internal/grpcsrv); zero fields
 	// take the defaults.
 	Limits grpcsrv.Limits
+	// MemberRate paces the coordinator's Aggregate calls to each member,
+	// all rollups together (pace.go); the zero value means
+	// DefaultMemberRate, what a node grants by default, and a negative
+	// PerSecond turns pacing off. A member that grants less says so with
+	// RESOURCE_EXHAUSTED and a RetryInfo, which the coordinator honours.
+	MemberRate grpcsrv.Rate
 	// MaxRollupBytes bounds one stored rollup; 0 means MaxRollupBytes
 	// (tests set less).
 	MaxRollupBytes int
@@ -189,6 +195,14 @@ func Open(cfg Config) (*Coordinator, error) {
 		timeout = DefaultMemberTimeout
 	}
 
+	memberRate := cfg.MemberRate
+	if memberRate == (grpcsrv.Rate{}) {
+		memberRate = DefaultMemberRate
+	}
+	if memberRate.PerSecond > 0 && memberRate.Burst < 1 {
+		return nil, fmt.Errorf("open coordinator: member rate burst %d: want at least 1", memberRate.Burst)
+	}
+
 	st, interrupted, err := openStore(cfg.DataPath)
 	if err != nil {
 		return nil, err
@@ -196,7 +210,7 @@ func Open(cfg Config) (*Coordinator, error) {
 	for _, id := range interrupted {
 		log.Info("rollup interrupted by a restart", "id", id)
 	}
-	reg, err := newRegistry(cfg.Members, cfg.MemberTLS)
+	reg, err := newRegistry(cfg.Members, cfg.MemberTLS, memberRate)
 	if err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("open coordinator: %w", err)
@@ -475,14 +489,20 @@ func (c *Coordinator) serverOptions(tc *tls.Config, rules authz.Rules) []grpc.Se
 	}, grpcsrv.ServerOptions(limits)...)
 }
 
-// serveGRPC adds health and reflection to srv, serves it on lis until ctx
-// is done and then stops it as Serve describes.
+// serveGRPC adds health and reflection to srv, serves it on lis, within
+// the connection caps of Config.Limits, until ctx is done and then stops it
+// as Serve describes.
 func (c *Coordinator) serveGRPC(ctx context.Context, lis net.Listener, srv *grpc.Server, service, msg string) error {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(srv)
 
+	limits := c.limits
+	if c.metrics != nil && limits.ConnectionRefused == nil {
+		limits.ConnectionRefused = c.metrics.grpc.ConnectionRefused
+	}
+	lis = grpcsrv.LimitListener(lis, limits)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	c.log.Info(msg, "addr", lis.Addr().String(), "version", c.version)

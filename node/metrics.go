@@ -35,6 +35,7 @@ type Metrics struct {
 //	fedreport_node_disclosure_log_append_seconds                histogram
 //	fedreport_node_grpc_server_handled_total{method,code}       counter
 //	fedreport_node_grpc_server_handling_seconds{method}         histogram
+//	fedreport_node_grpc_server_connections_refused_total{cap}   counter
 //
 // The first is the time an answered Aggregate spends making its disclosure
 // log entry durable (the write transaction with its two fsyncs, and any

@@ -44,10 +44,11 @@ func TestMetricsTimeDisclosuresAndCountCalls(t *testing.T) {
 	var seconds float64
 	for _, f := range families {
 		if strings.HasPrefix(f.GetName(), "fedreport_node_") {
-			// Labels are bounded vocabularies, never a count.
+			// Labels are bounded vocabularies, never a count (cap is
+			// listener or source).
 			for _, metric := range f.GetMetric() {
 				for _, l := range metric.GetLabel() {
-					if !slices.Contains([]string{"method", "code"}, l.GetName()) {
+					if !slices.Contains([]string{"method", "code", "cap"}, l.GetName()) {
 						t.Errorf("%s has label %s=%q", f.GetName(), l.GetName(), l.GetValue())
 					}
 				}

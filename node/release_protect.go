@@ -2,6 +2,7 @@ package node
 
 import (
 	"cmp"
+	"maps"
 	"math"
 	"math/bits"
 	"slices"
@@ -24,8 +25,8 @@ type blockProblem struct {
 	// periods are the release periods of the block.
 	periods []periods.Window
 	cells   []*bcell
-	index     map[relKey]int
-	nInner    int
+	index   map[relKey]int
+	nInner  int
 	// based is true when an earlier release of the same policy exists: its
 	// published cells are known to everyone, and the change is protected too.
 	based bool
@@ -288,47 +289,82 @@ func (p *blockProblem) protect() (exposed int) {
 		}
 	}
 
-	seen := map[string]bool{}
-	for round := 0; ; round++ {
-		rows := make([]vec, len(prot))
-		for i, pr := range prot {
-			rows[i] = pr.row
+	// The sums of withheld cells that need protecting depend on which
+	// cells are withheld, so protect and look again until the sums the
+	// pattern needs were all protected in the run that made it. The first
+	// rounds protect only what the last pattern needed (sums an earlier
+	// pattern needed may withhold cells for nothing); later rounds keep
+	// every sum seen, which converges. Without convergence nothing new is
+	// published.
+	run := func(virtuals map[string]protectedRow) {
+		rows := make([]vec, 0, len(prot)+len(virtuals))
+		for _, pr := range prot {
+			rows = append(rows, pr.row)
+		}
+		for _, sig := range slices.Sorted(maps.Keys(virtuals)) {
+			rows = append(rows, virtuals[sig].row)
 		}
 		published, exp := suppress(int(cols), cands, rows)
 		for j, i := range order {
 			p.cells[i].published = published[first+j]
 		}
 		exposed = len(exp)
-		if round == 8 {
-			break
-		}
-		added := false
-		for _, pr := range slices.Clone(prot) {
-			if pr.delta || !p.primary(p.cells[pr.cell].now) {
-				continue
-			}
-			for _, group := range p.withheldAround(pr.cell) {
-				if !p.pinnedBySum(pr.cell, group) {
-					continue
-				}
-				sig := string(rune(boolInt(pr.delta))) + string(groupSignature(group))
-				if seen[sig] {
-					continue
-				}
-				seen[sig] = true
-				var inner []int32
-				for _, ci := range group {
-					inner = append(inner, p.cells[ci].inner...)
-				}
-				prot = append(prot, protectedRow{row: rowOf(inner, pr.delta, true), cell: group[0], delta: pr.delta})
-				added = true
+	}
+	virtuals := map[string]protectedRow{}
+	for round := 0; ; round++ {
+		run(virtuals)
+		needed := p.neededSums(prot, rowOf)
+		missing := false
+		for sig := range needed {
+			if _, ok := virtuals[sig]; !ok {
+				missing = true
 			}
 		}
-		if !added {
+		if !missing {
 			break
+		}
+		if round == 12 {
+			for i := range cands {
+				cands[i].barred = cands[i].barred || !cands[i].forced
+			}
+			run(virtuals)
+			break
+		}
+		if round < 4 {
+			virtuals = needed
+		} else {
+			maps.Copy(virtuals, needed)
 		}
 	}
 	return exposed
+}
+
+// neededSums returns, keyed by the cells they add, the sums of withheld
+// cells the current pattern must keep out of the published span: for each
+// primary, the withheld cells beside it under a published cell, when their
+// known sum would pin it, alone or with a singleton's record known.
+func (p *blockProblem) neededSums(prot []protectedRow, rowOf func(inner []int32, x, y bool) vec) map[string]protectedRow {
+	needed := map[string]protectedRow{}
+	for _, pr := range prot {
+		if pr.delta || !p.primary(p.cells[pr.cell].now) {
+			continue
+		}
+		for _, group := range p.withheldAround(pr.cell) {
+			if !p.pinnedBySum(pr.cell, group) && !p.unlockedBySingleton(pr.cell, group) {
+				continue
+			}
+			sig := string(groupSignature(group))
+			if _, ok := needed[sig]; ok {
+				continue
+			}
+			var inner []int32
+			for _, ci := range group {
+				inner = append(inner, p.cells[ci].inner...)
+			}
+			needed[sig] = protectedRow{row: rowOf(inner, false, true), cell: group[0]}
+		}
+	}
+	return needed
 }
 
 // pinnedBySum reports whether knowing the sum of group (withheld cells, ci
@@ -337,6 +373,12 @@ func (p *blockProblem) protect() (exposed int) {
 // unit quantities at most k-1 (a worst-case attacker knows which cells are
 // primary). It is the one-group relaxation of the attacker's linear program.
 func (p *blockProblem) pinnedBySum(ci int, group []int) bool {
+	return p.narrowedBySum(ci, group, min(2, p.k-2))
+}
+
+// narrowedBySum reports whether knowing the sum of group leaves ci fewer
+// than width+1 values (see pinnedBySum).
+func (p *blockProblem) narrowedBySum(ci int, group []int, width uint64) bool {
 	most := func(c *bcell) uint64 {
 		if p.primary(c.now) && c.now.value <= p.k-1 {
 			return p.k - 1
@@ -360,15 +402,25 @@ func (p *blockProblem) pinnedBySum(ci int, group []int) bool {
 	if othersMax < sum {
 		lo = max(lo, sum-othersMax)
 	}
-	width := min(2, p.k-2)
 	return hi < lo+width
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
+// unlockedBySingleton reports whether someone who knows one record, the
+// only one of a withheld cell beside ci (its ministry's own case, or a case
+// in the news), would learn ci from the group's known sum: when ci is all
+// that is left, or the sum of what is left pins it to one value
+// (GaussSuppression's singleton problem).
+func (p *blockProblem) unlockedBySingleton(ci int, group []int) bool {
+	for _, gi := range group {
+		if gi == ci || p.cells[gi].now.records != 1 {
+			continue
+		}
+		rest := slices.DeleteFunc(slices.Clone(group), func(i int) bool { return i == gi })
+		if len(rest) == 1 || p.narrowedBySum(ci, rest, 1) {
+			return true
+		}
 	}
-	return 0
+	return false
 }
 
 func groupSignature(g []int) []byte {

@@ -127,11 +127,15 @@ func (n *Node) explainRefusal(id identity.ID, method string) error {
 		ReasonOtherMember)
 }
 
-// limits are the configured limits with this node's error domain.
+// limits are the configured limits with this node's error domain, and
+// connections refused counted in its metrics.
 func (n *Node) limits() grpcsrv.Limits {
 	l := n.cfg.Limits
 	if l.ErrorDomain == "" {
 		l.ErrorDomain = ErrorDomain
+	}
+	if m := n.cfg.Metrics; m != nil && l.ConnectionRefused == nil {
+		l.ConnectionRefused = m.grpc.ConnectionRefused
 	}
 	return l
 }
@@ -190,7 +194,9 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n})
 		healthpb.RegisterHealthServer(srv, hs)
 		reflection.Register(srv)
-		servers = append(servers, served{srv, lis})
+		// The caps are the network listener's: the admin socket is the
+		// node's own user's.
+		servers = append(servers, served{srv, grpcsrv.LimitListener(lis, limits)})
 	}
 	if adminLis != nil {
 		srv := grpc.NewServer(append(append(common,

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/isa-alliance/fedreport/coordinator"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -32,6 +33,11 @@ type coordinatorOptions struct {
 	tls             tlsOptions
 	log             logOptions
 	startRollup     rateOptions
+	getRollup       rateOptions
+	listRollups     rateOptions
+	listMembers     rateOptions
+	conns           connOptions
+	memberPace      rateOptions // the coordinator's own pace of each member
 
 	schedules []coordinator.Schedule // from --config only
 }
@@ -54,6 +60,23 @@ func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
 	o.log.AddFlags(fs)
 	o.startRollup = newRateOptions("start-rollup", fedreportv1.CoordinatorService_StartRollup_FullMethodName)
 	o.startRollup.AddFlags(fs, "StartRollup", "operator identity")
+	o.getRollup = newRateOptions("get-rollup", fedreportv1.CoordinatorService_GetRollup_FullMethodName)
+	o.getRollup.AddFlags(fs, "GetRollup", "operator or analyst identity")
+	o.listRollups = newRateOptions("list-rollups", fedreportv1.CoordinatorService_ListRollups_FullMethodName)
+	o.listRollups.AddFlags(fs, "ListRollups", "operator or analyst identity")
+	o.listMembers = newRateOptions("list-members", fedreportv1.CoordinatorService_ListMembers_FullMethodName)
+	o.listMembers.AddFlags(fs, "ListMembers", "operator or analyst identity")
+	o.conns.AddFlags(fs)
+	o.memberPace = rateOptions{flag: "member", rate: coordinator.DefaultMemberRate.PerSecond, burst: coordinator.DefaultMemberRate.Burst}
+	fs.Float64Var(&o.memberPace.rate, "member-rate", o.memberPace.rate,
+		"Aggregate calls a second the coordinator makes to each member, all rollups together, past --member-burst: the rest wait their turn within the member timeout; keep it at the members' --aggregate-rate (0: no pacing; a member refusing with a RetryInfo is still asked again after its delay)")
+	fs.IntVar(&o.memberPace.burst, "member-burst", o.memberPace.burst,
+		"Aggregate calls the coordinator makes to each member at once, before --member-rate applies; keep it at the members' --aggregate-burst (at least 1)")
+}
+
+// rates are the coordinator's per-identity rate limits.
+func (o *coordinatorOptions) rates() []*rateOptions {
+	return []*rateOptions{&o.startRollup, &o.getRollup, &o.listRollups, &o.listMembers}
 }
 
 // memberFlag is the --member flag: a coordinator.MemberList whose CODE is
@@ -81,6 +104,11 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 		"data": fc.Data, "listen": fc.Listen, "cacert": fc.CACert, "cert": fc.Cert, "key": fc.Key, "crl": fc.CRL,
 		"member-code": fc.MemberCode, "member-listen": fc.MemberListen, "member-cert": fc.MemberCert, "member-key": fc.MemberKey,
 		"start-rollup-rate": optionalNumber(fc.StartRollupRate), "start-rollup-burst": optionalNumber(fc.StartRollupBurst),
+		"get-rollup-rate": optionalNumber(fc.GetRollupRate), "get-rollup-burst": optionalNumber(fc.GetRollupBurst),
+		"list-rollups-rate": optionalNumber(fc.ListRollupsRate), "list-rollups-burst": optionalNumber(fc.ListRollupsBurst),
+		"list-members-rate": optionalNumber(fc.ListMembersRate), "list-members-burst": optionalNumber(fc.ListMembersBurst),
+		"max-connections": optionalNumber(fc.MaxConnections), "max-connections-per-source": optionalNumber(fc.MaxConnectionsPerSource),
+		"member-rate": optionalNumber(fc.MemberRate), "member-burst": optionalNumber(fc.MemberBurst),
 	}
 	set, err := topLevelKeys(o.config)
 	if err != nil {
@@ -125,7 +153,15 @@ func newCoordinatorCommand() *cobra.Command {
 			if o.data == "" {
 				return fmt.Errorf("--data is required")
 			}
-			if err := o.startRollup.validate(); err != nil {
+			for _, r := range o.rates() {
+				if err := r.validate(); err != nil {
+					return err
+				}
+			}
+			if err := o.conns.validate(); err != nil {
+				return err
+			}
+			if err := o.memberPace.validate(); err != nil {
 				return err
 			}
 			// The default is 10s, so 0 is the user's; Open would take it
@@ -159,7 +195,12 @@ func newCoordinatorCommand() *cobra.Command {
 				TrustDomain:     own.TrustDomain,
 				Logger:          log,
 				Version:         version,
-				Limits:          rateLimits(&o.startRollup),
+				Limits:          rateLimits(o.rates()...),
+			}
+			o.conns.apply(&cfg.Limits)
+			cfg.MemberRate = grpcsrv.Rate{PerSecond: o.memberPace.rate, Burst: o.memberPace.burst}
+			if o.memberPace.rate == 0 {
+				cfg.MemberRate = grpcsrv.Rate{PerSecond: -1}
 			}
 			if o.memberCode != "" {
 				o.memberCode = identity.UpperMember(o.memberCode)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/coordinator"
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/pki"
@@ -47,6 +48,12 @@ func TestRateLimitSettingsRefuseBadValues(t *testing.T) {
 			[]string{"--start-rollup-rate -0.5 (start_rollup_rate in --config)", "or 0 for no limit"}},
 		{"a zero StartRollup burst in the file", append(coord, "--config", writeFile(t, "coord.yaml", "start_rollup_burst: 0\n")),
 			[]string{"--start-rollup-burst 0 (start_rollup_burst in --config): give at least 1"}},
+		{"a zero ListMembers burst", append(coord, "--list-members-burst", "0"),
+			[]string{"--list-members-burst 0 (list_members_burst in --config): give at least 1"}},
+		{"a negative GetRollup rate in the file", append(coord, "--config", writeFile(t, "get.yaml", "get_rollup_rate: -2\n")),
+			[]string{"--get-rollup-rate -2 (get_rollup_rate in --config)"}},
+		{"a zero member burst", append(coord, "--member-burst", "0"),
+			[]string{"--member-burst 0 (member_burst in --config): give at least 1"}},
 		{"a misspelt rate key", append(coord, "--config", writeFile(t, "typo.yaml", "data: c.db\nstart_rolup_rate: 1\n")),
 			[]string{`line 2: unknown key "start_rolup_rate"`}},
 	} {
@@ -80,6 +87,14 @@ schedules:
   - {name: weekly, every: weekly, metrics: [arrests], after: 6h}
 start_rollup_rate: 0.1
 start_rollup_burst: 3
+get_rollup_rate: 7
+get_rollup_burst: 70
+list_rollups_rate: 0
+list_members_burst: 4
+max_connections: 100
+max_connections_per_source: 10
+member_rate: 4
+member_burst: 60
 `)
 	o := &coordinatorOptions{}
 	fs := pflag.NewFlagSet("coordinator", pflag.ContinueOnError)
@@ -93,6 +108,7 @@ start_rollup_burst: 3
 	for flag, want := range map[string]string{
 		"listen": "127.0.0.1:7555", "data": "coord.db", "crl": "ca.crl", "member-timeout": "3s", "min-members": "2",
 		"shutdown-timeout": "20s", "start-rollup-rate": "0.1", "start-rollup-burst": "5", // the flag wins
+		"max-connections": "100", "max-connections-per-source": "10", "member-rate": "4", "member-burst": "60",
 	} {
 		if got := fs.Lookup(flag).Value.String(); got != want {
 			t.Errorf("--%s: got %q, want %q", flag, got, want)
@@ -104,9 +120,18 @@ start_rollup_burst: 3
 	if len(o.schedules) != 1 || o.schedules[0].Name != "weekly" || o.schedules[0].After != 6*time.Hour || !slices.Equal(o.schedules[0].Metrics, []string{"arrests"}) {
 		t.Errorf("schedules: got %+v", o.schedules)
 	}
-	limits := rateLimits(&o.startRollup)
-	if got := limits.Rates[fedreportv1.CoordinatorService_StartRollup_FullMethodName]; got.PerSecond != 0.1 || got.Burst != 5 {
-		t.Errorf("StartRollup rate: got %+v, want 0.1/s, bursts of 5", got)
+	limits := rateLimits(o.rates()...)
+	for method, want := range map[string]grpcsrv.Rate{
+		fedreportv1.CoordinatorService_StartRollup_FullMethodName: {PerSecond: 0.1, Burst: 5},
+		fedreportv1.CoordinatorService_GetRollup_FullMethodName:   {PerSecond: 7, Burst: 70},
+		fedreportv1.CoordinatorService_ListMembers_FullMethodName: {PerSecond: grpcsrv.DefaultRates[fedreportv1.CoordinatorService_ListMembers_FullMethodName].PerSecond, Burst: 4},
+	} {
+		if got := limits.Rates[method]; got != want {
+			t.Errorf("%s rate: got %+v, want %+v", method, got, want)
+		}
+	}
+	if got, ok := limits.Rates[fedreportv1.CoordinatorService_ListRollups_FullMethodName]; ok {
+		t.Errorf("ListRollups with list_rollups_rate: 0: got %+v, want no limit", got)
 	}
 	if _, ok := limits.Rates[fedreportv1.AggregationService_Aggregate_FullMethodName]; !ok {
 		t.Error("the member API's Aggregate lost its default rate")
@@ -282,7 +307,7 @@ func TestRateLimitFlagsReachTheServers(t *testing.T) {
 	}
 
 	addr := freeAddr(t)
-	config := writeFile(t, "coord.yaml", "member_timeout: 500ms\nstart_rollup_rate: 0.01\nstart_rollup_burst: 1\nmembers:\n  - {code: FR, address: "+freeAddr(t)+"}\n")
+	config := writeFile(t, "coord.yaml", "member_timeout: 500ms\nstart_rollup_rate: 0.01\nstart_rollup_burst: 1\nlist_rollups_rate: 0.01\nlist_rollups_burst: 2\nmembers:\n  - {code: FR, address: "+freeAddr(t)+"}\n")
 	conn := serveCLI(t, pkiDir, addr, identity.Operator("isa", "alice"), identity.Coordinator("isa", "main"),
 		"coordinator", "--config", config, "--data", filepath.Join(dir, "coord.db"), "--listen", addr,
 		"--cacert", p("ca.crt"), "--cert", p("coordinator-main.crt"), "--key", p("coordinator-main.key"))
@@ -298,6 +323,20 @@ func TestRateLimitFlagsReachTheServers(t *testing.T) {
 	}
 	if err := startRollup(); !rateLimited(err, "1") {
 		t.Errorf("second rollup with start_rollup_burst: 1: got %v, want RESOURCE_EXHAUSTED naming bursts of 1", err)
+	}
+	listRollups := func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		_, err := c.ListRollups(ctx, &fedreportv1.ListRollupsRequest{})
+		return err
+	}
+	for i := range 2 {
+		if err := listRollups(); err != nil {
+			t.Fatalf("ListRollups %d of a burst of 2: %v", i+1, err)
+		}
+	}
+	if err := listRollups(); !rateLimited(err, "2") {
+		t.Errorf("third ListRollups with list_rollups_burst: 2: got %v, want RESOURCE_EXHAUSTED naming bursts of 2", err)
 	}
 }
 

@@ -48,6 +48,8 @@ names it. A file with every key:
   aggregate_rate: 2                 # Aggregate calls a second per caller identity (0: no limit)
   aggregate_burst: 30               # Aggregate calls a caller identity may make at once
   ingest_idle_timeout: 1m           # end an ingest stream silent this long (0: never)
+  max_connections: 1024             # open connections of the mTLS listener at most (0: no cap)
+  max_connections_per_source: 64    # of them from one source IP address (0: no cap)
 
 The policy is the member's alone: no request and no coordinator can change it. A
 request outside it is refused with FAILED_PRECONDITION and a reason,
@@ -72,6 +74,7 @@ type nodeOptions struct {
 	metrics      string
 	aggregate    rateOptions
 	ingestIdle   time.Duration
+	conns        connOptions
 }
 
 // nodeConfigFile is the YAML form of nodeOptions.
@@ -95,6 +98,8 @@ type nodeConfigFile struct {
 	AggregateRate     *float64 `yaml:"aggregate_rate"`
 	AggregateBurst    *int     `yaml:"aggregate_burst"`
 	IngestIdleTimeout string   `yaml:"ingest_idle_timeout"`
+	MaxConnections    *int     `yaml:"max_connections"`
+	MaxConnsPerSource *int     `yaml:"max_connections_per_source"`
 }
 
 func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
@@ -118,6 +123,7 @@ func (o *nodeOptions) AddFlags(fs *pflag.FlagSet) {
 	o.aggregate = newRateOptions("aggregate", fedreportv1.AggregationService_Aggregate_FullMethodName)
 	o.aggregate.AddFlags(fs, "Aggregate", "caller identity (a coordinator, a member admin)")
 	fs.DurationVar(&o.ingestIdle, "ingest-idle-timeout", grpcsrv.DefaultIngestIdleTimeout, "end an ingest stream whose client sends nothing for this long, roll it back and release the write lock, on both listeners (0: never)")
+	o.conns.AddFlags(fs)
 }
 
 func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
@@ -135,6 +141,7 @@ func (o *nodeOptions) applyConfig(fs *pflag.FlagSet) error {
 		"metrics-listen": c.MetricsListen,
 		"aggregate-rate": optionalNumber(c.AggregateRate), "aggregate-burst": optionalNumber(c.AggregateBurst),
 		"ingest-idle-timeout": c.IngestIdleTimeout,
+		"max-connections":     optionalNumber(c.MaxConnections), "max-connections-per-source": optionalNumber(c.MaxConnsPerSource),
 	}
 	if c.DominancePercent != nil {
 		values["dominance-percent"] = fmt.Sprint(*c.DominancePercent)
@@ -185,6 +192,9 @@ func newNodeCommand() *cobra.Command {
 			if err := o.aggregate.validate(); err != nil {
 				return err
 			}
+			if err := o.conns.validate(); err != nil {
+				return err
+			}
 			if o.ingestIdle < 0 {
 				return fmt.Errorf("--ingest-idle-timeout %s (ingest_idle_timeout in --config): give a duration such as 1m, or 0 for never", o.ingestIdle)
 			}
@@ -215,7 +225,7 @@ func newNodeCommand() *cobra.Command {
 				ServerTLS:   mtls.ServerConfig(src),
 				Logger:      log,
 				Version:     version,
-				Limits:      nodeLimits(&o.aggregate, o.ingestIdle),
+				Limits:      nodeLimits(&o.aggregate, o.ingestIdle, &o.conns),
 				Policy: node.Policy{
 					MinCellCount:     o.minCellCount,
 					Tables:           tables,
@@ -283,10 +293,11 @@ func parsePeriods(s string) ([]periods.Period, error) {
 	return out, nil
 }
 
-// nodeLimits are the node's listener limits: its Aggregate rate and the
-// ingest idle timeout (0 turns it off).
-func nodeLimits(aggregate *rateOptions, ingestIdle time.Duration) grpcsrv.Limits {
+// nodeLimits are the node's listener limits: its Aggregate rate, the
+// ingest idle timeout (0 turns it off) and the connection caps.
+func nodeLimits(aggregate *rateOptions, ingestIdle time.Duration, conns *connOptions) grpcsrv.Limits {
 	l := rateLimits(aggregate)
+	conns.apply(&l)
 	l.IngestIdleTimeout = ingestIdle
 	if ingestIdle == 0 {
 		l.IngestIdleTimeout = -1

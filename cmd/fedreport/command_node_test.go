@@ -27,6 +27,8 @@ func TestNodeRefusesBadSettings(t *testing.T) {
 		{"overlapping periods", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--periods", "a=2020-01-01..2020-03-31,b=2020-03-01..2020-04-30"}, tlsArgs...), "overlap"},
 		{"a period that is not NAME=FROM..TO", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--periods", "phase-1"}, tlsArgs...), "is not NAME=FROM..TO"},
 		{"no data file", []string{"--member", "IT"}, "--data"},
+		{"a negative connection cap", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--max-connections-per-source", "-1"}, tlsArgs...),
+			"--max-connections-per-source -1 (max_connections_per_source in --config): give the connections allowed, a number above 0, or 0 for no cap"},
 	} {
 		_, _, err := runCLI(t, t.Context(), append([]string{"node"}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -59,6 +61,8 @@ metrics_listen: 127.0.0.1:9555
 aggregate_rate: 0.25
 aggregate_burst: 4
 ingest_idle_timeout: 90s
+max_connections: 300
+max_connections_per_source: 0
 `)
 	typ := reflect.TypeFor[nodeConfigFile]()
 	var keys []string
@@ -80,6 +84,7 @@ ingest_idle_timeout: 90s
 		"min-cell-count": "7", "tables": "offence,channel", "periods": "phase-1=2020-01-01..2020-05-30", "dominance-percent": "90", "earliest-date": "2020-01-01",
 		"log-format": "json", "log-level": "debug", "metrics-listen": "127.0.0.1:9555",
 		"aggregate-rate": "0.25", "aggregate-burst": "4", "ingest-idle-timeout": "1m30s",
+		"max-connections": "300", "max-connections-per-source": "0",
 	}
 	help := nodeLong + "\n" + fs.FlagUsages()
 	for _, key := range keys {

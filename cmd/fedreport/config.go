@@ -118,3 +118,42 @@ func optionalNumber[N float64 | int](v *N) string {
 	}
 	return fmt.Sprint(*v)
 }
+
+// connOptions are the connection caps of a server's mTLS listeners
+// (grpcsrv.LimitListener). 0 lifts a cap.
+type connOptions struct {
+	max       int
+	perSource int
+}
+
+// AddFlags adds --max-connections and --max-connections-per-source.
+func (c *connOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.IntVar(&c.max, "max-connections", grpcsrv.DefaultMaxConnections,
+		"open connections each mTLS listener keeps at most; one more is closed as it is accepted, and counted in the metrics (0: no cap)")
+	fs.IntVar(&c.perSource, "max-connections-per-source", grpcsrv.DefaultMaxConnectionsPerSource,
+		"open connections each mTLS listener keeps at most from one source IP address; one more is closed as it is accepted (0: no cap)")
+}
+
+// validate says what to fix in a cap from the flags or the file.
+func (c *connOptions) validate() error {
+	for _, f := range []struct {
+		flag string
+		v    int
+	}{{"max-connections", c.max}, {"max-connections-per-source", c.perSource}} {
+		if f.v < 0 {
+			return fmt.Errorf("--%s %d (%s in --config): give the connections allowed, a number above 0, or 0 for no cap", f.flag, f.v, strings.ReplaceAll(f.flag, "-", "_"))
+		}
+	}
+	return nil
+}
+
+// apply sets the caps in l; 0 is no cap, which l says with -1.
+func (c *connOptions) apply(l *grpcsrv.Limits) {
+	off := func(n int) int {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	l.MaxConnections, l.MaxConnectionsPerSource = off(c.max), off(c.perSource)
+}

@@ -21,7 +21,7 @@ type utilityCell struct {
 // alliance publish exactly, per table, for the whole operation and each
 // phase, against what the earlier rule (k on the quantity of each answer
 // alone, no secondary suppression) published. Run with -v to print it
-// (BENCHMARKS.md and README "Privacy" quote it). It also holds the promise
+// (docs/privacy.md "What it costs" quotes it). It also holds the promise
 // the demo relies on: every ungrouped total of the operation and of each
 // phase is exact for every member.
 func TestDemoReleaseUtility(t *testing.T) {

@@ -51,6 +51,19 @@ func compactJSON(t *testing.T, b []byte) []byte {
 	return out.Bytes()
 }
 
+// normalizeJSON indents protojson output as encoding/json does: protojson
+// varies its whitespace from one build to the next, on purpose (its output
+// is not stable), so the golden files hold the JSON as encoding/json
+// indents it.
+func normalizeJSON(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var norm bytes.Buffer
+	if err := json.Indent(&norm, compactJSON(t, b), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	return append(norm.Bytes(), '\n')
+}
+
 // pendingRollup is a rollup by member and offence over three members: FR
 // publishes exactly, IT withholds a cell with the bounds its release gives
 // (0..7), ES holds a cell at an earlier release's value while a small change
@@ -102,14 +115,7 @@ func TestRollupOutputGolden(t *testing.T) {
 		}
 		got := b.Bytes()
 		if format == "json" {
-			// protojson varies its whitespace from one build to the next, on
-			// purpose (its output is not stable): compare the JSON as
-			// encoding/json indents it.
-			var norm bytes.Buffer
-			if err := json.Indent(&norm, compactJSON(t, got), "", "  "); err != nil {
-				t.Fatal(err)
-			}
-			got = append(norm.Bytes(), '\n')
+			got = normalizeJSON(t, got)
 		}
 		golden(t, "rollup_pending."+string(format), got)
 	}

@@ -2,9 +2,10 @@
 // so that a peer with a valid certificate still cannot exhaust a server:
 // message and header sizes, concurrent streams, handshake and keepalive
 // rules, a maximum connection age (which also makes certificate revocation
-// and rotation reach long-lived connections), a deadline on unary calls
-// that come without one, a per-identity rate limit on the expensive calls
-// and bounds on the lists in a query.
+// and rotation reach long-lived connections), caps on the connections of a
+// listener and of each source address (LimitListener), a deadline on unary
+// calls that come without one, a per-identity rate limit on the expensive
+// calls and bounds on the lists in a query.
 //
 // The options go after a server's authorization interceptors, so that only
 // authorized calls use up an identity's rate:
@@ -80,10 +81,17 @@ const (
 // node answers a coordinator's rollups and a coordinator its operators'
 // rollups; a burst covers a demo or a scripted batch, the sustained rate
 // keeps one identity from crowding out the others (or from mining a node's
-// disclosure log with a stream of near-identical queries).
+// disclosure log with a stream of near-identical queries). The
+// coordinator's reads are cheap but not free (GetRollup may decode a large
+// rollup, ListMembers asks every member to describe itself): their
+// generous limits leave any dashboard or script room and stop one identity
+// from keeping the coordinator busy for everyone.
 var DefaultRates = map[string]Rate{
 	fedreportv1.AggregationService_Aggregate_FullMethodName:   {PerSecond: 2, Burst: 30},
 	fedreportv1.CoordinatorService_StartRollup_FullMethodName: {PerSecond: 0.5, Burst: 10},
+	fedreportv1.CoordinatorService_GetRollup_FullMethodName:   {PerSecond: 20, Burst: 200},
+	fedreportv1.CoordinatorService_ListRollups_FullMethodName: {PerSecond: 5, Burst: 50},
+	fedreportv1.CoordinatorService_ListMembers_FullMethodName: {PerSecond: 1, Burst: 20},
 }
 
 // DefaultRecvLimits are the per-method request limits when Limits.RecvLimits
@@ -122,6 +130,16 @@ type Limits struct {
 	// handler sees an error and rolls the stream back. 0 means
 	// DefaultIngestIdleTimeout; a negative value turns it off.
 	IngestIdleTimeout time.Duration
+	// MaxConnections caps the open connections of a network listener
+	// wrapped with LimitListener, and MaxConnectionsPerSource those from
+	// one source IP address; a connection past either is closed as it is
+	// accepted. 0 means DefaultMaxConnections and
+	// DefaultMaxConnectionsPerSource; a negative value turns the cap off.
+	MaxConnections          int
+	MaxConnectionsPerSource int
+	// ConnectionRefused, if set, is called with CapListener or CapSource
+	// for each connection LimitListener closes (a metric).
+	ConnectionRefused func(limit string)
 	// Authorize, if set, runs first in the listener's tap handle, when a
 	// call's headers arrive and before its request is read (authz.Tap).
 	Authorize tap.ServerInHandle
@@ -162,6 +180,12 @@ func (l Limits) withDefaults() Limits {
 		for _, n := range l.RecvLimits {
 			l.MaxRecvMsgSize = max(l.MaxRecvMsgSize, n)
 		}
+	}
+	if l.MaxConnections == 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.MaxConnectionsPerSource == 0 {
+		l.MaxConnectionsPerSource = DefaultMaxConnectionsPerSource
 	}
 	if l.MaxConcurrentStreams == 0 {
 		l.MaxConcurrentStreams = DefaultMaxConcurrentStreams

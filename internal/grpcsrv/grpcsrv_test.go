@@ -197,7 +197,7 @@ func TestDeadlineForCallsWithoutOne(t *testing.T) {
 func TestLimitsDefaults(t *testing.T) {
 	t.Parallel()
 	l := Limits{}.withDefaults()
-	if l.MaxRecvMsgSize != 4<<20 || l.MaxConnectionAge != DefaultMaxConnectionAge || l.UnaryTimeout != DefaultUnaryTimeout || len(l.Rates) != 2 {
+	if l.MaxRecvMsgSize != 4<<20 || l.MaxConnectionAge != DefaultMaxConnectionAge || l.UnaryTimeout != DefaultUnaryTimeout || len(l.Rates) != len(DefaultRates) {
 		t.Errorf("defaults: got %+v", l)
 	}
 	if MaxMetrics != 5 || MaxDimensions != 5 {
@@ -253,5 +253,25 @@ func TestServerTakesRequestsUpToTheMessageLimit(t *testing.T) {
 		if got := resp.GetMember(); got != strconv.Itoa(n) {
 			t.Errorf("request %d: server got %s bytes, want %d", i+1, got, n)
 		}
+	}
+}
+
+// TestAShortRetryDelayIsNotShownAsZero limits GetRollup to 20 calls a
+// second: the refusal of the second call of a burst of 1 says to retry in
+// 50ms, not in 0s.
+func TestAShortRetryDelayIsNotShownAsZero(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, "isa")
+	bob := peerContext(t, ca.Cert(t, identity.Analyst("isa", "bob")).Leaf)
+	clock := &fakeClock{now: time.Unix(1_600_000_000, 0)}
+	get := fedreportv1.CoordinatorService_GetRollup_FullMethodName
+	l := newRateLimiter(map[string]Rate{get: {PerSecond: 20, Burst: 1}}, clock.Now, "fedreport.test")
+	info := &grpc.UnaryServerInfo{FullMethod: get}
+	if _, err := l.unary(bob, nil, info, ok); err != nil {
+		t.Fatal(err)
+	}
+	_, err := l.unary(bob, nil, info, ok)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "retry in 50ms") {
+		t.Errorf("second call at 20 a second: got %q, want it to say retry in 50ms", msg)
 	}
 }

@@ -96,10 +96,19 @@ func (l *rateLimiter) unary(ctx context.Context, req any, info *grpc.UnaryServer
 	if ok, wait := l.take(info.FullMethod, id.String(), r); !ok {
 		method := path.Base(info.FullMethod)
 		msg := fmt.Sprintf("rate limit: %s may call %s %s (bursts of %d); retry in %s",
-			id, method, perMinute(r.PerSecond), r.Burst, wait.Round(100*time.Millisecond).String())
+			id, method, perMinute(r.PerSecond), r.Burst, roundWait(wait))
 		return nil, withDetails(codes.ResourceExhausted, msg, ReasonRateLimited, l.domain, retryInfo(wait))
 	}
 	return handler(ctx, req)
+}
+
+// roundWait shows a retry delay to a tenth of a second, or to 10 ms below a
+// second, so that a short delay never reads "retry in 0s".
+func roundWait(d time.Duration) string {
+	if d < time.Second {
+		return max(d.Round(10*time.Millisecond), 10*time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
 }
 
 // perMinute says a rate in words: "2 times a second", "30 times a minute".

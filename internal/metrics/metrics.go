@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 )
 
 // shutdownTimeout bounds how long Serve waits for scrapes in progress.
@@ -38,6 +40,7 @@ func NewRegistry() *prometheus.Registry {
 type GRPC struct {
 	calls   *prometheus.CounterVec
 	latency *prometheus.HistogramVec
+	refused *prometheus.CounterVec // connections closed at accept, by cap
 
 	// counters and observers keep the series of each (method, code) and
 	// method once looked up: WithLabelValues hashes the label values and
@@ -72,7 +75,18 @@ func NewGRPC(reg prometheus.Registerer, namespace string) (*GRPC, error) {
 			Buckets: []float64{.00025, .0005, .001, .002, .003, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"method"}),
 	}
-	for _, c := range []prometheus.Collector{g.calls, g.latency} {
+	g.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace,
+		Subsystem: "grpc",
+		Name:      "server_connections_refused_total",
+		Help:      "Connections closed as they were accepted, by the cap they would have passed (listener: the listener's, source: the source address's).",
+	}, []string{"cap"})
+	// Both series exist from the start, at 0, so that a rate or an alert
+	// on them works before the first refusal.
+	for _, c := range []string{grpcsrv.CapListener, grpcsrv.CapSource} {
+		g.refused.WithLabelValues(c)
+	}
+	for _, c := range []prometheus.Collector{g.calls, g.latency, g.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register gRPC metrics: %w", err)
 		}
@@ -152,6 +166,11 @@ func Serve(ctx context.Context, lis net.Listener, g prometheus.Gatherer) error {
 	}
 	return nil
 }
+
+// ConnectionRefused counts a connection a listener closed at accept for
+// passing limit (grpcsrv.CapListener or grpcsrv.CapSource); it is
+// grpcsrv.Limits.ConnectionRefused.
+func (g *GRPC) ConnectionRefused(limit string) { g.refused.WithLabelValues(limit).Inc() }
 
 // Denied counts a call refused before it reached the interceptors (by an
 // authz.Tap), as the interceptors count the calls they see.

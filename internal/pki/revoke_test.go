@@ -245,7 +245,7 @@ func TestListNamesTheFileARotatedCertificateWasMovedTo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// README's rotation: move the old pair away, issue anew, revoke the old.
+	// docs/security.md's rotation: move the old pair away, issue anew, revoke the old.
 	for _, p := range []string{oldPath, oldKey} {
 		if err := os.Rename(p, p+".old"); err != nil {
 			t.Fatal(err)

@@ -31,7 +31,7 @@ type jsonRecord struct {
 }
 
 // jsonQuantity accepts a JSON number (ParseQuantity checks it is a whole
-// one in range) or null (= 1). A string is refused: README documents
+// one in range) or null (= 1). A string is refused: docs/data-formats.md documents
 // quantity as a number, and a file that quotes it is likely to quote
 // something else wrong too.
 type jsonQuantity struct {

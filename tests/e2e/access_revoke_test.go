@@ -194,7 +194,7 @@ func TestRevocationWithoutRestart(t *testing.T) {
 }
 
 // TestServerCertificateRotation rotates FR's node certificate on disk, as
-// the README says (move the old pair away, issue a new one): the node keeps
+// docs/security.md says (move the old pair away, issue a new one): the node keeps
 // serving throughout, new connections get the new certificate, and the old
 // one can then be revoked without touching the node.
 func TestServerCertificateRotation(t *testing.T) {
