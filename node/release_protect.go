@@ -379,28 +379,38 @@ func (p *blockProblem) pinnedBySum(ci int, group []int) bool {
 // narrowedBySum reports whether knowing the sum of group leaves ci fewer
 // than width+1 values (see pinnedBySum).
 func (p *blockProblem) narrowedBySum(ci int, group []int, width uint64) bool {
+	// What is known of each withheld cell: a primary or a cell withheld
+	// for the first time holds at least one record (its lower bound says
+	// so); a hidden atom or a cell withheld before may be empty. A primary
+	// of unit quantities holds at most k-1.
+	least := func(c *bcell) uint64 {
+		if p.primary(c.now) || (c.period && !c.barred) {
+			return 1
+		}
+		return 0
+	}
 	most := func(c *bcell) uint64 {
 		if p.primary(c.now) && c.now.value <= p.k-1 {
 			return p.k - 1
 		}
 		return math.MaxUint64
 	}
-	var sum, othersMax uint64
+	var sum, othersLeast, othersMost uint64
 	for _, gi := range group {
 		c := p.cells[gi]
 		sum += c.now.value
 		if gi != ci {
-			othersMax = satAdd(othersMax, most(c))
+			othersLeast += least(c)
+			othersMost = satAdd(othersMost, most(c))
 		}
 	}
-	n := uint64(len(group))
-	if sum < n {
+	if sum < othersLeast {
 		return true
 	}
-	hi := min(most(p.cells[ci]), sum-(n-1))
-	lo := uint64(1)
-	if othersMax < sum {
-		lo = max(lo, sum-othersMax)
+	hi := min(most(p.cells[ci]), sum-othersLeast)
+	lo := least(p.cells[ci])
+	if othersMost < sum {
+		lo = max(lo, sum-othersMost)
 	}
 	return hi < lo+width
 }
@@ -518,6 +528,62 @@ func (p *blockProblem) withheldAround(ci int) [][]int {
 			sibs = append(sibs, s)
 		}
 		consider(parent, sibs)
+	}
+	// What a published period leaves once its published sub-periods apart
+	// from the cell's window are taken out: the cell and the months or
+	// atoms of the rest (the operation minus phase 1 is phase 2 and the
+	// 31 May between them).
+	for _, q := range p.periods {
+		if q.From > c.key.from || q.To < c.key.to || (q.From == c.key.from && q.To == c.key.to) {
+			continue
+		}
+		parent := c.key
+		parent.from, parent.to = q.From, q.To
+		if pi, ok := p.index[parent]; !ok || !p.cells[pi].published {
+			continue
+		}
+		// The largest published periods inside q beside the window.
+		var taken []periods.Window
+		for _, sub := range p.periods {
+			if sub.From < q.From || sub.To > q.To || sub == q || !(sub.To < c.key.from || sub.From > c.key.to) {
+				continue
+			}
+			k := c.key
+			k.from, k.to = sub.From, sub.To
+			if si, ok := p.index[k]; !ok || !p.cells[si].published {
+				continue
+			}
+			overlaps := false
+			for _, t := range taken {
+				overlaps = overlaps || !(sub.To < t.From || sub.From > t.To)
+			}
+			if !overlaps {
+				taken = append(taken, sub)
+			}
+		}
+		if len(taken) == 0 {
+			continue
+		}
+		group := []int{slices.Index(p.cells, c)}
+		for i := range p.atoms {
+			a := p.atomWindow(i)
+			inside := a.From >= q.From && a.To <= q.To && (a.To < c.key.from || a.From > c.key.to)
+			for _, t := range taken {
+				inside = inside && (a.To < t.From || a.From > t.To)
+			}
+			if !inside {
+				continue
+			}
+			k := c.key
+			k.from, k.to = a.From, a.To
+			if ai, ok := p.index[k]; ok && !p.cells[ai].published {
+				group = append(group, ai)
+			}
+		}
+		if len(group) >= 2 {
+			slices.Sort(group)
+			groups = append(groups, group)
+		}
 	}
 	return groups
 }

@@ -52,6 +52,13 @@ type SideKnowledge struct {
 	// ingested might): those cells keep one unknown across the versions.
 	// Needs Truth.
 	Unchanged bool
+	// Cell tells which windows (inclusive days) are cells of the node's
+	// release: a release period it advertises. An answer over another
+	// window is a sum of cells (DESIGN.md: "answers are sums of release
+	// cells"): it constrains the unknowns like any answer, but it is no
+	// target of its own and SmallCells says nothing of it. nil: every
+	// window is a cell.
+	Cell func(from, to uint32) bool
 }
 
 // Kind is what a target is.

@@ -711,7 +711,7 @@ func sortedTerms(terms map[int]float64) []term {
 func (m *model) disclosureRows() {
 	for _, o := range m.obs {
 		lo, hi := o.lo, o.hi
-		if o.hidden && m.side.SmallCells {
+		if o.hidden && m.side.SmallCells && m.isCell(o.def) {
 			if recs := m.inDef(o.version, o.def); len(recs) >= 1 && len(recs) < int(m.k) {
 				lo = max(lo, 1)
 				if v := m.defTruth(o.version, o.def); v <= float64(m.k)-1 {
@@ -742,9 +742,15 @@ func (m *model) defTruth(v int, def cellDef) float64 {
 	return s
 }
 
+// isCell reports whether def's window is a cell of the release (see
+// SideKnowledge.Cell).
+func (m *model) isCell(def cellDef) bool {
+	return m.side.Cell == nil || m.side.Cell(def.from, def.to)
+}
+
 func (m *model) cellTargets() {
 	for _, o := range m.obs {
-		if !o.hidden {
+		if !o.hidden || !m.isCell(o.def) {
 			continue
 		}
 		t := &target{kind: KindCell, what: m.vname(o.version, o.def), records: -1, seqs: o.seqs}
@@ -769,7 +775,7 @@ func (m *model) changeTargets() {
 	var defs []cellDef
 	seen := map[cellDef]bool{}
 	for _, o := range m.obs {
-		if !seen[o.def] {
+		if !seen[o.def] && m.isCell(o.def) {
 			seen[o.def] = true
 			defs = append(defs, o.def)
 		}
