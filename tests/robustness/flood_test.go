@@ -5,11 +5,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,9 +29,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
@@ -802,4 +808,215 @@ func shorten(s string) string {
 		return s[:300] + "…"
 	}
 	return s
+}
+
+// --- 4. A megabyte in every field that is echoed -------------------------
+
+// TestFloodMegabyteFields sends a 1 MB value (1,000,000 bytes of a control
+// character, which an unescaped quote would turn into 4 MB) in each field
+// that a node or a coordinator process quotes back in an error, as the
+// callers allowed to send it, over mTLS and the node's admin socket; where
+// the method's receive limit refuses a megabyte before its handler sees it,
+// a value just under the limit (60 KiB) is sent too, so that the handler's
+// error is measured as well. Every refusal, message and details together,
+// is under 1 KiB. The CLI is fed the same values through files (and, where
+// only an argument can carry one, 100 KB arguments): its whole output is
+// under 1 KiB. The test is cheap, so it runs at full size without -flood.
+func TestFloodMegabyteFields(t *testing.T) {
+	const limit = 1024
+	mb := strings.Repeat("\x01", 1_000_000)
+	under := strings.Repeat("\x01", 60<<10) // under every method's 64 KiB limit
+	arg := strings.Repeat("\x01", 100_000)  // under Linux's 128 KiB limit of one argument
+	f := newFederation(t, identity.Node("isa", "FR"), identity.Coordinator("isa", "main"),
+		identity.MemberAdmin("isa", "FR", "ops"), identity.Operator("isa", "op"))
+	n := startFloodNode(t, f, "FR")
+	cert, key := f.files(identity.Coordinator("isa", "main"))
+	coordProc := start(t, "coordinator", "--data", filepath.Join(t.TempDir(), "coord.db"), "--listen", "127.0.0.1:0",
+		"--member", "FR="+n.addr, "--cacert", f.ca, "--cert", cert, "--key", key)
+	coordAddr := coordProc.waitLog(t, servingRE, 30*time.Second)
+
+	asCoord := fedreportv1.NewAggregationServiceClient(dialNode(t, f, n.addr, identity.Coordinator("isa", "main")))
+	adminTLS := fedreportv1.NewNodeAdminServiceClient(dialNode(t, f, n.addr, identity.MemberAdmin("isa", "FR", "ops")))
+	sockConn, err := grpc.NewClient("unix://"+n.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sockConn.Close() })
+	adminSock := fedreportv1.NewNodeAdminServiceClient(sockConn)
+	ocfg := mtls.ClientConfig(f.source(t, identity.Operator("isa", "op")), mtls.ExpectRole("isa", identity.RoleCoordinator))
+	oconn, err := grpc.NewClient(coordAddr, grpc.WithTransportCredentials(credentials.NewTLS(ocfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { oconn.Close() })
+	coord := fedreportv1.NewCoordinatorServiceClient(oconn)
+
+	ingest := func(c fedreportv1.NodeAdminServiceClient, source string, r *fedreportv1.Record) func(context.Context) error {
+		return func(ctx context.Context) error {
+			stream, err := c.IngestRecords(ctx)
+			if err != nil {
+				return err
+			}
+			if err := stream.Send(&fedreportv1.IngestRecordsRequest{Source: source, Records: []*fedreportv1.Record{r}}); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			_, err = stream.CloseAndRecv()
+			return err
+		}
+	}
+	rec := func(id, date string) *fedreportv1.Record {
+		return &fedreportv1.Record{RecordId: id, Metric: fedreportv1.Metric_METRIC_ARRESTS, Date: date, Quantity: 1}
+	}
+	agg := func(r *fedreportv1.AggregateRequest) func(context.Context) error {
+		return func(ctx context.Context) error {
+			if r.RollupId == "" {
+				r.RollupId = "r00000001"
+			}
+			_, err := asCoord.Aggregate(ctx, r)
+			return err
+		}
+	}
+	spec := func(from, to string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := coord.StartRollup(ctx, &fedreportv1.StartRollupRequest{Spec: &fedreportv1.RollupSpec{From: from, To: to,
+				Metrics: []fedreportv1.Metric{fedreportv1.Metric_METRIC_ARRESTS}}})
+			return err
+		}
+	}
+	cases := []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"node Aggregate rollup_id 1 MB", agg(&fedreportv1.AggregateRequest{RollupId: mb, From: "2020-01-01", To: "2020-01-31"})},
+		{"node Aggregate rollup_id 60 KiB", agg(&fedreportv1.AggregateRequest{RollupId: under, From: "2020-01-01", To: "2020-01-31"})},
+		{"node Aggregate from 1 MB", agg(&fedreportv1.AggregateRequest{From: mb, To: "2020-01-31"})},
+		{"node Aggregate from 60 KiB", agg(&fedreportv1.AggregateRequest{From: under, To: "2020-01-31"})},
+		{"node Aggregate to 60 KiB", agg(&fedreportv1.AggregateRequest{From: "2020-01-01", To: under})},
+		{"node RetractRecords record_id 1 MB (mTLS)", func(ctx context.Context) error {
+			_, err := adminTLS.RetractRecords(ctx, &fedreportv1.RetractRecordsRequest{RecordIds: []string{mb}})
+			return err
+		}},
+		{"node RetractRecords record_id 1 MB (socket)", func(ctx context.Context) error {
+			_, err := adminSock.RetractRecords(ctx, &fedreportv1.RetractRecordsRequest{RecordIds: []string{mb}})
+			return err
+		}},
+		{"node IngestRecords record_id 1 MB (mTLS)", ingest(adminTLS, "fr.csv", rec(mb, "2020-01-01"))},
+		{"node IngestRecords record_id 1 MB (socket)", ingest(adminSock, "fr.csv", rec(mb, "2020-01-01"))},
+		{"node IngestRecords date 1 MB (socket)", ingest(adminSock, "fr.csv", rec("FR-1", mb))},
+		{"node IngestRecords source 1 MB, record invalid (socket)", ingest(adminSock, mb, rec("FR 1", "2020-01-01"))},
+		{"node ListDisclosures page_token 1 MB", func(ctx context.Context) error {
+			_, err := adminTLS.ListDisclosures(ctx, &fedreportv1.ListDisclosuresRequest{PageToken: mb})
+			return err
+		}},
+		{"node ListDisclosures page_token 60 KiB", func(ctx context.Context) error {
+			_, err := adminTLS.ListDisclosures(ctx, &fedreportv1.ListDisclosuresRequest{PageToken: under})
+			return err
+		}},
+		{"node ListDisclosures since 60 KiB", func(ctx context.Context) error {
+			_, err := adminSock.ListDisclosures(ctx, &fedreportv1.ListDisclosuresRequest{Since: under})
+			return err
+		}},
+		{"coordinator GetRollup id 1 MB", func(ctx context.Context) error {
+			_, err := coord.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: mb})
+			return err
+		}},
+		{"coordinator GetRollup id 60 KiB", func(ctx context.Context) error {
+			_, err := coord.GetRollup(ctx, &fedreportv1.GetRollupRequest{Id: under})
+			return err
+		}},
+		{"coordinator StartRollup from 1 MB", spec(mb, "2020-01-31")},
+		{"coordinator StartRollup from 60 KiB", spec(under, "2020-01-31")},
+		{"coordinator StartRollup to 60 KiB", spec("2020-01-01", under)},
+		{"coordinator ListRollups page_token 1 MB", func(ctx context.Context) error {
+			_, err := coord.ListRollups(ctx, &fedreportv1.ListRollupsRequest{PageToken: mb})
+			return err
+		}},
+		{"coordinator ListRollups page_token 60 KiB", func(ctx context.Context) error {
+			_, err := coord.ListRollups(ctx, &fedreportv1.ListRollupsRequest{PageToken: under})
+			return err
+		}},
+		{"coordinator ListMembers page_token 60 KiB", func(ctx context.Context) error {
+			_, err := coord.ListMembers(ctx, &fedreportv1.ListMembersRequest{PageToken: under})
+			return err
+		}},
+	}
+	var tw strings.Builder
+	largest := 0
+	for _, tc := range cases {
+		err := tc.call(callCtx(t))
+		if err == nil {
+			t.Errorf("%s: succeeded, want a refusal", tc.name)
+			continue
+		}
+		st := status.Convert(err)
+		size := proto.Size(st.Proto())
+		largest = max(largest, size)
+		fmt.Fprintf(&tw, "\n  %-56s %-18s %4d B  %.90q", tc.name, st.Code(), size, st.Message())
+		if size >= limit {
+			t.Errorf("%s: the refusal is %d bytes, want under %d: %.200q", tc.name, size, limit, st.Message())
+		}
+	}
+
+	// The CLI: files with a megabyte in a field, and 100 KB arguments.
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	jsonMB, _ := json.Marshal(mb)
+	csvID := write("id.csv", "record_id,metric,date,quantity\n"+mb+",arrests,2020-01-01,1\n")
+	csvDate := write("date.csv", "record_id,metric,date,quantity\nFR-1,arrests,"+mb+",1\n")
+	jsonlID := write("id.jsonl", `{"record_id":`+string(jsonMB)+`,"metric":"arrests","date":"2020-01-01","quantity":1}`+"\n")
+	retractFile := write("retract.txt", mb+"\n")
+	adminCert, adminKey := f.files(identity.MemberAdmin("isa", "FR", "ops"))
+	opCert, opKey := f.files(identity.Operator("isa", "op"))
+	tlsAdmin := []string{"--node", n.addr, "--cacert", f.ca, "--cert", adminCert, "--key", adminKey}
+	tlsOp := []string{"--coordinator", coordAddr, "--cacert", f.ca, "--cert", opCert, "--key", opKey}
+	cli := []struct {
+		name string
+		args []string
+	}{
+		{"fedreport ingest (socket) CSV record_id 1 MB", []string{"ingest", "--node", "unix://" + n.sock, csvID}},
+		{"fedreport ingest (socket) CSV date 1 MB", []string{"ingest", "--node", "unix://" + n.sock, csvDate}},
+		{"fedreport ingest (socket) JSONL record_id 1 MB", []string{"ingest", "--node", "unix://" + n.sock, jsonlID}},
+		{"fedreport ingest (mTLS) CSV record_id 1 MB", append(append([]string{"ingest"}, tlsAdmin...), csvID)},
+		{"fedreport retract (socket) --file, id 1 MB", []string{"retract", "--node", "unix://" + n.sock, "--file", retractFile}},
+		{"fedreport rollups show, id 100 KB", append(append([]string{"rollups", "show"}, tlsOp...), arg)},
+		{"fedreport rollup --from 100 KB", append(append([]string{"rollup"}, tlsOp...), "--from", arg, "--to", "2020-01-31")},
+		{"fedreport audit --since 100 KB (socket)", []string{"audit", "--node", "unix://" + n.sock, "--since", arg}},
+	}
+	for _, c := range cli {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		out, err := run(t, ctx, c.args...)
+		cancel()
+		if err == nil {
+			t.Errorf("%s: exited 0, want a refusal:\n%.300q", c.name, out)
+			continue
+		}
+		largest = max(largest, len(out))
+		fmt.Fprintf(&tw, "\n  %-56s %-18s %4d B  %.90q", c.name, "exit "+strconv.Itoa(exitCode(err)), len(out), strings.TrimSpace(out))
+		if len(out) >= limit {
+			t.Errorf("%s: the output is %d bytes, want under %d: %.300q", c.name, len(out), limit, out)
+		}
+	}
+	t.Logf("refusals (largest %d bytes):%s", largest, tw.String())
+	// What the processes logged meanwhile (not bounded here: reported).
+	for name, p := range map[string]*proc{"node": n.p, "coordinator": coordProc} {
+		longest := 0
+		for line := range strings.Lines(p.output()) {
+			longest = max(longest, len(line))
+		}
+		t.Logf("%s: longest log line %d bytes", name, longest)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
