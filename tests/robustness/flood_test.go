@@ -3,6 +3,7 @@ package robustness
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -48,6 +49,11 @@ import (
 //
 //	go test ./tests/robustness -run TestFlood -timeout 20m -v -args -flood
 var floodFull = flag.Bool("flood", false, "run the TestFlood tests at full size (a 10 s denied 4 MiB flood, 10,500 idle connections, 10 operators × 20 rollups); without it they run at a size that fits CI")
+
+var (
+	floodOperators = flag.Int("flood-operators", 0, "TestFloodOperatorsRollups: this many operators instead of the size's")
+	floodEach      = flag.Int("flood-rollups", 0, "TestFloodOperatorsRollups: rollups each operator starts, instead of the size's")
+)
 
 // floodSize returns full when -flood is set, else small, and says which.
 func floodSize[T any](t *testing.T, small, full T) T {
@@ -691,6 +697,10 @@ type operatorRollups struct {
 // rollup started must be COMPLETE.
 func TestFloodOperatorsRollups(t *testing.T) {
 	sz := floodSize(t, operatorRollups{Operators: 3, Each: 4, Nodes: 2}, operatorRollups{Operators: 10, Each: 20, Nodes: 3})
+	if *floodOperators > 0 || *floodEach > 0 {
+		sz.Operators, sz.Each = cmp.Or(*floodOperators, sz.Operators), cmp.Or(*floodEach, sz.Each)
+		t.Logf("-flood-operators, -flood-rollups: %+v", sz)
+	}
 	ids := []identity.ID{identity.Coordinator("isa", "main")}
 	memberCodes := []string{"FR", "IT", "SG", "DE", "ES"}[:sz.Nodes]
 	for _, c := range memberCodes {
