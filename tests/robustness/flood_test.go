@@ -614,7 +614,9 @@ func TestFloodIdleConnections(t *testing.T) {
 	flood(srcs)
 	dialTime := time.Since(start)
 	time.Sleep(sz.Hold)
+	s.mu.Lock()
 	afterHold := s.lastFDs
+	s.mu.Unlock()
 	close(stopChecks)
 	<-checked
 	srcRefused, lisRefused := refused("source"), refused("listener")
