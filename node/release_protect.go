@@ -30,6 +30,9 @@ type blockProblem struct {
 	// based is true when an earlier release of the same policy exists: its
 	// published cells are known to everyone, and the change is protected too.
 	based bool
+	// unchanged[i] is true when inner cell i is the same before and after
+	// the change.
+	unchanged []bool
 }
 
 // bcell is one cell of a block: a release cell, or a hidden atom's cell.
@@ -144,6 +147,10 @@ func (p *blockProblem) fill(now, old map[innerKey]innerVal, base map[relKey]relC
 		oldV[p.innerIndex(k)] = v
 	}
 	p.based = base != nil
+	p.unchanged = make([]bool, p.nInner)
+	for i := range p.nInner {
+		p.unchanged[i] = nowV[i] == oldV[i]
+	}
 	for _, c := range p.cells {
 		for _, i := range c.inner {
 			c.now.add(nowV[i])
@@ -225,9 +232,15 @@ func (p *blockProblem) protect() (exposed int) {
 			xcol[i], cols = cols, cols+1
 		}
 	}
+	// An inner cell no write touched is one unknown before and after: a
+	// worst-case attacker knows what the write was about.
 	for i := range p.nInner {
 		ycol[i] = -1
-		if !zeroNow[i] {
+		switch {
+		case zeroNow[i]:
+		case p.based && p.unchanged[i] && xcol[i] >= 0:
+			ycol[i] = xcol[i]
+		default:
 			ycol[i], cols = cols, cols+1
 		}
 	}
@@ -248,7 +261,19 @@ func (p *blockProblem) protect() (exposed int) {
 			}
 		}
 		slices.SortFunc(r, func(a, b entry) int { return cmp.Compare(a.col, b.col) })
-		return r
+		// An unchanged cell's column stands for it before and after:
+		// add up its coefficients (in a change they cancel).
+		out := r[:0]
+		for _, e := range r {
+			if n := len(out); n > 0 && out[n-1].col == e.col {
+				if out[n-1].val = (out[n-1].val + e.val) % modulus; out[n-1].val == 0 {
+					out = out[:n-1]
+				}
+				continue
+			}
+			out = append(out, e)
+		}
+		return out
 	}
 
 	// Candidates: what the earlier release published (on x, forced), then
