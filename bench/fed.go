@@ -33,8 +33,8 @@ const trustDomain = "isa"
 var benchRate = grpcsrv.Rate{PerSecond: 1e9, Burst: 1 << 30}
 
 // benchLimits are the servers' limits in the benchmark: the defaults, but
-// with per-identity rates no benchmark reaches. The defaults (Aggregate 2/s
-// and StartRollup 0.5/s per identity, bursts of 30 and 10) exist to keep one
+// with per-identity rates no benchmark reaches. The defaults (Aggregate 5/s
+// and StartRollup 0.5/s per identity, bursts of 60 and 10) exist to keep one
 // identity from crowding out others; they would make this a measure of the
 // limiter's refill rate. The limiter stays in the call path, so its cost is
 // measured. The coordinator's pace of its calls to each member is set to

@@ -44,15 +44,15 @@ func startLimitedNode(t *testing.T, ca *testpki.CA, code string, f *fakeNode, li
 
 var januaryArrests = &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-01-31", Metrics: []fedreportv1.Metric{arrests}}
 
-// TestFiveOperatorsRollupsAllComplete has five operators start eight
+// TestFiveOperatorsRollupsAllComplete has seven operators start ten
 // rollups each at once, over the coordinator's mTLS API, against two members
-// that limit each caller identity as a node does by default (2 Aggregate
-// calls a second, bursts of 30). All 40 rollups ask each member as the one
+// that limit each caller identity as a node does by default (5 Aggregate
+// calls a second, bursts of 60). All 70 rollups ask each member as the one
 // coordinator identity, 10 more than the burst: the coordinator paces them,
 // and every rollup completes, every member having answered each one once.
 func TestFiveOperatorsRollupsAllComplete(t *testing.T) {
 	t.Parallel()
-	const operators, rollupsEach = 5, 8
+	const operators, rollupsEach = 7, 10 // 70 calls to each member: 10 past its burst of 60
 	ca := testpki.New(t, td)
 	fr := &fakeNode{aggregate: answers("FR", 5, exact(arrests, 500))}
 	it := &fakeNode{aggregate: answers("IT", 5, exact(arrests, 271))}

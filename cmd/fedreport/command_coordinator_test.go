@@ -300,7 +300,7 @@ func TestRateLimitFlagsReachTheServers(t *testing.T) {
 		t.Errorf("third Aggregate with --aggregate-burst 2: got %v, want RESOURCE_EXHAUSTED naming bursts of 2", err)
 	}
 	unlimited := node("IT", "--aggregate-rate", "0")
-	for i := range 40 { // more than the default burst of 30
+	for i := range 70 { // more than the default burst of 60
 		if err := aggregate(unlimited); err != nil {
 			t.Fatalf("Aggregate %d with --aggregate-rate 0: %v", i+1, err)
 		}

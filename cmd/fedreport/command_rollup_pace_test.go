@@ -12,14 +12,16 @@ import (
 
 // TestFiveOperatorsRollupsTogetherAllComplete runs two nodes and a
 // coordinator through the root command with their default limits (a node
-// grants each caller identity 2 Aggregate calls a second in bursts of 30),
-// then has five operators run `fedreport rollup` eight times each, all at
-// once: 40 rollups that each ask every node as the one coordinator
-// identity. Every one exits 0, which `fedreport rollup` does only for a
-// complete rollup.
+// grants each caller identity 5 Aggregate calls a second in bursts of 60),
+// then has seven operators run `fedreport rollup` ten times each, the
+// operators at once and each operator's rollups one after the other (every
+// rollup a connection of its own: 70 at once would pass the coordinator's
+// cap of 64 connections from one address): 70 rollups that each ask every
+// node as the one coordinator identity, 10 more than a node's burst. Every
+// one exits 0, which `fedreport rollup` does only for a complete rollup.
 func TestFiveOperatorsRollupsTogetherAllComplete(t *testing.T) {
 	t.Parallel()
-	const operators, rollupsEach = 5, 8
+	const operators, rollupsEach = 7, 10 // 70 calls to each member: 10 past its burst of 60
 	dir := t.TempDir()
 	issues := [][]string{
 		{"--role", "node", "--member", "FR"}, {"--role", "node", "--member", "IT"},
@@ -49,16 +51,16 @@ func TestFiveOperatorsRollupsTogetherAllComplete(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range operators {
 		op := fmt.Sprintf("operator-op%d", i+1)
-		for range rollupsEach {
-			wg.Go(func() {
+		wg.Go(func() {
+			for range rollupsEach {
 				_, stderr, err := runCLI(t, t.Context(), "rollup", "--coordinator", coord, "--from", "2020-01-01", "--to", "2020-01-31",
 					"--metrics", "arrests", "--cacert", p("ca.crt"), "--cert", p(op+".crt"), "--key", p(op+".key"))
 				if err != nil {
 					err = fmt.Errorf("%s: %w\n%s", op, err, stderr)
 				}
 				errs <- err
-			})
-		}
+			}
+		})
 	}
 	wg.Wait()
 	close(errs)

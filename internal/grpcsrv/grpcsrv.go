@@ -87,7 +87,7 @@ const (
 // generous limits leave any dashboard or script room and stop one identity
 // from keeping the coordinator busy for everyone.
 var DefaultRates = map[string]Rate{
-	fedreportv1.AggregationService_Aggregate_FullMethodName:   {PerSecond: 2, Burst: 30},
+	fedreportv1.AggregationService_Aggregate_FullMethodName:   {PerSecond: 5, Burst: 60},
 	fedreportv1.CoordinatorService_StartRollup_FullMethodName: {PerSecond: 0.5, Burst: 10},
 	fedreportv1.CoordinatorService_GetRollup_FullMethodName:   {PerSecond: 20, Burst: 200},
 	fedreportv1.CoordinatorService_ListRollups_FullMethodName: {PerSecond: 5, Burst: 50},

@@ -690,8 +690,8 @@ type operatorRollups struct {
 }
 
 // TestFloodOperatorsRollups runs node processes and a coordinator process
-// with their default limits (a node grants each caller identity 2 Aggregate
-// calls a second in bursts of 30; the coordinator paces its calls to each
+// with their default limits (a node grants each caller identity 5 Aggregate
+// calls a second in bursts of 60; the coordinator paces its calls to each
 // member the same way, and grants each operator 0.5 StartRollup calls a
 // second in bursts of 10), then has operators each start their rollups all
 // at once. A StartRollup refused by the operator's own rate limit (RETRY
