@@ -558,59 +558,150 @@ func (p *blockProblem) withheldAround(ci int) [][]int {
 	// from the cell's window are taken out: the cell and the months or
 	// atoms of the rest (the operation minus phase 1 is phase 2 and the
 	// 31 May between them).
+	self := slices.Index(p.cells, c)
 	for _, q := range p.periods {
-		if q.From > c.key.from || q.To < c.key.to || (q.From == c.key.from && q.To == c.key.to) {
+		if !p.around(q, c.key) || !p.publishedAt(c.key, q) {
 			continue
 		}
-		parent := c.key
-		parent.from, parent.to = q.From, q.To
-		if pi, ok := p.index[parent]; !ok || !p.cells[pi].published {
+		rest, taken := p.rest(c.key, q, []periods.Window{{From: c.key.from, To: c.key.to}})
+		if taken == 0 {
 			continue
 		}
-		// The largest published periods inside q beside the window.
-		var taken []periods.Window
-		for _, sub := range p.periods {
-			if sub.From < q.From || sub.To > q.To || sub == q || !(sub.To < c.key.from || sub.From > c.key.to) {
-				continue
-			}
-			k := c.key
-			k.from, k.to = sub.From, sub.To
-			if si, ok := p.index[k]; !ok || !p.cells[si].published {
-				continue
-			}
-			overlaps := false
-			for _, t := range taken {
-				overlaps = overlaps || !(sub.To < t.From || sub.From > t.To)
-			}
-			if !overlaps {
-				taken = append(taken, sub)
-			}
-		}
-		if len(taken) == 0 {
-			continue
-		}
-		group := []int{slices.Index(p.cells, c)}
-		for i := range p.atoms {
-			a := p.atomWindow(i)
-			inside := a.From >= q.From && a.To <= q.To && (a.To < c.key.from || a.From > c.key.to)
-			for _, t := range taken {
-				inside = inside && (a.To < t.From || a.From > t.To)
-			}
-			if !inside {
-				continue
-			}
-			k := c.key
-			k.from, k.to = a.From, a.To
-			if ai, ok := p.index[k]; ok && !p.cells[ai].published {
-				group = append(group, ai)
-			}
-		}
-		if len(group) >= 2 {
+		if group := append([]int{self}, rest...); len(group) >= 2 {
 			slices.Sort(group)
 			groups = append(groups, group)
 		}
 	}
+	// The same across a table: a period s inside q beside the cell's
+	// window whose cell is withheld, but whose total without dimension d
+	// is published, with every withheld sibling x of it published over q.
+	// The total of s less its published siblings is the sum of the
+	// withheld ones, and each of q's cells of them less s is what q leaves
+	// of it: so the rest of q, over the cell's value and those siblings',
+	// sums to the published cells (the operation's 12-14 and 15-17 less
+	// phase 1's two withheld ones leave phase 2 and 31 May of both).
+	for _, d := range []uint8{maskOffence, maskChannel, maskVictimAge} {
+		if c.key.mask&d == 0 {
+			continue
+		}
+		for _, q := range p.periods {
+			if !p.around(q, c.key) || !p.publishedAt(c.key, q) {
+				continue
+			}
+			for _, sw := range p.periods {
+				if sw.From < q.From || sw.To > q.To || sw == q || !(sw.To < c.key.from || sw.From > c.key.to) {
+					continue
+				}
+				sk := c.key
+				sk.from, sk.to = sw.From, sw.To
+				si, ok := p.index[sk]
+				if !ok || p.cells[si].published {
+					continue
+				}
+				total := sk
+				total.mask &^= d
+				total.off, total.ch, total.age = project(total.mask, sk.off, sk.ch, sk.age)
+				if ti, ok := p.index[total]; !ok || !p.cells[ti].published {
+					continue
+				}
+				group := []int{self}
+				rest, _ := p.rest(c.key, q, []periods.Window{{From: c.key.from, To: c.key.to}, sw})
+				group = append(group, rest...)
+				ok = true
+				for _, x := range p.siblings(sk, d) {
+					if x == sk || p.cells[p.index[x]].published {
+						continue
+					}
+					if !p.publishedAt(x, q) {
+						ok = false
+						break
+					}
+					rest, _ := p.rest(x, q, []periods.Window{sw})
+					group = append(group, rest...)
+				}
+				if ok && len(group) >= 2 {
+					slices.Sort(group)
+					groups = append(groups, group)
+				}
+			}
+		}
+	}
 	return groups
+}
+
+// around reports whether release period q contains the window of k and
+// is not it.
+func (p *blockProblem) around(q periods.Window, k relKey) bool {
+	return q.From <= k.from && q.To >= k.to && (q.From != k.from || q.To != k.to)
+}
+
+// publishedAt reports whether the cell of k over window w is published.
+func (p *blockProblem) publishedAt(k relKey, w periods.Window) bool {
+	k.from, k.to = w.From, w.To
+	i, ok := p.index[k]
+	return ok && p.cells[i].published
+}
+
+// siblings returns the cells of k's table and window that differ from k
+// in dimension d only (k among them).
+func (p *blockProblem) siblings(k relKey, d uint8) []relKey {
+	var out []relKey
+	no, nc, na := sizes(d)
+	for o := range no {
+		for ch := range nc {
+			for a := range na {
+				s := k
+				switch d {
+				case maskOffence:
+					s.off = uint8(o)
+				case maskChannel:
+					s.ch = uint8(ch)
+				case maskVictimAge:
+					s.age = uint8(a)
+				}
+				if _, ok := p.index[s]; ok {
+					out = append(out, s)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// rest returns the withheld cells of k's value that period q leaves once
+// the windows out and the largest published periods of k beside them are
+// taken out: the hidden atoms and withheld months of the rest, and how
+// many published periods were taken.
+func (p *blockProblem) rest(k relKey, q periods.Window, out []periods.Window) (withheld []int, taken int) {
+	apart := func(a periods.Window, ws []periods.Window) bool {
+		for _, w := range ws {
+			if !(a.To < w.From || a.From > w.To) {
+				return false
+			}
+		}
+		return true
+	}
+	var take []periods.Window
+	for _, sub := range p.periods {
+		if sub.From < q.From || sub.To > q.To || sub == q || !apart(sub, out) || !apart(sub, take) {
+			continue
+		}
+		if p.publishedAt(k, sub) {
+			take = append(take, sub)
+		}
+	}
+	for i := range p.atoms {
+		a := p.atomWindow(i)
+		if a.From < q.From || a.To > q.To || !apart(a, out) || !apart(a, take) {
+			continue
+		}
+		ak := k
+		ak.from, ak.to = a.From, a.To
+		if ai, ok := p.index[ak]; ok && !p.cells[ai].published {
+			withheld = append(withheld, ai)
+		}
+	}
+	return withheld, len(take)
 }
 
 // result returns the release cells of the block to store: every cell that
