@@ -146,7 +146,7 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 	// round trip; only members whose policy is not known yet are asked. A
 	// refusal may rest on a policy since relaxed: the members are asked
 	// again before it stands.
-	if err := c.allows(spec, c.describe(ctx, (*memberConn).policyUnknown).GetPolicy()); err != nil {
+	if err := c.allows(spec, c.describe(ctx, (*memberConn).worthDescribing).GetPolicy()); err != nil {
 		if err := c.allows(spec, c.describe(ctx, nil).GetPolicy()); err != nil {
 			return nil, err
 		}

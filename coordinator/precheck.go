@@ -162,7 +162,7 @@ func (r *release) tableRefusal(group uint32) string {
 // rollup asks them and reports them as before.
 func (c *Coordinator) precheck(ctx context.Context, spec *fedreportv1.RollupSpec, timeout time.Duration) error {
 	wait := min(timeout/4, reconnectWait)
-	c.probeAll(ctx, (*memberConn).policyUnknown, wait)
+	c.probeAll(ctx, (*memberConn).worthDescribing, wait)
 	if c.refusal(spec) == nil {
 		return nil
 	}

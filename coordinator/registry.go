@@ -337,8 +337,12 @@ type memberConn struct {
 	software  string
 	kind      string // "node" or "coordinator", as last described; cleaned
 	policy    *fedreportv1.Policy
-	release   *release // from policy; nil when the member is not pre-checked (precheck.go)
-	lastError string
+	// describeFailed is when the member last failed to describe itself
+	// (DescribeNode), so that a member that hangs is not asked again
+	// before every rollup.
+	describeFailed time.Time
+	release        *release // from policy; nil when the member is not pre-checked (precheck.go)
+	lastError      string
 }
 
 // registry is the coordinator's member list with one connection per member
@@ -439,12 +443,25 @@ func (m *memberConn) advertisedRelease() *release {
 	return m.release
 }
 
-// policyUnknown reports whether the member has not yet described its
-// disclosure policy.
-func (m *memberConn) policyUnknown() bool {
+// describeRetry is how long a member that failed to describe itself is
+// left alone by the pre-check before it is asked again.
+const describeRetry = 30 * time.Second
+
+// worthDescribing reports whether the pre-check should ask the member to
+// describe itself before a rollup: its policy is unknown, and it did not
+// just fail to describe itself (a hung member would delay every rollup by
+// the probe's wait).
+func (m *memberConn) worthDescribing() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.policy == nil
+	return m.policy == nil && time.Since(m.describeFailed) > describeRetry
+}
+
+// noteDescribeFailed records that DescribeNode failed, and why.
+func (m *memberConn) noteDescribeFailed(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.contacted, m.reachable, m.lastError, m.describeFailed = true, false, reason, time.Now()
 }
 
 // softwareVersion returns the member's last reported software version.

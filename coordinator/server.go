@@ -410,9 +410,9 @@ func (c *Coordinator) probeWithin(ctx context.Context, m *memberConn, timeout ti
 	switch {
 	case err != nil:
 		_, reason := classifyError(ctx, err, timeout)
-		m.noteFailure(reason)
+		m.noteDescribeFailed(reason)
 	case d.GetMember() != m.Code:
-		m.noteFailure(clean(fmt.Sprintf("describes itself as member %q, registered as %q", d.GetMember(), m.Code)))
+		m.noteDescribeFailed(clean(fmt.Sprintf("describes itself as member %q, registered as %q", d.GetMember(), m.Code)))
 	default:
 		m.noteDescribe(time.Now(), d)
 	}
