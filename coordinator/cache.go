@@ -11,9 +11,12 @@ import (
 )
 
 // rollupCacheBytes bounds the rollups the cache keeps, counted as their
-// encoded size in the view kept: a few hundred large rollups in the FULL
-// view, or a long history in the BASIC one, which leaves members out.
-const rollupCacheBytes = 8 << 20
+// encoded size in the view kept: some fifty 200-member rollups in the FULL
+// view, or thousands in the BASIC one, which leaves members out. Decoded, a
+// rollup takes about thirty times its encoded size (a message per cell and
+// per member result), so this keeps the cache's share of the heap near
+// 30 MB.
+const rollupCacheBytes = 1 << 20
 
 // rollupCache keeps decoded finished rollups, most recently read first, so
 // that reading one again costs neither a decode nor, for the BASIC view, a
