@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -500,30 +499,21 @@ type cellID struct {
 // metric, then by the grouped dimensions in group_by order, members in
 // registry order, months by date, the enumerated dimensions in enum order.
 func compareIDs(groupBy []fedreportv1.Dimension) func(a, b cellID) int {
-	return func(a, b cellID) int {
-		if n := cmp.Compare(a.metric, b.metric); n != 0 {
-			return n
+	return records.CellOrder(groupBy, func(c cellID, d fedreportv1.Dimension) uint32 {
+		switch d {
+		case fedreportv1.Dimension_DIMENSION_MEMBER:
+			return c.member
+		case fedreportv1.Dimension_DIMENSION_MONTH:
+			return c.month
+		case fedreportv1.Dimension_DIMENSION_OFFENCE:
+			return uint32(c.offence)
+		case fedreportv1.Dimension_DIMENSION_CHANNEL:
+			return uint32(c.channel)
+		case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
+			return uint32(c.ageBand)
 		}
-		for _, d := range groupBy {
-			var n int
-			switch d {
-			case fedreportv1.Dimension_DIMENSION_MEMBER:
-				n = cmp.Compare(a.member, b.member)
-			case fedreportv1.Dimension_DIMENSION_MONTH:
-				n = cmp.Compare(a.month, b.month)
-			case fedreportv1.Dimension_DIMENSION_OFFENCE:
-				n = cmp.Compare(a.offence, b.offence)
-			case fedreportv1.Dimension_DIMENSION_CHANNEL:
-				n = cmp.Compare(a.channel, b.channel)
-			case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
-				n = cmp.Compare(a.ageBand, b.ageBand)
-			}
-			if n != 0 {
-				return n
-			}
-		}
-		return 0
-	}
+		return uint32(c.metric)
+	})
 }
 
 // sortByID orders cells, and ids with them, as compare says. Nodes list

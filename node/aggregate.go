@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -214,28 +213,19 @@ func readAnswer(tx *bolt.Tx, q *query) ([]*fedreportv1.Cell, error) {
 			keys = append(keys, answerKey{metric: mi})
 		}
 	}
-	slices.SortFunc(keys, func(a, b answerKey) int {
-		if c := cmp.Compare(a.metric, b.metric); c != 0 {
-			return c
+	slices.SortFunc(keys, records.CellOrder(q.groupBy, func(k answerKey, d fedreportv1.Dimension) uint32 {
+		switch d {
+		case fedreportv1.Dimension_DIMENSION_MONTH:
+			return uint32(k.part)
+		case fedreportv1.Dimension_DIMENSION_OFFENCE:
+			return uint32(k.off)
+		case fedreportv1.Dimension_DIMENSION_CHANNEL:
+			return uint32(k.ch)
+		case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
+			return uint32(k.age)
 		}
-		for _, d := range q.groupBy {
-			var c int
-			switch d {
-			case fedreportv1.Dimension_DIMENSION_MONTH:
-				c = cmp.Compare(a.part, b.part)
-			case fedreportv1.Dimension_DIMENSION_OFFENCE:
-				c = cmp.Compare(a.off, b.off)
-			case fedreportv1.Dimension_DIMENSION_CHANNEL:
-				c = cmp.Compare(a.ch, b.ch)
-			case fedreportv1.Dimension_DIMENSION_VICTIM_AGE:
-				c = cmp.Compare(a.age, b.age)
-			}
-			if c != 0 {
-				return c
-			}
-		}
-		return 0
-	})
+		return uint32(k.metric)
+	}))
 	out := make([]*fedreportv1.Cell, 0, len(keys))
 	for _, k := range keys {
 		a := sums[k]
