@@ -10,13 +10,15 @@ import (
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
-// rollupCacheBytes bounds the rollups the cache keeps, counted as their
-// encoded size in the view kept: some fifty 200-member rollups in the FULL
-// view, or thousands in the BASIC one, which leaves members out. Decoded, a
-// rollup takes about thirty times its encoded size (a message per cell and
-// per member result), so this keeps the cache's share of the heap near
-// 30 MB.
-const rollupCacheBytes = 1 << 20
+// The caches' budgets, counted as the encoded size of the rollups kept in
+// their view: some fifty 200-member rollups in the FULL view, and about
+// eleven thousand in the BASIC one, which leaves members out. Decoded, a
+// rollup takes ten to thirty times its encoded size (a message per cell and
+// per member result), so each cache's share of the heap stays near 30 MB.
+const (
+	fullCacheBytes  = 1 << 20
+	basicCacheBytes = 2 << 20
+)
 
 // rollupCache keeps decoded finished rollups, most recently read first, so
 // that reading one again costs neither a decode nor, for the BASIC view, a

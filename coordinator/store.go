@@ -30,8 +30,10 @@ const listScanLimit = 10000
 
 // store keeps every rollup in the coordinator's own bbolt file.
 type store struct {
-	db     *bolt.DB
-	cached *rollupCache // finished rollups as read
+	db *bolt.DB
+	// basic and full keep finished rollups as read, in each view apart, so
+	// that reading the large FULL view does not evict the small BASIC one.
+	basic, full *rollupCache
 
 	closeOnce sync.Once
 	closeErr  error
@@ -125,7 +127,7 @@ func openStore(path string) (*store, []string, error) {
 		_ = db.Close()
 		return nil, nil, fmt.Errorf("open store %q: %w", path, err)
 	}
-	return &store{db: db, cached: newRollupCache(rollupCacheBytes)}, interrupted, nil
+	return &store{db: db, basic: newRollupCache(basicCacheBytes), full: newRollupCache(fullCacheBytes)}, interrupted, nil
 }
 
 // openTimeout bounds the wait for the file lock, so that a second process
@@ -264,12 +266,20 @@ func (s *store) finish(r *fedreportv1.Rollup) error {
 	return nil
 }
 
+// cache is the cache of the view.
+func (s *store) cache(full bool) *rollupCache {
+	if full {
+		return s.full
+	}
+	return s.basic
+}
+
 // decode returns stored rollup seq, v, in the view: from the cache, or
 // decoded and, when finished, cached. v is bbolt's mapping: Unmarshal copies
 // what it keeps, so nothing returned aliases it after the transaction ends.
 // The result is shared with every reader and must not be modified.
 func (s *store) decode(seq uint64, v []byte, state fedreportv1.RollupState, full bool) (*fedreportv1.Rollup, error) {
-	if r := s.cached.get(seq, full); r != nil {
+	if r := s.cache(full).get(seq, full); r != nil {
 		return r, nil
 	}
 	r := &fedreportv1.Rollup{}
@@ -280,7 +290,7 @@ func (s *store) decode(seq uint64, v []byte, state fedreportv1.RollupState, full
 		r = basicView(r)
 	}
 	if state != fedreportv1.RollupState_ROLLUP_STATE_RUNNING {
-		s.cached.add(seq, full, r)
+		s.cache(full).add(seq, full, r)
 	}
 	return r, nil
 }
@@ -292,7 +302,7 @@ func (s *store) get(id string, full bool) (*fedreportv1.Rollup, error) {
 	if !ok {
 		return nil, fmt.Errorf("rollup %s: %w (ids look like %s)", echo.Quote(id), ErrRollupNotFound, rollupID(42))
 	}
-	if r := s.cached.get(seq, full); r != nil {
+	if r := s.cache(full).get(seq, full); r != nil {
 		return r, nil
 	}
 	var r *fedreportv1.Rollup
