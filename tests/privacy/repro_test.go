@@ -183,40 +183,17 @@ func TestReproOnePhaseTwoRecordAndOperation(t *testing.T) {
 	}
 }
 
-// TestReproSmallTotalOfSmallMonths (seed 2's data cut down by delta
-// debugging): four victims, all p2p, one a month February..May. Every cell
-// is suppressed with lower bound 1, and the operation's p2p cell holds 4
-// records, so (being primary) at most k-1 = 4: four months of at least 1
-// under a total of at most 4 are each 1.
+// TestReproSmallTotalOfSmallMonths is seed 29 of the sweep, by hand: four
+// 1-record months under a phase of 4 records, all withheld. An attacker who
+// knows which withheld cells are primary (each 1..k-1) knows the phase is at
+// most 4, so the four months under it are each 1.
 //
-// No suppression can prevent it: nothing of the group is published, the
-// pin comes from knowing which withheld cells are primary. It is the
-// attacker's worst-case knowledge (DESIGN.md: "each suppressed cell is known
-// to lie in 1..k-1"), not what the log tells; the log alone pins nothing.
-// Issue 19 stays open on it: hiding which withheld cells hold records (lower
-// bounds of 0, some zeros withheld) is the way out.
+// No release can prevent it: nothing of the group is published, the pin
+// comes from the side knowledge alone (it holds with every disclosed value
+// forgotten). The attacker therefore reports it apart, as Foreknown, and
+// not as a finding; this test shows both that it sees the pin and that the
+// log adds nothing to it. The log alone pins nothing.
 func TestReproSmallTotalOfSmallMonths(t *testing.T) {
-	if os.Getenv("FEDREPORT_ATTACK") == "" {
-		h := newHandRun(t)
-		h.add(1, victims, "2020-02-06", "csam_distribution", "p2p", "")
-		h.add(1, victims, "2020-03-09", "", "p2p", "12-14")
-		h.add(1, victims, "2020-04-17", "csam_distribution", "p2p", "15-17")
-		h.add(1, victims, "2020-05-05", "grooming", "p2p", "")
-		h.ask(victims, "2020-01-01", "2020-09-30", "month,channel")
-		h.ask(victims, "2020-01-01", "2020-09-30", "channel")
-		entries, _, err := h.store.ListDisclosures(0, "", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		bare, err := attacker.Attack(entries, h.store.Policy().Proto().GetMinCellCount(), attacker.SideKnowledge{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(bare.Pinned) > 0 {
-			t.Errorf("from the log alone: %s", bare)
-		}
-		t.Skip("with the worst-case knowledge of which cells are primary it is pinned (issue 19 stays open); FEDREPORT_ATTACK=1 shows it")
-	}
 	h := newHandRun(t)
 	h.add(1, victims, "2020-02-06", "csam_distribution", "p2p", "")
 	h.add(1, victims, "2020-03-09", "", "p2p", "12-14")
@@ -224,9 +201,26 @@ func TestReproSmallTotalOfSmallMonths(t *testing.T) {
 	h.add(1, victims, "2020-05-05", "grooming", "p2p", "")
 	t.Log(h.ask(victims, "2020-01-01", "2020-09-30", "month,channel"))
 	t.Log(h.ask(victims, "2020-01-01", "2020-09-30", "channel"))
+	entries, _, err := h.store.ListDisclosures(0, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := attacker.Attack(entries, h.store.Policy().Proto().GetMinCellCount(), attacker.SideKnowledge{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bare.Pinned) > 0 {
+		t.Errorf("from the log alone: %s", bare)
+	}
 	found := h.attack()
 	if len(found.Pinned) > 0 {
-		t.Errorf("got %s", found)
+		t.Errorf("with the worst-case side knowledge, pinned by the answers: %s", found)
+	}
+	if len(found.Foreknown) == 0 {
+		t.Errorf("the side knowledge alone pins the four p2p months to 1, but the attacker saw no such pin: %s", found)
+	}
+	for _, f := range found.Foreknown {
+		t.Logf("pinned by the side knowledge alone: %s", f.Description)
 	}
 }
 

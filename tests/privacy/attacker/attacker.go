@@ -94,12 +94,20 @@ type Finding struct {
 	Records int
 	// Entries are the disclosure log entries that disclosed the cell.
 	Entries []uint64
+
+	what string // the target, as the model names it
 }
 
 // Findings is the outcome of an attack.
 type Findings struct {
 	// Pinned are the findings, in log order.
 	Pinned []Finding
+	// Foreknown are targets the side knowledge alone pins, with nothing
+	// disclosed: four 1-record months under a total an attacker knows to
+	// be at most 4 are each 1, whatever a node publishes. No release can
+	// protect them, so they are no findings; they are listed here so that
+	// a test can say so.
+	Foreknown []Finding
 	// Targets is how many sensitive targets were examined; Skipped how
 	// many targets the ground truth showed not to be sensitive.
 	Targets, Skipped int
@@ -114,8 +122,8 @@ type Findings struct {
 // String lists the findings, one a line, after a summary line.
 func (f *Findings) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d findings: %d sensitive targets (%d not sensitive), %d LPs (%d on the fallback); model: %d versions, %d atoms, %d unknowns, %d rows, %d blocks\n",
-		len(f.Pinned), f.Targets, f.Skipped, f.LPs, f.Fallbacks, f.Versions, f.Atoms, f.Unknowns, f.Rows, f.Blocks)
+	fmt.Fprintf(&b, "%d findings (%d more pinned by the side knowledge alone): %d sensitive targets (%d not sensitive), %d LPs (%d on the fallback); model: %d versions, %d atoms, %d unknowns, %d rows, %d blocks\n",
+		len(f.Pinned), len(f.Foreknown), f.Targets, f.Skipped, f.LPs, f.Fallbacks, f.Versions, f.Atoms, f.Unknowns, f.Rows, f.Blocks)
 	for _, p := range f.Pinned {
 		b.WriteString(p.Description)
 		b.WriteByte('\n')
@@ -131,7 +139,7 @@ func Attack(entries []*fedreportv1.DisclosureEntry, k uint32, side SideKnowledge
 	if (side.SmallCells || side.Unchanged) && side.Truth == nil {
 		return nil, fmt.Errorf("attack: side knowledge of small or unchanged cells needs the ground truth")
 	}
-	m, err := buildModel(entries, k, side)
+	m, err := buildModel(entries, k, side, false)
 	if err != nil {
 		return nil, fmt.Errorf("attack: %w", err)
 	}
@@ -176,7 +184,50 @@ func Attack(entries []*fedreportv1.DisclosureEntry, k uint32, side SideKnowledge
 	for _, b := range s.blocks {
 		out.Fallbacks += b.fallbacks
 	}
+	if len(out.Pinned) > 0 && (side.SmallCells || side.Unchanged) {
+		if err := out.setForeknown(entries, k, side); err != nil {
+			return nil, fmt.Errorf("attack: %w", err)
+		}
+	}
 	return out, nil
+}
+
+// setForeknown moves to Foreknown every finding that the side knowledge
+// pins to the same value without any disclosed value: the same model, with
+// every disclosed bound forgotten.
+func (f *Findings) setForeknown(entries []*fedreportv1.DisclosureEntry, k uint32, side SideKnowledge) error {
+	m, err := buildModel(entries, k, side, true)
+	if err != nil {
+		return fmt.Errorf("model of the side knowledge alone: %w", err)
+	}
+	s, err := newSolver(m)
+	if err != nil {
+		return fmt.Errorf("model of the side knowledge alone: %w", err)
+	}
+	byWhat := map[string]*target{}
+	for _, t := range s.targets {
+		byWhat[t.what] = t
+	}
+	var kept []Finding
+	for _, p := range f.Pinned {
+		t := byWhat[p.what]
+		if t == nil {
+			kept = append(kept, p)
+			continue
+		}
+		lo, hi, err := s.rangeOf(t)
+		if err != nil {
+			return fmt.Errorf("range of %s from the side knowledge alone: %w", t.what, err)
+		}
+		if math.Ceil(lo-tolRound) == float64(p.Value) && math.Floor(hi+tolRound) == float64(p.Value) {
+			f.Foreknown = append(f.Foreknown, p)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	f.Pinned = kept
+	f.LPs += s.lps
+	return nil
 }
 
 // tolRound is the slack allowed when rounding an LP optimum to an integer.

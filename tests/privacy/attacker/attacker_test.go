@@ -306,6 +306,28 @@ func TestAttackSmallCells(t *testing.T) {
 	}
 }
 
+// A target the side knowledge pins with nothing disclosed is Foreknown, not
+// a finding: four 1-record offences under a 4-record total, all withheld.
+func TestAttackForeknown(t *testing.T) {
+	t.Parallel()
+	entries := []*fedreportv1.DisclosureEntry{
+		entry(1, 1, "2020-03-01", "2020-03-31", "", hidden("", 1, 1<<40)),
+		entry(2, 1, "2020-03-01", "2020-03-31", "offence",
+			hidden("offence=grooming", 1, 1<<40), hidden("offence=sextortion", 1, 1<<40),
+			hidden("offence=other", 1, 1<<40), hidden("offence=csam_distribution", 1, 1<<40)),
+	}
+	recs := []*fedreportv1.Record{arrest("g", "2020-03-02", "grooming"), arrest("s", "2020-03-03", "sextortion"),
+		arrest("o", "2020-03-04", "other"), arrest("c", "2020-03-05", "csam_distribution")}
+	truth := map[uint64][]*fedreportv1.Record{1: recs}
+	got, err := Attack(entries, 5, SideKnowledge{Truth: truth, SmallCells: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Pinned) != 0 || len(got.Foreknown) != 5 {
+		t.Errorf("got %d findings and %d foreknown, want 0 and 5 (the total and its four offences):\n%s", len(got.Pinned), len(got.Foreknown), got)
+	}
+}
+
 // A node whose bounds do not hold the true value is an error, not a pass.
 func TestAttackRefusesALogThatContradictsTheTruth(t *testing.T) {
 	t.Parallel()

@@ -43,7 +43,7 @@ func TestAttackReadsMaxUint64AsNoUpperBound(t *testing.T) {
 	if len(found.Pinned) > 0 {
 		t.Errorf("got findings in a log that pins nothing:\n%s", found)
 	}
-	m, err := buildModel(entries, 5, SideKnowledge{})
+	m, err := buildModel(entries, 5, SideKnowledge{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,7 +193,7 @@ type target struct {
 }
 
 func (t *target) finding(v int64) Finding {
-	f := Finding{Kind: t.kind, Value: v, Records: t.records, Entries: t.seqs}
+	f := Finding{Kind: t.kind, Value: v, Records: t.records, Entries: t.seqs, what: t.what}
 	var b strings.Builder
 	b.WriteString(t.what)
 	if t.kind == KindChange {
@@ -246,6 +246,10 @@ type cellTruth struct {
 type model struct {
 	k    uint32
 	side SideKnowledge
+	// prior is true for the model of what the side knowledge alone
+	// implies: every disclosed value is forgotten, only the bounds side
+	// knowledge gives (a primary cell is 1..k-1) are kept.
+	prior bool
 
 	versions []uint64 // sorted data versions in the log
 	metrics  []fedreportv1.Metric
@@ -278,10 +282,11 @@ type dated struct {
 	r   *fedreportv1.Record
 }
 
-func buildModel(entries []*fedreportv1.DisclosureEntry, k uint32, side SideKnowledge) (*model, error) {
+func buildModel(entries []*fedreportv1.DisclosureEntry, k uint32, side SideKnowledge, prior bool) (*model, error) {
 	m := &model{
 		k:        k,
 		side:     side,
+		prior:    prior,
 		vars:     map[varKey]int{},
 		touched:  map[atomKey]bool{},
 		matchers: map[[2]int][][]int{},
@@ -711,6 +716,9 @@ func sortedTerms(terms map[int]float64) []term {
 func (m *model) disclosureRows() {
 	for _, o := range m.obs {
 		lo, hi := o.lo, o.hi
+		if m.prior {
+			lo, hi = 0, math.Inf(1)
+		}
 		if o.hidden && m.side.SmallCells && m.isCell(o.def) {
 			if recs := m.inDef(o.version, o.def); len(recs) >= 1 && len(recs) < int(m.k) {
 				lo = max(lo, 1)
