@@ -140,6 +140,20 @@ func (h *handRun) attack() *attacker.Findings {
 	return found
 }
 
+// attackLogAlone attacks the node's disclosure log with no side knowledge.
+func (h *handRun) attackLogAlone() *attacker.Findings {
+	h.t.Helper()
+	entries, _, err := h.store.ListDisclosures(node.MaxPageSize, "", "")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	found, err := attacker.Attack(entries, h.store.Policy().Proto().GetMinCellCount(), attacker.SideKnowledge{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return found
+}
+
 const victims = fedreportv1.Metric_METRIC_VICTIMS_IDENTIFIED
 
 // TestReproOnePhaseTwoRecordAndOperation (seed 6 of the random run, cut
@@ -170,15 +184,7 @@ func TestReproOnePhaseTwoRecordAndOperation(t *testing.T) {
 		t.Errorf("got %s", found)
 	}
 	// The log alone is enough: July's lower bound of 1 is the node's own.
-	entries, _, err := h.store.ListDisclosures(node.MaxPageSize, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bare, err := attacker.Attack(entries, h.store.Policy().Proto().GetMinCellCount(), attacker.SideKnowledge{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(bare.Pinned) > 0 {
+	if bare := h.attackLogAlone(); len(bare.Pinned) > 0 {
 		t.Errorf("from the log alone: %s", bare)
 	}
 }
@@ -201,15 +207,7 @@ func TestReproSmallTotalOfSmallMonths(t *testing.T) {
 	h.add(1, victims, "2020-05-05", "grooming", "p2p", "")
 	t.Log(h.ask(victims, "2020-01-01", "2020-09-30", "month,channel"))
 	t.Log(h.ask(victims, "2020-01-01", "2020-09-30", "channel"))
-	entries, _, err := h.store.ListDisclosures(0, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bare, err := attacker.Attack(entries, h.store.Policy().Proto().GetMinCellCount(), attacker.SideKnowledge{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(bare.Pinned) > 0 {
+	if bare := h.attackLogAlone(); len(bare.Pinned) > 0 {
 		t.Errorf("from the log alone: %s", bare)
 	}
 	found := h.attack()
