@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/isa-alliance/fedreport/internal/echo"
@@ -219,4 +220,24 @@ func cloneOperations(ops []Operation) []Operation {
 		out[i] = Operation{Name: o.Name, Title: o.Title, Phases: slices.Clone(o.Phases), Members: slices.Clone(o.Members)}
 	}
 	return out
+}
+
+// OperationWindow returns the window of phase of op as ListOperations gave
+// it: phase "" is the whole operation, "1".."N" the phase of that number,
+// anything else the phase of that name. label names the window for people.
+func OperationWindow(op *fedreportv1.Operation, phase string) (from, to, label string, err error) {
+	if phase == "" {
+		return op.GetFrom(), op.GetTo(), "whole operation", nil
+	}
+	phases := op.GetPhases()
+	for i, p := range phases {
+		if phase == fmt.Sprint(i+1) || phase == p.GetName() {
+			return p.GetFrom(), p.GetTo(), p.GetName(), nil
+		}
+	}
+	names := make([]string, len(phases))
+	for i, p := range phases {
+		names[i] = fmt.Sprintf("%d (%s)", i+1, p.GetName())
+	}
+	return "", "", "", fmt.Errorf("operation %s has no phase %s; its phases are %s", op.GetName(), echo.Quote(phase), strings.Join(names, ", "))
 }
