@@ -313,7 +313,11 @@ Try:
   go run ./cmd/fedreport rollup --from 2020-01-01 --to 2020-09-30 --by month
   grpcurl -cacert $FEDREPORT_CACERT -cert $FEDREPORT_CERT -key $FEDREPORT_KEY $FEDREPORT_COORDINATOR list
   go run ./cmd/fedreport rollup --operation %[6]s --phase 1
-`, mpath, manifest.Coordinator, manifest.CA, op.Cert, op.Key, demoOperation().Name)
+  go run ./cmd/fedreport ui                      # the dashboard on 127.0.0.1:8080: open the URL it prints
+  go run ./cmd/fedreport report --operation %[6]s -o report.html
+  (as an analyst, who reads but cannot start rollups: FEDREPORT_CERT=%[7]s FEDREPORT_KEY=%[8]s)
+`, mpath, manifest.Coordinator, manifest.CA, op.Cert, op.Key, demoOperation().Name,
+		manifest.Identities["analyst"].Cert, manifest.Identities["analyst"].Key)
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
