@@ -289,6 +289,18 @@ func TestBrowserDashboard(t *testing.T) {
 		if forms != 0 || !strings.Contains(banner, "only an operator starts rollups") {
 			t.Errorf("an analyst's rollups page: %d forms that start rollups, banner %q; want none, and why", forms, banner)
 		}
+		// The members page: every member, reachable, with its policy.
+		steps(t, ctx, chromedp.Click(css(`nav a[href="/members"]`)), chromedp.WaitVisible(css("#members")))
+		rows := value(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#members tbody tr')].map(r => r.innerText)`))
+		screenshot(t, ctx, shots, "members")
+		if len(rows) != 9 {
+			t.Errorf("members page: %d rows, want 9", len(rows))
+		}
+		for _, r := range rows {
+			if !strings.Contains(r, "yes") || !strings.Contains(r, "phase-1: 2020-01-01..2020-05-30") || !strings.Contains(r, "offence") {
+				t.Errorf("members page row %q: want reachable, the phase-1 release period and the offence table", r)
+			}
+		}
 		steps(t, ctx, chromedp.Navigate(base+"/operations/isa-2020"), chromedp.WaitVisible(css("#metric-arrests")))
 		if forms := value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('form[method=post]').length`)); forms != 0 {
 			t.Errorf("an analyst's operation page has %d forms that start rollups, want none", forms)
