@@ -38,6 +38,9 @@ type Window struct {
 	Missing []string
 	// MonthMissing are those whose answer is not in ByMonth.
 	MonthMissing []string
+	// Others are members summed in Totals that the operation does not
+	// list as taking part: a rollup asks every registered member.
+	Others []string
 	// MonthAligned says whether the window is a union of whole months,
 	// the only windows members publish by month.
 	MonthAligned bool
@@ -176,6 +179,11 @@ func buildOperationView(ctx context.Context, c fedreportv1.CoordinatorServiceCli
 			}
 			w.Totals = full.GetRollup()
 			w.Missing = missingOf(op, w.Totals)
+			for _, mr := range w.Totals.GetMembers() {
+				if mr.GetStatus() == fedreportv1.MemberStatus_MEMBER_STATUS_OK && !slices.Contains(op.GetMembers(), mr.GetMember()) {
+					w.Others = append(w.Others, mr.GetMember())
+				}
+			}
 		}
 		if w.ByMonth != nil {
 			w.MonthMissing = missingOf(op, w.ByMonth)

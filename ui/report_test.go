@@ -27,6 +27,7 @@ func cell(m fedreportv1.Metric, n uint64) *fedreportv1.Cell {
 // complete with a cell FR withheld, and the whole operation by month.
 func reportFixture() *fakeClient {
 	op := &fedreportv1.Operation{Name: "isa-2020", Title: "ISA 2020", From: "2020-01-01", To: "2020-09-30", Members: []string{"FR", "IT", "SN"},
+		// GB answers too (a rollup asks every registered member) but is not listed.
 		Phases: []*fedreportv1.OperationPhase{{Name: "phase 1", From: "2020-01-01", To: "2020-05-30"}, {Name: "phase 2", From: "2020-06-01", To: "2020-09-30"}}}
 	ok := func(code string, cells ...*fedreportv1.Cell) *fedreportv1.MemberResult {
 		return &fedreportv1.MemberResult{Member: code, Status: fedreportv1.MemberStatus_MEMBER_STATUS_OK, Cells: cells}
@@ -50,7 +51,7 @@ func reportFixture() *fakeClient {
 		{Id: "r00000002", State: fedreportv1.RollupState_ROLLUP_STATE_COMPLETE, FinishedAt: done,
 			Spec:    &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-05-30"},
 			Totals:  []*fedreportv1.Cell{cell(arrests, 463)},
-			Members: []*fedreportv1.MemberResult{ok("FR", cell(arrests, 300)), ok("IT", cell(arrests, 150)), ok("SN", cell(arrests, 13))}},
+			Members: []*fedreportv1.MemberResult{ok("FR", cell(arrests, 300)), ok("IT", cell(arrests, 150)), ok("SN", cell(arrests, 13)), ok("GB")}},
 		// An older rollup of phase 1: not the latest, so not shown.
 		{Id: "r00000001", State: fedreportv1.RollupState_ROLLUP_STATE_COMPLETE, Spec: &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-05-30"}, Totals: []*fedreportv1.Cell{cell(arrests, 400)}},
 	}
@@ -188,6 +189,7 @@ func TestReportNumbersAreTheRollupsItNames(t *testing.T) {
 		`data-label="FR" data-value="≥ 1 (≤ 4)"`, // FR's withheld victims as a range bar
 		`data-label="2020-02" data-value="≥ 2"`,  // a month with no upper bound
 		"Not published by month",                 // phase 1 ends inside a month
+		"also counted, not listed as taking part: GB",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the report does not contain %q", want)
