@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,12 +18,23 @@ import (
 // keptDemo runs `fedreport demo --keep` until the test ends and returns
 // its manifest once demo.json is written (after the demo's rollups).
 func keptDemo(t *testing.T) demoManifest {
+	m, _ := keptDemoOutput(t)
+	return m
+}
+
+// keptDemoOutput is keptDemo that also returns what the demo prints.
+func keptDemoOutput(t *testing.T) (demoManifest, *lockedBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	stdout := &lockedBuffer{}
 	go func() {
-		_, _, err := runCLI(t, ctx, "demo", "--dir", dir, "--keep")
+		var stderr lockedBuffer
+		err := run(ctx, []string{"demo", "--dir", dir, "--keep"}, strings.NewReader(""), stdout, &stderr)
+		if err != nil {
+			err = fmt.Errorf("%w; stderr: %s", err, stderr.String())
+		}
 		done <- err
 	}()
 	t.Cleanup(func() {
@@ -36,8 +48,10 @@ func keptDemo(t *testing.T) demoManifest {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "demo.json")); err == nil && json.Unmarshal(b, &m) == nil {
-			return m
+		// The lines to try are printed, in one write, after demo.json.
+		if b, err := os.ReadFile(filepath.Join(dir, "demo.json")); err == nil && json.Unmarshal(b, &m) == nil &&
+			strings.Contains(stdout.String(), "The federation stays up") {
+			return m, stdout
 		}
 		select {
 		case err := <-done:
@@ -60,7 +74,18 @@ func (m demoManifest) clientArgs(role string) []string {
 // and gives the demo's published totals.
 func TestRollupOfAnOperationAndItsPhases(t *testing.T) {
 	t.Parallel()
-	m := keptDemo(t)
+	m, out := keptDemoOutput(t)
+	for _, want := range []string{
+		"by month, for the dashboard's charts: r00000004 (2020-01-01..2020-09-30), r00000005 (2020-06-01..2020-09-30)",
+		"go run ./cmd/fedreport rollup --operation isa-2020 --phase 1",
+		"go run ./cmd/fedreport ui ",
+		"go run ./cmd/fedreport report --operation isa-2020 -o report.html",
+		"FEDREPORT_CERT=" + m.Identities["analyst"].Cert,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the demo does not print %q:\n%s", want, out.String())
+		}
+	}
 	for _, tc := range []struct {
 		name     string
 		args     []string
