@@ -295,6 +295,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 	fmt.Fprintf(stdout, "by month, for the dashboard's charts: %s\n", strings.Join(byMonth, ", "))
 	fmt.Fprintf(stdout, "done in %s\n", time.Since(start).Round(time.Millisecond))
 	if !o.keep {
+		fmt.Fprintln(stdout, "(demo --keep keeps the federation up and prints what to try on it, the dashboard `fedreport ui` among them)")
 		return nil
 	}
 
