@@ -153,6 +153,11 @@ func (l *MemberList) Type() string { return "CODE=host:port" }
 //	schedules:
 //	  - {name: weekly, every: weekly, metrics: [arrests, victims_identified], group_by: [member]}
 //	  - {name: monthly, every: monthly, after: 24h}
+//	operations:
+//	  - name: isa-2020
+//	    title: Operation ISA 2020
+//	    phases: [{from: 2020-01-01, to: 2020-05-30}, {from: 2020-06-01, to: 2020-09-30}]
+//	    members: [FR, IT]
 type FileConfig struct {
 	// Listen is the host:port the coordinator serves on.
 	Listen string `yaml:"listen"`
@@ -188,6 +193,9 @@ type FileConfig struct {
 	MemberKey string `yaml:"member_key"`
 	// Schedules are rollups the coordinator runs by itself.
 	Schedules []Schedule `yaml:"schedules"`
+	// Operations are the alliance's operations (Operation), which
+	// ListOperations lists and `fedreport rollup --operation` runs.
+	Operations []Operation `yaml:"operations"`
 	// CACert is the path of the CA bundle (PEM).
 	CACert string `yaml:"cacert"`
 	// Cert is the path of the coordinator's certificate (PEM).
@@ -283,6 +291,11 @@ func ParseFileConfig(b []byte) (*FileConfig, error) {
 		}
 	}
 	if err := ValidateSchedules(fc.Schedules); err != nil {
+		return nil, err
+	}
+	// Members are checked against the registry by Open, once --member
+	// flags and members: are merged.
+	if err := ValidateOperations(fc.Operations, nil); err != nil {
 		return nil, err
 	}
 	return fc, nil

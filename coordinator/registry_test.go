@@ -199,7 +199,7 @@ func FuzzParseMember(f *testing.F) {
 }
 
 func FuzzParseFileConfig(f *testing.F) {
-	for _, s := range []string{"", "listen: x\n", "members: [{code: FR, address: 127.0.0.1:1}]\n", "member_timeout: 1s\n", "- a\n", "{"} {
+	for _, s := range []string{"", "listen: x\n", "members: [{code: FR, address: 127.0.0.1:1}]\n", "member_timeout: 1s\n", "- a\n", "{", isaYAML} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -210,6 +210,18 @@ func FuzzParseFileConfig(f *testing.F) {
 		for _, m := range fc.Members {
 			if _, err := ParseMember(m.String()); err != nil {
 				t.Errorf("accepted member %v that ParseMember refuses: %v", m, err)
+			}
+		}
+		// An accepted operation is valid as it stands: names given,
+		// codes upper-cased, phases in order.
+		for _, o := range fc.Operations {
+			if err := o.Validate(); err != nil {
+				t.Errorf("accepted operation %+v that Validate refuses: %v", o, err)
+			}
+			for i, p := range o.Phases {
+				if p.Name == "" || i > 0 && p.From <= o.Phases[i-1].To {
+					t.Errorf("accepted operation %s with phases %+v", o.Name, o.Phases)
+				}
 			}
 		}
 	})

@@ -95,6 +95,9 @@ type Config struct {
 	Metrics *Metrics
 	// Schedules are rollups RunSchedules runs by itself.
 	Schedules []Schedule
+	// Operations are the operations ListOperations lists; their members
+	// must be registered.
+	Operations []Operation
 	// Logger receives lifecycle and per-rollup lines; nil discards them.
 	Logger *slog.Logger
 	// Version is the fedreport software version, for logs.
@@ -128,6 +131,7 @@ type Coordinator struct {
 	memberCode      string
 	memberServerTLS *tls.Config
 	schedules       []Schedule
+	operations      []Operation
 	metrics         *Metrics // nil: none
 	limits          grpcsrv.Limits
 	maxRollupBytes  int
@@ -183,6 +187,10 @@ func Open(cfg Config) (*Coordinator, error) {
 	if err := ValidateSchedules(cfg.Schedules); err != nil {
 		return nil, fmt.Errorf("open coordinator: %w", err)
 	}
+	operations := cloneOperations(cfg.Operations)
+	if err := ValidateOperations(operations, cfg.Members); err != nil {
+		return nil, fmt.Errorf("open coordinator: %w", err)
+	}
 	if cfg.ShutdownTimeout < 0 {
 		return nil, fmt.Errorf("open coordinator: shutdown timeout %v is negative", cfg.ShutdownTimeout)
 	}
@@ -231,6 +239,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		memberCode:      cfg.MemberCode,
 		memberServerTLS: cfg.MemberServerTLS,
 		schedules:       slices.Clone(cfg.Schedules),
+		operations:      operations,
 		metrics:         cfg.Metrics,
 		limits:          cfg.Limits,
 		maxRollupBytes:  cmp.Or(cfg.MaxRollupBytes, MaxRollupBytes),
@@ -428,6 +437,8 @@ func (c *Coordinator) rules() authz.Rules {
 		fedreportv1.CoordinatorService_GetRollup_FullMethodName:   reader,
 		fedreportv1.CoordinatorService_ListRollups_FullMethodName: reader,
 		fedreportv1.CoordinatorService_ListMembers_FullMethodName: reader,
+		// Operations are definitions, no counts: who may read rollups may read them.
+		fedreportv1.CoordinatorService_ListOperations_FullMethodName: reader,
 	}
 }
 
@@ -620,6 +631,15 @@ func (s *server) ListMembers(ctx context.Context, req *fedreportv1.ListMembersRe
 	resp, err := s.c.ListMembers(ctx, req)
 	if err != nil {
 		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_ListMembers_FullMethodName, err)
+	}
+	return resp, nil
+}
+
+// ListOperations implements CoordinatorService.
+func (s *server) ListOperations(_ context.Context, req *fedreportv1.ListOperationsRequest) (*fedreportv1.ListOperationsResponse, error) {
+	resp, err := s.c.ListOperations(req)
+	if err != nil {
+		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_ListOperations_FullMethodName, err)
 	}
 	return resp, nil
 }

@@ -39,7 +39,8 @@ type coordinatorOptions struct {
 	conns           connOptions
 	memberPace      rateOptions // the coordinator's own pace of each member
 
-	schedules []coordinator.Schedule // from --config only
+	schedules  []coordinator.Schedule  // from --config only
+	operations []coordinator.Operation // from --config only
 }
 
 func (o *coordinatorOptions) AddFlags(fs *pflag.FlagSet) {
@@ -133,6 +134,7 @@ func (o *coordinatorOptions) applyConfig(fs *pflag.FlagSet) error {
 		o.members = fc.Members
 	}
 	o.schedules = fc.Schedules
+	o.operations = fc.Operations
 	return nil
 }
 
@@ -190,6 +192,7 @@ func newCoordinatorCommand() *cobra.Command {
 				RequireAll:      o.requireAll,
 				ShutdownTimeout: o.shutdownTimeout,
 				Schedules:       o.schedules,
+				Operations:      o.operations,
 				ServerTLS:       mtls.ServerConfig(src),
 				MemberTLS:       memberTLS(src, own.TrustDomain),
 				TrustDomain:     own.TrustDomain,

@@ -11,6 +11,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -231,6 +233,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 		DataPath: filepath.Join(dir, "coordinator.db"), Members: members, MemberTimeout: 10 * time.Second,
 		ServerTLS: mtls.ServerConfig(coordSrc), MemberTLS: memberTLS(coordSrc, "isa"), TrustDomain: "isa",
 		Logger: log.With("component", "coordinator"), Version: version,
+		Operations: []coordinator.Operation{demoOperation()},
 	})
 	if err != nil {
 		return err
@@ -275,8 +278,24 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 		}
 		fmt.Fprintln(stdout)
 	}
+	// The dashboard's and the report's charts per month: the whole
+	// operation and phase 2 are unions of months; phase 1, which ends on
+	// 30 May, is not, and the members publish no month of it.
+	var byMonth []string
+	for _, ph := range []struct{ from, to string }{{demoPhases[2].from, demoPhases[2].to}, {demoPhases[1].from, demoPhases[1].to}} {
+		cctx, ccancel := callContext(ctx)
+		resp, err := client.StartRollup(cctx, &fedreportv1.StartRollupRequest{Spec: &fedreportv1.RollupSpec{
+			From: ph.from, To: ph.to, GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH}}})
+		ccancel()
+		if err != nil {
+			return describeRPCError("demo rollup by month", err)
+		}
+		byMonth = append(byMonth, fmt.Sprintf("%s (%s..%s)", resp.GetRollup().GetId(), ph.from, ph.to))
+	}
+	fmt.Fprintf(stdout, "by month, for the dashboard's charts: %s\n", strings.Join(byMonth, ", "))
 	fmt.Fprintf(stdout, "done in %s\n", time.Since(start).Round(time.Millisecond))
 	if !o.keep {
+		fmt.Fprintln(stdout, "(demo --keep keeps the federation up and prints what to try on it, the dashboard `fedreport ui` among them)")
 		return nil
 	}
 
@@ -294,7 +313,12 @@ Try:
   export FEDREPORT_COORDINATOR=%s FEDREPORT_CACERT=%s FEDREPORT_CERT=%s FEDREPORT_KEY=%s
   go run ./cmd/fedreport rollup --from 2020-01-01 --to 2020-09-30 --by month
   grpcurl -cacert $FEDREPORT_CACERT -cert $FEDREPORT_CERT -key $FEDREPORT_KEY $FEDREPORT_COORDINATOR list
-`, mpath, manifest.Coordinator, manifest.CA, op.Cert, op.Key)
+  go run ./cmd/fedreport rollup --operation %[6]s --phase 1
+  go run ./cmd/fedreport ui                      # the dashboard on 127.0.0.1:8080: open the URL it prints
+  go run ./cmd/fedreport report --operation %[6]s -o report.html
+  (as an analyst, who reads but cannot start rollups: FEDREPORT_CERT=%[7]s FEDREPORT_KEY=%[8]s)
+`, mpath, manifest.Coordinator, manifest.CA, op.Cert, op.Key, demoOperation().Name,
+		manifest.Identities["analyst"].Cert, manifest.Identities["analyst"].Key)
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
@@ -320,4 +344,18 @@ func writeCSVFile(path string, recs []*fedreportv1.Record) error {
 		return err
 	}
 	return f.Close()
+}
+
+// demoOperation is the seed's operation as the demo's coordinator
+// configures it: the two phases of demoPhases and the nine members.
+func demoOperation() coordinator.Operation {
+	return coordinator.Operation{
+		Name:  "isa-2020",
+		Title: "Joint operation against online child sexual exploitation, 2020",
+		Phases: []coordinator.Phase{
+			{Name: demoPhases[0].name, From: demoPhases[0].from, To: demoPhases[0].to},
+			{Name: demoPhases[1].name, From: demoPhases[1].from, To: demoPhases[1].to},
+		},
+		Members: slices.Clone(demoMembers),
+	}
 }

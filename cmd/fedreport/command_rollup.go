@@ -20,6 +20,10 @@ type rollupOptions struct {
 	metrics  string
 	by       string
 	rerun    string
+	// operation and phase take the window from an operation the
+	// coordinator's configuration names (ListOperations).
+	operation string
+	phase     string
 }
 
 func (o *rollupOptions) AddFlags(fs *pflag.FlagSet) {
@@ -29,6 +33,8 @@ func (o *rollupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metrics, "metrics", "", "comma-separated metrics (default: all): arrests, victims_identified, sites_blocked, judicial_referrals, reports_received")
 	fs.StringVar(&o.by, "by", "", "comma-separated dimensions to group by: member, month, offence, channel, victim_age")
 	fs.StringVar(&o.rerun, "rerun", "", "run the request of stored rollup ID again and report, per member, whether its data changed since")
+	fs.StringVar(&o.operation, "operation", "", "take --from and --to from this operation of the coordinator's configuration (the whole operation, or --phase)")
+	fs.StringVar(&o.phase, "phase", "", "with --operation: the phase's number (1, 2, ...) or name")
 }
 
 func (o *rollupOptions) spec() (*fedreportv1.RollupSpec, error) {
@@ -49,7 +55,7 @@ func (o *rollupOptions) spec() (*fedreportv1.RollupSpec, error) {
 func newRollupCommand() *cobra.Command {
 	var o rollupOptions
 	cmd := &cobra.Command{
-		Use:   "rollup --coordinator ADDR --from DATE --to DATE [--metrics m1,m2] [--by member,month] [-o table|json|csv]",
+		Use:   "rollup --coordinator ADDR (--from DATE --to DATE | --operation NAME [--phase N]) [--metrics m1,m2] [--by member,month] [-o table|json|csv]",
 		Short: "Run a rollup across every member (operator)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -61,11 +67,28 @@ func newRollupCommand() *cobra.Command {
 					return rerunRollup(ctx, c, o.rerun, o.output, cmd.OutOrStdout(), cmd.ErrOrStderr())
 				})
 			}
+			if o.operation != "" {
+				if o.from != "" || o.to != "" {
+					return fmt.Errorf("--operation gives the window; drop --from and --to")
+				}
+				o.from, o.to = "-", "-" // resolved from the coordinator below
+			} else if o.phase != "" {
+				return fmt.Errorf("--phase needs --operation NAME")
+			}
 			spec, err := o.spec()
 			if err != nil {
 				return err
 			}
 			return o.call(cmd.Context(), func(ctx context.Context, c fedreportv1.CoordinatorServiceClient) error {
+				if o.operation != "" {
+					op, err := findOperation(ctx, c, o.operation)
+					if err != nil {
+						return err
+					}
+					if spec.From, spec.To, _, err = coordinator.OperationWindow(op, o.phase); err != nil {
+						return err
+					}
+				}
 				resp, err := c.StartRollup(ctx, &fedreportv1.StartRollupRequest{Spec: spec})
 				if err != nil {
 					return describeRPCError("rollup", err)
@@ -123,4 +146,30 @@ func rollupOutcome(r *fedreportv1.Rollup) error {
 			r.GetId(), strings.Join(r.GetMissingMembers(), ", "))}
 	}
 	return fmt.Errorf("rollup %s %s: %s", r.GetId(), stateName(r.GetState()), r.GetFailureReason())
+}
+
+// findOperation returns the operation name of the coordinator's
+// configuration, or an error that lists the operations it has.
+func findOperation(ctx context.Context, c fedreportv1.CoordinatorServiceClient, name string) (*fedreportv1.Operation, error) {
+	var names []string
+	req := &fedreportv1.ListOperationsRequest{}
+	for {
+		resp, err := c.ListOperations(ctx, req)
+		if err != nil {
+			return nil, describeRPCError("operations", err)
+		}
+		for _, op := range resp.GetOperations() {
+			if op.GetName() == name {
+				return op, nil
+			}
+			names = append(names, op.GetName())
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("--operation %s: the coordinator names no operations (operations: in its --config)", name)
+	}
+	return nil, fmt.Errorf("--operation %s: no such operation; the coordinator names %s", name, strings.Join(names, ", "))
 }

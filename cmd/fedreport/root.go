@@ -44,6 +44,8 @@ coordinator computes exact, auditable alliance-wide totals.`,
 		newVerifyCommand(),
 		newGenCommand(),
 		newDemoCommand(),
+		newUICommand(),
+		newReportCommand(),
 	)
 	return root
 }

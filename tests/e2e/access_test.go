@@ -143,6 +143,10 @@ func accCalls(rollupID string) []accCall {
 			_, err := coord(c).ListMembers(ctx, &fedreportv1.ListMembersRequest{})
 			return err
 		}},
+		accCall{"coordinator", fedreportv1.CoordinatorService_ListOperations_FullMethodName, func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := coord(c).ListOperations(ctx, &fedreportv1.ListOperationsRequest{})
+			return err
+		}},
 		accCall{"member", fedreportv1.AggregationService_Aggregate_FullMethodName, aggregate},
 		accCall{"member", fedreportv1.AggregationService_DescribeNode_FullMethodName, describe},
 	)
@@ -181,6 +185,7 @@ func TestAccessMatrix(t *testing.T) {
 		get         = fedreportv1.CoordinatorService_GetRollup_FullMethodName
 		list        = fedreportv1.CoordinatorService_ListRollups_FullMethodName
 		members     = fedreportv1.CoordinatorService_ListMembers_FullMethodName
+		operations  = fedreportv1.CoordinatorService_ListOperations_FullMethodName
 	)
 	// allowed lists, per identity, "listener method" beyond health and
 	// reflection, which every authenticated peer may call everywhere.
@@ -192,8 +197,8 @@ func TestAccessMatrix(t *testing.T) {
 		{"FR's node", accNodeID("FR"), nil},
 		{"IT's node", accNodeID("IT"), nil},
 		{"a coordinator", identity.Coordinator(accTD, "main"), []string{"node " + aggregate, "node " + describe, "member " + aggregate, "member " + describe}},
-		{"an operator", operator, []string{"coordinator " + start, "coordinator " + get, "coordinator " + list, "coordinator " + members}},
-		{"an analyst", identity.Analyst(accTD, "bob"), []string{"coordinator " + get, "coordinator " + list, "coordinator " + members}},
+		{"an operator", operator, []string{"coordinator " + start, "coordinator " + get, "coordinator " + list, "coordinator " + members, "coordinator " + operations}},
+		{"an analyst", identity.Analyst(accTD, "bob"), []string{"coordinator " + get, "coordinator " + list, "coordinator " + members, "coordinator " + operations}},
 		{"FR's member admin", identity.MemberAdmin(accTD, "FR", "ops"), []string{
 			"node " + aggregate, "node " + describe, "node " + ingest, "node " + retract, "node " + disclosures, "node " + stats}},
 		{"IT's member admin", identity.MemberAdmin(accTD, "IT", "ops"), nil},

@@ -1121,6 +1121,276 @@ func (x *Member) GetKind() string {
 	return ""
 }
 
+// ListOperationsRequest pages through the configured operations.
+type ListOperationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is the most operations to return; 0 means all (the
+	// configuration names few).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is next_page_token of the previous page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperationsRequest) Reset() {
+	*x = ListOperationsRequest{}
+	mi := &file_fedreport_v1_coordinator_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperationsRequest) ProtoMessage() {}
+
+func (x *ListOperationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedreport_v1_coordinator_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperationsRequest.ProtoReflect.Descriptor instead.
+func (*ListOperationsRequest) Descriptor() ([]byte, []int) {
+	return file_fedreport_v1_coordinator_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListOperationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListOperationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListOperationsResponse is one page of operations.
+type ListOperationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// operations in configuration order.
+	Operations []*Operation `protobuf:"bytes,1,rep,name=operations,proto3" json:"operations,omitempty"`
+	// next_page_token fetches the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperationsResponse) Reset() {
+	*x = ListOperationsResponse{}
+	mi := &file_fedreport_v1_coordinator_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperationsResponse) ProtoMessage() {}
+
+func (x *ListOperationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedreport_v1_coordinator_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperationsResponse.ProtoReflect.Descriptor instead.
+func (*ListOperationsResponse) Descriptor() ([]byte, []int) {
+	return file_fedreport_v1_coordinator_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListOperationsResponse) GetOperations() []*Operation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
+func (x *ListOperationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Operation is a joint operation of the alliance as the coordinator's
+// configuration defines it: a name, a title, its phases as date ranges and
+// the members taking part. It carries no counts: its results are the
+// rollups of its windows.
+type Operation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name identifies the operation on the command line and in URLs
+	// (lower-case letters, digits and dashes, as in isa-2020).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// title is the operation's name for people, as reports print it.
+	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// phases are the operation's date ranges, in order and not overlapping.
+	Phases []*OperationPhase `protobuf:"bytes,3,rep,name=phases,proto3" json:"phases,omitempty"`
+	// members are the codes of the members taking part, in configuration order.
+	Members []string `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	// from is the first day of the first phase, YYYY-MM-DD.
+	From string `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`
+	// to is the last day of the last phase, YYYY-MM-DD, inclusive.
+	To            string `protobuf:"bytes,6,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Operation) Reset() {
+	*x = Operation{}
+	mi := &file_fedreport_v1_coordinator_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Operation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Operation) ProtoMessage() {}
+
+func (x *Operation) ProtoReflect() protoreflect.Message {
+	mi := &file_fedreport_v1_coordinator_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Operation.ProtoReflect.Descriptor instead.
+func (*Operation) Descriptor() ([]byte, []int) {
+	return file_fedreport_v1_coordinator_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Operation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Operation) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Operation) GetPhases() []*OperationPhase {
+	if x != nil {
+		return x.Phases
+	}
+	return nil
+}
+
+func (x *Operation) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *Operation) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *Operation) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// OperationPhase is one phase of an operation.
+type OperationPhase struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name of the phase for people, as in "phase 1" or "extension".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// from is the phase's first day, YYYY-MM-DD.
+	From string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// to is the phase's last day, YYYY-MM-DD, inclusive.
+	To            string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperationPhase) Reset() {
+	*x = OperationPhase{}
+	mi := &file_fedreport_v1_coordinator_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperationPhase) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperationPhase) ProtoMessage() {}
+
+func (x *OperationPhase) ProtoReflect() protoreflect.Message {
+	mi := &file_fedreport_v1_coordinator_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperationPhase.ProtoReflect.Descriptor instead.
+func (*OperationPhase) Descriptor() ([]byte, []int) {
+	return file_fedreport_v1_coordinator_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OperationPhase) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OperationPhase) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *OperationPhase) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
 var File_fedreport_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_fedreport_v1_coordinator_proto_rawDesc = "" +
@@ -1194,7 +1464,27 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"\x06policy\x18\a \x01(\v2\x14.fedreport.v1.PolicyR\x06policy\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\b \x01(\tR\tlastError\x12\x12\n" +
-	"\x04kind\x18\t \x01(\tR\x04kind*\xb1\x01\n" +
+	"\x04kind\x18\t \x01(\tR\x04kind\"S\n" +
+	"\x15ListOperationsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"y\n" +
+	"\x16ListOperationsResponse\x127\n" +
+	"\n" +
+	"operations\x18\x01 \x03(\v2\x17.fedreport.v1.OperationR\n" +
+	"operations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa9\x01\n" +
+	"\tOperation\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x124\n" +
+	"\x06phases\x18\x03 \x03(\v2\x1c.fedreport.v1.OperationPhaseR\x06phases\x12\x18\n" +
+	"\amembers\x18\x04 \x03(\tR\amembers\x12\x12\n" +
+	"\x04from\x18\x05 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x06 \x01(\tR\x02to\"H\n" +
+	"\x0eOperationPhase\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to*\xb1\x01\n" +
 	"\vRollupState\x12\x1c\n" +
 	"\x18ROLLUP_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ROLLUP_STATE_RUNNING\x10\x01\x12\x19\n" +
@@ -1213,12 +1503,13 @@ const file_fedreport_v1_coordinator_proto_rawDesc = "" +
 	"RollupView\x12\x1b\n" +
 	"\x17ROLLUP_VIEW_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ROLLUP_VIEW_BASIC\x10\x01\x12\x14\n" +
-	"\x10ROLLUP_VIEW_FULL\x10\x022\xed\x02\n" +
+	"\x10ROLLUP_VIEW_FULL\x10\x022\xcf\x03\n" +
 	"\x12CoordinatorService\x12R\n" +
 	"\vStartRollup\x12 .fedreport.v1.StartRollupRequest\x1a!.fedreport.v1.StartRollupResponse\x12Q\n" +
 	"\tGetRollup\x12\x1e.fedreport.v1.GetRollupRequest\x1a\x1f.fedreport.v1.GetRollupResponse\"\x03\x90\x02\x01\x12W\n" +
 	"\vListRollups\x12 .fedreport.v1.ListRollupsRequest\x1a!.fedreport.v1.ListRollupsResponse\"\x03\x90\x02\x01\x12W\n" +
-	"\vListMembers\x12 .fedreport.v1.ListMembersRequest\x1a!.fedreport.v1.ListMembersResponse\"\x03\x90\x02\x01BBZ@github.com/isa-alliance/fedreport/proto/fedreport/v1;fedreportv1b\x06proto3"
+	"\vListMembers\x12 .fedreport.v1.ListMembersRequest\x1a!.fedreport.v1.ListMembersResponse\"\x03\x90\x02\x01\x12`\n" +
+	"\x0eListOperations\x12#.fedreport.v1.ListOperationsRequest\x1a$.fedreport.v1.ListOperationsResponse\"\x03\x90\x02\x01BBZ@github.com/isa-alliance/fedreport/proto/fedreport/v1;fedreportv1b\x06proto3"
 
 var (
 	file_fedreport_v1_coordinator_proto_rawDescOnce sync.Once
@@ -1233,42 +1524,46 @@ func file_fedreport_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedreport_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_fedreport_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_fedreport_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_fedreport_v1_coordinator_proto_goTypes = []any{
-	(RollupState)(0),              // 0: fedreport.v1.RollupState
-	(MemberStatus)(0),             // 1: fedreport.v1.MemberStatus
-	(RollupView)(0),               // 2: fedreport.v1.RollupView
-	(*RollupSpec)(nil),            // 3: fedreport.v1.RollupSpec
-	(*MemberResult)(nil),          // 4: fedreport.v1.MemberResult
-	(*Rollup)(nil),                // 5: fedreport.v1.Rollup
-	(*StartRollupRequest)(nil),    // 6: fedreport.v1.StartRollupRequest
-	(*StartRollupResponse)(nil),   // 7: fedreport.v1.StartRollupResponse
-	(*GetRollupRequest)(nil),      // 8: fedreport.v1.GetRollupRequest
-	(*GetRollupResponse)(nil),     // 9: fedreport.v1.GetRollupResponse
-	(*ListRollupsRequest)(nil),    // 10: fedreport.v1.ListRollupsRequest
-	(*ListRollupsResponse)(nil),   // 11: fedreport.v1.ListRollupsResponse
-	(*ListMembersRequest)(nil),    // 12: fedreport.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),   // 13: fedreport.v1.ListMembersResponse
-	(*Member)(nil),                // 14: fedreport.v1.Member
-	(Metric)(0),                   // 15: fedreport.v1.Metric
-	(Dimension)(0),                // 16: fedreport.v1.Dimension
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
-	(*Cell)(nil),                  // 18: fedreport.v1.Cell
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*Policy)(nil),                // 20: fedreport.v1.Policy
+	(RollupState)(0),               // 0: fedreport.v1.RollupState
+	(MemberStatus)(0),              // 1: fedreport.v1.MemberStatus
+	(RollupView)(0),                // 2: fedreport.v1.RollupView
+	(*RollupSpec)(nil),             // 3: fedreport.v1.RollupSpec
+	(*MemberResult)(nil),           // 4: fedreport.v1.MemberResult
+	(*Rollup)(nil),                 // 5: fedreport.v1.Rollup
+	(*StartRollupRequest)(nil),     // 6: fedreport.v1.StartRollupRequest
+	(*StartRollupResponse)(nil),    // 7: fedreport.v1.StartRollupResponse
+	(*GetRollupRequest)(nil),       // 8: fedreport.v1.GetRollupRequest
+	(*GetRollupResponse)(nil),      // 9: fedreport.v1.GetRollupResponse
+	(*ListRollupsRequest)(nil),     // 10: fedreport.v1.ListRollupsRequest
+	(*ListRollupsResponse)(nil),    // 11: fedreport.v1.ListRollupsResponse
+	(*ListMembersRequest)(nil),     // 12: fedreport.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),    // 13: fedreport.v1.ListMembersResponse
+	(*Member)(nil),                 // 14: fedreport.v1.Member
+	(*ListOperationsRequest)(nil),  // 15: fedreport.v1.ListOperationsRequest
+	(*ListOperationsResponse)(nil), // 16: fedreport.v1.ListOperationsResponse
+	(*Operation)(nil),              // 17: fedreport.v1.Operation
+	(*OperationPhase)(nil),         // 18: fedreport.v1.OperationPhase
+	(Metric)(0),                    // 19: fedreport.v1.Metric
+	(Dimension)(0),                 // 20: fedreport.v1.Dimension
+	(*durationpb.Duration)(nil),    // 21: google.protobuf.Duration
+	(*Cell)(nil),                   // 22: fedreport.v1.Cell
+	(*timestamppb.Timestamp)(nil),  // 23: google.protobuf.Timestamp
+	(*Policy)(nil),                 // 24: fedreport.v1.Policy
 }
 var file_fedreport_v1_coordinator_proto_depIdxs = []int32{
-	15, // 0: fedreport.v1.RollupSpec.metrics:type_name -> fedreport.v1.Metric
-	16, // 1: fedreport.v1.RollupSpec.group_by:type_name -> fedreport.v1.Dimension
+	19, // 0: fedreport.v1.RollupSpec.metrics:type_name -> fedreport.v1.Metric
+	20, // 1: fedreport.v1.RollupSpec.group_by:type_name -> fedreport.v1.Dimension
 	1,  // 2: fedreport.v1.MemberResult.status:type_name -> fedreport.v1.MemberStatus
-	17, // 3: fedreport.v1.MemberResult.latency:type_name -> google.protobuf.Duration
-	18, // 4: fedreport.v1.MemberResult.cells:type_name -> fedreport.v1.Cell
+	21, // 3: fedreport.v1.MemberResult.latency:type_name -> google.protobuf.Duration
+	22, // 4: fedreport.v1.MemberResult.cells:type_name -> fedreport.v1.Cell
 	0,  // 5: fedreport.v1.Rollup.state:type_name -> fedreport.v1.RollupState
 	3,  // 6: fedreport.v1.Rollup.spec:type_name -> fedreport.v1.RollupSpec
-	19, // 7: fedreport.v1.Rollup.started_at:type_name -> google.protobuf.Timestamp
-	19, // 8: fedreport.v1.Rollup.finished_at:type_name -> google.protobuf.Timestamp
+	23, // 7: fedreport.v1.Rollup.started_at:type_name -> google.protobuf.Timestamp
+	23, // 8: fedreport.v1.Rollup.finished_at:type_name -> google.protobuf.Timestamp
 	4,  // 9: fedreport.v1.Rollup.members:type_name -> fedreport.v1.MemberResult
-	18, // 10: fedreport.v1.Rollup.totals:type_name -> fedreport.v1.Cell
+	22, // 10: fedreport.v1.Rollup.totals:type_name -> fedreport.v1.Cell
 	3,  // 11: fedreport.v1.StartRollupRequest.spec:type_name -> fedreport.v1.RollupSpec
 	5,  // 12: fedreport.v1.StartRollupResponse.rollup:type_name -> fedreport.v1.Rollup
 	2,  // 13: fedreport.v1.GetRollupRequest.view:type_name -> fedreport.v1.RollupView
@@ -1277,21 +1572,25 @@ var file_fedreport_v1_coordinator_proto_depIdxs = []int32{
 	2,  // 16: fedreport.v1.ListRollupsRequest.view:type_name -> fedreport.v1.RollupView
 	5,  // 17: fedreport.v1.ListRollupsResponse.rollups:type_name -> fedreport.v1.Rollup
 	14, // 18: fedreport.v1.ListMembersResponse.members:type_name -> fedreport.v1.Member
-	19, // 19: fedreport.v1.Member.last_contact:type_name -> google.protobuf.Timestamp
-	20, // 20: fedreport.v1.Member.policy:type_name -> fedreport.v1.Policy
-	6,  // 21: fedreport.v1.CoordinatorService.StartRollup:input_type -> fedreport.v1.StartRollupRequest
-	8,  // 22: fedreport.v1.CoordinatorService.GetRollup:input_type -> fedreport.v1.GetRollupRequest
-	10, // 23: fedreport.v1.CoordinatorService.ListRollups:input_type -> fedreport.v1.ListRollupsRequest
-	12, // 24: fedreport.v1.CoordinatorService.ListMembers:input_type -> fedreport.v1.ListMembersRequest
-	7,  // 25: fedreport.v1.CoordinatorService.StartRollup:output_type -> fedreport.v1.StartRollupResponse
-	9,  // 26: fedreport.v1.CoordinatorService.GetRollup:output_type -> fedreport.v1.GetRollupResponse
-	11, // 27: fedreport.v1.CoordinatorService.ListRollups:output_type -> fedreport.v1.ListRollupsResponse
-	13, // 28: fedreport.v1.CoordinatorService.ListMembers:output_type -> fedreport.v1.ListMembersResponse
-	25, // [25:29] is the sub-list for method output_type
-	21, // [21:25] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	23, // 19: fedreport.v1.Member.last_contact:type_name -> google.protobuf.Timestamp
+	24, // 20: fedreport.v1.Member.policy:type_name -> fedreport.v1.Policy
+	17, // 21: fedreport.v1.ListOperationsResponse.operations:type_name -> fedreport.v1.Operation
+	18, // 22: fedreport.v1.Operation.phases:type_name -> fedreport.v1.OperationPhase
+	6,  // 23: fedreport.v1.CoordinatorService.StartRollup:input_type -> fedreport.v1.StartRollupRequest
+	8,  // 24: fedreport.v1.CoordinatorService.GetRollup:input_type -> fedreport.v1.GetRollupRequest
+	10, // 25: fedreport.v1.CoordinatorService.ListRollups:input_type -> fedreport.v1.ListRollupsRequest
+	12, // 26: fedreport.v1.CoordinatorService.ListMembers:input_type -> fedreport.v1.ListMembersRequest
+	15, // 27: fedreport.v1.CoordinatorService.ListOperations:input_type -> fedreport.v1.ListOperationsRequest
+	7,  // 28: fedreport.v1.CoordinatorService.StartRollup:output_type -> fedreport.v1.StartRollupResponse
+	9,  // 29: fedreport.v1.CoordinatorService.GetRollup:output_type -> fedreport.v1.GetRollupResponse
+	11, // 30: fedreport.v1.CoordinatorService.ListRollups:output_type -> fedreport.v1.ListRollupsResponse
+	13, // 31: fedreport.v1.CoordinatorService.ListMembers:output_type -> fedreport.v1.ListMembersResponse
+	16, // 32: fedreport.v1.CoordinatorService.ListOperations:output_type -> fedreport.v1.ListOperationsResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_fedreport_v1_coordinator_proto_init() }
@@ -1306,7 +1605,7 @@ func file_fedreport_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedreport_v1_coordinator_proto_rawDesc), len(file_fedreport_v1_coordinator_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

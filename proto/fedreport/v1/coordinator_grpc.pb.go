@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_StartRollup_FullMethodName = "/fedreport.v1.CoordinatorService/StartRollup"
-	CoordinatorService_GetRollup_FullMethodName   = "/fedreport.v1.CoordinatorService/GetRollup"
-	CoordinatorService_ListRollups_FullMethodName = "/fedreport.v1.CoordinatorService/ListRollups"
-	CoordinatorService_ListMembers_FullMethodName = "/fedreport.v1.CoordinatorService/ListMembers"
+	CoordinatorService_StartRollup_FullMethodName    = "/fedreport.v1.CoordinatorService/StartRollup"
+	CoordinatorService_GetRollup_FullMethodName      = "/fedreport.v1.CoordinatorService/GetRollup"
+	CoordinatorService_ListRollups_FullMethodName    = "/fedreport.v1.CoordinatorService/ListRollups"
+	CoordinatorService_ListMembers_FullMethodName    = "/fedreport.v1.CoordinatorService/ListMembers"
+	CoordinatorService_ListOperations_FullMethodName = "/fedreport.v1.CoordinatorService/ListOperations"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -45,6 +46,11 @@ type CoordinatorServiceClient interface {
 	// ListMembers lists the registered members with what the coordinator last
 	// learned of each. It discloses no counts.
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
+	// ListOperations lists the operations the coordinator's configuration
+	// names (operations:): their titles, phases and members taking part, so
+	// that the CLI, the dashboard and the report use one definition. It
+	// discloses no counts.
+	ListOperations(ctx context.Context, in *ListOperationsRequest, opts ...grpc.CallOption) (*ListOperationsResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -95,6 +101,16 @@ func (c *coordinatorServiceClient) ListMembers(ctx context.Context, in *ListMemb
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) ListOperations(ctx context.Context, in *ListOperationsRequest, opts ...grpc.CallOption) (*ListOperationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperationsResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_ListOperations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -115,6 +131,11 @@ type CoordinatorServiceServer interface {
 	// ListMembers lists the registered members with what the coordinator last
 	// learned of each. It discloses no counts.
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
+	// ListOperations lists the operations the coordinator's configuration
+	// names (operations:): their titles, phases and members taking part, so
+	// that the CLI, the dashboard and the report use one definition. It
+	// discloses no counts.
+	ListOperations(context.Context, *ListOperationsRequest) (*ListOperationsResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -136,6 +157,9 @@ func (UnimplementedCoordinatorServiceServer) ListRollups(context.Context, *ListR
 }
 func (UnimplementedCoordinatorServiceServer) ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMembers not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) ListOperations(context.Context, *ListOperationsRequest) (*ListOperationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperations not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -230,6 +254,24 @@ func _CoordinatorService_ListMembers_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_ListOperations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).ListOperations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_ListOperations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).ListOperations(ctx, req.(*ListOperationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -252,6 +294,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListMembers",
 			Handler:    _CoordinatorService_ListMembers_Handler,
+		},
+		{
+			MethodName: "ListOperations",
+			Handler:    _CoordinatorService_ListOperations_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
