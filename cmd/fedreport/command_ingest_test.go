@@ -297,3 +297,31 @@ func TestAnIngestWaitingForTheWriteLockSaysWhoHoldsIt(t *testing.T) {
 		t.Errorf("%d records stored, want 1 (the silent stream's rolled back)", st.Records)
 	}
 }
+
+func TestIngestRefusesAnOverlongLineBriefly(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	good := "FR-1,arrests,2020-01-02,,,,1\n"
+	for _, tc := range []struct {
+		name, file, content, want string
+	}{
+		{"a CSV line of 1 MB", "a.csv", header + good + "FR-2," + strings.Repeat("x", 1<<20) + "\n" + good, "a.csv:3: line is longer than 65536 bytes"},
+		{"a CSV header of 1 MB", "a.csv", "record_id," + strings.Repeat("x", 1<<20) + "\n" + good, "a.csv:1: line is longer than 65536 bytes"},
+		{"an unclosed CSV quote", "a.csv", header + good + "FR-2,\"arrests,2020-01-02,,,,1\n" + strings.Repeat(good, 3000), "a.csv:3: the quoted field that starts on this line is not closed within 65536 bytes"},
+		{"a JSON Lines line of 1 MB", "a.jsonl", `{"record_id":"` + strings.Repeat("x", 1<<20) + `"}` + "\n", "a.jsonl:1: line is longer than 65536 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, writeFile(t, tc.file, tc.content))
+			if err == nil {
+				t.Fatal("ingest succeeded, want a refusal")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) || len(msg) > 1024 {
+				t.Errorf("error (%d bytes): got %.300q, want one under 1 KiB containing %q", len(msg), msg, tc.want)
+			}
+		})
+	}
+	if st := stats(t, n); st.Records != 0 {
+		t.Errorf("records: got %d, want 0", st.Records)
+	}
+}
