@@ -325,3 +325,14 @@ func TestIngestRefusesAnOverlongLineBriefly(t *testing.T) {
 		t.Errorf("records: got %d, want 0", st.Records)
 	}
 }
+
+func TestRetractFileWithAnOverlongLineNamesIt(t *testing.T) {
+	t.Parallel()
+	_, addr := localNode(t)
+	ids := writeFile(t, "ids.txt", "# retractions\nFR-1\n"+strings.Repeat("x", 100<<10)+"\nFR-2\n")
+	_, _, err := runCLI(t, t.Context(), "retract", "--node", addr, "--file", ids)
+	want := ids + ":3: line is longer than 65536 bytes"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || len(err.Error()) > 1024 {
+		t.Errorf("retract: got %v, want an error under 1 KiB starting %q", err, want)
+	}
+}

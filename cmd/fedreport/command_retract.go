@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -35,12 +37,18 @@ func newRetractCommand() *cobra.Command {
 					return err
 				}
 				sc := bufio.NewScanner(f)
+				sc.Buffer(make([]byte, 0, 4096), records.MaxJSONLLine+2) // the line and its end
+				line := 0
 				for sc.Scan() {
+					line++
 					if id := strings.TrimSpace(sc.Text()); id != "" && !strings.HasPrefix(id, "#") {
 						ids = append(ids, id)
 					}
 				}
 				f.Close()
+				if errors.Is(sc.Err(), bufio.ErrTooLong) {
+					return fmt.Errorf("%s:%d: line is longer than %d bytes (want one record_id per line, at most 128 characters); nothing was retracted", o.file, line+1, records.MaxJSONLLine)
+				}
 				if err := sc.Err(); err != nil {
 					return fmt.Errorf("%s: %w", o.file, err)
 				}
