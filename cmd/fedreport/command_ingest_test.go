@@ -336,3 +336,20 @@ func TestRetractFileWithAnOverlongLineNamesIt(t *testing.T) {
 		t.Errorf("retract: got %v, want an error under 1 KiB starting %q", err, want)
 	}
 }
+
+func TestIngestRefusesAnEmptyFileOfEitherFormat(t *testing.T) {
+	t.Parallel()
+	_, addr := localNode(t)
+	for _, tc := range []struct{ name, file, content string }{
+		{"an empty CSV file", "a.csv", ""},
+		{"an empty JSON Lines file", "a.jsonl", ""},
+		{"a JSON Lines file of blank lines", "a.jsonl", "\n  \n\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, writeFile(t, tc.file, tc.content))
+			if err == nil || !strings.Contains(err.Error(), tc.file+":1: file is empty (want ") || !strings.Contains(err.Error(), "nothing was stored") {
+				t.Errorf("ingest: got %q, %v; want an error naming %s:1 saying the file is empty", out, err, tc.file)
+			}
+		})
+	}
+}
