@@ -197,3 +197,38 @@ func TestAPortInUseLeavesNoDataFile(t *testing.T) {
 		}
 	}
 }
+
+// TestAPathThatIsNoDataFileIsNotCalledDamaged gives node, coordinator and
+// verify a directory and a CSV export as --data: each is told the path is
+// not a data file, and nobody is sent to restore a backup of it.
+func TestAPathThatIsNoDataFileIsNotCalledDamaged(t *testing.T) {
+	t.Parallel()
+	nodeTLS, coordTLS := dataFilePKI(t)
+	dir := t.TempDir()
+	csvFile := filepath.Join(dir, "fr.csv")
+	if err := os.WriteFile(csvFile, []byte("record_id,metric,date\nFR-1,arrests,2020-01-02\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(path string) error
+	}{
+		{"node", func(path string) error {
+			return startRefused(t, append([]string{"node", "--member", "FR", "--data", path, "--listen", "127.0.0.1:0"}, nodeTLS...)...)
+		}},
+		{"coordinator", func(path string) error {
+			return startRefused(t, append([]string{"coordinator", "--data", path, "--listen", "127.0.0.1:0", "--member", "FR=127.0.0.1:7443"}, coordTLS...)...)
+		}},
+		{"verify", func(path string) error {
+			_, _, err := runCLI(t, t.Context(), "verify", "--data", path)
+			return err
+		}},
+	} {
+		for _, p := range []struct{ path, what string }{{dir, "is a directory"}, {csvFile, "is a text file"}} {
+			err := tc.run(p.path)
+			if err == nil || !strings.Contains(err.Error(), p.path+" "+p.what) || !strings.Contains(err.Error(), "not a fedreport data file") || strings.Contains(err.Error(), "backup") {
+				t.Errorf("%s --data %s: got %v, want an error saying it %s, not a fedreport data file, without backup advice", tc.name, p.path, err, p.what)
+			}
+		}
+	}
+}
