@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/isa-alliance/fedreport/internal/boltcheck"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -123,7 +124,7 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 	}
 	db, err := bolt.Open(path, 0o600, BoltOptions(false))
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open store %s: %w", path, ErrInUse)
+		return nil, fmt.Errorf("open store: %w: %s %s; stop that process, or give this node a --data file of its own", ErrInUse, path, boltcheck.HeldBy(path))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)

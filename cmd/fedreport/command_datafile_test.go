@@ -154,7 +154,8 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 // TestCoordinatorSaysItsFileIsInUse starts a second coordinator on a file a
-// running one holds: it is told so in the node's words.
+// running one holds: it is told which file and which process (here the
+// test's own; tests/robustness has one with a coordinator process).
 func TestCoordinatorSaysItsFileIsInUse(t *testing.T) {
 	t.Parallel()
 	_, coordTLS := dataFilePKI(t)
@@ -162,7 +163,7 @@ func TestCoordinatorSaysItsFileIsInUse(t *testing.T) {
 	c := openCoordinatorFile(t, path)
 	defer c.Close()
 	err := startRefused(t, append([]string{"coordinator", "--data", path, "--listen", "127.0.0.1:0", "--member", "FR=127.0.0.1:7443"}, coordTLS...)...)
-	if want := "data file is in use by another process (is a coordinator already running on it?)"; err == nil || !strings.Contains(err.Error(), want) {
+	if want := "data file is in use: " + path + " by this process; stop that process"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("got %v, want an error containing %q", err, want)
 	}
 	if !errors.Is(err, coordinator.ErrInUse) {
