@@ -254,10 +254,13 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 // slowCall is when a call is worth a log line above Debug.
 const slowCall = time.Second
 
-func (n *Node) logCall(ctx context.Context, method string, start time.Time, err error) {
+// logCall logs a call at Debug, or at Warn when a unary call was slow. A
+// stream (an ingest) lasts as long as its sender takes to send it, so its
+// length says nothing about the node; the ingest logs its own end.
+func (n *Node) logCall(ctx context.Context, method string, start time.Time, err error, stream bool) {
 	d := time.Since(start)
 	level := slog.LevelDebug
-	if d >= slowCall {
+	if d >= slowCall && !stream {
 		level = slog.LevelWarn
 	}
 	if !n.log.Enabled(ctx, level) {
@@ -269,14 +272,14 @@ func (n *Node) logCall(ctx context.Context, method string, start time.Time, err 
 func (n *Node) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := handler(ctx, req)
-	n.logCall(ctx, info.FullMethod, start, err)
+	n.logCall(ctx, info.FullMethod, start, err, false)
 	return resp, err
 }
 
 func (n *Node) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
 	err := handler(srv, ss)
-	n.logCall(ss.Context(), info.FullMethod, start, err)
+	n.logCall(ss.Context(), info.FullMethod, start, err, true)
 	return err
 }
 
