@@ -254,7 +254,7 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 		if e := interruptedIngest(ctx, err, false); e != nil {
 			return e
 		}
-		return placeNodeError(err, placed, o.format, o.node)
+		return placeNodeError(err, inputs, placed, o.format, o.node)
 	}
 	for _, in := range inputs {
 		rr, closer, err := openRecords(in.name, o.format, stdin, &read)
@@ -376,9 +376,10 @@ var recordIndexRE = regexp.MustCompile(`^records\[(\d+)\]`)
 // an error that names FILE:LINE, as the CLI's own validation does: the node
 // knows the record's place in the stream, the CLI knows which file and line
 // that was (it reads the file again to find it). A duplicate record_id also
-// names the line of its first occurrence. Anything else, or a record of
+// names the line of its first occurrence, and every other duplicate of the
+// inputs is listed with it (listDuplicates). Anything else, or a record of
 // stdin, which cannot be read again, is reported as the node worded it.
-func placeNodeError(err error, placed []sentFile, format, addr string) error {
+func placeNodeError(err error, inputs []input, placed []sentFile, format, addr string) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return describeNodeRPCError("ingest", addr, err)
@@ -399,6 +400,13 @@ func placeNodeError(err error, placed []sentFile, format, addr string) error {
 	}
 	if index < 0 || (reason != node.ReasonDuplicateRecord && reason != node.ReasonInvalidRecord) {
 		return describeNodeRPCError("ingest", addr, err)
+	}
+	if reason == node.ReasonDuplicateRecord {
+		// The node stops at the first duplicate; list them all, as
+		// invalid lines are listed.
+		if dups, total, ok := listDuplicates(inputs, format, maxListedErrors); ok && total > 0 {
+			return describeDuplicates(inputs, dups, total)
+		}
 	}
 	file, line, id, ok := locateRecord(placed, format, uint64(index))
 	if !ok {

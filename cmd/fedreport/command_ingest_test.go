@@ -99,7 +99,7 @@ func TestIngestRefusesEachInvalidFileWhole(t *testing.T) {
 		{"unknown column", "a.csv", "record_id,metric,date,name\nFR-3,arrests,2020-01-01,x\n", []string{"a.csv:1:", `unknown column "name"`}},
 		{"missing date column", "a.csv", "record_id,metric\nFR-3,arrests\n", []string{"a.csv:1:", "date"}},
 		{"wrong number of fields", "a.csv", header + good + "FR-3,arrests\n", []string{"a.csv:3:"}},
-		{"duplicate record_id in one stream", "a.csv", header + good + "FR-2,arrests,2020-02-04,,,,1\n", []string{"a.csv:3:", `record_id "FR-2" was already sent in this stream, at `, "a.csv:2 (send each record once"}},
+		{"duplicate record_id in one stream", "a.csv", header + good + "FR-2,arrests,2020-02-04,,,,1\n", []string{"a.csv:3:", `record_id "FR-2" was already sent in this stream, at `, "a.csv:2\n", "(send each record once"}},
 		{"malformed JSON line", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01"}` + "\n{not json\n", []string{"a.jsonl:2:"}},
 		{"quantity as a JSON string", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01","quantity":"3"}` + "\n", []string{"a.jsonl:1:", "quantity", "got a string"}},
 		{"repeated JSON key", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01"}` + "\n" + `{"record_id":"J-6","record_id":"J-7","metric":"arrests","date":"2020-01-01"}` + "\n", []string{"a.jsonl:2:", `key "record_id" appears twice`}},
@@ -200,7 +200,7 @@ func TestIngestNamesBothLinesOfADuplicateAcrossFiles(t *testing.T) {
 	second := writeFile(t, "second.jsonl", `{"record_id":"FR-20001","metric":"arrests","date":"2020-01-01"}`+"\n\n"+
 		`{"record_id":"FR-5000","metric":"sites_blocked","date":"2020-01-01"}`+"\n")
 	_, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, first, second)
-	want := second + `:3: record_id "FR-5000" was already sent in this stream, at ` + first + ":5001 (send each record once; a later ingest may correct it)"
+	want := second + `:3: record_id "FR-5000" was already sent in this stream, at ` + first + ":5001\n1 duplicate record_id(s) (send each record once; a later ingest may correct it)"
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "nothing was stored") {
 		t.Fatalf("got %v, want %q and nothing stored", err, want)
 	}
@@ -220,7 +220,7 @@ func TestIngestNamesBothLinesOfADuplicateAcrossFiles(t *testing.T) {
 	}
 	long := writeFile(t, "long.csv", b.String())
 	_, _, err = runCLI(t, t.Context(), "ingest", "--node", addr, long)
-	want = long + `:9001: record_id "FR-5" was already sent in this stream, at ` + long + ":6 "
+	want = long + `:9001: record_id "FR-5" was already sent in this stream, at ` + long + ":6\n"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("duplicate in a long file: got %v, want %q", err, want)
 	}
@@ -351,5 +351,39 @@ func TestIngestRefusesAnEmptyFileOfEitherFormat(t *testing.T) {
 				t.Errorf("ingest: got %q, %v; want an error naming %s:1 saying the file is empty", out, err, tc.file)
 			}
 		})
+	}
+}
+
+func TestIngestListsEveryDuplicateUpToTwentyThenCounts(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	var b strings.Builder
+	b.WriteString(header)
+	for i := 1; i <= 5000; i++ {
+		fmt.Fprintf(&b, "FR-%d,arrests,2020-01-02,,,,1\n", i)
+	}
+	for i := 1; i <= 25; i++ { // every one a duplicate of a line far above
+		fmt.Fprintf(&b, "FR-%d,arrests,2020-01-03,,,,1\n", i*100)
+	}
+	file := writeFile(t, "dups.csv", b.String())
+	_, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, file)
+	if err == nil {
+		t.Fatal("ingest succeeded, want a refusal")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 22 {
+		t.Fatalf("got %d lines, want 20 duplicates, a count of the rest and a summary:\n%s", len(lines), err)
+	}
+	for i, line := range lines[:20] {
+		want := fmt.Sprintf(`%s:%d: record_id "FR-%d" was already sent in this stream, at %s:%d`, file, 5002+i, (i+1)*100, file, (i+1)*100+1)
+		if line != want {
+			t.Errorf("line %d: got %q, want %q", i+1, line, want)
+		}
+	}
+	if lines[20] != "... and 5 more" || !strings.HasPrefix(lines[21], "25 duplicate record_id(s)") || !strings.Contains(lines[21], "nothing was stored") {
+		t.Errorf("last lines: got %q, want the 5 more and a summary of 25", lines[20:])
+	}
+	if st := stats(t, n); st.Records != 0 {
+		t.Errorf("records: got %d, want 0", st.Records)
 	}
 }
