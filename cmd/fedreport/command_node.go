@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/mtls"
@@ -259,6 +260,14 @@ func parseTables(s string) ([][]fedreportv1.Dimension, error) {
 	}
 	out := [][]fedreportv1.Dimension{}
 	for _, t := range strings.Split(s, ";") {
+		// Only the dimensions a table may have are offered: month and
+		// member are dimensions of a request, not of a table.
+		for name := range strings.SplitSeq(t, ",") {
+			d, err := records.ParseDimension(name)
+			if err != nil || d == fedreportv1.Dimension_DIMENSION_MONTH || d == fedreportv1.Dimension_DIMENSION_MEMBER {
+				return nil, fmt.Errorf("%s is not a table dimension (want offence, channel, victim_age; months are release periods, members a coordinator's)", echo.Quote(strings.TrimSpace(name)))
+			}
+		}
 		dims, err := records.ParseDimensions(strings.TrimSpace(t))
 		if err != nil {
 			return nil, err

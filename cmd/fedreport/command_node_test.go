@@ -22,7 +22,8 @@ func TestNodeRefusesBadSettings(t *testing.T) {
 	}{
 		{"an unknown key in the config file", []string{"--config", writeFile(t, "node.yaml", "member: IT\nmin_cel_count: 3\n")}, `line 2: unknown key "min_cel_count"`},
 		{"another member's certificate", append([]string{"--member", "FR", "--data", filepath.Join(dir, "fr.db")}, tlsArgs...), "a node of FR needs a certificate for spiffe://isa/node/FR"},
-		{"an unknown dimension", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--tables", "offence;colour"}, tlsArgs...), `"colour"`},
+		{"an unknown dimension", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--tables", "offence;colour"}, tlsArgs...), `"colour" is not a table dimension (want offence, channel, victim_age;`},
+		{"member offered as a table dimension", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--tables", "member"}, tlsArgs...), `"member" is not a table dimension (want offence, channel, victim_age;`},
 		{"k below 3", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--min-cell-count", "2"}, tlsArgs...), "min_cell_count: is 2; give 3 or more"},
 		{"overlapping periods", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--periods", "a=2020-01-01..2020-03-31,b=2020-03-01..2020-04-30"}, tlsArgs...), "overlap"},
 		{"a period that is not NAME=FROM..TO", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--periods", "phase-1"}, tlsArgs...), "is not NAME=FROM..TO"},
