@@ -111,3 +111,32 @@ max_connections_per_source: 0
 		t.Errorf(`parseTables("none") = %v, %v; want an empty list`, got, err)
 	}
 }
+
+// TestServersRefuseACertificateTheirOwnCADoesNotVerify starts a node and a
+// coordinator with certificates of another CA than their --cacert: each is
+// refused at start, naming both files, instead of serving handshakes that
+// every peer fails.
+func TestServersRefuseACertificateTheirOwnCADoesNotVerify(t *testing.T) {
+	t.Parallel()
+	ours, theirs := t.TempDir(), t.TempDir()
+	mustRunCLI(t, "pki", "init", "--dir", ours)
+	mustRunCLI(t, "pki", "init", "--dir", theirs)
+	mustRunCLI(t, "pki", "issue", "--dir", theirs, "--role", "node", "--member", "FR")
+	mustRunCLI(t, "pki", "issue", "--dir", theirs, "--role", "coordinator", "--name", "main")
+	ca := filepath.Join(ours, "ca.crt")
+	data := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		cert string
+	}{
+		{"node", []string{"node", "--member", "FR", "--data", filepath.Join(data, "fr.db"), "--listen", "127.0.0.1:0"}, filepath.Join(theirs, "node-FR")},
+		{"coordinator", []string{"coordinator", "--data", filepath.Join(data, "coord.db"), "--listen", "127.0.0.1:0", "--member", "FR=127.0.0.1:7443"}, filepath.Join(theirs, "coordinator-main")},
+	} {
+		err := startRefused(t, append(tc.args, "--cacert", ca, "--cert", tc.cert+".crt", "--key", tc.cert+".key")...)
+		want := "tls: certificate " + tc.cert + ".crt is not verified by the CA bundle " + ca
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, want)
+		}
+	}
+}
