@@ -194,7 +194,7 @@ func newCoordinatorCommand() *cobra.Command {
 				MemberTLS:       memberTLS(src, own.TrustDomain),
 				TrustDomain:     own.TrustDomain,
 				Logger:          log,
-				Version:         version,
+				Version:         readBuildInfo().Short(),
 				Limits:          rateLimits(o.rates()...),
 			}
 			o.conns.apply(&cfg.Limits)

@@ -225,7 +225,7 @@ func newNodeCommand() *cobra.Command {
 				TrustDomain: own.TrustDomain,
 				ServerTLS:   mtls.ServerConfig(src),
 				Logger:      log,
-				Version:     version,
+				Version:     readBuildInfo().Short(),
 				Limits:      nodeLimits(&o.aggregate, o.ingestIdle, &o.conns),
 				Policy: node.Policy{
 					MinCellCount:     o.minCellCount,

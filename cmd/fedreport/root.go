@@ -27,10 +27,11 @@ func newRootCommand() *cobra.Command {
 		Long: `fedreport runs a federation in which every member state's node keeps its
 records locally and discloses only aggregate counts over mutual TLS, and a
 coordinator computes exact, auditable alliance-wide totals.`,
-		Version:       version,
+		Version:       readBuildInfo().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("fedreport {{.Version}}\n")
 	root.AddCommand(
 		newPKICommand(),
 		newNodeCommand(),
@@ -44,6 +45,7 @@ coordinator computes exact, auditable alliance-wide totals.`,
 		newVerifyCommand(),
 		newGenCommand(),
 		newDemoCommand(),
+		newVersionCommand(),
 	)
 	return root
 }
