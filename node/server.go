@@ -111,6 +111,7 @@ func (n *Node) rules() authz.Rules {
 		fedreportv1.NodeAdminService_RetractRecords_FullMethodName:  admin,
 		fedreportv1.NodeAdminService_ListDisclosures_FullMethodName: admin,
 		fedreportv1.NodeAdminService_GetNodeStats_FullMethodName:    admin,
+		fedreportv1.NodeAdminService_BackupNode_FullMethodName:      admin,
 	}
 }
 
@@ -399,5 +400,75 @@ func (s *adminServer) GetNodeStats(ctx context.Context, _ *fedreportv1.GetNodeSt
 	if err != nil {
 		return nil, s.n.status(ctx, "GetNodeStats", err)
 	}
-	return st.Proto(), nil
+	resp := st.Proto()
+	resp.Policy = s.n.store.Policy().Proto()
+	resp.SoftwareVersion = s.n.cfg.Version
+	return resp, nil
+}
+
+// backupChunk is how many bytes of the copy one BackupNode message carries.
+const backupChunk = 256 << 10
+
+// BackupNode streams a consistent copy of the data file.
+func (s *adminServer) BackupNode(_ *fedreportv1.BackupNodeRequest, stream grpc.ServerStreamingServer[fedreportv1.BackupNodeResponse]) error {
+	ctx := stream.Context()
+	w := &backupWriter{stream: stream, buf: make([]byte, 0, backupChunk)}
+	start := time.Now()
+	err := s.n.store.Backup(ctx, func(size int64, dataVersion uint64) io.Writer {
+		w.first = &fedreportv1.BackupNodeResponse{SizeBytes: size, DataVersion: dataVersion, Member: s.n.cfg.Member}
+		return w
+	})
+	if err == nil {
+		err = w.flush()
+	}
+	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+			return err // the stream's own error: the client went away
+		}
+		return s.n.status(ctx, "BackupNode", err)
+	}
+	s.n.log.Info("backup sent", "caller", s.caller(ctx), "bytes", w.sent, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// backupWriter sends what it is written in chunks of backupChunk bytes, the
+// first with the copy's size and data version.
+type backupWriter struct {
+	stream grpc.ServerStreamingServer[fedreportv1.BackupNodeResponse]
+	first  *fedreportv1.BackupNodeResponse // sent with the first chunk
+	buf    []byte
+	sent   int64
+}
+
+func (w *backupWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), cap(w.buf)-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *backupWriter) flush() error {
+	if len(w.buf) == 0 && w.first == nil {
+		return nil
+	}
+	msg := w.first
+	if msg == nil {
+		msg = &fedreportv1.BackupNodeResponse{}
+	}
+	w.first = nil
+	msg.Chunk = w.buf
+	if err := w.stream.Send(msg); err != nil {
+		return err
+	}
+	w.sent += int64(len(w.buf))
+	w.buf = w.buf[:0]
+	return nil
 }

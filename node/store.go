@@ -14,6 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/internal/boltcheck"
 	"github.com/isa-alliance/fedreport/internal/identity"
@@ -388,7 +389,7 @@ func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, erro
 		if err := addRecordCount(tx, -int64(len(uniq))); err != nil {
 			return err
 		}
-		v, err := bumpDataVersion(tx)
+		v, err := bumpDataVersion(tx, s.now())
 		sum = RetractSummary{Retracted: uint64(len(uniq)), DataVersion: v}
 		return err
 	})
@@ -443,10 +444,14 @@ func applySortedDeltas(tx *bolt.Tx, deltas []cellDelta) error {
 	return nil
 }
 
-// bumpDataVersion increments the data version and returns the new one.
-func bumpDataVersion(tx *bolt.Tx) (uint64, error) {
+// bumpDataVersion increments the data version, notes now as the time of
+// the last write, and returns the new version.
+func bumpDataVersion(tx *bolt.Tx, now time.Time) (uint64, error) {
 	meta := tx.Bucket(bucketMeta)
 	v := getUint64(meta.Get(keyDataVersion)) + 1
+	if err := meta.Put(keyLastWrite, u64(uint64(now.UnixNano()))); err != nil {
+		return 0, err
+	}
 	return v, meta.Put(keyDataVersion, u64(v))
 }
 
@@ -459,6 +464,9 @@ type Stats struct {
 	DataVersion   uint64
 	SchemaVersion uint32
 	FileSizeBytes int64
+	// LastWrite is when the last write that changed the data was
+	// committed; zero when none was recorded.
+	LastWrite time.Time
 }
 
 // Stats returns the store's sizes and versions. The record count is kept in
@@ -479,6 +487,9 @@ func (s *Store) Stats() (Stats, error) {
 		if k, _ := tx.Bucket(bucketDisclosures).Cursor().Last(); k != nil {
 			st.Disclosures = getUint64(k)
 		}
+		if v := meta.Get(keyLastWrite); len(v) == 8 {
+			st.LastWrite = time.Unix(0, int64(getUint64(v))).UTC()
+		}
 		return nil
 	})
 	return st, err
@@ -494,7 +505,16 @@ func (st Stats) Proto() *fedreportv1.GetNodeStatsResponse {
 		DataVersion:   st.DataVersion,
 		SchemaVersion: st.SchemaVersion,
 		FileSizeBytes: st.FileSizeBytes,
+		LastWriteTime: timestampOrNil(st.LastWrite),
 	}
+}
+
+// timestampOrNil is t as a Timestamp, or nil (unset) for the zero time.
+func timestampOrNil(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 // Record returns the stored record with id, or nil when there is none
