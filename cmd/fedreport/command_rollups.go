@@ -52,6 +52,8 @@ func printRollupList(w io.Writer, format outputFormat, resp *fedreportv1.ListRol
 	switch format {
 	case "json":
 		return printJSON(w, resp)
+	case "yaml":
+		return printYAML(w, resp)
 	case "csv":
 		return printRollupCSV(w, resp.GetRollups()...)
 	}

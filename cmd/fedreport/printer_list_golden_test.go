@@ -45,7 +45,7 @@ func membersResponse() *fedreportv1.ListMembersResponse {
 func TestMembersOutputGolden(t *testing.T) {
 	t.Parallel()
 	resp := membersResponse()
-	for _, format := range []outputFormat{"table", "csv", "json"} {
+	for _, format := range []outputFormat{"table", "csv", "json", "yaml"} {
 		var b bytes.Buffer
 		if err := printMembers(&b, format, resp); err != nil {
 			t.Fatal(err)
@@ -120,7 +120,7 @@ func rollupsResponse() *fedreportv1.ListRollupsResponse {
 func TestRollupListOutputGolden(t *testing.T) {
 	t.Parallel()
 	resp := rollupsResponse()
-	for _, format := range []outputFormat{"table", "csv", "json"} {
+	for _, format := range []outputFormat{"table", "csv", "json", "yaml"} {
 		var b bytes.Buffer
 		if err := printRollupList(&b, format, resp); err != nil {
 			t.Fatal(err)
