@@ -387,3 +387,41 @@ func TestIngestListsEveryDuplicateUpToTwentyThenCounts(t *testing.T) {
 		t.Errorf("records: got %d, want 0", st.Records)
 	}
 }
+
+// TestIngestCheckValidatesWithoutANode checks files with ingest --check and
+// no node at all: a clean file passes; a file with 30 invalid lines and a
+// duplicate fails (exit 1) listing 20 problems, and --errors-file holds all
+// 31, one a line.
+func TestIngestCheckValidatesWithoutANode(t *testing.T) {
+	t.Parallel()
+	good := writeFile(t, "good.csv", header+"FR-1,arrests,2020-01-02,,,,1\nFR-2,arrests,2020-01-03,,,,1\n")
+	out := mustRunCLI(t, "ingest", "--check", good)
+	if want := "checked 2 records in 1 file: no problems; nothing was sent\n"; out != want {
+		t.Errorf("check of a good file: got %q, want %q", out, want)
+	}
+
+	var b strings.Builder
+	b.WriteString(header + "FR-1,arrests,2020-01-02,,,,1\n")
+	for i := range 30 {
+		fmt.Fprintf(&b, "FR-x%d,arrest,2020-01-02,,,,1\n", i)
+	}
+	b.WriteString("FR-1,arrests,2020-01-05,,,,1\n")
+	bad := writeFile(t, "bad.csv", b.String())
+	errorsFile := filepath.Join(t.TempDir(), "errors.txt")
+	_, _, err := runCLI(t, t.Context(), "ingest", "--check", "--errors-file", errorsFile, bad)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "\n... and 11 more\n31 problem(s) in 1 file (all of them in "+errorsFile+"); nothing was sent") {
+		t.Errorf("check of a bad file: got exit %d, %v; want 1, 20 problems listed and 11 more", exitCode(err), err)
+	}
+	all, rerr := os.ReadFile(errorsFile)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
+	if len(lines) != 31 || !strings.HasPrefix(lines[0], bad+":3: metric \"arrest\"") ||
+		lines[30] != bad+`:33: record_id "FR-1" appears again, first at `+bad+":2 (one ingest carries each record_id once)" {
+		t.Errorf("--errors-file: got %d lines, first %q, last %q; want 31, the invalid lines, then the duplicate", len(lines), lines[0], lines[len(lines)-1])
+	}
+	if _, _, err := runCLI(t, t.Context(), "ingest", "--node", "unix:///nonexistent.sock", "--errors-file", errorsFile, good); err == nil || !strings.Contains(err.Error(), "--errors-file goes with --check") {
+		t.Errorf("--errors-file without --check: got %v", err)
+	}
+}
