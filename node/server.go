@@ -57,6 +57,9 @@ type Config struct {
 	// MaxAnswerBytes bounds an Aggregate answer's encoded cells; 0 means
 	// MaxAnswerBytes (tests set less).
 	MaxAnswerBytes int
+	// OnServing, when set, is called by Run once the node is open and its
+	// listeners are bound (the metrics listener's /readyz).
+	OnServing func()
 }
 
 // Node is one member's node: its store and the gRPC services over it.
@@ -81,6 +84,11 @@ func Open(cfg Config) (*Node, error) {
 	st, err := OpenStore(cfg.DataPath, StoreOptions{Member: cfg.Member, Policy: cfg.Policy, Logger: cfg.Logger, MaxAnswerBytes: cfg.MaxAnswerBytes, Metrics: cfg.Metrics})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Metrics != nil {
+		if stats, err := st.Stats(); err == nil {
+			cfg.Metrics.wrote(stats.DataVersion, stats.LastWrite)
+		}
 	}
 	return &Node{cfg: cfg, store: st, log: cfg.Logger}, nil
 }
@@ -345,8 +353,14 @@ func (s *adminServer) caller(ctx context.Context) string {
 	return "unknown"
 }
 
-func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv1.IngestRecordsRequest, fedreportv1.IngestRecordsResponse]) error {
+func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv1.IngestRecordsRequest, fedreportv1.IngestRecordsResponse]) (err error) {
 	ctx := stream.Context()
+	committed := false
+	defer func() {
+		if err != nil && !committed {
+			s.n.cfg.Metrics.ingestEnded(IngestFailed)
+		}
+	}()
 	notice := &lockNotice{ss: stream}
 	in, err := s.n.store.BeginIngest(withWriter(ctx, s.caller(ctx), notice.waiting))
 	if err != nil {
@@ -373,6 +387,11 @@ func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv
 	if err != nil {
 		return s.n.status(ctx, "IngestRecords", err)
 	}
+	committed = true
+	s.n.cfg.Metrics.ingestEnded(IngestCommitted)
+	if sum.Added+sum.Changed > 0 {
+		s.n.cfg.Metrics.wrote(sum.DataVersion, time.Now())
+	}
 	s.n.log.Info("ingest committed", "caller", s.caller(ctx), "received", sum.Received, "added", sum.Added,
 		"changed", sum.Changed, "unchanged", sum.Unchanged, "data_version", sum.DataVersion)
 	return stream.SendAndClose(sum.Proto())
@@ -384,6 +403,7 @@ func (s *adminServer) RetractRecords(ctx context.Context, req *fedreportv1.Retra
 		return nil, s.n.status(ctx, "RetractRecords", err)
 	}
 	s.n.log.Info("records retracted", "caller", s.caller(ctx), "retracted", sum.Retracted, "data_version", sum.DataVersion)
+	s.n.cfg.Metrics.wrote(sum.DataVersion, time.Now())
 	return &fedreportv1.RetractRecordsResponse{Retracted: sum.Retracted, DataVersion: sum.DataVersion}, nil
 }
 

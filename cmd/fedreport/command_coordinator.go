@@ -6,12 +6,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/isa-alliance/fedreport/coordinator"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/metrics"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -198,6 +200,7 @@ func newCoordinatorCommand() *cobra.Command {
 				Limits:          rateLimits(o.rates()...),
 			}
 			o.conns.apply(&cfg.Limits)
+			var collectors []prometheus.Collector // for the metrics listener
 			cfg.MemberRate = grpcsrv.Rate{PerSecond: o.memberPace.rate, Burst: o.memberPace.burst}
 			if o.memberPace.rate == 0 {
 				cfg.MemberRate = grpcsrv.Rate{PerSecond: -1}
@@ -216,10 +219,11 @@ func newCoordinatorCommand() *cobra.Command {
 				}
 				cfg.MemberCode = o.memberCode
 				cfg.MemberServerTLS = mtls.ServerConfig(msrc)
+				collectors = append(collectors, metrics.CertificateExpiry("member", msrc.Certificate))
 			}
-			return coordinator.RunAll(cmd.Context(), cfg, coordinator.Addresses{
-				Listen: o.listen, MemberListen: o.memberListen, MetricsListen: o.metricsListen,
-			})
+			addrs := coordinator.Addresses{Listen: o.listen, MemberListen: o.memberListen, MetricsListen: o.metricsListen,
+				MetricsCollectors: append(collectors, metrics.BuildInfo(readBuildInfo().Short()), metrics.CertificateExpiry("main", src.Certificate))}
+			return coordinator.RunAll(cmd.Context(), cfg, addrs)
 		},
 	}
 	o.AddFlags(cmd.Flags())

@@ -13,6 +13,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/metrics"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/periods"
 	"github.com/isa-alliance/fedreport/internal/records"
@@ -235,14 +236,18 @@ func newNodeCommand() *cobra.Command {
 					EarliestDate:     o.earliestDate,
 				},
 			}
-			return runWithMetrics(cmd.Context(), o.metrics, log, func(ctx context.Context, reg prometheus.Registerer) error {
+			return runWithMetrics(cmd.Context(), o.metrics, log, func(ctx context.Context, reg prometheus.Registerer, serving func()) error {
 				if reg != nil {
 					m, err := node.NewMetrics(reg)
 					if err != nil {
 						return err
 					}
 					cfg.Metrics = m
+					if err := reg.Register(metrics.CertificateExpiry("main", src.Certificate)); err != nil {
+						return err
+					}
 				}
+				cfg.OnServing = serving
 				return node.Run(ctx, cfg, o.listen, o.adminSocket)
 			})
 		},
