@@ -17,7 +17,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd.SetIn(stdin)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
-	return cmd.ExecuteContext(ctx)
+	return cmd.ExecuteContext(withNotices(ctx, stderr))
 }
 
 func newRootCommand() *cobra.Command {
