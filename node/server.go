@@ -398,13 +398,19 @@ func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv
 }
 
 func (s *adminServer) RetractRecords(ctx context.Context, req *fedreportv1.RetractRecordsRequest) (*fedreportv1.RetractRecordsResponse, error) {
-	sum, err := s.n.store.Retract(withWriter(ctx, s.caller(ctx), nil), req.GetRecordIds())
+	retract := s.n.store.Retract
+	if req.GetIgnoreMissing() {
+		retract = s.n.store.RetractStored
+	}
+	sum, err := retract(withWriter(ctx, s.caller(ctx), nil), req.GetRecordIds())
 	if err != nil {
 		return nil, s.n.status(ctx, "RetractRecords", err)
 	}
 	s.n.log.Info("records retracted", "caller", s.caller(ctx), "retracted", sum.Retracted, "data_version", sum.DataVersion)
-	s.n.cfg.Metrics.wrote(sum.DataVersion, time.Now())
-	return &fedreportv1.RetractRecordsResponse{Retracted: sum.Retracted, DataVersion: sum.DataVersion}, nil
+	if sum.Retracted > 0 {
+		s.n.cfg.Metrics.wrote(sum.DataVersion, time.Now())
+	}
+	return &fedreportv1.RetractRecordsResponse{Retracted: sum.Retracted, DataVersion: sum.DataVersion, Missing: sum.Missing}, nil
 }
 
 func (s *adminServer) ListDisclosures(ctx context.Context, req *fedreportv1.ListDisclosuresRequest) (*fedreportv1.ListDisclosuresResponse, error) {

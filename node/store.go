@@ -331,6 +331,9 @@ func (s *Store) releaseWriter() {
 type RetractSummary struct {
 	Retracted   uint64
 	DataVersion uint64
+	// Missing is how many ids were not stored and were skipped
+	// (RetractStored only).
+	Missing uint64
 }
 
 // Retract removes the records with the given ids in one transaction and
@@ -338,6 +341,17 @@ type RetractSummary struct {
 // the error is an *UnknownRecordsError listing every unknown id. An id listed
 // twice is retracted once.
 func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, error) {
+	return s.retract(ctx, ids, false)
+}
+
+// RetractStored is Retract that removes the stored ones of ids and skips
+// the others, counting them in RetractSummary.Missing; when none is stored
+// nothing is written.
+func (s *Store) RetractStored(ctx context.Context, ids []string) (RetractSummary, error) {
+	return s.retract(ctx, ids, true)
+}
+
+func (s *Store) retract(ctx context.Context, ids []string, skipMissing bool) (RetractSummary, error) {
 	if len(ids) == 0 {
 		return RetractSummary{}, &records.FieldError{Field: "record_ids", Value: "", Problem: "is empty (want at least one record_id to retract)"}
 	}
@@ -366,7 +380,14 @@ func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, erro
 			}
 			deltas[k] -= int64(q)
 		}
-		if len(unknown) > 0 {
+		if len(unknown) > 0 && skipMissing {
+			uniq = slices.DeleteFunc(uniq, func(id string) bool { _, found := slices.BinarySearch(unknown, id); return found })
+			sum.Missing = uint64(len(unknown))
+			if len(uniq) == 0 {
+				sum.DataVersion = getUint64(tx.Bucket(bucketMeta).Get(keyDataVersion))
+				return nil
+			}
+		} else if len(unknown) > 0 {
 			// Report them in the order the caller gave them.
 			var inOrder []string
 			seen := map[string]bool{}
@@ -390,11 +411,14 @@ func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, erro
 			return err
 		}
 		v, err := bumpDataVersion(tx, s.now())
-		sum = RetractSummary{Retracted: uint64(len(uniq)), DataVersion: v}
+		sum = RetractSummary{Retracted: uint64(len(uniq)), DataVersion: v, Missing: sum.Missing}
 		return err
 	})
 	if err != nil {
 		return RetractSummary{}, err
+	}
+	if sum.Retracted == 0 {
+		return sum, nil // nothing changed
 	}
 	if err := s.refreshRelease(); err != nil {
 		// The retraction is committed; answers come from the previous

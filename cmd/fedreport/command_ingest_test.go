@@ -425,3 +425,27 @@ func TestIngestCheckValidatesWithoutANode(t *testing.T) {
 		t.Errorf("--errors-file without --check: got %v", err)
 	}
 }
+
+// TestRetractIgnoreMissingSkipsWhatTheNodeDoesNotHold retracts a list with
+// ids the node never held: refused whole without --ignore-missing; with it,
+// the held ones go and the others are counted; a second run changes
+// nothing and does not move the data version.
+func TestRetractIgnoreMissingSkipsWhatTheNodeDoesNotHold(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	mustRunCLI(t, "ingest", "--node", addr, writeFile(t, "fr.csv", header+"FR-1,arrests,2020-01-02,,,,1\nFR-2,arrests,2020-01-02,,,,1\nFR-3,arrests,2020-01-02,,,,1\n"))
+	if _, _, err := runCLI(t, t.Context(), "retract", "--node", addr, "FR-1", "FR-9"); err == nil {
+		t.Fatal("retract of an unknown id without --ignore-missing succeeded")
+	}
+	out := mustRunCLI(t, "retract", "--node", addr, "--ignore-missing", "FR-1", "FR-9", "FR-2", "FR-8")
+	if want := "retracted 2 records (2 of the ids not stored, skipped); data version 2\n"; out != want {
+		t.Errorf("retract --ignore-missing: got %q, want %q", out, want)
+	}
+	out = mustRunCLI(t, "retract", "--node", addr, "--ignore-missing", "FR-1", "FR-9")
+	if want := "retracted 0 records (2 of the ids not stored, skipped); data version 2\n"; out != want {
+		t.Errorf("retract --ignore-missing again: got %q, want %q", out, want)
+	}
+	if st := stats(t, n); st.Records != 1 || st.DataVersion != 2 {
+		t.Errorf("after the retractions: got %d records, data version %d; want 1 and 2", st.Records, st.DataVersion)
+	}
+}

@@ -16,12 +16,14 @@ import (
 
 type retractOptions struct {
 	nodeClientOptions
-	file string
+	file          string
+	ignoreMissing bool
 }
 
 func (o *retractOptions) AddFlags(fs *pflag.FlagSet) {
 	o.nodeClientOptions.AddFlags(fs)
 	fs.StringVar(&o.file, "file", "", "file with one record_id per line (blank lines and lines starting with # are skipped)")
+	fs.BoolVar(&o.ignoreMissing, "ignore-missing", false, "retract the ids the node holds and skip the others (already retracted, never ingested), instead of refusing them all")
 }
 
 func newRetractCommand() *cobra.Command {
@@ -63,11 +65,15 @@ func newRetractCommand() *cobra.Command {
 			defer conn.Close()
 			ctx, cancel := callContext(cmd.Context())
 			defer cancel()
-			resp, err := fedreportv1.NewNodeAdminServiceClient(conn).RetractRecords(ctx, &fedreportv1.RetractRecordsRequest{RecordIds: ids})
+			resp, err := fedreportv1.NewNodeAdminServiceClient(conn).RetractRecords(ctx, &fedreportv1.RetractRecordsRequest{RecordIds: ids, IgnoreMissing: o.ignoreMissing})
 			if err != nil {
 				return describeNodeRPCError("retract", o.node, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "retracted %s; data version %d\n", plural(resp.GetRetracted(), "record"), resp.GetDataVersion())
+			skipped := ""
+			if o.ignoreMissing {
+				skipped = fmt.Sprintf(" (%d of the ids not stored, skipped)", resp.GetMissing())
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "retracted %s%s; data version %d\n", plural(resp.GetRetracted(), "record"), skipped, resp.GetDataVersion())
 			return nil
 		},
 	}

@@ -174,8 +174,12 @@ func (x *IngestRecordsResponse) GetReleaseComputation() *durationpb.Duration {
 // RetractRecordsRequest removes records.
 type RetractRecordsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// record_ids to remove; every one must be stored.
-	RecordIds     []string `protobuf:"bytes,1,rep,name=record_ids,json=recordIds,proto3" json:"record_ids,omitempty"`
+	// record_ids to remove; every one must be stored, unless ignore_missing.
+	RecordIds []string `protobuf:"bytes,1,rep,name=record_ids,json=recordIds,proto3" json:"record_ids,omitempty"`
+	// ignore_missing removes the stored ones of record_ids and skips the
+	// others (already retracted, or never ingested) instead of refusing the
+	// whole request.
+	IgnoreMissing bool `protobuf:"varint,2,opt,name=ignore_missing,json=ignoreMissing,proto3" json:"ignore_missing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -217,13 +221,23 @@ func (x *RetractRecordsRequest) GetRecordIds() []string {
 	return nil
 }
 
+func (x *RetractRecordsRequest) GetIgnoreMissing() bool {
+	if x != nil {
+		return x.IgnoreMissing
+	}
+	return false
+}
+
 // RetractRecordsResponse summarises a retraction.
 type RetractRecordsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// retracted is how many records were removed.
 	Retracted uint64 `protobuf:"varint,1,opt,name=retracted,proto3" json:"retracted,omitempty"`
 	// data_version is the node's data version after the retraction.
-	DataVersion   uint64 `protobuf:"varint,2,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
+	DataVersion uint64 `protobuf:"varint,2,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
+	// missing is how many of the distinct record_ids were not stored and
+	// were skipped (ignore_missing only).
+	Missing       uint64 `protobuf:"varint,3,opt,name=missing,proto3" json:"missing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +282,13 @@ func (x *RetractRecordsResponse) GetRetracted() uint64 {
 func (x *RetractRecordsResponse) GetDataVersion() uint64 {
 	if x != nil {
 		return x.DataVersion
+	}
+	return 0
+}
+
+func (x *RetractRecordsResponse) GetMissing() uint64 {
+	if x != nil {
+		return x.Missing
 	}
 	return 0
 }
@@ -822,13 +843,15 @@ const file_fedreport_v1_node_admin_proto_rawDesc = "" +
 	"\achanged\x18\x03 \x01(\x04R\achanged\x12\x1c\n" +
 	"\tunchanged\x18\x04 \x01(\x04R\tunchanged\x12!\n" +
 	"\fdata_version\x18\x05 \x01(\x04R\vdataVersion\x12J\n" +
-	"\x13release_computation\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x12releaseComputation\"6\n" +
+	"\x13release_computation\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x12releaseComputation\"]\n" +
 	"\x15RetractRecordsRequest\x12\x1d\n" +
 	"\n" +
-	"record_ids\x18\x01 \x03(\tR\trecordIds\"Y\n" +
+	"record_ids\x18\x01 \x03(\tR\trecordIds\x12%\n" +
+	"\x0eignore_missing\x18\x02 \x01(\bR\rignoreMissing\"s\n" +
 	"\x16RetractRecordsResponse\x12\x1c\n" +
 	"\tretracted\x18\x01 \x01(\x04R\tretracted\x12!\n" +
-	"\fdata_version\x18\x02 \x01(\x04R\vdataVersion\"j\n" +
+	"\fdata_version\x18\x02 \x01(\x04R\vdataVersion\x12\x18\n" +
+	"\amissing\x18\x03 \x01(\x04R\amissing\"j\n" +
 	"\x16ListDisclosuresRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
