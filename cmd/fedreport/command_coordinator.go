@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -177,6 +181,7 @@ func newCoordinatorCommand() *cobra.Command {
 			if err := coordinator.ValidateMembers(o.members); err != nil {
 				return err
 			}
+			warnUnresolvable(cmd.Context(), log, o.members)
 			src, own, err := o.tls.serverFiles(log, o.tls.cert, o.tls.key)
 			if err != nil {
 				return err
@@ -236,4 +241,30 @@ func memberTLS(src mtls.Source, trustDomain string) func(string) (*tls.Config, e
 	return func(code string) (*tls.Config, error) {
 		return mtls.ClientConfig(src, mtls.ExpectID(identity.Node(trustDomain, code))), nil
 	}
+}
+
+// resolveTimeout bounds the start-time lookup of each member's host.
+const resolveTimeout = 3 * time.Second
+
+// warnUnresolvable logs a warning for each member whose host name does not
+// resolve now: its rollups would find it unreachable, for a reason the
+// start-up can already name (a typo, a DNS entry not made yet). The member
+// is kept; it is asked in every rollup, and counts once its name resolves.
+func warnUnresolvable(ctx context.Context, log *slog.Logger, members []coordinator.Member) {
+	var g sync.WaitGroup
+	for _, m := range members {
+		host, _, err := net.SplitHostPort(m.Address)
+		if err != nil || net.ParseIP(host) != nil || strings.Contains(m.Address, "://") {
+			continue
+		}
+		g.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+			defer cancel()
+			if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
+				log.Warn("member host does not resolve; its rollups will find it unreachable until it does (check the address)",
+					"member", m.Code, "host", host, "err", err)
+			}
+		})
+	}
+	g.Wait()
 }
