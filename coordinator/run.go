@@ -89,6 +89,20 @@ func RunAll(ctx context.Context, cfg Config, addrs Addresses) error {
 		g.Go(func() error { return c.ServeMember(gctx, memberLis) })
 	}
 	g.Go(func() error { return c.RunSchedules(gctx, Clock{}) })
+	if cfg.MemberUpdates != nil {
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case members := <-cfg.MemberUpdates:
+					if _, err := c.ReplaceMembers(members); err != nil {
+						c.log.Warn("members not reloaded; the previous ones stay", "err", err)
+					}
+				}
+			}
+		})
+	}
 	if metricsLis != nil {
 		c.log.Info("metrics serving", "addr", metricsLis.Addr().String())
 		// Ready from here (the coordinator is open and its listeners are

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -226,6 +229,9 @@ func newCoordinatorCommand() *cobra.Command {
 				cfg.MemberServerTLS = mtls.ServerConfig(msrc)
 				collectors = append(collectors, metrics.CertificateExpiry("member", msrc.Certificate))
 			}
+			if o.config != "" {
+				cfg.MemberUpdates = reloadMembersOnHangup(cmd.Context(), log, o.config, cmd.Flags().Changed("member"))
+			}
 			addrs := coordinator.Addresses{Listen: o.listen, MemberListen: o.memberListen, MetricsListen: o.metricsListen,
 				MetricsCollectors: append(collectors, metrics.BuildInfo(readBuildInfo().Short()), metrics.CertificateExpiry("main", src.Certificate))}
 			return coordinator.RunAll(cmd.Context(), cfg, addrs)
@@ -267,4 +273,44 @@ func warnUnresolvable(ctx context.Context, log *slog.Logger, members []coordinat
 		})
 	}
 	g.Wait()
+}
+
+// reloadMembersOnHangup reads the members of the config file at path again
+// on every SIGHUP and sends them on the returned channel, until ctx is
+// done. A file that does not load, or lists no member, is logged and
+// changes nothing. With --member flags, which win over the file, there is
+// nothing to reload: the signal is logged and ignored.
+func reloadMembersOnHangup(ctx context.Context, log *slog.Logger, path string, fromFlags bool) <-chan []coordinator.Member {
+	out := make(chan []coordinator.Member, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			if fromFlags {
+				log.Warn("SIGHUP: the members come from --member flags, which win over --config; nothing reloaded", "config", path)
+				continue
+			}
+			fc, err := coordinator.LoadFileConfig(path)
+			if err == nil && len(fc.Members) == 0 {
+				err = fmt.Errorf("config %s lists no members", path)
+			}
+			if err != nil {
+				log.Warn("SIGHUP: members not reloaded; the previous ones stay", "config", path, "err", err)
+				continue
+			}
+			warnUnresolvable(ctx, log, fc.Members)
+			select {
+			case out <- fc.Members:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
