@@ -29,7 +29,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -513,7 +512,7 @@ func (c *Coordinator) serveGRPC(ctx context.Context, lis net.Listener, srv *grpc
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
-	reflection.Register(srv)
+	grpcsrv.RegisterReflection(srv)
 
 	limits := c.limits
 	if c.metrics != nil && limits.ConnectionRefused == nil {

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/internal/authz"
@@ -202,7 +201,7 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		fedreportv1.RegisterAggregationServiceServer(srv, &aggregationServer{n: n})
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n})
 		healthpb.RegisterHealthServer(srv, hs)
-		reflection.Register(srv)
+		grpcsrv.RegisterReflection(srv)
 		// The caps are the network listener's: the admin socket is the
 		// node's own user's.
 		servers = append(servers, served{srv, grpcsrv.LimitListener(lis, limits)})
@@ -214,7 +213,7 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		), grpcsrv.LocalOptions(n.limits())...)...)
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n, local: true})
 		healthpb.RegisterHealthServer(srv, hs)
-		reflection.Register(srv)
+		grpcsrv.RegisterReflection(srv)
 		servers = append(servers, served{srv, adminLis})
 	}
 

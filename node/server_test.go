@@ -23,8 +23,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/testpki"
@@ -595,5 +597,41 @@ func TestALongIngestStreamIsNotLoggedAsASlowCall(t *testing.T) {
 	}
 	if out := logged.String(); strings.Contains(out, "level=WARN") {
 		t.Errorf("a successful ingest stream was logged as a warning:\n%s", out)
+	}
+}
+
+// TestReflectionServesTheProtoComments asks the node's server reflection
+// (as grpcurl describe does) for the file of NodeAdminService: it comes
+// with its comments.
+func TestReflectionServesTheProtoComments(t *testing.T) {
+	t.Parallel()
+	tn := startNodeWith(t, Config{})
+	stream, err := reflectionv1.NewServerReflectionClient(tn.dialSocket(t)).ServerReflectionInfo(callCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{
+		FileContainingSymbol: fedreportv1.NodeAdminService_ServiceDesc.ServiceName}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.CloseSend()
+	var comments []string
+	for _, b := range resp.GetFileDescriptorResponse().GetFileDescriptorProto() {
+		var fd descriptorpb.FileDescriptorProto
+		if err := proto.Unmarshal(b, &fd); err != nil {
+			t.Fatal(err)
+		}
+		for _, loc := range fd.GetSourceCodeInfo().GetLocation() {
+			comments = append(comments, loc.GetLeadingComments())
+		}
+	}
+	if !slices.ContainsFunc(comments, func(c string) bool {
+		return strings.Contains(c, "NodeAdminService is the member ministry's own administration")
+	}) {
+		t.Errorf("reflection served %d comments, none of them NodeAdminService's", len(comments))
 	}
 }
