@@ -275,25 +275,50 @@ func warnUnresolvable(ctx context.Context, log *slog.Logger, members []coordinat
 	g.Wait()
 }
 
+// configPoll is how often the coordinator looks whether its --config file
+// changed.
+const configPoll = 2 * time.Second
+
 // reloadMembersOnHangup reads the members of the config file at path again
-// on every SIGHUP and sends them on the returned channel, until ctx is
-// done. A file that does not load, or lists no member, is logged and
-// changes nothing. With --member flags, which win over the file, there is
-// nothing to reload: the signal is logged and ignored.
+// on every SIGHUP, and when the file changes (its size or modification
+// time, looked at every configPoll), and sends them on the returned channel,
+// until ctx is done. A file that does not load, or lists no member, is
+// logged and changes nothing. With --member flags, which win over the file,
+// there is nothing to reload: a SIGHUP is logged and ignored.
 func reloadMembersOnHangup(ctx context.Context, log *slog.Logger, path string, fromFlags bool) <-chan []coordinator.Member {
 	out := make(chan []coordinator.Member, 1)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	stamp := func() string {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+	}
 	go func() {
 		defer signal.Stop(hup)
+		tick := time.NewTicker(configPoll)
+		defer tick.Stop()
+		last := stamp()
 		for {
+			trigger := "SIGHUP"
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
+				last = stamp()
+			case <-tick.C:
+				now := stamp()
+				if now == last || now == "" {
+					continue
+				}
+				last, trigger = now, "config file changed"
 			}
 			if fromFlags {
-				log.Warn("SIGHUP: the members come from --member flags, which win over --config; nothing reloaded", "config", path)
+				if trigger == "SIGHUP" {
+					log.Warn("SIGHUP: the members come from --member flags, which win over --config; nothing reloaded", "config", path)
+				}
 				continue
 			}
 			fc, err := coordinator.LoadFileConfig(path)
@@ -301,9 +326,10 @@ func reloadMembersOnHangup(ctx context.Context, log *slog.Logger, path string, f
 				err = fmt.Errorf("config %s lists no members", path)
 			}
 			if err != nil {
-				log.Warn("SIGHUP: members not reloaded; the previous ones stay", "config", path, "err", err)
+				log.Warn("members not reloaded; the previous ones stay", "trigger", trigger, "config", path, "err", err)
 				continue
 			}
+			log.Info("reloading members", "trigger", trigger, "config", path)
 			warnUnresolvable(ctx, log, fc.Members)
 			select {
 			case out <- fc.Members:

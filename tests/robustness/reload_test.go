@@ -19,7 +19,8 @@ import (
 // TestCoordinatorReloadsItsMembersOnSIGHUP runs a coordinator process from
 // a config file, rewrites the file (FR re-addressed, GB removed, IT added)
 // and sends the process SIGHUP: it logs what changed, lists the new
-// members, keeps serving, and a file that does not load changes nothing.
+// members, keeps serving, and a file that does not load changes nothing. A
+// change of the file is also picked up without a signal.
 func TestCoordinatorReloadsItsMembersOnSIGHUP(t *testing.T) {
 	t.Parallel()
 	f := newFederation(t, identity.Coordinator("isa", "main"), identity.Operator("isa", "op"))
@@ -67,8 +68,15 @@ func TestCoordinatorReloadsItsMembersOnSIGHUP(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	p.waitLog(t, regexp.MustCompile(`msg="SIGHUP: members not reloaded; the previous ones stay"`), 30*time.Second)
+	p.waitLog(t, regexp.MustCompile(`msg="members not reloaded; the previous ones stay"`), 30*time.Second)
 	if got := members(); len(got) != 2 {
 		t.Errorf("members after a reload of a bad file: got %v, want the 2 of before", got)
+	}
+
+	// A change of the file alone is reloaded too, without a signal.
+	write("members:\n  - {code: FR, address: 127.0.0.1:2}\n  - {code: IT, address: 127.0.0.1:4}\n  - {code: ES, address: 127.0.0.1:5}\n")
+	p.waitLog(t, regexp.MustCompile(`msg="members reloaded" members=3 added=ES removed="" readdressed=""`), 30*time.Second)
+	if got := members(); len(got) != 3 || got["ES"] != "127.0.0.1:5" {
+		t.Errorf("members after the file changed: got %v, want ES added", got)
 	}
 }
