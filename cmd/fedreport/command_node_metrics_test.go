@@ -69,3 +69,37 @@ func TestNodeMetricsSayWhatAnOperatorWatches(t *testing.T) {
 		t.Errorf("build info: got %q, want a series of value 1", got)
 	}
 }
+
+// TestCoordinatorMetricsListenerProbesAndCertificate runs `fedreport
+// coordinator` with --metrics-listen: /healthz and /readyz answer, and its
+// certificate's expiry and the build are exported.
+func TestCoordinatorMetricsListenerProbesAndCertificate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pkiDir := initPKI(t, filepath.Join(dir, "pki"),
+		[]string{"--role", "coordinator", "--name", "main"}, []string{"--role", "operator", "--name", "alice"})
+	p := func(name string) string { return filepath.Join(pkiDir, name) }
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	serveCLI(t, pkiDir, addr, identity.Operator("isa", "alice"), identity.Coordinator("isa", "main"),
+		"coordinator", "--data", filepath.Join(dir, "coord.db"), "--listen", addr, "--metrics-listen", metricsAddr, "--member", "FR=127.0.0.1:7443",
+		"--cacert", p("ca.crt"), "--cert", p("coordinator-main.crt"), "--key", p("coordinator-main.key"))
+	for _, path := range []string{"/healthz", "/readyz"} {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metricsAddr+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s of a serving coordinator: got %d, want 200", path, resp.StatusCode)
+		}
+	}
+	if got := scrape(t, metricsAddr, `fedreport_tls_certificate_expiry_seconds{listener="main"}`); got < 300*24*3600 {
+		t.Errorf("certificate expiry: got %v s, want about a year", got)
+	}
+	if got := scrapeLine(t, metricsAddr, "fedreport_build_info{"); !strings.HasSuffix(got, " 1") {
+		t.Errorf("build info: got %q, want a series of value 1", got)
+	}
+}
