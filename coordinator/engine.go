@@ -160,7 +160,10 @@ func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpe
 		return nil, ErrClosed
 	}
 	defer c.inflight.Done()
-	if err := c.precheck(ctx, spec, timeout); err != nil {
+	// The rollup asks, and counts, the members of the moment it starts.
+	reg, release := c.acquireRegistry()
+	defer release()
+	if err := c.precheck(ctx, reg, spec, timeout); err != nil {
 		return nil, err
 	}
 
@@ -181,8 +184,8 @@ func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpe
 	stop := context.AfterFunc(c.lifetime, cancel)
 	defer stop()
 
-	outcomes := c.fanOut(rctx, memberRequest(r.GetSpec(), r.GetId()), timeout)
-	c.finishRollup(r, outcomes, rctx.Err() != nil)
+	outcomes := c.fanOut(rctx, reg, memberRequest(r.GetSpec(), r.GetId()), timeout)
+	c.finishRollup(r, reg, outcomes, rctx.Err() != nil)
 	r.FinishedAt = timestamppb.Now()
 
 	if err := c.store.finish(r); err != nil {
@@ -221,17 +224,17 @@ func (c *Coordinator) begin() bool {
 // hung member holds the rollup for the member timeout and no longer, wherever
 // it stands in the registry. One context carries it for all of them: one
 // timer per rollup, not one per member.
-func (c *Coordinator) fanOut(ctx context.Context, req *fedreportv1.AggregateRequest, timeout time.Duration) []outcome {
-	outcomes := make([]outcome, len(c.reg.members))
+func (c *Coordinator) fanOut(ctx context.Context, reg *registry, req *fedreportv1.AggregateRequest, timeout time.Duration) []outcome {
+	outcomes := make([]outcome, len(reg.members))
 	mctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	check := newAnswerCheck(req)
 	slots := make(chan struct{}, fanOutLimit)
 	var wg sync.WaitGroup
-	for i, m := range c.reg.members {
+	for i, m := range reg.members {
 		slots <- struct{}{}
 		wg.Add(1)
-		c.reg.callers.run(func() {
+		reg.callers.run(func() {
 			defer wg.Done()
 			outcomes[i] = c.askMember(ctx, mctx, m, req, check, timeout)
 			<-slots
@@ -693,7 +696,7 @@ func (t total) add(c *fedreportv1.Cell) total {
 
 // finishRollup fills r's member results, totals and state from the outcomes.
 // stopped says the coordinator cut the fan-out short (Close).
-func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, stopped bool) {
+func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, reg *registry, outcomes []outcome, stopped bool) {
 	spec := r.GetSpec()
 	byMember := slices.Contains(spec.GetGroupBy(), fedreportv1.Dimension_DIMENSION_MEMBER)
 	compare := compareIDs(spec.GetGroupBy())
@@ -749,7 +752,7 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 	case stopped:
 		r.State = fedreportv1.RollupState_ROLLUP_STATE_INTERRUPTED
 		r.FailureReason = reasonStopped
-	case okCount < c.quorum():
+	case okCount < c.quorum(reg):
 		r.State = fedreportv1.RollupState_ROLLUP_STATE_FAILED
 		r.FailureReason = c.quorumReason(r, okCount)
 	case okCount == 0:
@@ -796,7 +799,7 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, outcomes []outcome, st
 			Pending:         s.total.pending,
 		}
 		if s.id.member > 0 {
-			cell.Member = c.reg.members[s.id.member-1].Code
+			cell.Member = reg.members[s.id.member-1].Code
 		}
 		ids[i], r.Totals[i] = s.id, cell
 	}
@@ -831,9 +834,9 @@ func (c *Coordinator) bound(r *fedreportv1.Rollup) {
 
 // quorum is how many members must answer correctly for a rollup to have
 // totals: every member with RequireAll, else MinMembers.
-func (c *Coordinator) quorum() int {
+func (c *Coordinator) quorum(reg *registry) int {
 	if c.requireAll {
-		return len(c.reg.members)
+		return len(reg.members)
 	}
 	return c.minMembers
 }

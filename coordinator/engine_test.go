@@ -1158,7 +1158,7 @@ func BenchmarkRollupGrouped(b *testing.B) {
 			outcomes[i] = outcome{result: &fedreportv1.MemberResult{Member: m.Code, Status: fedreportv1.MemberStatus_MEMBER_STATUS_OK}, answer: resp, ids: ids}
 		}
 		r := &fedreportv1.Rollup{Id: req.GetRollupId(), Spec: spec}
-		c.finishRollup(r, outcomes, false)
+		c.finishRollup(r, c.registry(), outcomes, false)
 		if r.GetState() != fedreportv1.RollupState_ROLLUP_STATE_COMPLETE || len(r.GetTotals()) != 315 {
 			b.Fatalf("state %v, %d totals", r.GetState(), len(r.GetTotals()))
 		}

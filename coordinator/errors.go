@@ -31,7 +31,8 @@ var ErrClosed = errors.New("coordinator is closed")
 var ErrSchemaVersion = errors.New("unsupported coordinator schema version")
 
 // ErrInUse is returned by Open when another process holds the data file.
-var ErrInUse = errors.New("data file is in use by another process (is a coordinator already running on it?)")
+// Its message is completed with the file and the process that holds it.
+var ErrInUse = errors.New("data file is in use")
 
 // NotCoordinatorFileError is returned by Open for an existing bbolt file that
 // is not a coordinator's data file, such as a member node's. Open writes

@@ -257,11 +257,13 @@ func (c *Coordinator) DescribeNode(ctx context.Context) (*fedreportv1.DescribeNo
 // nil); the others count with what they last said. Aggregate checks
 // requests against the policy it advertises.
 func (c *Coordinator) describe(ctx context.Context, ask func(*memberConn) bool) *fedreportv1.DescribeNodeResponse {
-	c.probeAll(ctx, ask, probeTimeout)
+	reg, release := c.acquireRegistry()
+	defer release()
+	c.probeAll(ctx, reg, ask, probeTimeout)
 
 	resp := &fedreportv1.DescribeNodeResponse{Member: c.memberCode, Kind: KindCoordinator, SoftwareVersion: c.version}
 	var policy *fedreportv1.Policy
-	for _, m := range c.reg.members {
+	for _, m := range reg.members {
 		pm := m.proto()
 		resp.DataVersion = addSat(resp.DataVersion, pm.GetLastDataVersion())
 		p := pm.GetPolicy()

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -109,5 +110,22 @@ func TestListOperationsForReadersOnly(t *testing.T) {
 	node := fedreportv1.NewCoordinatorServiceClient(dial(t, ca, addr, identity.Node(td, "FR")))
 	if _, err := node.ListOperations(t.Context(), &fedreportv1.ListOperationsRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("node ListOperations: got %v, want PermissionDenied", err)
+	}
+}
+
+// A reload may not remove a member an operation takes part in: it is
+// refused, naming the member, and the members stay as they were.
+func TestReplaceMembersKeepsTheOperationsMembers(t *testing.T) {
+	t.Parallel()
+	ca := testpki.New(t, td)
+	cfg := testConfig(t, ca, Member{"FR", closedAddr(t)}, Member{"IT", closedAddr(t)})
+	cfg.Operations = []Operation{{Name: "isa", Phases: []Phase{{From: "2020-01-01", To: "2020-01-31"}}, Members: []string{"FR", "IT"}}}
+	c := newCoordinator(t, ca, cfg)
+	_, err := c.ReplaceMembers([]Member{{Code: "FR", Address: closedAddr(t)}})
+	if err == nil || !strings.Contains(err.Error(), "member IT is not registered") {
+		t.Fatalf("removing IT, a member of operation isa: got %v, want a refusal naming IT", err)
+	}
+	if got := c.registry().codes(); !slices.Equal(got, []string{"FR", "IT"}) {
+		t.Errorf("after the refused reload the members are %v, want FR and IT", got)
 	}
 }

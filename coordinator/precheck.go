@@ -160,14 +160,14 @@ func (r *release) tableRefusal(group uint32) string {
 // timeout, at most reconnectWait), so a member that hangs delays the rollup
 // by that moment only. Members that do not answer are not pre-checked: the
 // rollup asks them and reports them as before.
-func (c *Coordinator) precheck(ctx context.Context, spec *fedreportv1.RollupSpec, timeout time.Duration) error {
+func (c *Coordinator) precheck(ctx context.Context, reg *registry, spec *fedreportv1.RollupSpec, timeout time.Duration) error {
 	wait := min(timeout/4, reconnectWait)
-	c.probeAll(ctx, (*memberConn).worthDescribing, wait)
-	if c.refusal(spec) == nil {
+	c.probeAll(ctx, reg, (*memberConn).worthDescribing, wait)
+	if c.refusal(reg, spec) == nil {
 		return nil
 	}
-	c.probeAll(ctx, nil, wait)
-	if r := c.refusal(spec); r != nil {
+	c.probeAll(ctx, reg, nil, wait)
+	if r := c.refusal(reg, spec); r != nil {
 		return r
 	}
 	return nil
@@ -175,10 +175,10 @@ func (c *Coordinator) precheck(ctx context.Context, spec *fedreportv1.RollupSpec
 
 // probeAll asks, all at once, the members for which ask returns true (every
 // member when ask is nil) to describe themselves, each within timeout.
-func (c *Coordinator) probeAll(ctx context.Context, ask func(*memberConn) bool, timeout time.Duration) {
+func (c *Coordinator) probeAll(ctx context.Context, reg *registry, ask func(*memberConn) bool, timeout time.Duration) {
 	var g errgroup.Group
 	g.SetLimit(fanOutLimit)
-	for _, m := range c.reg.members {
+	for _, m := range reg.members {
 		if ask != nil && !ask(m) {
 			continue
 		}
@@ -191,7 +191,7 @@ func (c *Coordinator) probeAll(ctx context.Context, ask func(*memberConn) bool, 
 }
 
 // refusal is precheck against what the members last advertised.
-func (c *Coordinator) refusal(spec *fedreportv1.RollupSpec) *RefusedError {
+func (c *Coordinator) refusal(reg *registry, spec *fedreportv1.RollupSpec) *RefusedError {
 	from, _ := records.ParseDate(spec.GetFrom()) // ValidateSpec has checked both
 	to, _ := records.ParseDate(spec.GetTo())
 	w := periods.Window{From: from, To: to}
@@ -208,7 +208,7 @@ func (c *Coordinator) refusal(spec *fedreportv1.RollupSpec) *RefusedError {
 	}
 	var windows, tables reasons
 	var windowMembers, tableMembers []string
-	for _, m := range c.reg.members {
+	for _, m := range reg.members {
 		r := m.advertisedRelease()
 		if r == nil {
 			continue

@@ -337,7 +337,6 @@ func MemberDialOptions() []grpc.DialOption {
 // what the coordinator last learned of it.
 type memberConn struct {
 	Member
-	index  int // position in the registry
 	conn   *grpc.ClientConn
 	client fedreportv1.AggregationServiceClient
 	pace   *pacer // spaces this member's Aggregate calls (pace.go)
@@ -360,9 +359,15 @@ type memberConn struct {
 
 // registry is the coordinator's member list with one connection per member
 // and the goroutines that call them.
+//
+// A registry's member list never changes: ReplaceMembers makes a new one,
+// and a rollup keeps the registry it started with (users).
 type registry struct {
 	members []*memberConn
 	callers *callers
+	// users counts the rollups and calls using this registry; the
+	// connections only it holds are closed once they are done.
+	users sync.WaitGroup
 }
 
 // newRegistry opens one client connection per member. grpc.NewClient does
@@ -370,26 +375,92 @@ type registry struct {
 // Each member's Aggregate calls are paced at rate (pace.go).
 func newRegistry(members []Member, memberTLS func(code string) (*tls.Config, error), rate grpcsrv.Rate) (*registry, error) {
 	r := &registry{callers: newCallers(fanOutLimit)}
-	for i, m := range members {
-		tc, err := memberTLS(m.Code)
+	for _, m := range members {
+		mc, err := dialMember(m, memberTLS, rate)
 		if err != nil {
 			r.close()
-			return nil, fmt.Errorf("member %s TLS: %w", m.Code, err)
+			return nil, err
 		}
-		conn, err := grpc.NewClient(m.Address, append(MemberDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
-		if err != nil {
-			r.close()
-			return nil, fmt.Errorf("member %s client: %w", m.Code, err)
-		}
-		r.members = append(r.members, &memberConn{
-			Member: m,
-			index:  i,
-			conn:   conn,
-			client: fedreportv1.NewAggregationServiceClient(conn),
-			pace:   newPacer(rate),
-		})
+		r.members = append(r.members, mc)
 	}
 	return r, nil
+}
+
+// dialMember makes the client connection of member m; grpc.NewClient does
+// not connect.
+func dialMember(m Member, memberTLS func(code string) (*tls.Config, error), rate grpcsrv.Rate) (*memberConn, error) {
+	tc, err := memberTLS(m.Code)
+	if err != nil {
+		return nil, fmt.Errorf("member %s TLS: %w", m.Code, err)
+	}
+	conn, err := grpc.NewClient(m.Address, append(MemberDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
+	if err != nil {
+		return nil, fmt.Errorf("member %s client: %w", m.Code, err)
+	}
+	return &memberConn{
+		Member: m,
+		conn:   conn,
+		client: fedreportv1.NewAggregationServiceClient(conn),
+		pace:   newPacer(rate),
+	}, nil
+}
+
+// MemberChanges is what ReplaceMembers changed, by member code.
+type MemberChanges struct {
+	Added, Removed, Readdressed []string
+}
+
+// Empty reports whether nothing changed.
+func (mc MemberChanges) Empty() bool {
+	return len(mc.Added)+len(mc.Removed)+len(mc.Readdressed) == 0
+}
+
+// replaced returns a registry of members that keeps r's connection, pacer
+// and last contact of every member whose code and address are unchanged,
+// and dials the others; dropped are r's members the new one does not keep.
+// The callers are shared.
+func (r *registry) replaced(members []Member, memberTLS func(code string) (*tls.Config, error), rate grpcsrv.Rate) (next *registry, dropped []*memberConn, changes MemberChanges, err error) {
+	old := make(map[string]*memberConn, len(r.members))
+	for _, m := range r.members {
+		old[m.Code] = m
+	}
+	next = &registry{callers: r.callers}
+	kept := map[*memberConn]bool{}
+	for _, m := range members {
+		if prev, ok := old[m.Code]; ok && prev.Address == m.Address {
+			next.members = append(next.members, prev)
+			kept[prev] = true
+			continue
+		}
+		mc, err := dialMember(m, memberTLS, rate)
+		if err != nil {
+			for _, n := range next.members {
+				if !kept[n] {
+					_ = n.conn.Close()
+				}
+			}
+			return nil, nil, MemberChanges{}, err
+		}
+		next.members = append(next.members, mc)
+		if _, ok := old[m.Code]; ok {
+			changes.Readdressed = append(changes.Readdressed, m.Code)
+		} else {
+			changes.Added = append(changes.Added, m.Code)
+		}
+	}
+	newCodes := map[string]bool{}
+	for _, m := range members {
+		newCodes[m.Code] = true
+	}
+	for _, m := range r.members {
+		if !kept[m] {
+			dropped = append(dropped, m)
+		}
+		if !newCodes[m.Code] {
+			changes.Removed = append(changes.Removed, m.Code)
+		}
+	}
+	return next, dropped, changes, nil
 }
 
 // close stops the callers and closes every member connection. No rollup

@@ -22,8 +22,11 @@ type Addresses struct {
 	MemberListen string
 	// MetricsListen is host:port of a plain-HTTP GET /metrics for
 	// Prometheus; empty serves none. RunAll then sets Config.Metrics on a
-	// registry of its own.
+	// registry of its own, with /healthz and /readyz beside /metrics.
 	MetricsListen string
+	// MetricsCollectors are registered there too (the build, the
+	// certificates' expiry).
+	MetricsCollectors []prometheus.Collector
 }
 
 // Run opens a coordinator with cfg, listens on listenAddr, serves until ctx
@@ -54,6 +57,11 @@ func RunAll(ctx context.Context, cfg Config, addrs Addresses) error {
 			return err
 		}
 		cfg.Metrics = m
+		for _, c := range addrs.MetricsCollectors {
+			if err := reg.Register(c); err != nil {
+				return fmt.Errorf("register metrics: %w", err)
+			}
+		}
 		if metricsLis, err = lc.Listen(ctx, "tcp", addrs.MetricsListen); err != nil {
 			return fmt.Errorf("metrics listen %s: %w", addrs.MetricsListen, err)
 		}
@@ -81,9 +89,26 @@ func RunAll(ctx context.Context, cfg Config, addrs Addresses) error {
 		g.Go(func() error { return c.ServeMember(gctx, memberLis) })
 	}
 	g.Go(func() error { return c.RunSchedules(gctx, Clock{}) })
+	if cfg.MemberUpdates != nil {
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case members := <-cfg.MemberUpdates:
+					if _, err := c.ReplaceMembers(members); err != nil {
+						c.log.Warn("members not reloaded; the previous ones stay", "err", err)
+					}
+				}
+			}
+		})
+	}
 	if metricsLis != nil {
 		c.log.Info("metrics serving", "addr", metricsLis.Addr().String())
-		g.Go(func() error { return metrics.Serve(gctx, metricsLis, reg) })
+		// Ready from here (the coordinator is open and its listeners are
+		// bound) until the shutdown starts.
+		ready := func() bool { return gctx.Err() == nil }
+		g.Go(func() error { return metrics.Serve(gctx, metricsLis, reg, ready) })
 	}
 	return errors.Join(g.Wait(), c.Close())
 }

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +29,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -117,6 +117,10 @@ type Config struct {
 	// MaxAnswerBytes bounds the cells of an answer as member MemberCode;
 	// 0 means grpcsrv.MaxAnswerBytes (tests set less).
 	MaxAnswerBytes int
+	// MemberUpdates, when set, receives member lists that replace the
+	// members while RunAll runs (ReplaceMembers; fedreport coordinator
+	// sends one on SIGHUP).
+	MemberUpdates <-chan []Member
 }
 
 // Coordinator is a running coordinator: registry, rollup engine and store.
@@ -138,7 +142,12 @@ type Coordinator struct {
 	maxAnswerBytes  int
 	shutdownWait    time.Duration
 	store           *store
-	reg             *registry
+	memberTLS       func(code string) (*tls.Config, error)
+	memberRate      grpcsrv.Rate
+
+	regMu    sync.RWMutex // protects reg
+	reg      *registry
+	retiring sync.WaitGroup // closing the connections of replaced registries
 
 	// lifetime is cancelled by Close; in-flight rollups stop with it.
 	lifetime     context.Context
@@ -246,6 +255,8 @@ func Open(cfg Config) (*Coordinator, error) {
 		maxAnswerBytes:  cmp.Or(cfg.MaxAnswerBytes, grpcsrv.MaxAnswerBytes),
 		shutdownWait:    shutdownWait,
 		store:           st,
+		memberTLS:       cfg.MemberTLS,
+		memberRate:      memberRate,
 		reg:             reg,
 		lifetime:        lifetime,
 		stopLifetime:    stop,
@@ -265,7 +276,8 @@ func (c *Coordinator) Close() error {
 		c.mu.Unlock()
 		c.stopLifetime()
 		c.inflight.Wait()
-		c.closeErr = errors.Join(c.reg.close(), c.store.close())
+		c.retiring.Wait()
+		c.closeErr = errors.Join(c.registry().close(), c.store.close())
 		c.log.Info("coordinator closed")
 	})
 	return c.closeErr
@@ -273,8 +285,10 @@ func (c *Coordinator) Close() error {
 
 // Members returns the registry, in registry order.
 func (c *Coordinator) Members() []Member {
-	out := make([]Member, len(c.reg.members))
-	for i, m := range c.reg.members {
+	reg, release := c.acquireRegistry()
+	defer release()
+	out := make([]Member, len(reg.members))
+	for i, m := range reg.members {
 		out[i] = m.Member
 	}
 	return out
@@ -363,6 +377,8 @@ func listParams(req *fedreportv1.ListRollupsRequest) (size int, from uint64, ful
 // knows of each member, after asking each member on the page for its
 // description (DescribeNode, under a short deadline, all at once).
 func (c *Coordinator) ListMembers(ctx context.Context, req *fedreportv1.ListMembersRequest) (*fedreportv1.ListMembersResponse, error) {
+	reg, release := c.acquireRegistry()
+	defer release()
 	verr := &ValidationError{}
 	size := int(req.GetPageSize())
 	if size < 0 {
@@ -371,7 +387,7 @@ func (c *Coordinator) ListMembers(ctx context.Context, req *fedreportv1.ListMemb
 	start := 0
 	if tok := req.GetPageToken(); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || len(b) != 4 || int(binary.BigEndian.Uint32(b)) > len(c.reg.members) {
+		if err != nil || len(b) != 4 || int(binary.BigEndian.Uint32(b)) > len(reg.members) {
 			verr.add("page_token", "not a token this coordinator issued; pass next_page_token unchanged")
 		} else {
 			start = int(binary.BigEndian.Uint32(b))
@@ -380,11 +396,11 @@ func (c *Coordinator) ListMembers(ctx context.Context, req *fedreportv1.ListMemb
 	if err := verr.errOrNil(); err != nil {
 		return nil, err
 	}
-	end := len(c.reg.members)
+	end := len(reg.members)
 	if size > 0 && start+size < end {
 		end = start + size
 	}
-	page := c.reg.members[start:end]
+	page := reg.members[start:end]
 
 	var g errgroup.Group
 	g.SetLimit(fanOutLimit)
@@ -400,7 +416,7 @@ func (c *Coordinator) ListMembers(ctx context.Context, req *fedreportv1.ListMemb
 	for _, m := range page {
 		resp.Members = append(resp.Members, m.proto())
 	}
-	if end < len(c.reg.members) {
+	if end < len(reg.members) {
 		resp.NextPageToken = base64.RawURLEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, uint32(end)))
 	}
 	return resp, nil
@@ -507,7 +523,7 @@ func (c *Coordinator) serveGRPC(ctx context.Context, lis net.Listener, srv *grpc
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
-	reflection.Register(srv)
+	grpcsrv.RegisterReflection(srv)
 
 	limits := c.limits
 	if c.metrics != nil && limits.ConnectionRefused == nil {
@@ -642,4 +658,71 @@ func (s *server) ListOperations(_ context.Context, req *fedreportv1.ListOperatio
 		return nil, toStatus(s.c.log, fedreportv1.CoordinatorService_ListOperations_FullMethodName, err)
 	}
 	return resp, nil
+}
+
+// registry returns the current member registry.
+func (c *Coordinator) registry() *registry {
+	c.regMu.RLock()
+	defer c.regMu.RUnlock()
+	return c.reg
+}
+
+// acquireRegistry returns the current member registry for a rollup or a
+// call to use to its end; release says it is done with it.
+func (c *Coordinator) acquireRegistry() (*registry, func()) {
+	c.regMu.RLock()
+	defer c.regMu.RUnlock()
+	reg := c.reg
+	reg.users.Add(1)
+	return reg, reg.users.Done
+}
+
+// ReplaceMembers makes members the coordinator's members from now on
+// (fedreport coordinator on SIGHUP): a member whose code and address are
+// unchanged keeps its connection and what the coordinator knows of it; a
+// new or re-addressed one is dialled (not contacted); a removed one's
+// connection is closed once the rollups that started with it are done.
+// Rollups running keep the members they started with. It returns what
+// changed, and logs it.
+func (c *Coordinator) ReplaceMembers(members []Member) (MemberChanges, error) {
+	if err := ValidateMembers(members); err != nil {
+		return MemberChanges{}, err
+	}
+	// The operations stay as configured at start: a member one of them
+	// takes part in cannot be removed under it.
+	if err := ValidateOperations(cloneOperations(c.operations), members); err != nil {
+		return MemberChanges{}, fmt.Errorf("the members would leave an operation without one of its members (%w); change operations: and restart, or keep the member", err)
+	}
+	c.mu.Lock()
+	closed := c.closed
+	if !closed {
+		c.retiring.Add(1)
+	}
+	c.mu.Unlock()
+	if closed {
+		return MemberChanges{}, ErrClosed
+	}
+	c.regMu.Lock()
+	old := c.reg
+	next, dropped, changes, err := old.replaced(members, c.memberTLS, c.memberRate)
+	if err == nil {
+		c.reg = next
+	}
+	c.regMu.Unlock()
+	if err != nil {
+		c.retiring.Done()
+		return MemberChanges{}, err
+	}
+	go func() {
+		defer c.retiring.Done()
+		old.users.Wait()
+		for _, m := range dropped {
+			if err := m.conn.Close(); err != nil {
+				c.log.Warn("close a replaced member's connection", "member", m.Code, "err", err)
+			}
+		}
+	}()
+	c.log.Info("members reloaded", "members", len(members), "added", strings.Join(changes.Added, ","),
+		"removed", strings.Join(changes.Removed, ","), "readdressed", strings.Join(changes.Readdressed, ","))
+	return changes, nil
 }

@@ -49,13 +49,15 @@ func openStore(path string) (*store, []string, error) {
 	// does not keep), and a file that is not the coordinator's must stay
 	// as it was.
 	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
-		if err := checkFile(path); err != nil {
+		if err := checkFile(path); errors.Is(err, ErrInUse) {
+			return nil, nil, fmt.Errorf("open store: %w", err)
+		} else if err != nil {
 			return nil, nil, fmt.Errorf("open store %q: %w", path, err)
 		}
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
 	if errors.Is(err, berrors.ErrTimeout) {
-		err = ErrInUse
+		return nil, nil, fmt.Errorf("open store: %w", inUse(path))
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store %q: %w", path, err)
@@ -151,13 +153,18 @@ func checkFile(path string) error {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, ReadOnly: true})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return ErrInUse
+		return inUse(path)
 	}
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	return db.View(func(tx *bolt.Tx) error { return checkOwnFile(tx) })
+}
+
+// inUse is the refusal of a file another process holds, naming it.
+func inUse(path string) error {
+	return fmt.Errorf("%w: %s %s; stop that process, or give this coordinator a --data file of its own", ErrInUse, path, boltcheck.HeldBy(path))
 }
 
 // damaged is the refusal of a damaged file: problem completes "the file".

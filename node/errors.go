@@ -20,7 +20,8 @@ import (
 )
 
 // ErrInUse is returned by Open when another process holds the data file.
-var ErrInUse = errors.New("data file is in use by another process (is a node already running on it?)")
+// Its message is completed with the file and the process that holds it.
+var ErrInUse = errors.New("data file is in use")
 
 // ErrClosed is returned by a Store used after Close.
 var ErrClosed = errors.New("store is closed")

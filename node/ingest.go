@@ -433,7 +433,7 @@ func (in *Ingest) Commit() (Summary, error) {
 			return err
 		}
 		var err error
-		version, err = bumpDataVersion(tx)
+		version, err = bumpDataVersion(tx, in.s.now())
 		return err
 	})
 	if err != nil {

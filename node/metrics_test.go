@@ -45,10 +45,10 @@ func TestMetricsTimeDisclosuresAndCountCalls(t *testing.T) {
 	for _, f := range families {
 		if strings.HasPrefix(f.GetName(), "fedreport_node_") {
 			// Labels are bounded vocabularies, never a count (cap is
-			// listener or source).
+			// listener or source, outcome committed or failed).
 			for _, metric := range f.GetMetric() {
 				for _, l := range metric.GetLabel() {
-					if !slices.Contains([]string{"method", "code", "cap"}, l.GetName()) {
+					if !slices.Contains([]string{"method", "code", "cap", "outcome"}, l.GetName()) {
 						t.Errorf("%s has label %s=%q", f.GetName(), l.GetName(), l.GetValue())
 					}
 				}

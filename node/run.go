@@ -51,6 +51,9 @@ func Run(ctx context.Context, cfg Config, listenAddr, adminSocketPath string) (e
 		attrs = append(attrs, "admin_socket", adminSocketPath)
 	}
 	n.log.Info("node serving", attrs...)
+	if cfg.OnServing != nil {
+		cfg.OnServing()
+	}
 	err = n.Serve(ctx, lis, adminLis)
 	n.log.Info("node stopped", "member", cfg.Member)
 	return err

@@ -40,7 +40,10 @@ var (
 	keyMember        = []byte("member")
 	keyDataVersion   = []byte("data_version")
 	keyRecords       = []byte("records")
-	keyStream        = []byte("stream")
+	// keyLastWrite is when the last write that changed the data was
+	// committed (Unix nanoseconds); files from before it have none.
+	keyLastWrite = []byte("last_write")
+	keyStream    = []byte("stream")
 	// keyRollbackAt is set only while an open stream is rolled back
 	// (rollBackStream): the undo entry being restored and how many of its
 	// records are done.

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/isa-alliance/fedreport/internal/authz"
@@ -57,6 +56,9 @@ type Config struct {
 	// MaxAnswerBytes bounds an Aggregate answer's encoded cells; 0 means
 	// MaxAnswerBytes (tests set less).
 	MaxAnswerBytes int
+	// OnServing, when set, is called by Run once the node is open and its
+	// listeners are bound (the metrics listener's /readyz).
+	OnServing func()
 }
 
 // Node is one member's node: its store and the gRPC services over it.
@@ -81,6 +83,11 @@ func Open(cfg Config) (*Node, error) {
 	st, err := OpenStore(cfg.DataPath, StoreOptions{Member: cfg.Member, Policy: cfg.Policy, Logger: cfg.Logger, MaxAnswerBytes: cfg.MaxAnswerBytes, Metrics: cfg.Metrics})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Metrics != nil {
+		if stats, err := st.Stats(); err == nil {
+			cfg.Metrics.wrote(stats.DataVersion, stats.LastWrite)
+		}
 	}
 	return &Node{cfg: cfg, store: st, log: cfg.Logger}, nil
 }
@@ -111,6 +118,7 @@ func (n *Node) rules() authz.Rules {
 		fedreportv1.NodeAdminService_RetractRecords_FullMethodName:  admin,
 		fedreportv1.NodeAdminService_ListDisclosures_FullMethodName: admin,
 		fedreportv1.NodeAdminService_GetNodeStats_FullMethodName:    admin,
+		fedreportv1.NodeAdminService_BackupNode_FullMethodName:      admin,
 	}
 }
 
@@ -193,7 +201,7 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		fedreportv1.RegisterAggregationServiceServer(srv, &aggregationServer{n: n})
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n})
 		healthpb.RegisterHealthServer(srv, hs)
-		reflection.Register(srv)
+		grpcsrv.RegisterReflection(srv)
 		// The caps are the network listener's: the admin socket is the
 		// node's own user's.
 		servers = append(servers, served{srv, grpcsrv.LimitListener(lis, limits)})
@@ -205,7 +213,7 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 		), grpcsrv.LocalOptions(n.limits())...)...)
 		fedreportv1.RegisterNodeAdminServiceServer(srv, &adminServer{n: n, local: true})
 		healthpb.RegisterHealthServer(srv, hs)
-		reflection.Register(srv)
+		grpcsrv.RegisterReflection(srv)
 		servers = append(servers, served{srv, adminLis})
 	}
 
@@ -254,10 +262,13 @@ func (n *Node) Serve(ctx context.Context, lis, adminLis net.Listener) error {
 // slowCall is when a call is worth a log line above Debug.
 const slowCall = time.Second
 
-func (n *Node) logCall(ctx context.Context, method string, start time.Time, err error) {
+// logCall logs a call at Debug, or at Warn when a unary call was slow. A
+// stream (an ingest) lasts as long as its sender takes to send it, so its
+// length says nothing about the node; the ingest logs its own end.
+func (n *Node) logCall(ctx context.Context, method string, start time.Time, err error, stream bool) {
 	d := time.Since(start)
 	level := slog.LevelDebug
-	if d >= slowCall {
+	if d >= slowCall && !stream {
 		level = slog.LevelWarn
 	}
 	if !n.log.Enabled(ctx, level) {
@@ -269,14 +280,14 @@ func (n *Node) logCall(ctx context.Context, method string, start time.Time, err 
 func (n *Node) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := handler(ctx, req)
-	n.logCall(ctx, info.FullMethod, start, err)
+	n.logCall(ctx, info.FullMethod, start, err, false)
 	return resp, err
 }
 
 func (n *Node) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
 	err := handler(srv, ss)
-	n.logCall(ss.Context(), info.FullMethod, start, err)
+	n.logCall(ss.Context(), info.FullMethod, start, err, true)
 	return err
 }
 
@@ -341,8 +352,14 @@ func (s *adminServer) caller(ctx context.Context) string {
 	return "unknown"
 }
 
-func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv1.IngestRecordsRequest, fedreportv1.IngestRecordsResponse]) error {
+func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv1.IngestRecordsRequest, fedreportv1.IngestRecordsResponse]) (err error) {
 	ctx := stream.Context()
+	committed := false
+	defer func() {
+		if err != nil && !committed {
+			s.n.cfg.Metrics.ingestEnded(IngestFailed)
+		}
+	}()
 	notice := &lockNotice{ss: stream}
 	in, err := s.n.store.BeginIngest(withWriter(ctx, s.caller(ctx), notice.waiting))
 	if err != nil {
@@ -369,18 +386,30 @@ func (s *adminServer) IngestRecords(stream grpc.ClientStreamingServer[fedreportv
 	if err != nil {
 		return s.n.status(ctx, "IngestRecords", err)
 	}
+	committed = true
+	s.n.cfg.Metrics.ingestEnded(IngestCommitted)
+	if sum.Added+sum.Changed > 0 {
+		s.n.cfg.Metrics.wrote(sum.DataVersion, time.Now())
+	}
 	s.n.log.Info("ingest committed", "caller", s.caller(ctx), "received", sum.Received, "added", sum.Added,
 		"changed", sum.Changed, "unchanged", sum.Unchanged, "data_version", sum.DataVersion)
 	return stream.SendAndClose(sum.Proto())
 }
 
 func (s *adminServer) RetractRecords(ctx context.Context, req *fedreportv1.RetractRecordsRequest) (*fedreportv1.RetractRecordsResponse, error) {
-	sum, err := s.n.store.Retract(withWriter(ctx, s.caller(ctx), nil), req.GetRecordIds())
+	retract := s.n.store.Retract
+	if req.GetIgnoreMissing() {
+		retract = s.n.store.RetractStored
+	}
+	sum, err := retract(withWriter(ctx, s.caller(ctx), nil), req.GetRecordIds())
 	if err != nil {
 		return nil, s.n.status(ctx, "RetractRecords", err)
 	}
 	s.n.log.Info("records retracted", "caller", s.caller(ctx), "retracted", sum.Retracted, "data_version", sum.DataVersion)
-	return &fedreportv1.RetractRecordsResponse{Retracted: sum.Retracted, DataVersion: sum.DataVersion}, nil
+	if sum.Retracted > 0 {
+		s.n.cfg.Metrics.wrote(sum.DataVersion, time.Now())
+	}
+	return &fedreportv1.RetractRecordsResponse{Retracted: sum.Retracted, DataVersion: sum.DataVersion, Missing: sum.Missing}, nil
 }
 
 func (s *adminServer) ListDisclosures(ctx context.Context, req *fedreportv1.ListDisclosuresRequest) (*fedreportv1.ListDisclosuresResponse, error) {
@@ -396,5 +425,75 @@ func (s *adminServer) GetNodeStats(ctx context.Context, _ *fedreportv1.GetNodeSt
 	if err != nil {
 		return nil, s.n.status(ctx, "GetNodeStats", err)
 	}
-	return st.Proto(), nil
+	resp := st.Proto()
+	resp.Policy = s.n.store.Policy().Proto()
+	resp.SoftwareVersion = s.n.cfg.Version
+	return resp, nil
+}
+
+// backupChunk is how many bytes of the copy one BackupNode message carries.
+const backupChunk = 256 << 10
+
+// BackupNode streams a consistent copy of the data file.
+func (s *adminServer) BackupNode(_ *fedreportv1.BackupNodeRequest, stream grpc.ServerStreamingServer[fedreportv1.BackupNodeResponse]) error {
+	ctx := stream.Context()
+	w := &backupWriter{stream: stream, buf: make([]byte, 0, backupChunk)}
+	start := time.Now()
+	err := s.n.store.Backup(ctx, func(size int64, dataVersion uint64) io.Writer {
+		w.first = &fedreportv1.BackupNodeResponse{SizeBytes: size, DataVersion: dataVersion, Member: s.n.cfg.Member}
+		return w
+	})
+	if err == nil {
+		err = w.flush()
+	}
+	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+			return err // the stream's own error: the client went away
+		}
+		return s.n.status(ctx, "BackupNode", err)
+	}
+	s.n.log.Info("backup sent", "caller", s.caller(ctx), "bytes", w.sent, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// backupWriter sends what it is written in chunks of backupChunk bytes, the
+// first with the copy's size and data version.
+type backupWriter struct {
+	stream grpc.ServerStreamingServer[fedreportv1.BackupNodeResponse]
+	first  *fedreportv1.BackupNodeResponse // sent with the first chunk
+	buf    []byte
+	sent   int64
+}
+
+func (w *backupWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), cap(w.buf)-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *backupWriter) flush() error {
+	if len(w.buf) == 0 && w.first == nil {
+		return nil
+	}
+	msg := w.first
+	if msg == nil {
+		msg = &fedreportv1.BackupNodeResponse{}
+	}
+	w.first = nil
+	msg.Chunk = w.buf
+	if err := w.stream.Send(msg); err != nil {
+		return err
+	}
+	w.sent += int64(len(w.buf))
+	w.buf = w.buf[:0]
+	return nil
 }

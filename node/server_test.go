@@ -1,15 +1,18 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +23,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/testpki"
@@ -534,4 +539,101 @@ func (rawCodec) Name() string { return "proto" }
 // everyDimension is the cross of every table dimension.
 var everyDimension = []fedreportv1.Dimension{
 	fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_CHANNEL, fedreportv1.Dimension_DIMENSION_VICTIM_AGE,
+}
+
+// syncBuffer is a bytes.Buffer a logger and a test share.
+// Every write is signalled on wrote, when nobody has yet taken the last
+// signal.
+type syncBuffer struct {
+	mu    sync.Mutex // protects b
+	b     bytes.Buffer
+	wrote chan struct{}
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case s.wrote <- struct{}{}:
+	default:
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestALongIngestStreamIsNotLoggedAsASlowCall(t *testing.T) {
+	t.Parallel()
+	logged := &syncBuffer{wrote: make(chan struct{}, 1)}
+	tn := startNodeWith(t, Config{Logger: slog.New(slog.NewTextHandler(logged, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	stream, err := fedreportv1.NewNodeAdminServiceClient(tn.dialSocket(t)).IngestRecords(callCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := genRecords(t, "FR", 20, 1)
+	if err := stream.Send(&fedreportv1.IngestRecordsRequest{Records: recs[:10], Source: "fr.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	// A stream lasts as long as its sender takes: here longer than a
+	// unary call may take before it is logged as slow.
+	time.Sleep(slowCall + 100*time.Millisecond)
+	if err := stream.Send(&fedreportv1.IngestRecordsRequest{Records: recs[10:], Source: "fr.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	// The call is logged once the handler has returned, which may be
+	// after the client has its answer.
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(logged.String(), "msg=call method="+fedreportv1.NodeAdminService_IngestRecords_FullMethodName) {
+		select {
+		case <-logged.wrote:
+		case <-deadline:
+			t.Fatalf("the stream was not logged within 10s:\n%s", logged.String())
+		}
+	}
+	if out := logged.String(); strings.Contains(out, "level=WARN") {
+		t.Errorf("a successful ingest stream was logged as a warning:\n%s", out)
+	}
+}
+
+// TestReflectionServesTheProtoComments asks the node's server reflection
+// (as grpcurl describe does) for the file of NodeAdminService: it comes
+// with its comments.
+func TestReflectionServesTheProtoComments(t *testing.T) {
+	t.Parallel()
+	tn := startNodeWith(t, Config{})
+	stream, err := reflectionv1.NewServerReflectionClient(tn.dialSocket(t)).ServerReflectionInfo(callCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{
+		FileContainingSymbol: fedreportv1.NodeAdminService_ServiceDesc.ServiceName}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.CloseSend()
+	var comments []string
+	for _, b := range resp.GetFileDescriptorResponse().GetFileDescriptorProto() {
+		var fd descriptorpb.FileDescriptorProto
+		if err := proto.Unmarshal(b, &fd); err != nil {
+			t.Fatal(err)
+		}
+		for _, loc := range fd.GetSourceCodeInfo().GetLocation() {
+			comments = append(comments, loc.GetLeadingComments())
+		}
+	}
+	if !slices.ContainsFunc(comments, func(c string) bool {
+		return strings.Contains(c, "NodeAdminService is the member ministry's own administration")
+	}) {
+		t.Errorf("reflection served %d comments, none of them NodeAdminService's", len(comments))
+	}
 }

@@ -14,7 +14,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/isa-alliance/fedreport/internal/boltcheck"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -123,7 +125,7 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 	}
 	db, err := bolt.Open(path, 0o600, BoltOptions(false))
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open store %s: %w", path, ErrInUse)
+		return nil, fmt.Errorf("open store: %w: %s %s; stop that process, or give this node a --data file of its own", ErrInUse, path, boltcheck.HeldBy(path))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -329,6 +331,9 @@ func (s *Store) releaseWriter() {
 type RetractSummary struct {
 	Retracted   uint64
 	DataVersion uint64
+	// Missing is how many ids were not stored and were skipped
+	// (RetractStored only).
+	Missing uint64
 }
 
 // Retract removes the records with the given ids in one transaction and
@@ -336,6 +341,17 @@ type RetractSummary struct {
 // the error is an *UnknownRecordsError listing every unknown id. An id listed
 // twice is retracted once.
 func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, error) {
+	return s.retract(ctx, ids, false)
+}
+
+// RetractStored is Retract that removes the stored ones of ids and skips
+// the others, counting them in RetractSummary.Missing; when none is stored
+// nothing is written.
+func (s *Store) RetractStored(ctx context.Context, ids []string) (RetractSummary, error) {
+	return s.retract(ctx, ids, true)
+}
+
+func (s *Store) retract(ctx context.Context, ids []string, skipMissing bool) (RetractSummary, error) {
 	if len(ids) == 0 {
 		return RetractSummary{}, &records.FieldError{Field: "record_ids", Value: "", Problem: "is empty (want at least one record_id to retract)"}
 	}
@@ -364,7 +380,14 @@ func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, erro
 			}
 			deltas[k] -= int64(q)
 		}
-		if len(unknown) > 0 {
+		if len(unknown) > 0 && skipMissing {
+			uniq = slices.DeleteFunc(uniq, func(id string) bool { _, found := slices.BinarySearch(unknown, id); return found })
+			sum.Missing = uint64(len(unknown))
+			if len(uniq) == 0 {
+				sum.DataVersion = getUint64(tx.Bucket(bucketMeta).Get(keyDataVersion))
+				return nil
+			}
+		} else if len(unknown) > 0 {
 			// Report them in the order the caller gave them.
 			var inOrder []string
 			seen := map[string]bool{}
@@ -387,12 +410,15 @@ func (s *Store) Retract(ctx context.Context, ids []string) (RetractSummary, erro
 		if err := addRecordCount(tx, -int64(len(uniq))); err != nil {
 			return err
 		}
-		v, err := bumpDataVersion(tx)
-		sum = RetractSummary{Retracted: uint64(len(uniq)), DataVersion: v}
+		v, err := bumpDataVersion(tx, s.now())
+		sum = RetractSummary{Retracted: uint64(len(uniq)), DataVersion: v, Missing: sum.Missing}
 		return err
 	})
 	if err != nil {
 		return RetractSummary{}, err
+	}
+	if sum.Retracted == 0 {
+		return sum, nil // nothing changed
 	}
 	if err := s.refreshRelease(); err != nil {
 		// The retraction is committed; answers come from the previous
@@ -442,10 +468,14 @@ func applySortedDeltas(tx *bolt.Tx, deltas []cellDelta) error {
 	return nil
 }
 
-// bumpDataVersion increments the data version and returns the new one.
-func bumpDataVersion(tx *bolt.Tx) (uint64, error) {
+// bumpDataVersion increments the data version, notes now as the time of
+// the last write, and returns the new version.
+func bumpDataVersion(tx *bolt.Tx, now time.Time) (uint64, error) {
 	meta := tx.Bucket(bucketMeta)
 	v := getUint64(meta.Get(keyDataVersion)) + 1
+	if err := meta.Put(keyLastWrite, u64(uint64(now.UnixNano()))); err != nil {
+		return 0, err
+	}
 	return v, meta.Put(keyDataVersion, u64(v))
 }
 
@@ -458,6 +488,9 @@ type Stats struct {
 	DataVersion   uint64
 	SchemaVersion uint32
 	FileSizeBytes int64
+	// LastWrite is when the last write that changed the data was
+	// committed; zero when none was recorded.
+	LastWrite time.Time
 }
 
 // Stats returns the store's sizes and versions. The record count is kept in
@@ -478,6 +511,9 @@ func (s *Store) Stats() (Stats, error) {
 		if k, _ := tx.Bucket(bucketDisclosures).Cursor().Last(); k != nil {
 			st.Disclosures = getUint64(k)
 		}
+		if v := meta.Get(keyLastWrite); len(v) == 8 {
+			st.LastWrite = time.Unix(0, int64(getUint64(v))).UTC()
+		}
 		return nil
 	})
 	return st, err
@@ -493,7 +529,16 @@ func (st Stats) Proto() *fedreportv1.GetNodeStatsResponse {
 		DataVersion:   st.DataVersion,
 		SchemaVersion: st.SchemaVersion,
 		FileSizeBytes: st.FileSizeBytes,
+		LastWriteTime: timestampOrNil(st.LastWrite),
 	}
+}
+
+// timestampOrNil is t as a Timestamp, or nil (unset) for the zero time.
+func timestampOrNil(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 // Record returns the stored record with id, or nil when there is none

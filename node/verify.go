@@ -93,7 +93,7 @@ func Verify(path string) (*Report, error) {
 	case errors.Is(err, boltcheck.ErrEmpty):
 		return damagedReport(path, "is empty: not a node's data file"), nil
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("verify %s: %w", path, ErrInUse)
+		return nil, fmt.Errorf("verify: %w: %s %s; verify reads a file no process is writing: stop that process first", ErrInUse, path, boltcheck.HeldBy(path))
 	case err != nil:
 		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}

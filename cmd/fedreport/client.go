@@ -66,7 +66,7 @@ func dialCoordinator(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("--cert %s: %w", o.cert, err)
 	}
 	cfg := mtls.ClientConfig(src, mtls.ExpectCoordinatorOf(me))
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), recvLimit)
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), recvLimit, grpc.WithChainUnaryInterceptor(waitOutRateLimits))
 }
 
 // dialNode connects to a node's admin API: unix:///path is the node's local
@@ -87,7 +87,7 @@ func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 		if _, err := os.Stat(abs); err != nil {
 			return nil, fmt.Errorf("node admin socket: %w (is the node running with --admin-socket %s?)", err, path)
 		}
-		return grpc.NewClient("unix://"+abs, grpc.WithTransportCredentials(insecure.NewCredentials()), recvLimit)
+		return grpc.NewClient("unix://"+abs, grpc.WithTransportCredentials(insecure.NewCredentials()), recvLimit, grpc.WithChainUnaryInterceptor(waitOutRateLimits))
 	case strings.HasPrefix(addr, "/"):
 		return nil, fmt.Errorf("--node %s: write a socket path as unix://%s", addr, addr)
 	case isSocketPath(addr):
@@ -112,7 +112,7 @@ func dialNode(addr string, o tlsOptions) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("--cert %s: %w", o.cert, err)
 	}
 	cfg := mtls.ClientConfig(src, expect)
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), recvLimit)
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), recvLimit, grpc.WithChainUnaryInterceptor(waitOutRateLimits))
 }
 
 // isSocketPath reports whether a --node address without a scheme names a

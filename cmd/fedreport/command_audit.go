@@ -59,6 +59,8 @@ func newAuditCommand() *cobra.Command {
 			switch o.output {
 			case "json":
 				return printJSON(w, &fedreportv1.ListDisclosuresResponse{Entries: entries})
+			case "yaml":
+				return printYAML(w, &fedreportv1.ListDisclosuresResponse{Entries: entries})
 			case "csv":
 				cw := csv.NewWriter(w)
 				_ = cw.Write([]string{"seq", "time", "caller", "rollup_id", "request", "cells", "suppressed_cells", "data_version", "response_sha256", "prev_hash", "entry_hash"})

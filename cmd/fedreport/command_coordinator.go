@@ -1,17 +1,26 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/isa-alliance/fedreport/coordinator"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/metrics"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -177,6 +186,7 @@ func newCoordinatorCommand() *cobra.Command {
 			if err := coordinator.ValidateMembers(o.members); err != nil {
 				return err
 			}
+			warnUnresolvable(cmd.Context(), log, o.members)
 			src, own, err := o.tls.serverFiles(log, o.tls.cert, o.tls.key)
 			if err != nil {
 				return err
@@ -197,10 +207,11 @@ func newCoordinatorCommand() *cobra.Command {
 				MemberTLS:       memberTLS(src, own.TrustDomain),
 				TrustDomain:     own.TrustDomain,
 				Logger:          log,
-				Version:         version,
+				Version:         readBuildInfo().Short(),
 				Limits:          rateLimits(o.rates()...),
 			}
 			o.conns.apply(&cfg.Limits)
+			var collectors []prometheus.Collector // for the metrics listener
 			cfg.MemberRate = grpcsrv.Rate{PerSecond: o.memberPace.rate, Burst: o.memberPace.burst}
 			if o.memberPace.rate == 0 {
 				cfg.MemberRate = grpcsrv.Rate{PerSecond: -1}
@@ -219,10 +230,14 @@ func newCoordinatorCommand() *cobra.Command {
 				}
 				cfg.MemberCode = o.memberCode
 				cfg.MemberServerTLS = mtls.ServerConfig(msrc)
+				collectors = append(collectors, metrics.CertificateExpiry("member", msrc.Certificate))
 			}
-			return coordinator.RunAll(cmd.Context(), cfg, coordinator.Addresses{
-				Listen: o.listen, MemberListen: o.memberListen, MetricsListen: o.metricsListen,
-			})
+			if o.config != "" {
+				cfg.MemberUpdates = reloadMembersOnHangup(cmd.Context(), log, o.config, cmd.Flags().Changed("member"))
+			}
+			addrs := coordinator.Addresses{Listen: o.listen, MemberListen: o.memberListen, MetricsListen: o.metricsListen,
+				MetricsCollectors: append(collectors, metrics.BuildInfo(readBuildInfo().Short()), metrics.CertificateExpiry("main", src.Certificate))}
+			return coordinator.RunAll(cmd.Context(), cfg, addrs)
 		},
 	}
 	o.AddFlags(cmd.Flags())
@@ -235,4 +250,96 @@ func memberTLS(src mtls.Source, trustDomain string) func(string) (*tls.Config, e
 	return func(code string) (*tls.Config, error) {
 		return mtls.ClientConfig(src, mtls.ExpectID(identity.Node(trustDomain, code))), nil
 	}
+}
+
+// resolveTimeout bounds the start-time lookup of each member's host.
+const resolveTimeout = 3 * time.Second
+
+// warnUnresolvable logs a warning for each member whose host name does not
+// resolve now: its rollups would find it unreachable, for a reason the
+// start-up can already name (a typo, a DNS entry not made yet). The member
+// is kept; it is asked in every rollup, and counts once its name resolves.
+func warnUnresolvable(ctx context.Context, log *slog.Logger, members []coordinator.Member) {
+	var g sync.WaitGroup
+	for _, m := range members {
+		host, _, err := net.SplitHostPort(m.Address)
+		if err != nil || net.ParseIP(host) != nil || strings.Contains(m.Address, "://") {
+			continue
+		}
+		g.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+			defer cancel()
+			if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
+				log.Warn("member host does not resolve; its rollups will find it unreachable until it does (check the address)",
+					"member", m.Code, "host", host, "err", err)
+			}
+		})
+	}
+	g.Wait()
+}
+
+// configPoll is how often the coordinator looks whether its --config file
+// changed.
+const configPoll = 2 * time.Second
+
+// reloadMembersOnHangup reads the members of the config file at path again
+// on every SIGHUP, and when the file changes (its size or modification
+// time, looked at every configPoll), and sends them on the returned channel,
+// until ctx is done. A file that does not load, or lists no member, is
+// logged and changes nothing. With --member flags, which win over the file,
+// there is nothing to reload: a SIGHUP is logged and ignored.
+func reloadMembersOnHangup(ctx context.Context, log *slog.Logger, path string, fromFlags bool) <-chan []coordinator.Member {
+	out := make(chan []coordinator.Member, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	stamp := func() string {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+	}
+	go func() {
+		defer signal.Stop(hup)
+		tick := time.NewTicker(configPoll)
+		defer tick.Stop()
+		last := stamp()
+		for {
+			trigger := "SIGHUP"
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				last = stamp()
+			case <-tick.C:
+				now := stamp()
+				if now == last || now == "" {
+					continue
+				}
+				last, trigger = now, "config file changed"
+			}
+			if fromFlags {
+				if trigger == "SIGHUP" {
+					log.Warn("SIGHUP: the members come from --member flags, which win over --config; nothing reloaded", "config", path)
+				}
+				continue
+			}
+			fc, err := coordinator.LoadFileConfig(path)
+			if err == nil && len(fc.Members) == 0 {
+				err = fmt.Errorf("config %s lists no members", path)
+			}
+			if err != nil {
+				log.Warn("members not reloaded; the previous ones stay", "trigger", trigger, "config", path, "err", err)
+				continue
+			}
+			log.Info("reloading members", "trigger", trigger, "config", path)
+			warnUnresolvable(ctx, log, fc.Members)
+			select {
+			case out <- fc.Members:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }

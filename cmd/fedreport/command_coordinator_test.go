@@ -236,6 +236,13 @@ func serveCLI(t *testing.T, pkiDir, addr string, id, server identity.ID, args ..
 			t.Errorf("fedreport %s: %v\n%s", args[0], err, stderr)
 		}
 	})
+	return waitHealthy(t, pkiDir, addr, id, server)
+}
+
+// waitHealthy waits for the server at addr to serve health checks as id,
+// and returns the connection.
+func waitHealthy(t *testing.T, pkiDir, addr string, id, server identity.ID) *grpc.ClientConn {
+	t.Helper()
 	base := filepath.Join(pkiDir, pki.FileBase(id))
 	src, err := mtls.NewFiles(filepath.Join(pkiDir, "ca.crt"), base+".crt", base+".key")
 	if err != nil {
@@ -249,7 +256,7 @@ func serveCLI(t *testing.T, pkiDir, addr string, id, server identity.ID, args ..
 	hctx, hcancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer hcancel()
 	if _, err := healthpb.NewHealthClient(conn).Check(hctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
-		t.Fatalf("fedreport %s did not come up: %v", args[0], err)
+		t.Fatalf("the server at %s did not come up: %v", addr, err)
 	}
 	return conn
 }
@@ -412,5 +419,34 @@ func TestExplicitZerosAreRefused(t *testing.T) {
 	}
 	if err := n.validatePolicy(time.Now()); err != nil || n.minCellCount != node.DefaultMinCellCount {
 		t.Errorf("min cell count left unset: got %d, %v, want the default %d", n.minCellCount, err, node.DefaultMinCellCount)
+	}
+}
+
+// TestCoordinatorWarnsOfAMemberHostThatDoesNotResolve starts a coordinator
+// whose member GB names a host that cannot resolve (.invalid, RFC 6761):
+// it serves, and its log warns at start naming GB and the host.
+func TestCoordinatorWarnsOfAMemberHostThatDoesNotResolve(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pkiDir := initPKI(t, filepath.Join(dir, "pki"),
+		[]string{"--role", "coordinator", "--name", "main"}, []string{"--role", "operator", "--name", "alice"})
+	p := func(name string) string { return filepath.Join(pkiDir, name) }
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan string, 1)
+	go func() {
+		_, stderr, _ := runCLI(t, ctx, "coordinator", "--data", filepath.Join(dir, "coord.db"), "--listen", addr,
+			"--member", "FR=127.0.0.1:7443", "--member", "GB=gb-node.invalid:7443",
+			"--cacert", p("ca.crt"), "--cert", p("coordinator-main.crt"), "--key", p("coordinator-main.key"))
+		done <- stderr
+	}()
+	waitHealthy(t, pkiDir, addr, identity.Operator("isa", "alice"), identity.Coordinator("isa", "main"))
+	cancel()
+	stderr := <-done
+	if !strings.Contains(stderr, `msg="member host does not resolve;`) || !strings.Contains(stderr, "member=GB host=gb-node.invalid") {
+		t.Errorf("coordinator log: want a warning naming GB and gb-node.invalid:\n%s", stderr)
+	}
+	if strings.Contains(stderr, "member=FR host=") {
+		t.Errorf("coordinator log: a warning for FR's IP address:\n%s", stderr)
 	}
 }

@@ -154,7 +154,8 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 // TestCoordinatorSaysItsFileIsInUse starts a second coordinator on a file a
-// running one holds: it is told so in the node's words.
+// running one holds: it is told which file and which process (here the
+// test's own; tests/robustness has one with a coordinator process).
 func TestCoordinatorSaysItsFileIsInUse(t *testing.T) {
 	t.Parallel()
 	_, coordTLS := dataFilePKI(t)
@@ -162,7 +163,7 @@ func TestCoordinatorSaysItsFileIsInUse(t *testing.T) {
 	c := openCoordinatorFile(t, path)
 	defer c.Close()
 	err := startRefused(t, append([]string{"coordinator", "--data", path, "--listen", "127.0.0.1:0", "--member", "FR=127.0.0.1:7443"}, coordTLS...)...)
-	if want := "data file is in use by another process (is a coordinator already running on it?)"; err == nil || !strings.Contains(err.Error(), want) {
+	if want := "data file is in use: " + path + " by this process; stop that process"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("got %v, want an error containing %q", err, want)
 	}
 	if !errors.Is(err, coordinator.ErrInUse) {
@@ -194,6 +195,41 @@ func TestAPortInUseLeavesNoDataFile(t *testing.T) {
 	for _, path := range []string{nodeFile, coordFile} {
 		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s after a failed start: got %v, want no file", path, err)
+		}
+	}
+}
+
+// TestAPathThatIsNoDataFileIsNotCalledDamaged gives node, coordinator and
+// verify a directory and a CSV export as --data: each is told the path is
+// not a data file, and nobody is sent to restore a backup of it.
+func TestAPathThatIsNoDataFileIsNotCalledDamaged(t *testing.T) {
+	t.Parallel()
+	nodeTLS, coordTLS := dataFilePKI(t)
+	dir := t.TempDir()
+	csvFile := filepath.Join(dir, "fr.csv")
+	if err := os.WriteFile(csvFile, []byte("record_id,metric,date\nFR-1,arrests,2020-01-02\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(path string) error
+	}{
+		{"node", func(path string) error {
+			return startRefused(t, append([]string{"node", "--member", "FR", "--data", path, "--listen", "127.0.0.1:0"}, nodeTLS...)...)
+		}},
+		{"coordinator", func(path string) error {
+			return startRefused(t, append([]string{"coordinator", "--data", path, "--listen", "127.0.0.1:0", "--member", "FR=127.0.0.1:7443"}, coordTLS...)...)
+		}},
+		{"verify", func(path string) error {
+			_, _, err := runCLI(t, t.Context(), "verify", "--data", path)
+			return err
+		}},
+	} {
+		for _, p := range []struct{ path, what string }{{dir, "is a directory"}, {csvFile, "is a text file"}} {
+			err := tc.run(p.path)
+			if err == nil || !strings.Contains(err.Error(), p.path+" "+p.what) || !strings.Contains(err.Error(), "not a fedreport data file") || strings.Contains(err.Error(), "backup") {
+				t.Errorf("%s --data %s: got %v, want an error saying it %s, not a fedreport data file, without backup advice", tc.name, p.path, err, p.what)
+			}
 		}
 	}
 }

@@ -194,7 +194,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 		}
 		n, err := node.Open(node.Config{
 			Member: code, DataPath: dn.Data, TrustDomain: "isa", ServerTLS: mtls.ServerConfig(src),
-			Logger: log.With("member", code), Version: version,
+			Logger: log.With("member", code), Version: readBuildInfo().Short(),
 			Policy: demoPolicy(),
 		})
 		if err != nil {
@@ -232,7 +232,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) (err 
 	coord, err := coordinator.Open(coordinator.Config{
 		DataPath: filepath.Join(dir, "coordinator.db"), Members: members, MemberTimeout: 10 * time.Second,
 		ServerTLS: mtls.ServerConfig(coordSrc), MemberTLS: memberTLS(coordSrc, "isa"), TrustDomain: "isa",
-		Logger: log.With("component", "coordinator"), Version: version,
+		Logger: log.With("component", "coordinator"), Version: readBuildInfo().Short(),
 		Operations: []coordinator.Operation{demoOperation()},
 	})
 	if err != nil {

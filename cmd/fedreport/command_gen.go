@@ -10,6 +10,7 @@ import (
 	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/records"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
 type genOptions struct {
@@ -54,7 +55,16 @@ func newGenCommand() *cobra.Command {
 			}
 			bw := bufio.NewWriterSize(cmd.OutOrStdout(), 1<<16)
 			w := records.NewCSVWriter(bw)
-			if err := records.Gen(o.member, o.n, o.seed, records.DayTime(from), records.DayTime(to), w.Write); err != nil {
+			// The ids carry the seed, so that the records of two seeds
+			// can be loaded into one node side by side rather than the
+			// second replacing the first.
+			var n uint64
+			emit := func(r *fedreportv1.Record) error {
+				n++
+				r.RecordId = records.SeededRecordID(o.member, o.seed, n)
+				return w.Write(r)
+			}
+			if err := records.Gen(o.member, o.n, o.seed, records.DayTime(from), records.DayTime(to), emit); err != nil {
 				return err
 			}
 			if err := w.Flush(); err != nil {

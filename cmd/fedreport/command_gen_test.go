@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -21,5 +22,24 @@ func TestGenSaysWhichDayDoesNotExist(t *testing.T) {
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("gen %v: got %v, want %s", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestGenRecordsOfTwoSeedsLoadSideBySide ingests gen --seed 7 and then
+// gen --seed 8 into one node: the second adds its records to the first's
+// instead of replacing them.
+func TestGenRecordsOfTwoSeedsLoadSideBySide(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	for _, seed := range []string{"7", "8", "7"} {
+		out := mustRunCLI(t, "gen", "--member", "FR", "--records", "50", "--seed", seed)
+		mustRunCLI(t, "ingest", "--node", addr, writeFile(t, "gen-"+seed+".csv", out))
+	}
+	if st := stats(t, n); st.Records != 100 {
+		t.Errorf("records after seeds 7, 8 and 7 again: got %d, want 100", st.Records)
+	}
+	out := mustRunCLI(t, "gen", "--member", "FR", "--records", "1", "--seed", "7")
+	if !strings.Contains(out, "\nFR-s7-000000001,") {
+		t.Errorf("gen --seed 7: got %q, want the id FR-s7-000000001", out)
 	}
 }

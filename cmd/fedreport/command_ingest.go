@@ -50,6 +50,10 @@ type ingestOptions struct {
 	node   string
 	tls    tlsOptions
 	format string
+	// check validates the files without a node (--check); errorsFile
+	// receives every problem it finds.
+	check      bool
+	errorsFile string
 	// progress draws a progress line on stderr (set when it is a terminal).
 	progress bool
 }
@@ -57,12 +61,14 @@ type ingestOptions struct {
 func (o *ingestOptions) AddFlags(fs *pflag.FlagSet) {
 	addNodeFlags(fs, &o.node, &o.tls)
 	fs.StringVar(&o.format, "format", "", "csv or jsonl; required for - (stdin), otherwise taken from the file extension")
+	fs.BoolVar(&o.check, "check", false, "only check the files, here, as the node would (every record, and each record_id once); send nothing, need no node; exit 1 on any problem")
+	fs.StringVar(&o.errorsFile, "errors-file", "", "with --check: write every problem, one a line, to this file (the output lists the first 20)")
 }
 
 func newIngestCommand() *cobra.Command {
 	var o ingestOptions
 	cmd := &cobra.Command{
-		Use:   "ingest --node ADDR FILE...",
+		Use:   "ingest --node ADDR FILE... | ingest --check [--errors-file FILE] FILE...",
 		Short: "Load records from CSV or JSON Lines files into a node, all or nothing",
 		Long: `Load records into a node (member admin). Every file of one command travels in
 one stream that the node applies atomically: if any line is invalid, nothing is
@@ -72,9 +78,20 @@ changes nothing. FILE may be - for stdin, with --format.
 Errors name FILE:LINE, the field, what is wrong and what is allowed; up to 20
 are listed, then a count. When stderr is a terminal, a progress line shows the
 records sent, records/s and, for files, the percentage read. The summary (new,
-changed and unchanged records, the node's new data version) goes to stdout.`,
+changed and unchanged records, the node's new data version) goes to stdout.
+
+With --check the files are only checked, here, by the same rules (every
+record, and each record_id once across the files), with no node and nothing
+sent; --errors-file FILE receives every problem, one a line. It exits 1 when
+there is any.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.check {
+				return runCheck(o, args, cmd.InOrStdin(), cmd.OutOrStdout())
+			}
+			if o.errorsFile != "" {
+				return fmt.Errorf("--errors-file goes with --check (an ingest lists the first 20 problems and stores nothing)")
+			}
 			o.progress = isTerminal(cmd.ErrOrStderr())
 			return runIngest(cmd.Context(), o, args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -254,7 +271,7 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 		if e := interruptedIngest(ctx, err, false); e != nil {
 			return e
 		}
-		return placeNodeError(err, placed, o.format, o.node)
+		return placeNodeError(err, inputs, placed, o.format, o.node)
 	}
 	for _, in := range inputs {
 		rr, closer, err := openRecords(in.name, o.format, stdin, &read)
@@ -376,9 +393,10 @@ var recordIndexRE = regexp.MustCompile(`^records\[(\d+)\]`)
 // an error that names FILE:LINE, as the CLI's own validation does: the node
 // knows the record's place in the stream, the CLI knows which file and line
 // that was (it reads the file again to find it). A duplicate record_id also
-// names the line of its first occurrence. Anything else, or a record of
+// names the line of its first occurrence, and every other duplicate of the
+// inputs is listed with it (listDuplicates). Anything else, or a record of
 // stdin, which cannot be read again, is reported as the node worded it.
-func placeNodeError(err error, placed []sentFile, format, addr string) error {
+func placeNodeError(err error, inputs []input, placed []sentFile, format, addr string) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return describeNodeRPCError("ingest", addr, err)
@@ -399,6 +417,13 @@ func placeNodeError(err error, placed []sentFile, format, addr string) error {
 	}
 	if index < 0 || (reason != node.ReasonDuplicateRecord && reason != node.ReasonInvalidRecord) {
 		return describeNodeRPCError("ingest", addr, err)
+	}
+	if reason == node.ReasonDuplicateRecord {
+		// The node stops at the first duplicate; list them all, as
+		// invalid lines are listed.
+		if dups, total, ok := listDuplicates(inputs, format, maxListedErrors); ok && total > 0 {
+			return describeDuplicates(inputs, dups, total)
+		}
 	}
 	file, line, id, ok := locateRecord(placed, format, uint64(index))
 	if !ok {

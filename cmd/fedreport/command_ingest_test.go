@@ -99,7 +99,7 @@ func TestIngestRefusesEachInvalidFileWhole(t *testing.T) {
 		{"unknown column", "a.csv", "record_id,metric,date,name\nFR-3,arrests,2020-01-01,x\n", []string{"a.csv:1:", `unknown column "name"`}},
 		{"missing date column", "a.csv", "record_id,metric\nFR-3,arrests\n", []string{"a.csv:1:", "date"}},
 		{"wrong number of fields", "a.csv", header + good + "FR-3,arrests\n", []string{"a.csv:3:"}},
-		{"duplicate record_id in one stream", "a.csv", header + good + "FR-2,arrests,2020-02-04,,,,1\n", []string{"a.csv:3:", `record_id "FR-2" was already sent in this stream, at `, "a.csv:2 (send each record once"}},
+		{"duplicate record_id in one stream", "a.csv", header + good + "FR-2,arrests,2020-02-04,,,,1\n", []string{"a.csv:3:", `record_id "FR-2" was already sent in this stream, at `, "a.csv:2\n", "(send each record once"}},
 		{"malformed JSON line", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01"}` + "\n{not json\n", []string{"a.jsonl:2:"}},
 		{"quantity as a JSON string", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01","quantity":"3"}` + "\n", []string{"a.jsonl:1:", "quantity", "got a string"}},
 		{"repeated JSON key", "a.jsonl", `{"record_id":"FR-2","metric":"arrests","date":"2020-01-01"}` + "\n" + `{"record_id":"J-6","record_id":"J-7","metric":"arrests","date":"2020-01-01"}` + "\n", []string{"a.jsonl:2:", `key "record_id" appears twice`}},
@@ -200,7 +200,7 @@ func TestIngestNamesBothLinesOfADuplicateAcrossFiles(t *testing.T) {
 	second := writeFile(t, "second.jsonl", `{"record_id":"FR-20001","metric":"arrests","date":"2020-01-01"}`+"\n\n"+
 		`{"record_id":"FR-5000","metric":"sites_blocked","date":"2020-01-01"}`+"\n")
 	_, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, first, second)
-	want := second + `:3: record_id "FR-5000" was already sent in this stream, at ` + first + ":5001 (send each record once; a later ingest may correct it)"
+	want := second + `:3: record_id "FR-5000" was already sent in this stream, at ` + first + ":5001\n1 duplicate record_id(s) (send each record once; a later ingest may correct it)"
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "nothing was stored") {
 		t.Fatalf("got %v, want %q and nothing stored", err, want)
 	}
@@ -220,7 +220,7 @@ func TestIngestNamesBothLinesOfADuplicateAcrossFiles(t *testing.T) {
 	}
 	long := writeFile(t, "long.csv", b.String())
 	_, _, err = runCLI(t, t.Context(), "ingest", "--node", addr, long)
-	want = long + `:9001: record_id "FR-5" was already sent in this stream, at ` + long + ":6 "
+	want = long + `:9001: record_id "FR-5" was already sent in this stream, at ` + long + ":6\n"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("duplicate in a long file: got %v, want %q", err, want)
 	}
@@ -295,5 +295,157 @@ func TestAnIngestWaitingForTheWriteLockSaysWhoHoldsIt(t *testing.T) {
 	}
 	if st := stats(t, n); st.Records != 1 {
 		t.Errorf("%d records stored, want 1 (the silent stream's rolled back)", st.Records)
+	}
+}
+
+func TestIngestRefusesAnOverlongLineBriefly(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	good := "FR-1,arrests,2020-01-02,,,,1\n"
+	for _, tc := range []struct {
+		name, file, content, want string
+	}{
+		{"a CSV line of 1 MB", "a.csv", header + good + "FR-2," + strings.Repeat("x", 1<<20) + "\n" + good, "a.csv:3: line is longer than 65536 bytes"},
+		{"a CSV header of 1 MB", "a.csv", "record_id," + strings.Repeat("x", 1<<20) + "\n" + good, "a.csv:1: line is longer than 65536 bytes"},
+		{"an unclosed CSV quote", "a.csv", header + good + "FR-2,\"arrests,2020-01-02,,,,1\n" + strings.Repeat(good, 3000), "a.csv:3: the quoted field that starts on this line is not closed within 65536 bytes"},
+		{"a JSON Lines line of 1 MB", "a.jsonl", `{"record_id":"` + strings.Repeat("x", 1<<20) + `"}` + "\n", "a.jsonl:1: line is longer than 65536 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, writeFile(t, tc.file, tc.content))
+			if err == nil {
+				t.Fatal("ingest succeeded, want a refusal")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) || len(msg) > 1024 {
+				t.Errorf("error (%d bytes): got %.300q, want one under 1 KiB containing %q", len(msg), msg, tc.want)
+			}
+		})
+	}
+	if st := stats(t, n); st.Records != 0 {
+		t.Errorf("records: got %d, want 0", st.Records)
+	}
+}
+
+func TestRetractFileWithAnOverlongLineNamesIt(t *testing.T) {
+	t.Parallel()
+	_, addr := localNode(t)
+	ids := writeFile(t, "ids.txt", "# retractions\nFR-1\n"+strings.Repeat("x", 100<<10)+"\nFR-2\n")
+	_, _, err := runCLI(t, t.Context(), "retract", "--node", addr, "--file", ids)
+	want := ids + ":3: line is longer than 65536 bytes"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || len(err.Error()) > 1024 {
+		t.Errorf("retract: got %v, want an error under 1 KiB starting %q", err, want)
+	}
+}
+
+func TestIngestRefusesAnEmptyFileOfEitherFormat(t *testing.T) {
+	t.Parallel()
+	_, addr := localNode(t)
+	for _, tc := range []struct{ name, file, content string }{
+		{"an empty CSV file", "a.csv", ""},
+		{"an empty JSON Lines file", "a.jsonl", ""},
+		{"a JSON Lines file of blank lines", "a.jsonl", "\n  \n\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, writeFile(t, tc.file, tc.content))
+			if err == nil || !strings.Contains(err.Error(), tc.file+":1: file is empty (want ") || !strings.Contains(err.Error(), "nothing was stored") {
+				t.Errorf("ingest: got %q, %v; want an error naming %s:1 saying the file is empty", out, err, tc.file)
+			}
+		})
+	}
+}
+
+func TestIngestListsEveryDuplicateUpToTwentyThenCounts(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	var b strings.Builder
+	b.WriteString(header)
+	for i := 1; i <= 5000; i++ {
+		fmt.Fprintf(&b, "FR-%d,arrests,2020-01-02,,,,1\n", i)
+	}
+	for i := 1; i <= 25; i++ { // every one a duplicate of a line far above
+		fmt.Fprintf(&b, "FR-%d,arrests,2020-01-03,,,,1\n", i*100)
+	}
+	file := writeFile(t, "dups.csv", b.String())
+	_, _, err := runCLI(t, t.Context(), "ingest", "--node", addr, file)
+	if err == nil {
+		t.Fatal("ingest succeeded, want a refusal")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 22 {
+		t.Fatalf("got %d lines, want 20 duplicates, a count of the rest and a summary:\n%s", len(lines), err)
+	}
+	for i, line := range lines[:20] {
+		want := fmt.Sprintf(`%s:%d: record_id "FR-%d" was already sent in this stream, at %s:%d`, file, 5002+i, (i+1)*100, file, (i+1)*100+1)
+		if line != want {
+			t.Errorf("line %d: got %q, want %q", i+1, line, want)
+		}
+	}
+	if lines[20] != "... and 5 more" || !strings.HasPrefix(lines[21], "25 duplicate record_id(s)") || !strings.Contains(lines[21], "nothing was stored") {
+		t.Errorf("last lines: got %q, want the 5 more and a summary of 25", lines[20:])
+	}
+	if st := stats(t, n); st.Records != 0 {
+		t.Errorf("records: got %d, want 0", st.Records)
+	}
+}
+
+// TestIngestCheckValidatesWithoutANode checks files with ingest --check and
+// no node at all: a clean file passes; a file with 30 invalid lines and a
+// duplicate fails (exit 1) listing 20 problems, and --errors-file holds all
+// 31, one a line.
+func TestIngestCheckValidatesWithoutANode(t *testing.T) {
+	t.Parallel()
+	good := writeFile(t, "good.csv", header+"FR-1,arrests,2020-01-02,,,,1\nFR-2,arrests,2020-01-03,,,,1\n")
+	out := mustRunCLI(t, "ingest", "--check", good)
+	if want := "checked 2 records in 1 file: no problems; nothing was sent\n"; out != want {
+		t.Errorf("check of a good file: got %q, want %q", out, want)
+	}
+
+	var b strings.Builder
+	b.WriteString(header + "FR-1,arrests,2020-01-02,,,,1\n")
+	for i := range 30 {
+		fmt.Fprintf(&b, "FR-x%d,arrest,2020-01-02,,,,1\n", i)
+	}
+	b.WriteString("FR-1,arrests,2020-01-05,,,,1\n")
+	bad := writeFile(t, "bad.csv", b.String())
+	errorsFile := filepath.Join(t.TempDir(), "errors.txt")
+	_, _, err := runCLI(t, t.Context(), "ingest", "--check", "--errors-file", errorsFile, bad)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "\n... and 11 more\n31 problem(s) in 1 file (all of them in "+errorsFile+"); nothing was sent") {
+		t.Errorf("check of a bad file: got exit %d, %v; want 1, 20 problems listed and 11 more", exitCode(err), err)
+	}
+	all, rerr := os.ReadFile(errorsFile)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
+	if len(lines) != 31 || !strings.HasPrefix(lines[0], bad+":3: metric \"arrest\"") ||
+		lines[30] != bad+`:33: record_id "FR-1" appears again, first at `+bad+":2 (one ingest carries each record_id once)" {
+		t.Errorf("--errors-file: got %d lines, first %q, last %q; want 31, the invalid lines, then the duplicate", len(lines), lines[0], lines[len(lines)-1])
+	}
+	if _, _, err := runCLI(t, t.Context(), "ingest", "--node", "unix:///nonexistent.sock", "--errors-file", errorsFile, good); err == nil || !strings.Contains(err.Error(), "--errors-file goes with --check") {
+		t.Errorf("--errors-file without --check: got %v", err)
+	}
+}
+
+// TestRetractIgnoreMissingSkipsWhatTheNodeDoesNotHold retracts a list with
+// ids the node never held: refused whole without --ignore-missing; with it,
+// the held ones go and the others are counted; a second run changes
+// nothing and does not move the data version.
+func TestRetractIgnoreMissingSkipsWhatTheNodeDoesNotHold(t *testing.T) {
+	t.Parallel()
+	n, addr := localNode(t)
+	mustRunCLI(t, "ingest", "--node", addr, writeFile(t, "fr.csv", header+"FR-1,arrests,2020-01-02,,,,1\nFR-2,arrests,2020-01-02,,,,1\nFR-3,arrests,2020-01-02,,,,1\n"))
+	if _, _, err := runCLI(t, t.Context(), "retract", "--node", addr, "FR-1", "FR-9"); err == nil {
+		t.Fatal("retract of an unknown id without --ignore-missing succeeded")
+	}
+	out := mustRunCLI(t, "retract", "--node", addr, "--ignore-missing", "FR-1", "FR-9", "FR-2", "FR-8")
+	if want := "retracted 2 records (2 of the ids not stored, skipped); data version 2\n"; out != want {
+		t.Errorf("retract --ignore-missing: got %q, want %q", out, want)
+	}
+	out = mustRunCLI(t, "retract", "--node", addr, "--ignore-missing", "FR-1", "FR-9")
+	if want := "retracted 0 records (2 of the ids not stored, skipped); data version 2\n"; out != want {
+		t.Errorf("retract --ignore-missing again: got %q, want %q", out, want)
+	}
+	if st := stats(t, n); st.Records != 1 || st.DataVersion != 2 {
+		t.Errorf("after the retractions: got %d records, data version %d; want 1 and 2", st.Records, st.DataVersion)
 	}
 }

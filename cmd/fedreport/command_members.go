@@ -39,8 +39,11 @@ func newMembersCommand() *cobra.Command {
 var membersHeader = []string{"member", "address", "reachable", "last_contact", "data_version", "version", "k", "tables", "periods", "last_error", "kind"}
 
 func printMembers(w io.Writer, format outputFormat, resp *fedreportv1.ListMembersResponse) error {
-	if format == "json" {
+	switch format {
+	case "json":
 		return printJSON(w, resp)
+	case "yaml":
+		return printYAML(w, resp)
 	}
 	rows := [][]string{}
 	kind := len(membersHeader) - 1

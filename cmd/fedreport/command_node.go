@@ -10,8 +10,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
+	"github.com/isa-alliance/fedreport/internal/metrics"
 	"github.com/isa-alliance/fedreport/internal/mtls"
 	"github.com/isa-alliance/fedreport/internal/periods"
 	"github.com/isa-alliance/fedreport/internal/records"
@@ -224,7 +226,7 @@ func newNodeCommand() *cobra.Command {
 				TrustDomain: own.TrustDomain,
 				ServerTLS:   mtls.ServerConfig(src),
 				Logger:      log,
-				Version:     version,
+				Version:     readBuildInfo().Short(),
 				Limits:      nodeLimits(&o.aggregate, o.ingestIdle, &o.conns),
 				Policy: node.Policy{
 					MinCellCount:     o.minCellCount,
@@ -234,14 +236,18 @@ func newNodeCommand() *cobra.Command {
 					EarliestDate:     o.earliestDate,
 				},
 			}
-			return runWithMetrics(cmd.Context(), o.metrics, log, func(ctx context.Context, reg prometheus.Registerer) error {
+			return runWithMetrics(cmd.Context(), o.metrics, log, func(ctx context.Context, reg prometheus.Registerer, serving func()) error {
 				if reg != nil {
 					m, err := node.NewMetrics(reg)
 					if err != nil {
 						return err
 					}
 					cfg.Metrics = m
+					if err := reg.Register(metrics.CertificateExpiry("main", src.Certificate)); err != nil {
+						return err
+					}
 				}
+				cfg.OnServing = serving
 				return node.Run(ctx, cfg, o.listen, o.adminSocket)
 			})
 		},
@@ -259,6 +265,14 @@ func parseTables(s string) ([][]fedreportv1.Dimension, error) {
 	}
 	out := [][]fedreportv1.Dimension{}
 	for _, t := range strings.Split(s, ";") {
+		// Only the dimensions a table may have are offered: month and
+		// member are dimensions of a request, not of a table.
+		for name := range strings.SplitSeq(t, ",") {
+			d, err := records.ParseDimension(name)
+			if err != nil || d == fedreportv1.Dimension_DIMENSION_MONTH || d == fedreportv1.Dimension_DIMENSION_MEMBER {
+				return nil, fmt.Errorf("%s is not a table dimension (want offence, channel, victim_age; months are release periods, members a coordinator's)", echo.Quote(strings.TrimSpace(name)))
+			}
+		}
 		dims, err := records.ParseDimensions(strings.TrimSpace(t))
 		if err != nil {
 			return nil, err

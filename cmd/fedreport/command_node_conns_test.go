@@ -21,6 +21,21 @@ import (
 // the page has no such line.
 func scrape(t *testing.T, addr, series string) float64 {
 	t.Helper()
+	line := scrapeLine(t, addr, series+" ")
+	if line == "" {
+		return -1
+	}
+	f, err := strconv.ParseFloat(strings.TrimPrefix(line, series+" "), 64)
+	if err != nil {
+		t.Fatalf("%s: %v", series, err)
+	}
+	return f
+}
+
+// scrapeLine returns the first line of addr's /metrics that starts with
+// prefix, or "".
+func scrapeLine(t *testing.T, addr, prefix string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
@@ -34,15 +49,11 @@ func scrape(t *testing.T, addr, series string) float64 {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", series, err)
-			}
-			return f
+		if strings.HasPrefix(sc.Text(), prefix) {
+			return sc.Text()
 		}
 	}
-	return -1
+	return ""
 }
 
 // TestANodeShedsAFloodOfIdleConnections runs `fedreport node` with

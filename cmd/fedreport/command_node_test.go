@@ -22,7 +22,8 @@ func TestNodeRefusesBadSettings(t *testing.T) {
 	}{
 		{"an unknown key in the config file", []string{"--config", writeFile(t, "node.yaml", "member: IT\nmin_cel_count: 3\n")}, `line 2: unknown key "min_cel_count"`},
 		{"another member's certificate", append([]string{"--member", "FR", "--data", filepath.Join(dir, "fr.db")}, tlsArgs...), "a node of FR needs a certificate for spiffe://isa/node/FR"},
-		{"an unknown dimension", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--tables", "offence;colour"}, tlsArgs...), `"colour"`},
+		{"an unknown dimension", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--tables", "offence;colour"}, tlsArgs...), `"colour" is not a table dimension (want offence, channel, victim_age;`},
+		{"member offered as a table dimension", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--tables", "member"}, tlsArgs...), `"member" is not a table dimension (want offence, channel, victim_age;`},
 		{"k below 3", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--min-cell-count", "2"}, tlsArgs...), "min_cell_count: is 2; give 3 or more"},
 		{"overlapping periods", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--periods", "a=2020-01-01..2020-03-31,b=2020-03-01..2020-04-30"}, tlsArgs...), "overlap"},
 		{"a period that is not NAME=FROM..TO", append([]string{"--member", "IT", "--data", filepath.Join(dir, "it.db"), "--periods", "phase-1"}, tlsArgs...), "is not NAME=FROM..TO"},
@@ -108,5 +109,34 @@ max_connections_per_source: 0
 	// tables: none publishes totals only.
 	if got, err := parseTables("none"); err != nil || len(got) != 0 || got == nil {
 		t.Errorf(`parseTables("none") = %v, %v; want an empty list`, got, err)
+	}
+}
+
+// TestServersRefuseACertificateTheirOwnCADoesNotVerify starts a node and a
+// coordinator with certificates of another CA than their --cacert: each is
+// refused at start, naming both files, instead of serving handshakes that
+// every peer fails.
+func TestServersRefuseACertificateTheirOwnCADoesNotVerify(t *testing.T) {
+	t.Parallel()
+	ours, theirs := t.TempDir(), t.TempDir()
+	mustRunCLI(t, "pki", "init", "--dir", ours)
+	mustRunCLI(t, "pki", "init", "--dir", theirs)
+	mustRunCLI(t, "pki", "issue", "--dir", theirs, "--role", "node", "--member", "FR")
+	mustRunCLI(t, "pki", "issue", "--dir", theirs, "--role", "coordinator", "--name", "main")
+	ca := filepath.Join(ours, "ca.crt")
+	data := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		cert string
+	}{
+		{"node", []string{"node", "--member", "FR", "--data", filepath.Join(data, "fr.db"), "--listen", "127.0.0.1:0"}, filepath.Join(theirs, "node-FR")},
+		{"coordinator", []string{"coordinator", "--data", filepath.Join(data, "coord.db"), "--listen", "127.0.0.1:0", "--member", "FR=127.0.0.1:7443"}, filepath.Join(theirs, "coordinator-main")},
+	} {
+		err := startRefused(t, append(tc.args, "--cacert", ca, "--cert", tc.cert+".crt", "--key", tc.cert+".key")...)
+		want := "tls: certificate " + tc.cert + ".crt is not verified by the CA bundle " + ca
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, want)
+		}
 	}
 }

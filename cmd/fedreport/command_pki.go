@@ -113,21 +113,21 @@ type pkiListOptions struct {
 
 func (o *pkiListOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dir, "dir", "", "directory holding ca.crt, index.json and ca.crl")
-	fs.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
 }
 
 func newPKIListCommand() *cobra.Command {
 	var o pkiListOptions
 	cmd := &cobra.Command{
-		Use:   "list --dir DIR [-o table|json]",
+		Use:   "list --dir DIR [-o table|json|yaml]",
 		Short: "List the certificates the CA of DIR issued, with expiry and revocation",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.dir == "" {
 				return fmt.Errorf("--dir is required")
 			}
-			if o.output != "table" && o.output != "json" {
-				return fmt.Errorf("%s is not an output format (want table or json)", echo.Quote(o.output))
+			if o.output != "table" && o.output != "json" && o.output != "yaml" {
+				return fmt.Errorf("%s is not an output format (want table, json or yaml)", echo.Quote(o.output))
 			}
 			entries, err := pki.List(o.dir)
 			if err != nil {
@@ -141,6 +141,16 @@ func newPKIListCommand() *cobra.Command {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
 				return enc.Encode(entries)
+			}
+			if o.output == "yaml" {
+				if entries == nil {
+					entries = []pki.Entry{}
+				}
+				b, err := json.Marshal(entries)
+				if err != nil {
+					return err
+				}
+				return printJSONAsYAML(w, b)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "IDENTITY\tSERIAL\tNOT AFTER\tSTATUS\tFILE")

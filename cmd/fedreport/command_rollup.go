@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/isa-alliance/fedreport/coordinator"
+	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -42,6 +43,13 @@ func (o *rollupOptions) spec() (*fedreportv1.RollupSpec, error) {
 		return nil, fmt.Errorf("--from and --to are required (YYYY-MM-DD, inclusive)")
 	}
 	spec := &fedreportv1.RollupSpec{From: o.from, To: o.to}
+	// No record is dated after today (UTC), so a window that starts later
+	// counts nothing: refuse it here rather than store zeros as a result.
+	// YYYY-MM-DD strings sort as dates; a malformed one is the
+	// coordinator's to refuse.
+	if today := records.DateString(records.DayOf(records.Today())); o.from > today && len(o.from) == len(today) {
+		return nil, fmt.Errorf("--from %s is after today (%s, UTC): no record can be dated then, so the rollup would count nothing; start the window on or before today", echo.Name(o.from), today)
+	}
 	var err error
 	if spec.Metrics, err = records.ParseMetrics(o.metrics); err != nil {
 		return nil, fmt.Errorf("--metrics: %w", err)
@@ -78,6 +86,10 @@ func newRollupCommand() *cobra.Command {
 			spec, err := o.spec()
 			if err != nil {
 				return err
+			}
+			if today := records.DateString(records.DayOf(records.Today())); spec.GetTo() > today && len(spec.GetTo()) == len(today) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: --to %s is after today (%s, UTC): the rollup counts the records the members hold now, up to today; "+
+					"run it again after %s (fedreport rollup --rerun ID) for the whole window\n", echo.Name(spec.GetTo()), today, echo.Name(spec.GetTo()))
 			}
 			return o.call(cmd.Context(), func(ctx context.Context, c fedreportv1.CoordinatorServiceClient) error {
 				if o.operation != "" {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -171,5 +172,25 @@ func TestRollupsShowExitsAsRollupDid(t *testing.T) {
 				t.Errorf("rollups show %s -o csv: got %q (%v), want the header and a row %s,failed,rollup", tc.id, rows, err, tc.id)
 			}
 		}
+	}
+}
+
+// TestRollupIntoTheFutureIsRefusedOrNoted runs rollups whose window starts
+// after today (refused before anything is asked) and one that ends after
+// today (run, with a note on stderr that it counts only up to today).
+func TestRollupIntoTheFutureIsRefusedOrNoted(t *testing.T) {
+	t.Parallel()
+	client := frAndDownGB(t)()
+	today := time.Now().UTC()
+	nextYear := time.Date(today.Year()+1, 12, 31, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
+	nextJan := time.Date(today.Year()+1, 1, 1, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
+
+	_, _, err := runCLI(t, t.Context(), append([]string{"rollup", "--from", nextJan, "--to", nextYear, "--metrics", "arrests"}, client...)...)
+	if want := "--from " + nextJan + " is after today (" + today.Format(time.DateOnly) + ", UTC): no record can be dated then"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("rollup from next year: got %v, want %q", err, want)
+	}
+	_, stderr, _ := runCLI(t, t.Context(), append([]string{"rollup", "--from", "2020-01-01", "--to", nextYear, "--metrics", "arrests"}, client...)...)
+	if want := "note: --to " + nextYear + " is after today (" + today.Format(time.DateOnly) + ", UTC): the rollup counts the records the members hold now, up to today"; !strings.Contains(stderr, want) {
+		t.Errorf("rollup to next year: stderr %q, want it to contain %q", stderr, want)
 	}
 }

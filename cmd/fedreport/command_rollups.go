@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"fmt"
 	"io"
 	"strings"
@@ -36,27 +37,33 @@ func newRollupsCommand() *cobra.Command {
 				if err != nil {
 					return describeRPCError("list rollups", err)
 				}
-				return printRollupList(cmd.OutOrStdout(), o.output, resp)
+				return printRollupList(cmd.OutOrStdout(), o.output, resp, nextPageHint(limit, state))
 			})
 		},
 	}
 	o.AddFlags(cmd.Flags())
-	cmd.Flags().IntVar(&limit, "limit", 20, "how many rollups to list (at most 1000)")
+	cmd.Flags().IntVar(&limit, "limit", defaultRollupsLimit, "how many rollups to list (at most 1000)")
 	cmd.Flags().StringVar(&pageToken, "page-token", "", "continue a previous listing")
 	cmd.Flags().StringVar(&state, "state", "", "only rollups in this state: running, complete, partial, failed or interrupted")
 	cmd.AddCommand(newRollupsShowCommand())
 	return cmd
 }
 
-func printRollupList(w io.Writer, format outputFormat, resp *fedreportv1.ListRollupsResponse) error {
+// rollupListHeader names the columns of `fedreport rollups`, in the table
+// (upper case) and in the CSV.
+var rollupListHeader = []string{"id", "state", "from", "to", "metrics", "by", "members_ok", "requested_by", "started"}
+
+// printRollupList prints a page of rollups: the table and the CSV have one
+// row per rollup, the same columns; json and yaml are the response. hint is
+// the command that lists the next page, given its token.
+func printRollupList(w io.Writer, format outputFormat, resp *fedreportv1.ListRollupsResponse, hint func(token string) string) error {
 	switch format {
 	case "json":
 		return printJSON(w, resp)
-	case "csv":
-		return printRollupCSV(w, resp.GetRollups()...)
+	case "yaml":
+		return printYAML(w, resp)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tFROM\tTO\tMETRICS\tBY\tMEMBERS_OK\tREQUESTED_BY\tSTARTED")
+	rows := make([][]string, 0, len(resp.GetRollups()))
 	for _, r := range resp.GetRollups() {
 		// A rollup cut off by a restart (or still running) holds no member
 		// results: how many answered is unknown, not 0 of 0.
@@ -75,18 +82,51 @@ func printRollupList(w io.Writer, format outputFormat, resp *fedreportv1.ListRol
 		if id := r.GetCallerRollupId(); id != "" {
 			requester += " (its rollup " + id + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), stateName(r.GetState()),
-			r.GetSpec().GetFrom(), r.GetSpec().GetTo(), metrics, orDash(by), ok, requester,
-			formatTime(r.GetStartedAt().AsTime()))
+		rows = append(rows, []string{r.GetId(), stateName(r.GetState()), r.GetSpec().GetFrom(), r.GetSpec().GetTo(), metrics, orDash(by), ok, requester,
+			formatTime(r.GetStartedAt().AsTime())})
+	}
+	if format == "csv" {
+		// The cells of one rollup are `rollups show ID -o csv`. A further
+		// page is not announced: stdout stays one CSV document.
+		cw := csv.NewWriter(w)
+		_ = cw.Write(rollupListHeader)
+		for _, row := range rows {
+			_ = cw.Write(row)
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(rollupListHeader, "\t")))
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if t := resp.GetNextPageToken(); t != "" {
-		fmt.Fprintf(w, "more: fedreport rollups --page-token %s\n", t)
+		fmt.Fprintf(w, "more: %s\n", hint(t))
 	}
 	return nil
 }
+
+// nextPageHint is the command that lists the page after the one shown,
+// with the --limit and --state of the listing (the defaults left out).
+func nextPageHint(limit int, state string) func(token string) string {
+	return func(token string) string {
+		cmd := "fedreport rollups"
+		if limit != defaultRollupsLimit {
+			cmd += fmt.Sprintf(" --limit %d", limit)
+		}
+		if state != "" {
+			cmd += " --state " + state
+		}
+		return cmd + " --page-token " + token
+	}
+}
+
+// defaultRollupsLimit is how many rollups `fedreport rollups` lists.
+const defaultRollupsLimit = 20
 
 func newRollupsShowCommand() *cobra.Command {
 	var o coordinatorClient

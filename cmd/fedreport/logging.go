@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -43,20 +44,27 @@ func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 }
 
 // runWithMetrics runs serve, and when addr is set a Prometheus endpoint on
-// it serving the registry serve receives (nil when addr is empty); either
-// ending stops both.
-func runWithMetrics(ctx context.Context, addr string, log *slog.Logger, serve func(context.Context, prometheus.Registerer) error) error {
+// it serving the registry serve receives (nil when addr is empty), with the
+// build's fedreport_build_info, /healthz, and /readyz, which is ready from
+// serve's call of serving until the shutdown starts; either ending stops
+// both.
+func runWithMetrics(ctx context.Context, addr string, log *slog.Logger, serve func(ctx context.Context, reg prometheus.Registerer, serving func()) error) error {
 	if addr == "" {
-		return serve(ctx, nil)
+		return serve(ctx, nil, func() {})
 	}
 	reg := metrics.NewRegistry()
+	if err := reg.Register(metrics.BuildInfo(readBuildInfo().Short())); err != nil {
+		return err
+	}
+	var up atomic.Bool
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", addr, err)
 	}
 	log.Info("metrics serving", "addr", lis.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return metrics.Serve(gctx, lis, reg) })
-	g.Go(func() error { return serve(gctx, reg) })
+	ready := func() bool { return up.Load() && gctx.Err() == nil }
+	g.Go(func() error { return metrics.Serve(gctx, lis, reg, ready) })
+	g.Go(func() error { return serve(gctx, reg, func() { up.Store(true) }) })
 	return g.Wait()
 }

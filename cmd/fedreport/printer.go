@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	yaml "go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -27,20 +28,55 @@ type outputFormat string
 
 func (f *outputFormat) AddFlags(fs *pflag.FlagSet) {
 	*f = "table"
-	fs.VarP((*formatValue)(f), "output", "o", "output format: table, json (the protojson of the response) or csv")
+	fs.VarP((*formatValue)(f), "output", "o", "output format: table, json (the protojson of the response), yaml (the same as YAML) or csv")
 }
 
 type formatValue outputFormat
 
 func (v *formatValue) String() string { return string(*v) }
-func (v *formatValue) Type() string   { return "table|json|csv" }
+func (v *formatValue) Type() string   { return "table|json|yaml|csv" }
 func (v *formatValue) Set(s string) error {
 	switch s {
-	case "table", "json", "csv":
+	case "table", "json", "yaml", "csv":
 		*v = formatValue(s)
 		return nil
 	}
-	return fmt.Errorf("%s is not an output format (want table, json or csv)", echo.Quote(s))
+	return fmt.Errorf("%s is not an output format (want table, json, yaml or csv)", echo.Quote(s))
+}
+
+// printYAML writes m as YAML: its protojson, field for field and in the
+// same order, so that json and yaml outputs say the same thing.
+func printYAML(w io.Writer, m proto.Message) error {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return printJSONAsYAML(w, b)
+}
+
+// printJSONAsYAML writes the JSON document b as YAML, keys in their order.
+func printJSONAsYAML(w io.Writer, b []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil { // JSON is YAML
+		return err
+	}
+	blockStyle(&doc)
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// blockStyle turns JSON's flow style and quoting into YAML's block style
+// and plain scalars; the encoder quotes a string where YAML would read it
+// as something else ("1", "true", "2020-01-01").
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
 }
 
 // printJSON writes m as indented protojson, as etcdctl's JSON printer does.
@@ -380,6 +416,8 @@ func printRollup(w io.Writer, format outputFormat, resp proto.Message, r *fedrep
 	switch format {
 	case "json":
 		return printJSON(w, resp)
+	case "yaml":
+		return printYAML(w, resp)
 	case "csv":
 		return printRollupCSV(w, r)
 	}

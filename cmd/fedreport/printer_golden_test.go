@@ -108,7 +108,7 @@ func pendingRollup() *fedreportv1.Rollup {
 func TestRollupOutputGolden(t *testing.T) {
 	t.Parallel()
 	r := pendingRollup()
-	for _, format := range []outputFormat{"table", "csv", "json"} {
+	for _, format := range []outputFormat{"table", "csv", "json", "yaml"} {
 		var b bytes.Buffer
 		if err := printRollup(&b, format, &fedreportv1.StartRollupResponse{Rollup: r}, r, ""); err != nil {
 			t.Fatal(err)

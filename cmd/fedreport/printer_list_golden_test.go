@@ -45,7 +45,7 @@ func membersResponse() *fedreportv1.ListMembersResponse {
 func TestMembersOutputGolden(t *testing.T) {
 	t.Parallel()
 	resp := membersResponse()
-	for _, format := range []outputFormat{"table", "csv", "json"} {
+	for _, format := range []outputFormat{"table", "csv", "json", "yaml"} {
 		var b bytes.Buffer
 		if err := printMembers(&b, format, resp); err != nil {
 			t.Fatal(err)
@@ -115,14 +115,15 @@ func rollupsResponse() *fedreportv1.ListRollupsResponse {
 
 // TestRollupListOutputGolden prints a page of `fedreport rollups` in each
 // output format: the table's one line a rollup (MEMBERS_OK, the caller's
-// rollup, "all" metrics) and the next-page hint; the CSV, one row a cell
-// or, for a rollup with none, one row of scope rollup; the JSON response.
+// rollup, "all" metrics) and the next-page hint, which keeps the listing's
+// --limit and --state; the CSV, the table's rows and columns; the JSON and
+// YAML response.
 func TestRollupListOutputGolden(t *testing.T) {
 	t.Parallel()
 	resp := rollupsResponse()
-	for _, format := range []outputFormat{"table", "csv", "json"} {
+	for _, format := range []outputFormat{"table", "csv", "json", "yaml"} {
 		var b bytes.Buffer
-		if err := printRollupList(&b, format, resp); err != nil {
+		if err := printRollupList(&b, format, resp, nextPageHint(50, "partial")); err != nil {
 			t.Fatal(err)
 		}
 		got := b.Bytes()
@@ -130,5 +131,8 @@ func TestRollupListOutputGolden(t *testing.T) {
 			got = normalizeJSON(t, got)
 		}
 		golden(t, "rollups."+string(format), got)
+	}
+	if got, want := nextPageHint(defaultRollupsLimit, "")("r00000009"), "fedreport rollups --page-token r00000009"; got != want {
+		t.Errorf("hint with the default limit and no state: got %q, want %q", got, want)
 	}
 }

@@ -72,7 +72,7 @@ func TestRollupTableShowsNoCountItDoesNotHold(t *testing.T) {
 	}
 
 	var b bytes.Buffer
-	if err := printRollupList(&b, "table", &fedreportv1.ListRollupsResponse{Rollups: []*fedreportv1.Rollup{running, interrupted, failed}}); err != nil {
+	if err := printRollupList(&b, "table", &fedreportv1.ListRollupsResponse{Rollups: []*fedreportv1.Rollup{running, interrupted, failed}}, nextPageHint(defaultRollupsLimit, "")); err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range []string{`r00000003\s+running\s+.*\s+-\s+\S+\s+2026`, `r00000002\s+interrupted\s+.*\s+-\s+\S+\s+2026`, `r00000001\s+failed\s+.*\s+2/3\s+\S+\s+2026`} {

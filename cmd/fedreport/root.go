@@ -17,7 +17,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cmd.SetIn(stdin)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
-	return cmd.ExecuteContext(ctx)
+	return cmd.ExecuteContext(withNotices(ctx, stderr))
 }
 
 func newRootCommand() *cobra.Command {
@@ -27,10 +27,11 @@ func newRootCommand() *cobra.Command {
 		Long: `fedreport runs a federation in which every member state's node keeps its
 records locally and discloses only aggregate counts over mutual TLS, and a
 coordinator computes exact, auditable alliance-wide totals.`,
-		Version:       version,
+		Version:       readBuildInfo().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("fedreport {{.Version}}\n")
 	root.AddCommand(
 		newPKICommand(),
 		newNodeCommand(),
@@ -41,11 +42,14 @@ coordinator computes exact, auditable alliance-wide totals.`,
 		newRollupsCommand(),
 		newMembersCommand(),
 		newAuditCommand(),
+		newStatusCommand(),
+		newBackupCommand(),
 		newVerifyCommand(),
 		newGenCommand(),
 		newDemoCommand(),
 		newUICommand(),
 		newReportCommand(),
+		newVersionCommand(),
 	)
 	return root
 }

@@ -20,6 +20,9 @@ func (o *tlsOptions) serverFiles(log *slog.Logger, cert, key string) (*mtls.File
 	if err != nil {
 		return nil, identity.ID{}, err
 	}
+	if err := src.CheckOwnChain(); err != nil {
+		return nil, identity.ID{}, err
+	}
 	c, err := src.Certificate()
 	if err != nil {
 		return nil, identity.ID{}, err

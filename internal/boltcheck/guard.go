@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"unicode/utf8"
 )
 
 // ErrEmpty is Guard's error for an empty file, which bbolt would initialise
@@ -15,6 +16,19 @@ var ErrEmpty = errors.New("the file is empty")
 type DamageError struct{ Problem string }
 
 func (e *DamageError) Error() string { return "the file " + e.Problem }
+
+// NotDataFileError is a path Guard or OpenWalked refused because it never
+// was a data file: a directory, or a file of text. No backup is needed for
+// it; the path was likely mistyped.
+type NotDataFileError struct {
+	Path string
+	// What completes "Path is ...": "a directory", "a text file ...".
+	What string
+}
+
+func (e *NotDataFileError) Error() string {
+	return e.Path + " is " + e.What + ", not a fedreport data file; give --data the path of the data file (.db)"
+}
 
 // Damage returns err's *DamageError, if it is one.
 func Damage(err error) (*DamageError, bool) {
@@ -43,6 +57,27 @@ func Guard(path string) error {
 	return err
 }
 
+// looksLikeText reports whether b, the start of a file, is text: UTF-8
+// without control characters other than tab and line ends. A bbolt file
+// never starts so: its meta page header (page id 0, flags, overflow count)
+// holds zero bytes.
+func looksLikeText(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size <= 1 {
+			return len(b) < utf8.UTFMax && !utf8.FullRune(b) // a rune cut off by the end of b
+		}
+		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			return false
+		}
+		b = b[size:]
+	}
+	return true
+}
+
 // inspect is Guard on an open file; it returns the meta page bbolt would
 // open the file with.
 func inspect(f *os.File) (Meta, error) {
@@ -50,11 +85,19 @@ func inspect(f *os.File) (Meta, error) {
 	if err != nil {
 		return Meta{}, err
 	}
+	if st.IsDir() {
+		return Meta{}, &NotDataFileError{Path: f.Name(), What: "a directory"}
+	}
 	if st.Size() == 0 {
 		return Meta{}, ErrEmpty
 	}
 	m, err := ReadMeta(f)
 	if err != nil {
+		head := make([]byte, 64)
+		n, _ := f.ReadAt(head, 0)
+		if looksLikeText(head[:n]) {
+			return m, &NotDataFileError{Path: f.Name(), What: "a text file (a CSV or JSON Lines export? `fedreport ingest` loads those into a node)"}
+		}
 		return m, &DamageError{Problem: "has " + err.Error()}
 	}
 	if m.PageSize < minPageSize || m.HWM < 3 {

@@ -7,10 +7,13 @@ package metrics
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -130,20 +133,33 @@ func (g *GRPC) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	}
 }
 
-// Handler serves the metrics gathered from g in the Prometheus text format.
-func Handler(g prometheus.Gatherer) http.Handler {
+// Handler serves the metrics gathered from g in the Prometheus text format
+// at GET /metrics, GET /healthz (200 while the process answers: a liveness
+// probe) and GET /readyz (200 once ready says the server serves its
+// listeners, 503 before and while it shuts down: a readiness probe).
+func Handler(g prometheus.Gatherer, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready == nil || !ready() {
+			http.Error(w, "not ready: starting or shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
 	return mux
 }
 
-// Serve serves GET /metrics from g on lis (plain HTTP: metrics carry no
+// Serve serves Handler(g, ready) on lis (plain HTTP: metrics carry no
 // member data, and Prometheus scrapes over the operator's own network) until
 // ctx is done, then shuts down within a few seconds. It returns nil after a
 // shutdown asked through ctx.
-func Serve(ctx context.Context, lis net.Listener, g prometheus.Gatherer) error {
+func Serve(ctx context.Context, lis net.Listener, g prometheus.Gatherer, ready func() bool) error {
 	srv := &http.Server{
-		Handler:           Handler(g),
+		Handler:           Handler(g, ready),
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       time.Minute,
@@ -165,6 +181,37 @@ func Serve(ctx context.Context, lis net.Listener, g prometheus.Gatherer) error {
 		return fmt.Errorf("stop metrics %s: %w", lis.Addr(), err)
 	}
 	return nil
+}
+
+// BuildInfo returns fedreport_build_info, always 1, labelled with the
+// fedreport version (with its VCS revision) and the Go version, as
+// Prometheus exporters label their build.
+func BuildInfo(version string) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "fedreport_build_info",
+		Help:        "Always 1; the labels say which fedreport build runs.",
+		ConstLabels: prometheus.Labels{"version": version, "go_version": runtime.Version()},
+	})
+	g.Set(1)
+	return g
+}
+
+// CertificateExpiry returns fedreport_tls_certificate_expiry_seconds for the
+// certificate of listener (a label: "main", "member"): the seconds until it
+// expires, negative once it has. It asks cert at every scrape, so a
+// certificate rotated on disk counts as soon as the server uses it.
+func CertificateExpiry(listener string, cert func() (*tls.Certificate, error)) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "fedreport_tls_certificate_expiry_seconds",
+		Help:        "Seconds until the server's own TLS certificate expires (negative once it has).",
+		ConstLabels: prometheus.Labels{"listener": listener},
+	}, func() float64 {
+		c, err := cert()
+		if err != nil || c.Leaf == nil {
+			return math.NaN()
+		}
+		return time.Until(c.Leaf.NotAfter).Seconds()
+	})
 }
 
 // ConnectionRefused counts a connection a listener closed at accept for

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -101,7 +102,8 @@ func TestInterceptorsCountCallsAndServeMetricsOverHTTP(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, mlis, reg) }()
+	var ready atomic.Bool
+	go func() { done <- Serve(ctx, mlis, reg, ready.Load) }()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+mlis.Addr().String()+"/metrics", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +128,29 @@ func TestInterceptorsCountCallsAndServeMetricsOverHTTP(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	probe := func(path string) int {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+mlis.Addr().String()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := probe("/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz: got %d, want 200", got)
+	}
+	if got := probe("/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("/readyz before the server is ready: got %d, want 503", got)
+	}
+	ready.Store(true)
+	if got := probe("/readyz"); got != http.StatusOK {
+		t.Errorf("/readyz once ready: got %d, want 200", got)
+	}
+	client.CloseIdleConnections()
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Serve: got %v, want nil after its context ended", err)

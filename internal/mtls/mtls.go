@@ -186,6 +186,34 @@ func (f *Files) checkOwnRevocation() error {
 	return nil
 }
 
+// CheckOwnChain returns an error unless the CA bundle verifies the
+// source's own certificate. A server's bundle is its federation's, so a
+// certificate it does not verify is one every peer refuses, and a server
+// started with it would serve nothing but failed handshakes. Expiry is left
+// to the expiry log (a certificate may be replaced while the server runs).
+func (f *Files) CheckOwnChain() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	inter := x509.NewCertPool()
+	for _, der := range f.cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	leaf := f.cert.Leaf
+	// Checked at a time the leaf is valid, so that only the chain counts.
+	at := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+	if now := time.Now(); now.After(leaf.NotBefore) && now.Before(leaf.NotAfter) {
+		at = now
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: f.pool, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return fmt.Errorf("tls: certificate %s is not verified by the CA bundle %s (%v), so every peer of this federation would refuse it; "+
+			"give --cert a certificate issued by that CA (fedreport pki issue), or --cacert the CA that issued it", f.Cert, f.CACert, err)
+	}
+	return nil
+}
+
 func (f *Files) paths() [4]string { return [4]string{f.CACert, f.Cert, f.Key, f.CRL} }
 
 func (f *Files) reloadLocked() error {

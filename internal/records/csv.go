@@ -50,11 +50,18 @@ func (e *LineError) Error() string {
 
 func (e *LineError) Unwrap() error { return e.Err }
 
+// MaxCSVRecord is the longest CSV row accepted, in bytes, quoted line breaks
+// included (the header too); a record is far shorter. It is the JSON Lines
+// limit, so that neither format lets one line take the reader's memory.
+const MaxCSVRecord = MaxJSONLLine
+
 // CSVReader streams records out of a CSV file whose first row names the
 // columns (any order; record_id, metric and date required). It holds one row
-// at a time, so memory stays flat on any file size.
+// at a time, and a row of at most MaxCSVRecord bytes, so memory stays flat on
+// any file size and any line length.
 type CSVReader struct {
 	r      *csv.Reader
+	lim    *rowLimiter
 	source string
 	today  uint32
 	cols   [numColumns]int // column index of each field, -1 when absent
@@ -66,10 +73,64 @@ type CSVReader struct {
 
 // NewCSVReader returns a reader of the CSV in r; source names it in errors.
 func NewCSVReader(r io.Reader, source string) *CSVReader {
-	cr := csv.NewReader(bufio.NewReaderSize(r, 64<<10))
+	lim := &rowLimiter{r: r, source: source, line: 1, rowLine: 1}
+	cr := csv.NewReader(bufio.NewReaderSize(lim, 64<<10))
 	cr.ReuseRecord = true
 	cr.FieldsPerRecord = 0 // set from the header
-	return &CSVReader{r: cr, source: source, today: DayOf(Today())}
+	return &CSVReader{r: cr, lim: lim, source: source, today: DayOf(Today())}
+}
+
+// rowLimiter sits below encoding/csv, which has no limit on a row: it
+// follows the quoting of the bytes read through it and fails the read once a
+// row passes MaxCSVRecord bytes, so that a line without an end, or a quote
+// without a close, costs at most that much memory, and is reported at the
+// line where the row or the quoted field starts. With strict quoting (no
+// LazyQuotes) a line break ends a row exactly when the quotes before it
+// since the row started are balanced; where they are not, encoding/csv
+// reports the row as malformed before the limiter's view matters.
+type rowLimiter struct {
+	r         io.Reader
+	source    string
+	line      int  // line of the next byte
+	rowLine   int  // line the current row starts on
+	rowBytes  int  // bytes of the current row so far
+	inQuote   bool // inside a quoted field
+	quoteLine int  // line the open quoted field starts on
+	err       error
+}
+
+func (l *rowLimiter) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	for i, b := range p[:n] {
+		l.rowBytes++
+		if l.rowBytes > MaxCSVRecord {
+			if l.inQuote {
+				l.err = &LineError{Source: l.source, Line: l.quoteLine, Err: fmt.Errorf(
+					"the quoted field that starts on this line is not closed within %d bytes (is a \" never closed? a quote inside a field is written \"\")", MaxCSVRecord)}
+			} else {
+				l.err = &LineError{Source: l.source, Line: l.rowLine, Err: fmt.Errorf("line is longer than %d bytes", MaxCSVRecord)}
+			}
+			// The bytes before the limit go on to encoding/csv, which
+			// returns the rows they end before it sees the error.
+			return i, l.err
+		}
+		switch b {
+		case '"':
+			l.inQuote = !l.inQuote
+			if l.inQuote {
+				l.quoteLine = l.line
+			}
+		case '\n':
+			l.line++
+			if !l.inQuote {
+				l.rowBytes, l.rowLine = 0, l.line
+			}
+		}
+	}
+	return n, err
 }
 
 // SetToday changes the day used for the not-in-the-future rule (tests).
@@ -122,8 +183,17 @@ func (c *CSVReader) readHeader() error {
 }
 
 func (c *CSVReader) csvErr(err error) error {
+	if c.lim.err != nil {
+		// Whatever encoding/csv made of the row cut short, the limit is why.
+		return c.lim.err
+	}
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, csv.ErrQuote) && c.lim.inQuote {
+			// The file ended inside a quoted field: encoding/csv names
+			// the last line, the field starts where its quote opened.
+			return c.lineErr(c.lim.quoteLine, errors.New(`the quote that opens a field on this line is never closed (a quote inside a field is written "")`))
+		}
 		inner := pe.Err
 		if errors.Is(inner, csv.ErrFieldCount) {
 			inner = fmt.Errorf("row has a different number of fields than the header's %d", c.ncols)
@@ -164,7 +234,7 @@ func (c *CSVReader) Read(rec *fedreportv1.Record) error {
 	}
 	if err != nil {
 		var pe *csv.ParseError
-		if errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount) {
+		if c.lim.err == nil && errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount) {
 			return c.csvErr(err) // the row is skipped; the file can go on
 		}
 		c.err = c.csvErr(err)

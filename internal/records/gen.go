@@ -24,6 +24,14 @@ func RecordID(member string, n uint64) string {
 	return string(b)
 }
 
+// SeededRecordID returns the id `fedreport gen --seed` gives a member's
+// n-th record: "FR-s7-000000001", so that records of different seeds never
+// share an id.
+func SeededRecordID(member string, seed int64, n uint64) string {
+	id := RecordID(member, n)
+	return id[:len(member)+1] + "s" + strconv.FormatInt(seed, 10) + "-" + id[len(member)+1:]
+}
+
 // generator draws the parts of a synthetic record.
 type generator struct {
 	rng      *rand.Rand

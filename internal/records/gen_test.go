@@ -83,3 +83,19 @@ func TestGenTotals(t *testing.T) {
 		}
 	}
 }
+
+func TestSeededRecordIDsDifferBySeed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		seed int64
+		want string
+	}{{1, "FR-s1-000000001"}, {7, "FR-s7-000000001"}, {-3, "FR-s-3-000000001"}} {
+		got := SeededRecordID("FR", tc.seed, 1)
+		if got != tc.want {
+			t.Errorf("seed %d: got %q, want %q", tc.seed, got, tc.want)
+		}
+		if err := ValidateRecordID(got); err != nil {
+			t.Errorf("seed %d: %v", tc.seed, err)
+		}
+	}
+}

@@ -67,6 +67,7 @@ type JSONLReader struct {
 	today  uint32
 	line   int
 	err    error // sticky I/O error or io.EOF
+	seen   bool  // a line that is not blank was read
 	buf    []byte
 	br     bytes.Reader
 }
@@ -147,6 +148,12 @@ func (j *JSONLReader) Read(rec *fedreportv1.Record) error {
 			}
 			if err != io.EOF {
 				err = fmt.Errorf("read %s: %w", j.source, err)
+			} else if !j.seen {
+				// As an empty CSV file is: an export that wrote
+				// nothing is more likely a mistake than a day
+				// without records.
+				j.line = 1
+				err = j.lineErr(errors.New("file is empty (want one JSON object per line with the keys " + strings.Join(Columns, ", ") + ")"))
 			}
 			j.err = err
 			return err
@@ -155,6 +162,7 @@ func (j *JSONLReader) Read(rec *fedreportv1.Record) error {
 			b = bytes.TrimPrefix(b, []byte("\ufeff"))
 		}
 		if len(bytes.TrimSpace(b)) != 0 {
+			j.seen = true
 			line = b
 			break
 		}

@@ -127,6 +127,20 @@ func accCalls(rollupID string) []accCall {
 			_, err := admin(c).GetNodeStats(ctx, &fedreportv1.GetNodeStatsRequest{})
 			return err
 		}},
+		// The copy of the data file holds the member's records.
+		accCall{"node", fedreportv1.NodeAdminService_BackupNode_FullMethodName, func(ctx context.Context, c *grpc.ClientConn) error {
+			s, err := admin(c).BackupNode(ctx, &fedreportv1.BackupNodeRequest{})
+			if err != nil {
+				return err
+			}
+			for {
+				if _, err := s.Recv(); err == io.EOF {
+					return nil
+				} else if err != nil {
+					return err
+				}
+			}
+		}},
 		accCall{"coordinator", fedreportv1.CoordinatorService_StartRollup_FullMethodName, func(ctx context.Context, c *grpc.ClientConn) error {
 			_, err := coord(c).StartRollup(ctx, &fedreportv1.StartRollupRequest{Spec: accPeriod})
 			return err
@@ -181,6 +195,7 @@ func TestAccessMatrix(t *testing.T) {
 		retract     = fedreportv1.NodeAdminService_RetractRecords_FullMethodName
 		disclosures = fedreportv1.NodeAdminService_ListDisclosures_FullMethodName
 		stats       = fedreportv1.NodeAdminService_GetNodeStats_FullMethodName
+		backup      = fedreportv1.NodeAdminService_BackupNode_FullMethodName
 		start       = fedreportv1.CoordinatorService_StartRollup_FullMethodName
 		get         = fedreportv1.CoordinatorService_GetRollup_FullMethodName
 		list        = fedreportv1.CoordinatorService_ListRollups_FullMethodName
@@ -200,7 +215,7 @@ func TestAccessMatrix(t *testing.T) {
 		{"an operator", operator, []string{"coordinator " + start, "coordinator " + get, "coordinator " + list, "coordinator " + members, "coordinator " + operations}},
 		{"an analyst", identity.Analyst(accTD, "bob"), []string{"coordinator " + get, "coordinator " + list, "coordinator " + members, "coordinator " + operations}},
 		{"FR's member admin", identity.MemberAdmin(accTD, "FR", "ops"), []string{
-			"node " + aggregate, "node " + describe, "node " + ingest, "node " + retract, "node " + disclosures, "node " + stats}},
+			"node " + aggregate, "node " + describe, "node " + ingest, "node " + retract, "node " + disclosures, "node " + stats, "node " + backup}},
 		{"IT's member admin", identity.MemberAdmin(accTD, "IT", "ops"), nil},
 	} {
 		t.Run(tc.who, func(t *testing.T) {

@@ -174,8 +174,12 @@ func (x *IngestRecordsResponse) GetReleaseComputation() *durationpb.Duration {
 // RetractRecordsRequest removes records.
 type RetractRecordsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// record_ids to remove; every one must be stored.
-	RecordIds     []string `protobuf:"bytes,1,rep,name=record_ids,json=recordIds,proto3" json:"record_ids,omitempty"`
+	// record_ids to remove; every one must be stored, unless ignore_missing.
+	RecordIds []string `protobuf:"bytes,1,rep,name=record_ids,json=recordIds,proto3" json:"record_ids,omitempty"`
+	// ignore_missing removes the stored ones of record_ids and skips the
+	// others (already retracted, or never ingested) instead of refusing the
+	// whole request.
+	IgnoreMissing bool `protobuf:"varint,2,opt,name=ignore_missing,json=ignoreMissing,proto3" json:"ignore_missing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -217,13 +221,23 @@ func (x *RetractRecordsRequest) GetRecordIds() []string {
 	return nil
 }
 
+func (x *RetractRecordsRequest) GetIgnoreMissing() bool {
+	if x != nil {
+		return x.IgnoreMissing
+	}
+	return false
+}
+
 // RetractRecordsResponse summarises a retraction.
 type RetractRecordsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// retracted is how many records were removed.
 	Retracted uint64 `protobuf:"varint,1,opt,name=retracted,proto3" json:"retracted,omitempty"`
 	// data_version is the node's data version after the retraction.
-	DataVersion   uint64 `protobuf:"varint,2,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
+	DataVersion uint64 `protobuf:"varint,2,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
+	// missing is how many of the distinct record_ids were not stored and
+	// were skipped (ignore_missing only).
+	Missing       uint64 `protobuf:"varint,3,opt,name=missing,proto3" json:"missing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +282,13 @@ func (x *RetractRecordsResponse) GetRetracted() uint64 {
 func (x *RetractRecordsResponse) GetDataVersion() uint64 {
 	if x != nil {
 		return x.DataVersion
+	}
+	return 0
+}
+
+func (x *RetractRecordsResponse) GetMissing() uint64 {
+	if x != nil {
+		return x.Missing
 	}
 	return 0
 }
@@ -583,8 +604,16 @@ type GetNodeStatsResponse struct {
 	SchemaVersion uint32 `protobuf:"varint,6,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
 	// file_size_bytes is the size of the node's bbolt file.
 	FileSizeBytes int64 `protobuf:"varint,7,opt,name=file_size_bytes,json=fileSizeBytes,proto3" json:"file_size_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// last_write_time is when the last committed write that changed the data
+	// (an ingest or a retraction) was committed; unset when there was none
+	// since the node's file recorded it.
+	LastWriteTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_write_time,json=lastWriteTime,proto3" json:"last_write_time,omitempty"`
+	// policy is the member's disclosure policy, as DescribeNode shows it.
+	Policy *Policy `protobuf:"bytes,9,opt,name=policy,proto3" json:"policy,omitempty"`
+	// software_version is the fedreport version the node runs.
+	SoftwareVersion string `protobuf:"bytes,10,opt,name=software_version,json=softwareVersion,proto3" json:"software_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetNodeStatsResponse) Reset() {
@@ -666,6 +695,140 @@ func (x *GetNodeStatsResponse) GetFileSizeBytes() int64 {
 	return 0
 }
 
+func (x *GetNodeStatsResponse) GetLastWriteTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastWriteTime
+	}
+	return nil
+}
+
+func (x *GetNodeStatsResponse) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *GetNodeStatsResponse) GetSoftwareVersion() string {
+	if x != nil {
+		return x.SoftwareVersion
+	}
+	return ""
+}
+
+// BackupNodeRequest has no fields: the backup is of the whole data file.
+type BackupNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupNodeRequest) Reset() {
+	*x = BackupNodeRequest{}
+	mi := &file_fedreport_v1_node_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupNodeRequest) ProtoMessage() {}
+
+func (x *BackupNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedreport_v1_node_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupNodeRequest.ProtoReflect.Descriptor instead.
+func (*BackupNodeRequest) Descriptor() ([]byte, []int) {
+	return file_fedreport_v1_node_admin_proto_rawDescGZIP(), []int{9}
+}
+
+// BackupNodeResponse is one piece of a consistent copy of the node's data
+// file, read in one bbolt read transaction: writes go on meanwhile and are
+// not in the copy. The copy holds the node's records, as the file does;
+// only the member's own admins may ask for it.
+type BackupNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// chunk is the next bytes of the copy, in order.
+	Chunk []byte `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// size_bytes is the size of the whole copy, set in the first message.
+	SizeBytes int64 `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// data_version is the data version of the copy, set in the first message.
+	DataVersion uint64 `protobuf:"varint,3,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
+	// member is the node's member code, set in the first message.
+	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupNodeResponse) Reset() {
+	*x = BackupNodeResponse{}
+	mi := &file_fedreport_v1_node_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupNodeResponse) ProtoMessage() {}
+
+func (x *BackupNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedreport_v1_node_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupNodeResponse.ProtoReflect.Descriptor instead.
+func (*BackupNodeResponse) Descriptor() ([]byte, []int) {
+	return file_fedreport_v1_node_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BackupNodeResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *BackupNodeResponse) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *BackupNodeResponse) GetDataVersion() uint64 {
+	if x != nil {
+		return x.DataVersion
+	}
+	return 0
+}
+
+func (x *BackupNodeResponse) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
 var File_fedreport_v1_node_admin_proto protoreflect.FileDescriptor
 
 const file_fedreport_v1_node_admin_proto_rawDesc = "" +
@@ -680,13 +843,15 @@ const file_fedreport_v1_node_admin_proto_rawDesc = "" +
 	"\achanged\x18\x03 \x01(\x04R\achanged\x12\x1c\n" +
 	"\tunchanged\x18\x04 \x01(\x04R\tunchanged\x12!\n" +
 	"\fdata_version\x18\x05 \x01(\x04R\vdataVersion\x12J\n" +
-	"\x13release_computation\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x12releaseComputation\"6\n" +
+	"\x13release_computation\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x12releaseComputation\"]\n" +
 	"\x15RetractRecordsRequest\x12\x1d\n" +
 	"\n" +
-	"record_ids\x18\x01 \x03(\tR\trecordIds\"Y\n" +
+	"record_ids\x18\x01 \x03(\tR\trecordIds\x12%\n" +
+	"\x0eignore_missing\x18\x02 \x01(\bR\rignoreMissing\"s\n" +
 	"\x16RetractRecordsResponse\x12\x1c\n" +
 	"\tretracted\x18\x01 \x01(\x04R\tretracted\x12!\n" +
-	"\fdata_version\x18\x02 \x01(\x04R\vdataVersion\"j\n" +
+	"\fdata_version\x18\x02 \x01(\x04R\vdataVersion\x12\x18\n" +
+	"\amissing\x18\x03 \x01(\x04R\amissing\"j\n" +
 	"\x16ListDisclosuresRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -709,7 +874,7 @@ const file_fedreport_v1_node_admin_proto_rawDesc = "" +
 	"entry_hash\x18\n" +
 	" \x01(\fR\tentryHash\x12'\n" +
 	"\x0frelease_version\x18\v \x01(\x04R\x0ereleaseVersion\"\x15\n" +
-	"\x13GetNodeStatsRequest\"\x81\x02\n" +
+	"\x13GetNodeStatsRequest\"\x9e\x03\n" +
 	"\x14GetNodeStatsResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\x04R\arecords\x12#\n" +
@@ -717,12 +882,25 @@ const file_fedreport_v1_node_admin_proto_rawDesc = "" +
 	"\vdisclosures\x18\x04 \x01(\x04R\vdisclosures\x12!\n" +
 	"\fdata_version\x18\x05 \x01(\x04R\vdataVersion\x12%\n" +
 	"\x0eschema_version\x18\x06 \x01(\rR\rschemaVersion\x12&\n" +
-	"\x0ffile_size_bytes\x18\a \x01(\x03R\rfileSizeBytes2\x8c\x03\n" +
+	"\x0ffile_size_bytes\x18\a \x01(\x03R\rfileSizeBytes\x12B\n" +
+	"\x0flast_write_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rlastWriteTime\x12,\n" +
+	"\x06policy\x18\t \x01(\v2\x14.fedreport.v1.PolicyR\x06policy\x12)\n" +
+	"\x10software_version\x18\n" +
+	" \x01(\tR\x0fsoftwareVersion\"\x13\n" +
+	"\x11BackupNodeRequest\"\x84\x01\n" +
+	"\x12BackupNodeResponse\x12\x14\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\x12!\n" +
+	"\fdata_version\x18\x03 \x01(\x04R\vdataVersion\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member2\xe4\x03\n" +
 	"\x10NodeAdminService\x12Z\n" +
 	"\rIngestRecords\x12\".fedreport.v1.IngestRecordsRequest\x1a#.fedreport.v1.IngestRecordsResponse(\x01\x12[\n" +
 	"\x0eRetractRecords\x12#.fedreport.v1.RetractRecordsRequest\x1a$.fedreport.v1.RetractRecordsResponse\x12c\n" +
 	"\x0fListDisclosures\x12$.fedreport.v1.ListDisclosuresRequest\x1a%.fedreport.v1.ListDisclosuresResponse\"\x03\x90\x02\x01\x12Z\n" +
-	"\fGetNodeStats\x12!.fedreport.v1.GetNodeStatsRequest\x1a\".fedreport.v1.GetNodeStatsResponse\"\x03\x90\x02\x01BBZ@github.com/isa-alliance/fedreport/proto/fedreport/v1;fedreportv1b\x06proto3"
+	"\fGetNodeStats\x12!.fedreport.v1.GetNodeStatsRequest\x1a\".fedreport.v1.GetNodeStatsResponse\"\x03\x90\x02\x01\x12V\n" +
+	"\n" +
+	"BackupNode\x12\x1f.fedreport.v1.BackupNodeRequest\x1a .fedreport.v1.BackupNodeResponse\"\x03\x90\x02\x010\x01BBZ@github.com/isa-alliance/fedreport/proto/fedreport/v1;fedreportv1b\x06proto3"
 
 var (
 	file_fedreport_v1_node_admin_proto_rawDescOnce sync.Once
@@ -736,7 +914,7 @@ func file_fedreport_v1_node_admin_proto_rawDescGZIP() []byte {
 	return file_fedreport_v1_node_admin_proto_rawDescData
 }
 
-var file_fedreport_v1_node_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_fedreport_v1_node_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_fedreport_v1_node_admin_proto_goTypes = []any{
 	(*IngestRecordsRequest)(nil),    // 0: fedreport.v1.IngestRecordsRequest
 	(*IngestRecordsResponse)(nil),   // 1: fedreport.v1.IngestRecordsResponse
@@ -747,32 +925,39 @@ var file_fedreport_v1_node_admin_proto_goTypes = []any{
 	(*DisclosureEntry)(nil),         // 6: fedreport.v1.DisclosureEntry
 	(*GetNodeStatsRequest)(nil),     // 7: fedreport.v1.GetNodeStatsRequest
 	(*GetNodeStatsResponse)(nil),    // 8: fedreport.v1.GetNodeStatsResponse
-	(*Record)(nil),                  // 9: fedreport.v1.Record
-	(*durationpb.Duration)(nil),     // 10: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
-	(*AggregateRequest)(nil),        // 12: fedreport.v1.AggregateRequest
-	(*Cell)(nil),                    // 13: fedreport.v1.Cell
+	(*BackupNodeRequest)(nil),       // 9: fedreport.v1.BackupNodeRequest
+	(*BackupNodeResponse)(nil),      // 10: fedreport.v1.BackupNodeResponse
+	(*Record)(nil),                  // 11: fedreport.v1.Record
+	(*durationpb.Duration)(nil),     // 12: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
+	(*AggregateRequest)(nil),        // 14: fedreport.v1.AggregateRequest
+	(*Cell)(nil),                    // 15: fedreport.v1.Cell
+	(*Policy)(nil),                  // 16: fedreport.v1.Policy
 }
 var file_fedreport_v1_node_admin_proto_depIdxs = []int32{
-	9,  // 0: fedreport.v1.IngestRecordsRequest.records:type_name -> fedreport.v1.Record
-	10, // 1: fedreport.v1.IngestRecordsResponse.release_computation:type_name -> google.protobuf.Duration
+	11, // 0: fedreport.v1.IngestRecordsRequest.records:type_name -> fedreport.v1.Record
+	12, // 1: fedreport.v1.IngestRecordsResponse.release_computation:type_name -> google.protobuf.Duration
 	6,  // 2: fedreport.v1.ListDisclosuresResponse.entries:type_name -> fedreport.v1.DisclosureEntry
-	11, // 3: fedreport.v1.DisclosureEntry.time:type_name -> google.protobuf.Timestamp
-	12, // 4: fedreport.v1.DisclosureEntry.request:type_name -> fedreport.v1.AggregateRequest
-	13, // 5: fedreport.v1.DisclosureEntry.cells:type_name -> fedreport.v1.Cell
-	0,  // 6: fedreport.v1.NodeAdminService.IngestRecords:input_type -> fedreport.v1.IngestRecordsRequest
-	2,  // 7: fedreport.v1.NodeAdminService.RetractRecords:input_type -> fedreport.v1.RetractRecordsRequest
-	4,  // 8: fedreport.v1.NodeAdminService.ListDisclosures:input_type -> fedreport.v1.ListDisclosuresRequest
-	7,  // 9: fedreport.v1.NodeAdminService.GetNodeStats:input_type -> fedreport.v1.GetNodeStatsRequest
-	1,  // 10: fedreport.v1.NodeAdminService.IngestRecords:output_type -> fedreport.v1.IngestRecordsResponse
-	3,  // 11: fedreport.v1.NodeAdminService.RetractRecords:output_type -> fedreport.v1.RetractRecordsResponse
-	5,  // 12: fedreport.v1.NodeAdminService.ListDisclosures:output_type -> fedreport.v1.ListDisclosuresResponse
-	8,  // 13: fedreport.v1.NodeAdminService.GetNodeStats:output_type -> fedreport.v1.GetNodeStatsResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	13, // 3: fedreport.v1.DisclosureEntry.time:type_name -> google.protobuf.Timestamp
+	14, // 4: fedreport.v1.DisclosureEntry.request:type_name -> fedreport.v1.AggregateRequest
+	15, // 5: fedreport.v1.DisclosureEntry.cells:type_name -> fedreport.v1.Cell
+	13, // 6: fedreport.v1.GetNodeStatsResponse.last_write_time:type_name -> google.protobuf.Timestamp
+	16, // 7: fedreport.v1.GetNodeStatsResponse.policy:type_name -> fedreport.v1.Policy
+	0,  // 8: fedreport.v1.NodeAdminService.IngestRecords:input_type -> fedreport.v1.IngestRecordsRequest
+	2,  // 9: fedreport.v1.NodeAdminService.RetractRecords:input_type -> fedreport.v1.RetractRecordsRequest
+	4,  // 10: fedreport.v1.NodeAdminService.ListDisclosures:input_type -> fedreport.v1.ListDisclosuresRequest
+	7,  // 11: fedreport.v1.NodeAdminService.GetNodeStats:input_type -> fedreport.v1.GetNodeStatsRequest
+	9,  // 12: fedreport.v1.NodeAdminService.BackupNode:input_type -> fedreport.v1.BackupNodeRequest
+	1,  // 13: fedreport.v1.NodeAdminService.IngestRecords:output_type -> fedreport.v1.IngestRecordsResponse
+	3,  // 14: fedreport.v1.NodeAdminService.RetractRecords:output_type -> fedreport.v1.RetractRecordsResponse
+	5,  // 15: fedreport.v1.NodeAdminService.ListDisclosures:output_type -> fedreport.v1.ListDisclosuresResponse
+	8,  // 16: fedreport.v1.NodeAdminService.GetNodeStats:output_type -> fedreport.v1.GetNodeStatsResponse
+	10, // 17: fedreport.v1.NodeAdminService.BackupNode:output_type -> fedreport.v1.BackupNodeResponse
+	13, // [13:18] is the sub-list for method output_type
+	8,  // [8:13] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_fedreport_v1_node_admin_proto_init() }
@@ -788,7 +973,7 @@ func file_fedreport_v1_node_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedreport_v1_node_admin_proto_rawDesc), len(file_fedreport_v1_node_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	NodeAdminService_RetractRecords_FullMethodName  = "/fedreport.v1.NodeAdminService/RetractRecords"
 	NodeAdminService_ListDisclosures_FullMethodName = "/fedreport.v1.NodeAdminService/ListDisclosures"
 	NodeAdminService_GetNodeStats_FullMethodName    = "/fedreport.v1.NodeAdminService/GetNodeStats"
+	NodeAdminService_BackupNode_FullMethodName      = "/fedreport.v1.NodeAdminService/BackupNode"
 )
 
 // NodeAdminServiceClient is the client API for NodeAdminService service.
@@ -43,6 +44,10 @@ type NodeAdminServiceClient interface {
 	ListDisclosures(ctx context.Context, in *ListDisclosuresRequest, opts ...grpc.CallOption) (*ListDisclosuresResponse, error)
 	// GetNodeStats returns the node's sizes and versions. It discloses no cell.
 	GetNodeStats(ctx context.Context, in *GetNodeStatsRequest, opts ...grpc.CallOption) (*GetNodeStatsResponse, error)
+	// BackupNode streams a consistent copy of the node's data file (bbolt's
+	// Tx.WriteTo), which a node can be started on. The copy holds the
+	// member's records: it is for the member's own admins only.
+	BackupNode(ctx context.Context, in *BackupNodeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupNodeResponse], error)
 }
 
 type nodeAdminServiceClient struct {
@@ -96,6 +101,25 @@ func (c *nodeAdminServiceClient) GetNodeStats(ctx context.Context, in *GetNodeSt
 	return out, nil
 }
 
+func (c *nodeAdminServiceClient) BackupNode(ctx context.Context, in *BackupNodeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupNodeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &NodeAdminService_ServiceDesc.Streams[1], NodeAdminService_BackupNode_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupNodeRequest, BackupNodeResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NodeAdminService_BackupNodeClient = grpc.ServerStreamingClient[BackupNodeResponse]
+
 // NodeAdminServiceServer is the server API for NodeAdminService service.
 // All implementations must embed UnimplementedNodeAdminServiceServer
 // for forward compatibility.
@@ -114,6 +138,10 @@ type NodeAdminServiceServer interface {
 	ListDisclosures(context.Context, *ListDisclosuresRequest) (*ListDisclosuresResponse, error)
 	// GetNodeStats returns the node's sizes and versions. It discloses no cell.
 	GetNodeStats(context.Context, *GetNodeStatsRequest) (*GetNodeStatsResponse, error)
+	// BackupNode streams a consistent copy of the node's data file (bbolt's
+	// Tx.WriteTo), which a node can be started on. The copy holds the
+	// member's records: it is for the member's own admins only.
+	BackupNode(*BackupNodeRequest, grpc.ServerStreamingServer[BackupNodeResponse]) error
 	mustEmbedUnimplementedNodeAdminServiceServer()
 }
 
@@ -135,6 +163,9 @@ func (UnimplementedNodeAdminServiceServer) ListDisclosures(context.Context, *Lis
 }
 func (UnimplementedNodeAdminServiceServer) GetNodeStats(context.Context, *GetNodeStatsRequest) (*GetNodeStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetNodeStats not implemented")
+}
+func (UnimplementedNodeAdminServiceServer) BackupNode(*BackupNodeRequest, grpc.ServerStreamingServer[BackupNodeResponse]) error {
+	return status.Error(codes.Unimplemented, "method BackupNode not implemented")
 }
 func (UnimplementedNodeAdminServiceServer) mustEmbedUnimplementedNodeAdminServiceServer() {}
 func (UnimplementedNodeAdminServiceServer) testEmbeddedByValue()                          {}
@@ -218,6 +249,17 @@ func _NodeAdminService_GetNodeStats_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeAdminService_BackupNode_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupNodeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(NodeAdminServiceServer).BackupNode(m, &grpc.GenericServerStream[BackupNodeRequest, BackupNodeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type NodeAdminService_BackupNodeServer = grpc.ServerStreamingServer[BackupNodeResponse]
+
 // NodeAdminService_ServiceDesc is the grpc.ServiceDesc for NodeAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -243,6 +285,11 @@ var NodeAdminService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "IngestRecords",
 			Handler:       _NodeAdminService_IngestRecords_Handler,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "BackupNode",
+			Handler:       _NodeAdminService_BackupNode_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "fedreport/v1/node_admin.proto",
