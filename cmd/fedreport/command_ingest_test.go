@@ -409,7 +409,7 @@ func TestIngestCheckValidatesWithoutANode(t *testing.T) {
 	bad := writeFile(t, "bad.csv", b.String())
 	errorsFile := filepath.Join(t.TempDir(), "errors.txt")
 	_, _, err := runCLI(t, t.Context(), "ingest", "--check", "--errors-file", errorsFile, bad)
-	if exitCode(err) != 1 || !strings.Contains(err.Error(), "\n... and 11 more\n31 problem(s) in 1 file (all of them in "+errorsFile+"); nothing was sent") {
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "\n... and 11 more\n31 problem(s) in 1 file checked (all of them in "+errorsFile+"); nothing was sent") {
 		t.Errorf("check of a bad file: got exit %d, %v; want 1, 20 problems listed and 11 more", exitCode(err), err)
 	}
 	all, rerr := os.ReadFile(errorsFile)

@@ -98,7 +98,7 @@ func runCheck(o ingestOptions, files []string, stdin io.Reader, stdout io.Writer
 	if o.errorsFile != "" {
 		where = fmt.Sprintf(" (all of them in %s)", o.errorsFile)
 	}
-	return fmt.Errorf("%s\n%d problem(s) in %s%s; nothing was sent. Fix them and check again", msg, problems, plural(uint64(len(files)), "file"), where)
+	return fmt.Errorf("%s\n%d problem(s) in %s checked%s; nothing was sent. Fix them and check again", msg, problems, plural(uint64(len(files)), "file"), where)
 }
 
 // maxDuplicatesChecked is how many duplicates ingest --check words one by
