@@ -355,7 +355,7 @@ func (p *blockProblem) protect() (exposed int) {
 		}
 		if round == 12 {
 			for i := range cands {
-				cands[i].barred = cands[i].barred || !cands[i].forced
+				cands[i].barred = cands[i].barred || (!cands[i].forced && len(cands[i].row) > 0)
 			}
 			run(virtuals)
 			break
@@ -384,7 +384,7 @@ func (p *blockProblem) protect() (exposed int) {
 		}
 		if round == auditRounds {
 			for i := range cands {
-				cands[i].barred = cands[i].barred || !cands[i].forced
+				cands[i].barred = cands[i].barred || (!cands[i].forced && len(cands[i].row) > 0)
 			}
 			run(virtuals)
 			break
