@@ -625,6 +625,15 @@ func (r auditRange) pinned() bool {
 	return r.err == nil && math.Floor(r.hi+auditTol)-math.Ceil(r.lo-auditTol) < 1
 }
 
+// auditMaxFree bounds the audit: a block whose LP keeps more unknowns than
+// this once the published cells have fixed what they determine is not
+// audited (p.unaudited), and its release rests on elimination and the sum
+// families alone. The dense tableau grows with the square of the unknowns;
+// the random runs and the demo stay under 140 with the default tables,
+// while a full offence × channel × age cross over a sparse year keeps
+// several hundred and took minutes.
+const auditMaxFree = 250
+
 // audit returns the published cells to withhold so that fewer targets are
 // pinned, and how many targets are pinned whatever this release does.
 func (p *blockProblem) audit() (withhold []int, unfixable int) {
@@ -633,6 +642,16 @@ func (p *blockProblem) audit() (withhold []int, unfixable int) {
 		return nil, 0
 	}
 	ps := m.presolve()
+	free := 0
+	for _, f := range ps.fixed {
+		if !f {
+			free++
+		}
+	}
+	if free > auditMaxFree {
+		p.unaudited = true
+		return nil, 0
+	}
 	var ref *presolved
 	var refTargets []auditTarget
 	chosen := map[int]bool{}

@@ -37,6 +37,8 @@ type blockProblem struct {
 	nowV, oldV []innerVal
 	// audited is the layout of the audit's LPs, built on first use.
 	audited *auditLayout
+	// unaudited is true when the block was too large to audit.
+	unaudited bool
 }
 
 // bcell is one cell of a block: a release cell, or a hidden atom's cell.
