@@ -29,8 +29,8 @@ import (
 //     Factor variables of one atom are tied by rows saying their totals
 //     (and common dimensions) agree. For tables that cross no dimension,
 //     or cross them in a chain, any factor values that agree come from a
-//     full cross, so nothing is lost; for other crosses it is the
-//     attacker's own model (tests/privacy/attacker chooses factors alike).
+//     full cross, so nothing is lost; for other crosses it is a
+//     relaxation (the attacker in tests/privacy models factors too).
 //   - equality rows: every cell this release publishes (on y) and, when
 //     there is an earlier release, every cell it published (on x);
 //   - bound rows: each withheld cell's published lower bound, and the
@@ -39,11 +39,16 @@ import (
 //     the earlier release) and every change of 1..k-1 records.
 //
 // A target whose LP range holds one integer only is pinned. When the same
-// LP without this release's cells pins it too, nothing this release does
-// can help (it is pinned by knowledge alone, or by what an earlier release
-// published); otherwise the audit names a published cell to withhold: one
-// of the rows the tight bound rests on (its dual is not zero), the smallest.
-// protect withholds it, eliminates again and audits again.
+// LP with only the standing cells of this release (its zeros and its named
+// periods' totals, which the audit never withholds) pins it too, nothing
+// the audit may do helps: it is pinned by knowledge, by those cells or by
+// what an earlier release published. Otherwise the audit names a published
+// cell to withhold: among the rows the tight bounds rest on (non-zero
+// duals), the one the elimination would publish last; when the duals name
+// none (a degenerate optimum), the cell whose addition, in the
+// elimination's order, first pins the target. protect withholds the cells
+// named, eliminates again and audits again. Blocks whose LP is too large
+// are not audited (auditMaxFree).
 //
 // To keep the LPs small the audit first fixes every variable the published
 // cells determine (it is in their linear span, so its value is the true
@@ -548,8 +553,7 @@ func (ps *presolved) lp(comp int) *componentLP {
 	return c
 }
 
-// rangeOf returns the LP range of target t and the rows (indices into
-// ps.rows' cells) its bounds rest on.
+// auditRange is the LP range of a target, and what it rests on.
 type auditRange struct {
 	lo, hi  float64
 	binding []int // cells of published rows the bounds rest on
@@ -557,6 +561,8 @@ type auditRange struct {
 	err     error
 }
 
+// rangeOf returns the LP range of target t: its fixed part plus, for each
+// component it reaches, the minimum and maximum there.
 func (ps *presolved) rangeOf(t auditTarget) auditRange {
 	var r auditRange
 	parts := map[int][]lpTerm{}
@@ -668,7 +674,7 @@ func (p *blockProblem) audit() (withhold []int, unfixable int) {
 			unfixable++
 			continue
 		}
-		c := p.smallestCell(r.binding)
+		c := p.cheapestCell(r.binding)
 		if c < 0 {
 			// The duals name no cell this release could withhold (the
 			// optimum is degenerate): find one by search instead.
@@ -717,11 +723,11 @@ func (p *blockProblem) neededCell(ti int) int {
 	return order[n-1]
 }
 
-// smallestCell returns the published cell among cells that costs least
+// cheapestCell returns the published cell among cells that costs least
 // to withhold (-1 for none): the last the elimination would publish, in
 // its order reversed (most dimensions, shortest window, smallest value),
 // then the fewest records. A standing cell is never withheld.
-func (p *blockProblem) smallestCell(cells []int) int {
+func (p *blockProblem) cheapestCell(cells []int) int {
 	best := -1
 	for _, ci := range cells {
 		c := p.cells[ci]
