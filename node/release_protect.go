@@ -33,6 +33,12 @@ type blockProblem struct {
 	// unchanged[i] is true when inner cell i is the same before and after
 	// the change.
 	unchanged []bool
+	// nowV and oldV are the inner cells after and before the change.
+	nowV, oldV []innerVal
+	// audited is the layout of the audit's LPs, built on first use.
+	audited *auditLayout
+	// unaudited is true when the block was too large to audit.
+	unaudited bool
 }
 
 // bcell is one cell of a block: a release cell, or a hidden atom's cell.
@@ -146,6 +152,7 @@ func (p *blockProblem) fill(now, old map[innerKey]innerVal, base map[relKey]relC
 	for k, v := range old {
 		oldV[p.innerIndex(k)] = v
 	}
+	p.nowV, p.oldV = nowV, oldV
 	p.based = base != nil
 	p.unchanged = make([]bool, p.nInner)
 	for i := range p.nInner {
@@ -350,7 +357,7 @@ func (p *blockProblem) protect() (exposed int) {
 		}
 		if round == 12 {
 			for i := range cands {
-				cands[i].barred = cands[i].barred || !cands[i].forced
+				cands[i].barred = cands[i].barred || (!cands[i].forced && len(cands[i].row) > 0)
 			}
 			run(virtuals)
 			break
@@ -361,8 +368,39 @@ func (p *blockProblem) protect() (exposed int) {
 			maps.Copy(virtuals, needed)
 		}
 	}
+
+	// Then the audit (release_audit.go): while the attacker's LP pins a
+	// target this release could protect, withhold the published cell it
+	// names and eliminate again, with the sums the pattern above needed
+	// (the audit, not the sums, answers for the new pattern). Each round
+	// withholds at least one more cell, so it ends; past auditRounds
+	// nothing new is published.
+	candOf := make(map[int]int, len(order))
+	for j, i := range order {
+		candOf[i] = first + j
+	}
+	for round := 0; ; round++ {
+		withhold, _ := p.audit()
+		if len(withhold) == 0 {
+			break
+		}
+		if round == auditRounds {
+			for i := range cands {
+				cands[i].barred = cands[i].barred || (!cands[i].forced && len(cands[i].row) > 0)
+			}
+			run(virtuals)
+			break
+		}
+		for _, ci := range withhold {
+			cands[candOf[ci]].barred = true
+		}
+		run(virtuals)
+	}
 	return exposed
 }
+
+// auditRounds bounds the rounds of audit and elimination.
+const auditRounds = 40
 
 // neededSums returns, keyed by the cells they add, the sums of withheld
 // cells the current pattern must keep out of the published span: for each

@@ -96,7 +96,7 @@ func (s *Store) refreshRelease() error {
 
 	masks := s.policy.masks()
 	results := make([]map[relKey]relCell, len(ids))
-	exposedTotal := 0
+	exposedTotal, unaudited := 0, 0
 	for i, id := range ids {
 		win := s.cal.blockWindow(id.year)
 		p := newBlockProblem(s.cal, masks, id.metric, win, uint64(s.policy.MinCellCount), uint64(s.policy.DominancePercent))
@@ -111,7 +111,13 @@ func (s *Store) refreshRelease() error {
 		}
 		p.fill(innerIn(now, id.metric, win), innerIn(old, id.metric, win), blockBase)
 		exposedTotal += p.protect()
+		if p.unaudited {
+			unaudited++
+		}
 		results[i] = p.result()
+	}
+	if unaudited > 0 {
+		s.log.Warn("blocks of the release were too large for the LP audit; they rest on elimination and sum checks alone", "data", s.path, "blocks", unaudited)
 	}
 	if exposedTotal > 0 {
 		// Not a member's count: how many protected sums an earlier release
