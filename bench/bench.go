@@ -64,6 +64,8 @@ func runBench(ctx context.Context, o options, args []string, stdout, stderr io.W
 	b := &bench{o: o, dir: dir, stderr: stderr}
 	b.res.Command = strings.TrimSpace("go run ./bench " + strings.Join(args, " "))
 	b.res.Machine = machine()
+	b.res.Date = start.UTC().Format("2006-01-02 15:04 UTC")
+	b.res.Commit = gitCommit()
 	if b.pki, err = newPKI(filepath.Join(dir, "pki")); err != nil {
 		return fmt.Errorf("pki: %w (use an empty --dir)", err)
 	}
@@ -81,6 +83,12 @@ func runBench(ctx context.Context, o options, args []string, stdout, stderr io.W
 		if err := errors.Join(b.res.printJSON(f), f.Close()); err != nil {
 			return fmt.Errorf("--json-file: %w", err)
 		}
+	}
+	if o.write != "" {
+		if err := b.res.writePage(o.write); err != nil {
+			return fmt.Errorf("--write: %w", err)
+		}
+		b.logf("wrote %s", o.write)
 	}
 	if o.json {
 		return b.res.printJSON(stdout)

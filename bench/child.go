@@ -165,7 +165,7 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		// dialed as the coordinator dials its members.
 		fan = &fanOutCaller{members: cfg.Members, dial: func(m coordinator.Member) (*grpc.ClientConn, error) {
 			creds := credentials.NewTLS(mtls.ClientConfig(src, mtls.ExpectID(identity.Node(cfg.TrustDomain, m.Code))))
-			return grpc.NewClient(m.Address, append(coordinator.MemberDialOptions(), grpc.WithTransportCredentials(creds))...)
+			return grpc.NewClient(m.Address, append(memberDialOptions(), grpc.WithTransportCredentials(creds))...)
 		}}
 		closeRole = func() error { return errors.Join(fan.close(), c.Close()) }
 		serve = func(ctx context.Context) error { return c.Serve(ctx, lis) }

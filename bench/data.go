@@ -45,7 +45,8 @@ func writeCSV(path string, n int, seed int64, shuffle bool) (err error) {
 	var i uint64
 	err = records.Gen(benchMember, n, seed, periodFrom, periodTo, func(r *fedreportv1.Record) error {
 		if shuffle {
-			r.RecordId = records.RecordID(benchMember, 1+p.at(i))
+			// The generator's id format, "FR-000000001", for another n.
+			r.RecordId = fmt.Sprintf("%s-%09d", benchMember, 1+p.at(i))
 		}
 		i++
 		return cw.Write(r)

@@ -30,6 +30,19 @@ type FanOut struct {
 	CPU RollupCPU `json:"cpu_per_round"`
 }
 
+// memberDialOptions are the options the coordinator dials its members with
+// (coordinator/registry.go), but for the TLS credentials: static 4 MiB
+// flow-control windows, which also turn off grpc's bandwidth-estimation
+// pings. The fan-out dials with the same so that it measures the same
+// connections; reconnection backoff does not matter here, the members stay up.
+func memberDialOptions() []grpc.DialOption {
+	const window = 4 << 20
+	return []grpc.DialOption{
+		grpc.WithStaticStreamWindowSize(window),
+		grpc.WithStaticConnWindowSize(window),
+	}
+}
+
 // The calls a fan-out can make.
 const (
 	healthCall    = "Health/Check"

@@ -5,6 +5,7 @@
 // GetRollup throughput against a trivial RPC, and the coordinator's memory.
 //
 //	go run ./bench [--records 1000000] [--json] [--cpuprofile cpu]
+//	go run ./bench --records 10000000 --write BENCHMARKS.md   # the benchmark page
 //
 // The member node of the ingest and Aggregate steps, and the coordinator,
 // run in child processes (this program started again), so that each role's

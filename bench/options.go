@@ -27,6 +27,7 @@ type options struct {
 	skipPostgres   bool
 	json           bool
 	jsonFile       string
+	write          string
 	cpuprofile     string
 
 	memberRecords int
@@ -61,6 +62,7 @@ func (o *options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.skipPostgres, "skip-postgres", false, "leave PostgreSQL out (its column says so)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")
 	fs.StringVar(&o.jsonFile, "json-file", "", "also write the results as JSON to this file")
+	fs.StringVar(&o.write, "write", "", "write the benchmark page (BENCHMARKS.md) to this file, replacing it; needs every step and PostgreSQL")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write CPU profiles PREFIX.<step>.<process>.pprof for each step and process (bench, node, coordinator)")
 
 	fs.IntVar(&o.memberRecords, "member-records", 1000, "records in each member node of the rollup steps")
@@ -108,6 +110,11 @@ func (o *options) check() error {
 			return fmt.Errorf("--steps: unknown step %q (want some of %s)", st, strings.Join(allSteps, ","))
 		}
 		o.stepSet[st] = true
+	}
+	// The page holds one whole run; figures of some steps beside an older
+	// run's would not be one machine's state.
+	if o.write != "" && (len(o.stepSet) < len(allSteps) || o.skipPostgres) {
+		return fmt.Errorf("--write %s: the page holds every step and PostgreSQL; drop --steps and --skip-postgres", o.write)
 	}
 	if o.stepSet["aggregate"] {
 		o.stepSet["ingest"] = true

@@ -17,7 +17,10 @@ import (
 
 // Result is everything one run measured; --json prints it.
 type Result struct {
-	Command    string           `json:"command"`
+	Command string `json:"command"`
+	// Date is when the run began (UTC); Commit is gitCommit's answer then.
+	Date       string           `json:"date"`
+	Commit     string           `json:"commit"`
 	Steps      []string         `json:"steps"`
 	Machine    Machine          `json:"machine"`
 	PostgreSQL PostgreSQLInfo   `json:"postgresql"`
@@ -290,8 +293,8 @@ func (r *Result) rows() []Row {
 			row.Peer = "n/a: " + run.PGError
 		}
 		if withTarget {
-			row.Target = "≥150k/s and ≥0.5× COPY"
-			row.Met = all(run.NodeRecordsPerSec >= 150_000, run.Ratio >= 0.5, run.PGRecordsPerSec > 0)
+			row.Target = "≥150k/s and ≥1× COPY"
+			row.Met = all(run.NodeRecordsPerSec >= 150_000, run.Ratio >= 1, run.PGRecordsPerSec > 0)
 		} else {
 			row.Target = "(key order cost)"
 		}
@@ -299,8 +302,12 @@ func (r *Result) rows() []Row {
 	}
 	ingest("ingest", fmt.Sprintf("ingest %s records, gen ids (rec/s)", count(r.Ingest.Records)), r.Ingest.Seq, true)
 	ingest("random", fmt.Sprintf("ingest %s records, random ids (rec/s)", count(r.Ingest.Records)), r.Ingest.Random, false)
-	rows = append(rows, Row{Step: "ingest", Measure: fmt.Sprintf("release computed after the %s-record ingest (s, inside the ingest above)", count(r.Ingest.Records)),
-		Fedreport: fmt.Sprintf("%.2f", r.Ingest.Seq.NodeReleaseSeconds), Peer: "-", Ratio: "-", Target: "(reported)"})
+	release := fmt.Sprintf("%.2f", r.Ingest.Seq.NodeReleaseSeconds)
+	if r.ran("random") {
+		release += fmt.Sprintf(" / %.2f", r.Ingest.Random.NodeReleaseSeconds)
+	}
+	rows = append(rows, Row{Step: "ingest", Measure: fmt.Sprintf("release computed after the %s-record ingest, gen ids / random ids (s, inside the ingests above)", count(r.Ingest.Records)),
+		Fedreport: release, Peer: "-", Ratio: "-", Target: "(reported)"})
 
 	agg := r.Aggregate
 	var best *PGVariant
@@ -335,6 +342,7 @@ func (r *Result) rows() []Row {
 	}
 	la, nh := agg.NodeLogAppend, agg.NodeHandling
 	rows = append(rows,
+		agg.DiskFloor.row("aggregate", "Aggregate: this disk's floor", "(diagnosis: the least an answer takes here)"),
 		Row{Step: "aggregate", Measure: "Aggregate, the client's collector running, p50 / p99 (ms)", Fedreport: ms(agg.NodeClientGC.P50ms) + " / " + ms(agg.NodeClientGC.P99ms),
 			Peer: "-", Ratio: "-", Target: "(diagnosis: a Go client's own pauses)"},
 		Row{Step: "aggregate", Measure: "Aggregate: node's own handling p50 / p99 (ms)", Fedreport: ms(nh.P50ms) + " / " + ms(nh.P99ms),
@@ -343,16 +351,25 @@ func (r *Result) rows() []Row {
 			Peer: "-", Ratio: "-", Target: "(diagnosis: the fsync'd commit alone)"},
 		Row{Step: "aggregate", Measure: "Aggregate: calls whose log append alone took over 2 ms", Fedreport: fmt.Sprintf("%.1f%%", 100*la.Over2ms),
 			Peer: "-", Ratio: "-", Target: "(over 1%: p99 ≤ 2 ms out of reach)"},
-		agg.DiskFloor.row("aggregate", "Aggregate: this disk's floor", "(diagnosis: the least an answer takes here)"),
 	)
 
 	ru := r.Rollup
+	floorPeer := func(floor, rollup float64) (peer, ratio string) {
+		if floor <= 0 {
+			return "-", "-"
+		}
+		return ms(floor) + " (disk floor)", fmt.Sprintf("%.1f× floor", rollup/floor)
+	}
+	p50Peer, p50Ratio := floorPeer(ru.DiskFloor.Latency.P50ms, ru.Latency.P50ms)
+	p99Peer, p99Ratio := floorPeer(ru.DiskFloor.Latency.P99ms, ru.Latency.P99ms)
 	rows = append(rows,
-		Row{Step: "rollup", Measure: fmt.Sprintf("rollup %d members p50 (ms)", ru.Members), Fedreport: ms(ru.Latency.P50ms), Peer: "-", Ratio: "-",
+		Row{Step: "rollup", Measure: fmt.Sprintf("rollup %d members p50 (ms)", ru.Members), Fedreport: ms(ru.Latency.P50ms), Peer: p50Peer, Ratio: p50Ratio,
 			Target: "≤25 ms", Met: yes(ru.Latency.P50ms <= 25)},
-		Row{Step: "rollup", Measure: fmt.Sprintf("rollup %d members p99 (ms)", ru.Members), Fedreport: ms(ru.Latency.P99ms),
-			Peer: ms(ru.MemberAggregate.P99ms) + " (1 member Aggregate p99)", Ratio: fmt.Sprintf("%.1f× member", ru.RatioP99),
+		Row{Step: "rollup", Measure: fmt.Sprintf("rollup %d members p99 (ms)", ru.Members), Fedreport: ms(ru.Latency.P99ms), Peer: p99Peer, Ratio: p99Ratio,
 			Target: "≤50 ms", Met: yes(ru.Latency.P99ms <= 50)},
+		Row{Step: "rollup", Measure: "one member's Aggregate as the coordinator asks it, p50 / p99 (ms)",
+			Fedreport: ms(ru.MemberAggregate.P50ms) + " / " + ms(ru.MemberAggregate.P99ms), Peer: "-", Ratio: fmt.Sprintf("rollup p99 = %.1f× member p99", ru.RatioP99),
+			Target: "(diagnosis: one member's share)"},
 		Row{Step: "rollup", Measure: "rollup CPU: members + coordinator (ms per rollup)", Fedreport: ru.CPU.String(), Peer: "-", Ratio: "-",
 			Target: "(diagnosis: CPU floor)"},
 		Row{Step: "rollup", Measure: "rollup: members' disclosure log append p50 / p99 (ms)",
@@ -389,13 +406,21 @@ func (r *Result) rows() []Row {
 		Target: "(diagnosis: server's share)",
 	})
 	m := r.Memory
+	nodePeak := max(r.Ingest.Seq.NodePeakRSSMB, r.Ingest.Random.NodePeakRSSMB)
+	nodeMet := "" // the target is stated at 10M records
+	if r.Ingest.Records == maxRecords {
+		nodeMet = yes(nodePeak < 300)
+	}
 	rows = append(rows,
 		Row{Step: "rollup", Measure: fmt.Sprintf("coordinator peak RSS, %d members, %s rollups (MB)", ru.Members, count(m.StoredRollups)),
 			Fedreport: fmt.Sprintf("%.0f", m.PeakRSSMB), Peer: "-", Ratio: "-",
 			Target: "<200 MB", Met: yes(m.PeakRSSMB < 200)},
+		Row{Step: "rollup", Measure: "coordinator RSS after the reads: anonymous / file pages of its mapped rollup file (MB)",
+			Fedreport: fmt.Sprintf("%.0f / %.0f", stats.MB(m.AfterReads.Proc.RssAnon), stats.MB(m.AfterReads.Proc.RssFile)), Peer: "-", Ratio: "-",
+			Target: "(diagnosis: file pages are the kernel's to drop)"},
 		Row{Step: "ingest", Measure: "node peak RSS during ingest (MB)",
-			Fedreport: fmt.Sprintf("%.0f", max(r.Ingest.Seq.NodePeakRSSMB, r.Ingest.Random.NodePeakRSSMB)), Peer: "-", Ratio: "-",
-			Target: "(<300 MB at 10M: measured by others)"},
+			Fedreport: fmt.Sprintf("%.0f", nodePeak), Peer: "-", Ratio: "-",
+			Target: "<300 MB at 10M records", Met: nodeMet},
 		Row{Step: "ingest", Measure: "node RSS after the ingest: anonymous / file pages of its mapped data file (MB)",
 			Fedreport: fmt.Sprintf("%.0f / %.0f", r.Ingest.Seq.NodeAnonMB, r.Ingest.Seq.NodeFileMB), Peer: "-", Ratio: "-",
 			Target: "(diagnosis: file pages are the kernel's to drop)"},
@@ -422,6 +447,16 @@ func (r *Result) printTable(w io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "postgresql: not run: %s\n", r.PostgreSQL.Skipped)
 	}
+	if err := r.printNotes(w); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "command: %s (%.0f s)\n", r.Command, r.Seconds)
+	return err
+}
+
+// printNotes writes what the table's rows leave out: how each step ran,
+// every PostgreSQL variant, and the figures behind the ratios.
+func (r *Result) printNotes(w io.Writer) error {
 	if r.ran("ingest") || r.ran("random") {
 		fmt.Fprintf(w, "ingest: %s\n", r.Ingest.Method)
 	}
@@ -456,7 +491,6 @@ func (r *Result) printTable(w io.Writer) error {
 			ms(r.Hung.FirstOverDeadline.P50ms), ms(r.Hung.FirstOverDeadline.P99ms))
 	}
 	if !r.ran("rollup") {
-		fmt.Fprintf(w, "command: %s (%.0f s)\n", r.Command, r.Seconds)
 		return nil
 	}
 	fmt.Fprintf(w, "throughput: one mTLS connection, %d callers, best of %d rounds of %.0f s per RPC, alternating; answers of %s bytes (BASIC) and %s bytes (FULL); single GetRollup (BASIC) p50 %s ms; decoding one FULL GetRollupResponse costs %.0f µs, encoding %.0f µs\n",
@@ -466,7 +500,6 @@ func (r *Result) printTable(w io.Writer) error {
 	fmt.Fprintf(w, "coordinator memory (%s): after storing: RSS %.0f MB (anon %.0f, file %.0f), heap %.0f MB, %d goroutines; after reads: RSS %.0f MB, peak %.0f MB\n",
 		m.Process, stats.MB(m.AfterFill.Proc.VmRSS), stats.MB(m.AfterFill.Proc.RssAnon), stats.MB(m.AfterFill.Proc.RssFile),
 		stats.MB(m.AfterFill.HeapAlloc), m.AfterFill.Goroutines, stats.MB(m.AfterReads.Proc.VmRSS), m.PeakRSSMB)
-	fmt.Fprintf(w, "command: %s (%.0f s)\n", r.Command, r.Seconds)
 	return nil
 }
 

@@ -322,10 +322,10 @@ var memberBackoff = grpc.ConnectParams{
 // per member and rollup, for a window that small answers never fill.
 const memberWindow = 4 << 20
 
-// MemberDialOptions are the options of the coordinator's connection to a
+// memberDialOptions are the options of the coordinator's connection to a
 // member, but for its TLS credentials: reconnection backoff and flow-control
-// windows. The bench dials members with them to measure the fan-out alone.
-func MemberDialOptions() []grpc.DialOption {
+// windows.
+func memberDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithConnectParams(memberBackoff),
 		grpc.WithStaticStreamWindowSize(memberWindow),
@@ -393,7 +393,7 @@ func dialMember(m Member, memberTLS func(code string) (*tls.Config, error), rate
 	if err != nil {
 		return nil, fmt.Errorf("member %s TLS: %w", m.Code, err)
 	}
-	conn, err := grpc.NewClient(m.Address, append(MemberDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
+	conn, err := grpc.NewClient(m.Address, append(memberDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
 	if err != nil {
 		return nil, fmt.Errorf("member %s client: %w", m.Code, err)
 	}

@@ -25,16 +25,16 @@ import (
 //
 // so editing, removing or reordering an entry breaks a link Verify finds.
 
-// DisclosureFillPercent is the disclosure log's bucket fill: its keys only
+// disclosureFillPercent is the disclosure log's bucket fill: its keys only
 // ever append, so full leaves are never split again.
-const DisclosureFillPercent = 0.9
+const disclosureFillPercent = 0.9
 
 // appendDisclosure logs resp (whose disclosure_seq is still 0) as the next
 // entry and returns its seq. It runs inside the transaction that read resp's
 // cells from the release.
 func appendDisclosure(tx *bolt.Tx, now time.Time, caller string, req *fedreportv1.AggregateRequest, resp *fedreportv1.AggregateResponse) (uint64, error) {
 	b := tx.Bucket(bucketDisclosures)
-	b.FillPercent = DisclosureFillPercent
+	b.FillPercent = disclosureFillPercent
 	respBytes, err := deterministic.Marshal(resp)
 	if err != nil {
 		return 0, err

@@ -38,7 +38,7 @@ func TestVerifyReportsDamagedPagesOrReadsSafely(t *testing.T) {
 		totals(t, s) // disclosure log entries
 	}
 	// A copy taken while the store is open is the file as a crash leaves
-	// it: every commit in it, and no freelist (BoltOptions).
+	// it: every commit in it, and no freelist (boltOptions).
 	crashed, err := os.ReadFile(s.Path())
 	if err != nil {
 		t.Fatal(err)

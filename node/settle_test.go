@@ -220,7 +220,7 @@ func newestFreelist(t *testing.T, path string) uint64 {
 	return freelist
 }
 
-// TestCloseWritesTheFreelist checks the trade of BoltOptions: commits skip
+// TestCloseWritesTheFreelist checks the trade of boltOptions: commits skip
 // the freelist, and Close writes it, so that a clean start need not walk
 // the file to rebuild it.
 func TestCloseWritesTheFreelist(t *testing.T) {

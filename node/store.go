@@ -76,8 +76,7 @@ type StoreOptions struct {
 // gets ErrInUse instead of hanging.
 const openTimeout = time.Second
 
-// BoltOptions returns the options every open of a node's file uses (the
-// bench's floor opens its files with them too). Commits skip writing the
+// boltOptions returns the options every open of a node's file uses. Commits skip writing the
 // freelist (NoFreelistSync, as etcd does): with many free pages, as a large
 // stream's undo entries leave behind, writing it at every commit costs
 // megabytes per batch and, needing ever larger contiguous runs, makes the
@@ -85,7 +84,7 @@ const openTimeout = time.Second
 // restart reads it back; after a crash bbolt rebuilds it on open by walking
 // every page of the file. The hash-map freelist keeps allocation fast in big
 // files.
-func BoltOptions(readOnly bool) *bolt.Options {
+func boltOptions(readOnly bool) *bolt.Options {
 	return &bolt.Options{
 		Timeout:        openTimeout,
 		NoFreelistSync: true,
@@ -123,7 +122,7 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	db, err := bolt.Open(path, 0o600, BoltOptions(false))
+	db, err := bolt.Open(path, 0o600, boltOptions(false))
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store: %w: %s %s; stop that process, or give this node a --data file of its own", ErrInUse, path, boltcheck.HeldBy(path))
 	}
@@ -235,7 +234,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	// Commits skip the freelist (BoltOptions); writing it once here spares
+	// Commits skip the freelist (boltOptions); writing it once here spares
 	// the next start a walk of the whole file.
 	serr := s.db.Update(func(tx *bolt.Tx) error {
 		// Only commits read the field, and they hold the writer lock as this does.

@@ -85,7 +85,7 @@ func Verify(path string) (*Report, error) {
 	}
 	// The pages are checked before bbolt reads any of them: bbolt follows
 	// a damaged page id out of its mapping, and the fault kills the process.
-	db, err := boltcheck.OpenWalked(path, *BoltOptions(true))
+	db, err := boltcheck.OpenWalked(path, *boltOptions(true))
 	if de, ok := boltcheck.Damage(err); ok {
 		return damagedReport(path, de.Problem), nil
 	}

@@ -77,12 +77,13 @@ func TestServersRefuseEachOthersDataFiles(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// A node commits without writing its freelist (node.BoltOptions) and
-	// writes it only when it closes cleanly: a node stopped by a crash
-	// leaves such a file, which a plain open for writing would rewrite.
+	// A node commits without writing its freelist (NoFreelistSync, see
+	// node/store.go) and writes it only when it closes cleanly: a node
+	// stopped by a crash leaves such a file, which a plain open for writing
+	// would rewrite.
 	crashedFile := filepath.Join(dir, "fr-crashed.db")
 	copyFile(t, nodeFile, crashedFile)
-	db, err := bolt.Open(crashedFile, 0o600, node.BoltOptions(false))
+	db, err := bolt.Open(crashedFile, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		t.Fatal(err)
 	}

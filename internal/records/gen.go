@@ -10,9 +10,9 @@ import (
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
-// RecordID returns the synthetic record id of a member's n-th record:
+// recordID returns the synthetic record id of a member's n-th record:
 // "FR-000000001".
-func RecordID(member string, n uint64) string {
+func recordID(member string, n uint64) string {
 	b := make([]byte, 0, len(member)+1+9)
 	b = append(b, member...)
 	b = append(b, '-')
@@ -28,7 +28,7 @@ func RecordID(member string, n uint64) string {
 // n-th record: "FR-s7-000000001", so that records of different seeds never
 // share an id.
 func SeededRecordID(member string, seed int64, n uint64) string {
-	id := RecordID(member, n)
+	id := recordID(member, n)
 	return id[:len(member)+1] + "s" + strconv.FormatInt(seed, 10) + "-" + id[len(member)+1:]
 }
 
@@ -73,7 +73,7 @@ func Gen(member string, n int, seed int64, from, to time.Time, emit func(*fedrep
 		return err
 	}
 	for i := 1; i <= n; i++ {
-		r := &fedreportv1.Record{RecordId: RecordID(member, uint64(i)), Quantity: 1}
+		r := &fedreportv1.Record{RecordId: recordID(member, uint64(i)), Quantity: 1}
 		g.fill(r, fedreportv1.Metric(1+g.rng.IntN(len(metricNames)-1)))
 		if g.rng.IntN(10) == 0 {
 			r.Quantity = uint32(2 + g.rng.IntN(19))
@@ -101,7 +101,7 @@ func GenTotals(member string, totals map[fedreportv1.Metric]uint64, first uint64
 	}
 	for _, m := range Metrics() {
 		for range totals[m] {
-			r := &fedreportv1.Record{RecordId: RecordID(member, next), Quantity: 1}
+			r := &fedreportv1.Record{RecordId: recordID(member, next), Quantity: 1}
 			g.fill(r, m)
 			next++
 			if err := emit(r); err != nil {

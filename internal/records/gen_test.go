@@ -33,7 +33,7 @@ func TestGen(t *testing.T) {
 		if !proto.Equal(a[i], c[i]) {
 			same = false
 		}
-		if want := RecordID("FR", uint64(i+1)); a[i].GetRecordId() != want {
+		if want := recordID("FR", uint64(i+1)); a[i].GetRecordId() != want {
 			t.Fatalf("record %d: id %q, want %q", i, a[i].GetRecordId(), want)
 		}
 		if err := Validate(a[i], to); err != nil {
@@ -53,8 +53,8 @@ func TestGen(t *testing.T) {
 	if want := 5 + 7 + 8 + 5; len(seen) != want {
 		t.Errorf("distinct metric and dimension values: got %d, want %d", len(seen), want)
 	}
-	if got := RecordID("FR", 1); got != "FR-000000001" {
-		t.Errorf("RecordID: got %q, want FR-000000001", got)
+	if got := recordID("FR", 1); got != "FR-000000001" {
+		t.Errorf("recordID: got %q, want FR-000000001", got)
 	}
 }
 

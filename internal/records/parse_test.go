@@ -229,7 +229,7 @@ func (l *linesReader) Read(p []byte) (int, error) {
 		case l.i == 0 && !l.jsonl:
 			l.buf = append(l.buf, "record_id,metric,date,offence,channel,victim_age,quantity\n"...)
 		case l.i > 0:
-			l.rec = fedreportv1.Record{RecordId: RecordID("FR", uint64(l.i)), Metric: 1, Date: "2020-03-04", Offence: 3, Channel: 2, Quantity: 1}
+			l.rec = fedreportv1.Record{RecordId: recordID("FR", uint64(l.i)), Metric: 1, Date: "2020-03-04", Offence: 3, Channel: 2, Quantity: 1}
 			if l.jsonl {
 				l.buf = AppendJSONL(l.buf, &l.rec)
 			} else {

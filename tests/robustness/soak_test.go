@@ -35,7 +35,7 @@ import (
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
-// The soak is documented in BENCHMARKS.md ("Soak"). CI runs the short form;
+// The soak is documented in docs/benchmarks.md ("Soak"). CI runs the short form;
 // the documented run is
 //
 //	go test ./tests/robustness -run TestSoak -timeout 40m -args -soak 30m -soak-report soak.txt

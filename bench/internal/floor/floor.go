@@ -19,7 +19,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/isa-alliance/fedreport/bench/internal/stats"
-	"github.com/isa-alliance/fedreport/node"
 )
 
 // Options says what to measure.
@@ -115,8 +114,16 @@ type entryLog struct {
 
 var bucket = []byte("log")
 
+// logOptions are the options a node opens its file with (node/store.go):
+// commits that do not write the freelist, the hash-map freelist.
+var logOptions = bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
+
+// logFillPercent is the fill a node gives its disclosure log's bucket
+// (node/disclosure.go): the keys only ever append.
+const logFillPercent = 0.9
+
 func openLog(path string) (*entryLog, error) {
-	db, err := bolt.Open(path, 0o600, node.BoltOptions(false))
+	db, err := bolt.Open(path, 0o600, &logOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +139,7 @@ func openLog(path string) (*entryLog, error) {
 func (l *entryLog) append(entry []byte) error {
 	return l.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket)
-		b.FillPercent = node.DisclosureFillPercent
+		b.FillPercent = logFillPercent
 		l.seq++
 		return b.Put(binary.BigEndian.AppendUint64(nil, l.seq), entry)
 	})
