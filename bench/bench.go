@@ -85,6 +85,9 @@ func runBench(ctx context.Context, o options, args []string, stdout, stderr io.W
 		}
 	}
 	if o.write != "" {
+		if b.res.Utility, err = measureUtility(ctx, dir); err != nil {
+			return fmt.Errorf("utility: %w", err)
+		}
 		if err := b.res.writePage(o.write); err != nil {
 			return fmt.Errorf("--write: %w", err)
 		}

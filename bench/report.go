@@ -32,6 +32,9 @@ type Result struct {
 	Memory     MemoryResult     `json:"coordinator_memory"`
 	Targets    []Row            `json:"targets"`
 	Seconds    float64          `json:"seconds"`
+	// Utility is the demo's share of exact cells, a Markdown table
+	// (utility.go); only a run that writes the page measures it.
+	Utility string `json:"utility,omitempty"`
 }
 
 // Machine describes where the run happened.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -142,6 +143,34 @@ func TestDemoReleaseUtility(t *testing.T) {
 		}
 	}
 	t.Log(b.String())
+	if path := os.Getenv("FEDREPORT_UTILITY_TABLE"); path != "" {
+		// The benchmark's page shows this table (bench: the utility step).
+		pct := func(n, of int) string { return fmt.Sprintf("%.0f%%", 100*float64(n)/float64(of)) }
+		var m strings.Builder
+		m.WriteString("| window | table | member cells, all members | per member | alliance cells |\n|---|---|---|---|---|\n")
+		for _, w := range windows {
+			for _, tab := range []string{"total", "offence", "channel", "victim_age"} {
+				key := w.name + " by " + tab
+				var all tally
+				lo, hi := 1.0, 0.0
+				for _, member := range demoMembers {
+					tl := shares[key][member]
+					if tl == nil || tl.cells == 0 {
+						continue
+					}
+					all.cells, all.before, all.after = all.cells+tl.cells, all.before+tl.before, all.after+tl.after
+					share := float64(tl.after) / float64(tl.cells)
+					lo, hi = min(lo, share), max(hi, share)
+				}
+				al := shares[key]["alliance"]
+				fmt.Fprintf(&m, "| %s | %s | %s → %s | %.0f–%.0f%% | %s → %s |\n", w.name, tab,
+					pct(all.before, all.cells), pct(all.after, all.cells), 100*lo, 100*hi, pct(al.before, al.cells), pct(al.after, al.cells))
+			}
+		}
+		if err := os.WriteFile(path, []byte(m.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // groupOf is a record's value in the dimension of a one-dimension table.
