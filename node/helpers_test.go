@@ -11,7 +11,7 @@ import (
 
 var testNow = time.Date(2024, 6, 30, 12, 0, 0, 0, time.UTC)
 
-func openTestStore(t *testing.T, pol Policy) *Store {
+func openTestStore(t testing.TB, pol Policy) *Store {
 	t.Helper()
 	s, err := OpenStore(filepath.Join(t.TempDir(), "fr.db"), StoreOptions{Member: "FR", Policy: pol, Now: func() time.Time { return testNow }})
 	if err != nil {
