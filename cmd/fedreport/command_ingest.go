@@ -106,6 +106,34 @@ type recordReader interface {
 	Line() int
 }
 
+// readRecords reads rr to its end: each record to rec, each bad line to
+// bad. A header or read error that repeats ends it, as the rest of the file
+// cannot be read; any other error, or one rec returns, is returned.
+func readRecords(rr recordReader, rec func(*fedreportv1.Record) error, bad func(*records.LineError)) error {
+	lastBad := 0
+	for {
+		r, err := rr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		var lineErr *records.LineError
+		if errors.As(err, &lineErr) {
+			if lineErr.Line <= lastBad {
+				return nil
+			}
+			lastBad = lineErr.Line
+			bad(lineErr)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := rec(r); err != nil {
+			return err
+		}
+	}
+}
+
 // input is one FILE argument of ingest.
 type input struct {
 	name    string // as given; "-" is stdin
@@ -279,36 +307,24 @@ func runIngest(ctx context.Context, o ingestOptions, files []string, stdin io.Re
 			return err
 		}
 		placed = append(placed, sentFile{input: in, first: sent})
-		lastBad := 0
-		for {
-			rec, err := rr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			var lineErr *records.LineError
-			if errors.As(err, &lineErr) {
-				if lineErr.Line <= lastBad {
-					break // a header or read error repeats: the rest of the file cannot be read
-				}
-				lastBad = lineErr.Line
-				badLines++
-				if len(listed) < maxListedErrors {
-					listed = append(listed, lineErr.Error())
-				}
-				continue
-			}
-			if err != nil {
-				closer.Close()
-				return err
-			}
+		err = readRecords(rr, func(rec *fedreportv1.Record) error {
 			batch = append(batch, rec)
 			if len(batch) == ingestBatch {
 				if err := flush(in.source); err != nil {
-					closer.Close()
 					return nodeErr(err)
 				}
 			}
 			prog.update(sent+uint64(len(batch)), read)
+			return nil
+		}, func(e *records.LineError) {
+			badLines++
+			if len(listed) < maxListedErrors {
+				listed = append(listed, e.Error())
+			}
+		})
+		if err != nil {
+			closer.Close()
+			return err
 		}
 		if err := flush(in.source); err != nil {
 			closer.Close()

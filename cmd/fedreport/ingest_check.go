@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/isa-alliance/fedreport/internal/echo"
 	"github.com/isa-alliance/fedreport/internal/records"
+	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
 // runCheck is ingest --check: it reads the files as ingest would, with
@@ -49,28 +49,11 @@ func runCheck(o ingestOptions, files []string, stdin io.Reader, stdout io.Writer
 		if err != nil {
 			return err
 		}
-		lastBad := 0
-		for {
-			_, err := rr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			var lineErr *records.LineError
-			if errors.As(err, &lineErr) {
-				if lineErr.Line <= lastBad {
-					break // a header or read error repeats: the rest of the file cannot be read
-				}
-				lastBad = lineErr.Line
-				note(lineErr.Error())
-				continue
-			}
-			if err != nil {
-				closer.Close()
-				return err
-			}
-			checked++
-		}
+		err = readRecords(rr, func(*fedreportv1.Record) error { checked++; return nil }, func(e *records.LineError) { note(e.Error()) })
 		closer.Close()
+		if err != nil {
+			return err
+		}
 	}
 	// Duplicates across every file, as the node would refuse them; stdin
 	// cannot be read twice, so with - the node is left to find them.
