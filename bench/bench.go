@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/isa-alliance/fedreport/bench/internal/pg"
 	"github.com/isa-alliance/fedreport/bench/internal/stats"
 	"github.com/isa-alliance/fedreport/internal/identity"
@@ -398,7 +400,7 @@ func (b *bench) aggregate(ctx context.Context, nodeChild *child, srv *pg.Server)
 	client := fedreportv1.NewAggregationServiceClient(conn)
 	// As a coordinator asks: within a rollup, named by its id.
 	req := &fedreportv1.AggregateRequest{
-		From: periodFromString, To: periodToString, RollupId: "r00000001",
+		From: periodFromString, To: periodToString, RollupId: "r00000001", RollupStartedAt: timestamppb.Now(),
 		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE},
 	}
 	var last *fedreportv1.AggregateResponse

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/bench/internal/stats"
 	"github.com/isa-alliance/fedreport/coordinator"
@@ -90,7 +91,7 @@ func (r fanOutRequest) call() (fanOutCall, error) {
 			return err
 		}, nil
 	case aggregateCall:
-		req := &fedreportv1.AggregateRequest{RollupId: "r00000001"}
+		req := &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: timestamppb.Now()}
 		if err := proto.Unmarshal(r.Aggregate, req); err != nil {
 			return nil, fmt.Errorf("fan-out of %s: request: %w", r.Call, err)
 		}

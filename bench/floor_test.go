@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -23,8 +24,8 @@ func TestLogEntryBytesIsWhatTheNodeStores(t *testing.T) {
 	defer s.Close()
 	caller := benchCoordinator.String()
 	for _, req := range []*fedreportv1.AggregateRequest{
-		{From: periodFromString, To: periodToString, RollupId: "r00000001"},
-		{From: periodFromString, To: periodToString, RollupId: "01JDX0000000000000000000000",
+		{From: periodFromString, To: periodToString, RollupId: "r00000001", RollupStartedAt: timestamppb.Now()},
+		{From: periodFromString, To: periodToString, RollupId: "01JDX0000000000000000000000", RollupStartedAt: timestamppb.Now(),
 			GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE}},
 	} {
 		resp, err := s.Aggregate(req, caller)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/bench/internal/stats"
 	"github.com/isa-alliance/fedreport/coordinator"
@@ -116,7 +117,7 @@ func (b *bench) spec() *fedreportv1.RollupSpec {
 
 // memberRequest is what the coordinator asks each member for spec.
 func memberRequest(spec *fedreportv1.RollupSpec) *fedreportv1.AggregateRequest {
-	req := &fedreportv1.AggregateRequest{RollupId: "r00000001", From: spec.GetFrom(), To: spec.GetTo(), Metrics: spec.GetMetrics()}
+	req := &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: timestamppb.Now(), From: spec.GetFrom(), To: spec.GetTo(), Metrics: spec.GetMetrics()}
 	for _, d := range spec.GetGroupBy() {
 		if d != fedreportv1.Dimension_DIMENSION_MEMBER {
 			req.GroupBy = append(req.GroupBy, d)

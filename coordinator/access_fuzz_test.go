@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
@@ -58,7 +60,7 @@ func FuzzValidateSpec(f *testing.F) {
 					t.Fatalf("accepted group_by %v", spec.GetGroupBy())
 				}
 			}
-			req := memberRequest(spec, "R-1")
+			req := memberRequest(spec, "R-1", timestamppb.Now())
 			if len(req.GetMetrics()) == 0 || slices.Contains(req.GetGroupBy(), fedreportv1.Dimension_DIMENSION_MEMBER) {
 				t.Fatalf("member request %v: want explicit metrics and no member dimension", req)
 			}

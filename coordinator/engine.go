@@ -110,12 +110,16 @@ func metricList() string { return strings.Join(names(records.Metrics(), records.
 // memberRequest is what every member is asked for a spec: the metrics made
 // explicit, so a newer node cannot add ones this coordinator does not know,
 // and the grouping without DIMENSION_MEMBER, which only the coordinator answers.
-func memberRequest(spec *fedreportv1.RollupSpec, rollupID string) *fedreportv1.AggregateRequest {
+// rollupID and started name the rollup it is for: a member answers a
+// coordinator only within a rollup that can be running
+// (grpcsrv.CheckRunningRollup).
+func memberRequest(spec *fedreportv1.RollupSpec, rollupID string, started *timestamppb.Timestamp) *fedreportv1.AggregateRequest {
 	req := &fedreportv1.AggregateRequest{
-		Metrics:  slices.Clone(spec.GetMetrics()),
-		From:     spec.GetFrom(),
-		To:       spec.GetTo(),
-		RollupId: rollupID,
+		Metrics:         slices.Clone(spec.GetMetrics()),
+		From:            spec.GetFrom(),
+		To:              spec.GetTo(),
+		RollupId:        rollupID,
+		RollupStartedAt: started,
 	}
 	if len(req.Metrics) == 0 {
 		req.Metrics = records.Metrics()
@@ -184,7 +188,7 @@ func (c *Coordinator) runRollup(ctx context.Context, spec *fedreportv1.RollupSpe
 	stop := context.AfterFunc(c.lifetime, cancel)
 	defer stop()
 
-	outcomes := c.fanOut(rctx, reg, memberRequest(r.GetSpec(), r.GetId()), timeout)
+	outcomes := c.fanOut(rctx, reg, memberRequest(r.GetSpec(), r.GetId(), r.GetStartedAt()), timeout)
 	c.finishRollup(r, reg, outcomes, rctx.Err() != nil)
 	r.FinishedAt = timestamppb.Now()
 
@@ -775,7 +779,7 @@ func (c *Coordinator) finishRollup(r *fedreportv1.Rollup, reg *registry, outcome
 
 	if len(spec.GetGroupBy()) == 0 {
 		// Without grouping every requested metric has a total, even 0.
-		for _, m := range memberRequest(spec, "").GetMetrics() {
+		for _, m := range memberRequest(spec, "", nil).GetMetrics() {
 			id := cellID{metric: m}
 			if _, ok := at[id]; !ok {
 				at[id] = len(sums)

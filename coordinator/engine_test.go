@@ -129,7 +129,7 @@ func TestRollupEveryMemberAnsweringIsCompleteWithExactTotals(t *testing.T) {
 		if len(reqs) != 1 {
 			t.Fatalf("requests: got %d, want 1", len(reqs))
 		}
-		want := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: wholeOperation.Metrics, RollupId: r.GetId()}
+		want := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: wholeOperation.Metrics, RollupId: r.GetId(), RollupStartedAt: r.GetStartedAt()}
 		if !proto.Equal(reqs[0], want) {
 			t.Errorf("request: got %v, want %v", reqs[0], want)
 		}
@@ -1121,7 +1121,7 @@ func BenchmarkRollupGrouped(b *testing.B) {
 	b.Cleanup(func() { _ = c.Close() })
 	spec := &fedreportv1.RollupSpec{From: "2020-01-01", To: "2020-09-30",
 		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE}}
-	req := memberRequest(spec, "01JDX0000000000000000000000")
+	req := memberRequest(spec, "01JDX0000000000000000000000", nil)
 	wire := make([][]byte, benchMembers)
 	for i, m := range members {
 		resp := &fedreportv1.AggregateResponse{Member: m.Code, MinCellCount: 5, DataVersion: 7}
@@ -1188,7 +1188,7 @@ func FuzzAnswerCheck(f *testing.F) {
 	f.Add(b)
 	req := memberRequest(&fedreportv1.RollupSpec{From: "2019-12-15", To: "2020-06-30", GroupBy: []fedreportv1.Dimension{
 		fedreportv1.Dimension_DIMENSION_VICTIM_AGE, fedreportv1.Dimension_DIMENSION_MONTH,
-		fedreportv1.Dimension_DIMENSION_CHANNEL, fedreportv1.Dimension_DIMENSION_OFFENCE}}, "r")
+		fedreportv1.Dimension_DIMENSION_CHANNEL, fedreportv1.Dimension_DIMENSION_OFFENCE}}, "r", nil)
 	check := newAnswerCheck(req)
 	if _, err := check.answer("FR", seed); err != nil {
 		f.Fatalf("the seed must pass, so that the properties below are reached: %v", err)

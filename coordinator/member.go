@@ -124,7 +124,8 @@ func aggregateSpec(req *fedreportv1.AggregateRequest) (*fedreportv1.RollupSpec, 
 // sum of the members' data versions, so it changes whenever any member's
 // data does. A request the
 // policy DescribeNode advertises does not allow is refused with a
-// *grpcsrv.PolicyError before any member is asked; a rollup that is not
+// *grpcsrv.PolicyError before any member is asked, and so is one outside a
+// rollup of the caller that can be running (grpcsrv.CheckRunningRollup); a rollup that is not
 // COMPLETE is refused with an *IncompleteError.
 //
 // The rollup's member timeout is cut so that the answer can arrive before the
@@ -150,6 +151,12 @@ func (c *Coordinator) Aggregate(ctx context.Context, req *fedreportv1.AggregateR
 		if err := c.allows(spec, c.describe(ctx, nil).GetPolicy()); err != nil {
 			return nil, err
 		}
+	}
+	// As a node does: the asking coordinator is answered only within one
+	// of its rollups that can be running.
+	if err := grpcsrv.CheckRunningRollup(req.GetRollupId(), req.GetRollupStartedAt(), time.Now()); err != nil {
+		c.log.WarnContext(ctx, "refused a coordinator outside a running rollup", "caller", caller, "err", err)
+		return nil, err
 	}
 	timeout := c.memberTimeout
 	if dl, ok := ctx.Deadline(); ok {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/identity"
@@ -233,7 +234,7 @@ func TestMemberAPIAnswersOnlyCoordinators(t *testing.T) {
 		t.Cleanup(func() { _ = conn.Close() })
 		return fedreportv1.NewAggregationServiceClient(conn)
 	}
-	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: "r00000007"}
+	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: "r00000007", RollupStartedAt: rollupStarted}
 	for _, id := range []identity.ID{identity.Operator(td, "alice"), identity.Node(td, "FR"), identity.MemberAdmin(td, "EU", "admin")} {
 		if _, err := client(id).Aggregate(t.Context(), req); status.Code(err) != codes.PermissionDenied {
 			t.Errorf("%s Aggregate: got %v, want PermissionDenied", id, err)
@@ -296,7 +297,7 @@ func TestMemberAPIRefusesAnAnswerOverTheLimit(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	parent := fedreportv1.NewAggregationServiceClient(conn)
 
-	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}
+	req := &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}}
 	if resp, err := parent.Aggregate(t.Context(), req); err != nil || len(resp.GetCells()) != 1 || resp.GetCells()[0].GetCount() != 450 {
 		t.Fatalf("ungrouped: %v, %v", resp, err)
 	}
@@ -465,7 +466,7 @@ func TestRegionalRefusalGivesEachMissingMembersReason(t *testing.T) {
 			t.Errorf("EU's reason at the top: got %q, want it to contain %q", reason, want)
 		}
 	}
-	_, err = asTop(t, ca, euAddr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}})
+	_, err = asTop(t, ca, euAddr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{RollupId: "direct-1", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}})
 	if msg := status.Convert(err).Message(); len(msg) > maxReasonLen+len("…") || !strings.HasPrefix(msg, "EU's rollup ") {
 		t.Errorf("EU's refusal: got %d bytes %q, want at most %d naming EU's rollup", len(msg), msg, maxReasonLen+len("…"))
 	}
@@ -498,8 +499,8 @@ func TestMemberAPIAsksForPoliciesOnlyWhenUnknownOrRefusing(t *testing.T) {
 	asked := func() int { mu.Lock(); defer mu.Unlock(); return describes }
 	_, euAddr := regionalEU(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)})
 	parent := asTop(t, ca, euAddr)
-	byMonth := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{month}}
-	byAge := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{victimAge}}
+	byMonth := &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{month}}
+	byAge := &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-09-30", GroupBy: []fedreportv1.Dimension{victimAge}}
 
 	for i := range 3 {
 		if _, err := parent.Aggregate(t.Context(), byMonth); err != nil {
@@ -579,7 +580,7 @@ func TestRegionalRollupNamesTheCallersRollup(t *testing.T) {
 
 	asked := len(fr.requests())
 	for _, id := range []string{"r 1", "r1\n", "r\u00e91", strings.Repeat("r", grpcsrv.MaxRollupIDLen+1)} {
-		_, err := asTop(t, ca, euAddr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: id})
+		_, err := asTop(t, ca, euAddr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: id, RollupStartedAt: rollupStarted})
 		if _, fields := refusal(err); status.Code(err) != codes.InvalidArgument || !slices.Equal(fields, []string{"rollup_id"}) {
 			t.Errorf("rollup_id %q: got %v (fields %v), want INVALID_ARGUMENT on rollup_id", id, err, fields)
 		}
@@ -679,3 +680,7 @@ func TestListMembersSaysWhichMembersAreCoordinators(t *testing.T) {
 		t.Errorf("IT's earliest date: got %d bytes %q, want it printable and at most %d bytes", len(got), got, maxReasonLen+len("…"))
 	}
 }
+
+// rollupStarted is when the tests' rollups started: a coordinator asks
+// a member only within a running rollup, named with its start.
+var rollupStarted = timestamppb.Now()

@@ -206,7 +206,7 @@ func TestRegionalCoordinatorRefusesWhatItsMembersReleasesCannotAnswer(t *testing
 	fr := releaseNode("FR", "node", policyOf(&fedreportv1.Policy{MinCellCount: 5, Periods: phases, Tables: []*fedreportv1.Table{table(offence)}}))
 	_, addr := regionalEU(t, ca, Member{"FR", startNode(t, ca, identity.Node(td, "FR"), fr)})
 	_, err := asTop(t, ca, addr).Aggregate(t.Context(), &fedreportv1.AggregateRequest{
-		From: "2020-03-01", To: "2020-03-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: "r00000001"})
+		From: "2020-03-01", To: "2020-03-30", Metrics: []fedreportv1.Metric{arrests}, RollupId: "r00000001", RollupStartedAt: rollupStarted})
 	reason, fields := refusal(err)
 	if status.Code(err) != codes.FailedPrecondition || reason != ReasonPeriodNotAligned || !slices.Equal(fields, []string{"from", "to"}) {
 		t.Errorf("got %v (reason %q, fields %v), want FAILED_PRECONDITION %s on from and to", err, reason, fields, ReasonPeriodNotAligned)

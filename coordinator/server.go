@@ -211,6 +211,11 @@ func Open(cfg Config) (*Coordinator, error) {
 	if timeout == 0 {
 		timeout = DefaultMemberTimeout
 	}
+	// Members answer a rollup for grpcsrv.MaxRollupRun after its start;
+	// the fan-out ends within one member timeout.
+	if timeout < 0 || timeout > grpcsrv.MaxRollupRun {
+		return nil, fmt.Errorf("open coordinator: member timeout %v: give at most %v (members answer a rollup for %v after it starts)", timeout, grpcsrv.MaxRollupRun, grpcsrv.MaxRollupRun)
+	}
 
 	memberRate := cfg.MemberRate
 	if memberRate == (grpcsrv.Rate{}) {

@@ -36,7 +36,7 @@ func FuzzAggregateRequest(f *testing.F) {
 	f.Add("2004-12-31", "2020-02-30", []byte{0, 6, 255}, []byte{4, 5, 9}, "a b")
 	f.Add("2020-1-1", "99999-01-01", []byte{1, 2, 3, 4, 5, 1}, []byte{2, 2}, "\x00")
 	f.Fuzz(func(t *testing.T, from, to string, metrics, groupBy []byte, rollupID string) {
-		req := &fedreportv1.AggregateRequest{From: from, To: to, RollupId: rollupID}
+		req := &fedreportv1.AggregateRequest{From: from, To: to, RollupId: rollupID, RollupStartedAt: rollupStarted}
 		for _, b := range metrics {
 			req.Metrics = append(req.Metrics, fedreportv1.Metric(int8(b)))
 		}

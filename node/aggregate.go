@@ -127,11 +127,12 @@ func (s *Store) prepare(req *fedreportv1.AggregateRequest) (*query, error) {
 		return nil, &PolicyError{Reason: ReasonPeriodNotAligned, Field: "to", Msg: msg}
 	}
 	q.req = &fedreportv1.AggregateRequest{
-		Metrics:  q.metrics,
-		From:     req.GetFrom(),
-		To:       req.GetTo(),
-		GroupBy:  q.groupBy,
-		RollupId: req.GetRollupId(),
+		Metrics:         q.metrics,
+		From:            req.GetFrom(),
+		To:              req.GetTo(),
+		GroupBy:         q.groupBy,
+		RollupId:        req.GetRollupId(),
+		RollupStartedAt: req.GetRollupStartedAt(),
 	}
 	return q, nil
 }
@@ -278,11 +279,14 @@ func (s *Store) Aggregate(req *fedreportv1.AggregateRequest, caller string) (*fe
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	// A coordinator asks only within a rollup: every answer to one names
-	// the rollup it was for in the disclosure log.
+	// A coordinator asks only within one of its running rollups, which
+	// every answer to it names in the disclosure log.
 	if id, err := identity.Parse(caller); err == nil && id.Role == identity.RoleCoordinator {
-		if req.GetRollupId() == "" {
-			return nil, &records.FieldError{Field: "rollup_id", Value: "", Problem: "is required from a coordinator (name the rollup this answer is for)"}
+		if err := grpcsrv.CheckRunningRollup(req.GetRollupId(), req.GetRollupStartedAt(), s.now()); err != nil {
+			// A stolen coordinator certificate, or clocks apart: the
+			// ministry's operator should see either.
+			s.log.Warn("refused a coordinator outside a running rollup", "caller", caller, "err", err)
+			return nil, err
 		}
 	}
 	var resp *fedreportv1.AggregateResponse

@@ -3,6 +3,8 @@ package node
 import (
 	"testing"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 )
 
@@ -23,7 +25,7 @@ func BenchmarkAggregate(b *testing.B) {
 		b.Fatal(err)
 	}
 	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30",
-		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE}, RollupId: "r00000001"}
+		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH, fedreportv1.Dimension_DIMENSION_OFFENCE}, RollupId: "r00000001", RollupStartedAt: timestamppb.New(testNow)}
 	b.ReportAllocs()
 	before := s.db.Stats().TxStats
 	for b.Loop() {

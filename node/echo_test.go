@@ -47,7 +47,7 @@ func TestAMegabyteFieldComesBackShort(t *testing.T) {
 			return err
 		}},
 		{"an aggregate with a 1 MiB rollup_id", "rollup_id", func(ctx context.Context) error {
-			_, err := fedreportv1.NewAggregationServiceClient(coord).Aggregate(ctx, &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: big})
+			_, err := fedreportv1.NewAggregationServiceClient(coord).Aggregate(ctx, &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: big, RollupStartedAt: rollupStarted})
 			return err
 		}},
 		{"an aggregate from a 1 MiB date", "from", func(ctx context.Context) error {

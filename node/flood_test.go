@@ -280,7 +280,7 @@ func TestAnAllowedOversizedRequestIsRefused(t *testing.T) {
 	t.Parallel()
 	tn := startNode(t, Policy{})
 	client := fedreportv1.NewAggregationServiceClient(tn.dial(t, identity.Coordinator(td, "main")))
-	_, err := client.Aggregate(callCtx(t), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: strings.Repeat("r", 256<<10)})
+	_, err := client.Aggregate(callCtx(t), &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: strings.Repeat("r", 256<<10), RollupStartedAt: rollupStarted})
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("got %v, want ResourceExhausted", err)
 	}
@@ -297,7 +297,7 @@ func TestAnAllowedOversizedRequestIsRefused(t *testing.T) {
 		t.Errorf("reason %q, want %s", reason, grpcsrv.ReasonRequestTooLarge)
 	}
 	// A valid request on the same connection still works.
-	if _, err := client.Aggregate(callCtx(t), &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-01-31"}); err != nil {
+	if _, err := client.Aggregate(callCtx(t), &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-01-31"}); err != nil {
 		t.Errorf("a valid request after the refusal: %v", err)
 	}
 }

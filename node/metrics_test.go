@@ -25,13 +25,13 @@ func TestMetricsTimeDisclosuresAndCountCalls(t *testing.T) {
 	ctx := callCtx(t)
 	agg := fedreportv1.NewAggregationServiceClient(tn.dial(t, identity.Coordinator(td, "main")))
 	for range 3 {
-		if _, err := agg.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-09-30",
+		if _, err := agg.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-09-30",
 			GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A refused answer is logged nowhere, so it is not timed.
-	if _, err := agg.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-09-30",
+	if _, err := agg.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-09-30",
 		GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_VICTIM_AGE, fedreportv1.Dimension_DIMENSION_CHANNEL}}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("an unpublished cross: got %v, want FailedPrecondition", err)
 	}

@@ -6,7 +6,11 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/isa-alliance/fedreport/internal/grpcsrv"
 	"github.com/isa-alliance/fedreport/internal/periods"
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -198,23 +202,47 @@ func TestASmallIngestDoesNotShowInTheTotals(t *testing.T) {
 	}
 }
 
-func TestACoordinatorMustNameItsRollup(t *testing.T) {
+func TestACoordinatorIsAnsweredOnlyWithinARunningRollup(t *testing.T) {
 	t.Parallel()
 	s := openTestStore(t, operationPolicy())
 	ingest(t, s, randomRecords(4, 50, "r"))
 	coord := "spiffe://isa/coordinator/main"
-	req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30"}
-	var fe *records.FieldError
-	if _, err := s.Aggregate(req, coord); !errors.As(err, &fe) || fe.Field != "rollup_id" {
-		t.Errorf("a coordinator without a rollup id: got %v, want a field error on rollup_id", err)
+	ago := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(testNow.Add(-d)) }
+	for _, tc := range []struct {
+		name, id string
+		started  *timestamppb.Timestamp
+		field    string
+	}{
+		{"no rollup id", "", ago(time.Minute), "rollup_id"},
+		{"no start", "r00000007", nil, "rollup_started_at"},
+		{"started 18 minutes ago", "r00000007", ago(18 * time.Minute), "rollup_started_at"},
+		{"starting in 3 minutes", "r00000007", ago(-3 * time.Minute), "rollup_started_at"},
+	} {
+		req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", RollupId: tc.id, RollupStartedAt: tc.started}
+		var pe *PolicyError
+		if _, err := s.Aggregate(req, coord); !errors.As(err, &pe) || pe.Reason != grpcsrv.ReasonRollupNotRunning || pe.Field != tc.field {
+			t.Errorf("%s: got %v, want %s on %s", tc.name, err, grpcsrv.ReasonRollupNotRunning, tc.field)
+		}
 	}
-	req.RollupId = "r00000007"
-	if _, err := s.Aggregate(req, coord); err != nil {
-		t.Fatal(err)
+	// Started a minute ago, asked again (a retry), and started by a clock a
+	// minute ahead of the node's: answered. Ids alone are not unique (a
+	// coordinator on a new data file numbers from r00000001 again): the log
+	// keeps each answer's id and start.
+	for _, started := range []*timestamppb.Timestamp{ago(time.Minute), ago(time.Minute), ago(-time.Minute)} {
+		req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", RollupId: "r00000007", RollupStartedAt: started}
+		if _, err := s.Aggregate(req, coord); err != nil {
+			t.Fatalf("rollup r00000007 started at %v: %v", started.AsTime(), err)
+		}
 	}
 	entries, _, err := s.ListDisclosures(0, "", "")
-	if err != nil || len(entries) != 1 || entries[0].GetRollupId() != "r00000007" || entries[0].GetReleaseVersion() == 0 {
-		t.Errorf("the log: got %v, %v; want one entry naming r00000007 and its release version", entries, err)
+	if err != nil || len(entries) != 3 {
+		t.Fatalf("the log: got %v, %v; want three entries", entries, err)
+	}
+	for i, e := range entries {
+		req := e.GetRequest()
+		if e.GetRollupId() != "r00000007" || e.GetReleaseVersion() == 0 || !req.GetRollupStartedAt().AsTime().Equal(testNow.Add([]time.Duration{-time.Minute, -time.Minute, time.Minute}[i])) {
+			t.Errorf("entry %d: rollup %s started %v, release %d; want r00000007, its start and a release version", i, e.GetRollupId(), req.GetRollupStartedAt().AsTime(), e.GetReleaseVersion())
+		}
 	}
 	// A member admin asks outside any rollup.
 	if _, err := s.Aggregate(&fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30"}, "spiffe://isa/member-admin/FR/ops"); err != nil {

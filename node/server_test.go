@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/internal/identity"
 	"github.com/isa-alliance/fedreport/internal/testpki"
@@ -181,7 +182,7 @@ func TestAccessTable(t *testing.T) {
 	t.Parallel()
 	tn := startNode(t, Policy{})
 	aggregate := func(ctx context.Context, c *grpc.ClientConn) error {
-		_, err := fedreportv1.NewAggregationServiceClient(c).Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-09-30"})
+		_, err := fedreportv1.NewAggregationServiceClient(c).Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-09-30"})
 		return err
 	}
 	describe := func(ctx context.Context, c *grpc.ClientConn) error {
@@ -275,7 +276,7 @@ func TestIngestOverTheAdminSocket(t *testing.T) {
 
 	// A coordinator's aggregate over mTLS is logged with its identity.
 	agg, err := fedreportv1.NewAggregationServiceClient(tn.dial(t, identity.Coordinator(td, "main"))).Aggregate(ctx,
-		&fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", RollupId: "R-1"})
+		&fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", RollupId: "R-1", RollupStartedAt: rollupStarted})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,16 +379,16 @@ func TestAggregateErrorsOverGRPC(t *testing.T) {
 		field  string
 		msg    string // which rule, and how to change the request
 	}{
-		{"a cross that is not published", &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-01-31", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_VICTIM_AGE}},
+		{"a cross that is not published", &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-01-31", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_VICTIM_AGE}},
 			codes.FailedPrecondition, ReasonTableNotPublished, "group_by",
 			"member FR does not publish a table by offence,victim_age (published: the total (no group_by), offence, channel, victim_age, each by month or not); group by one of those"},
-		{"a window release periods do not tile", &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-01-30"},
+		{"a window release periods do not tile", &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-01-30"},
 			codes.FailedPrecondition, ReasonPeriodNotAligned, "to",
 			"member FR answers only from its release: window 2020-01-01..2020-01-30 is not a union of release periods (calendar months); nearest allowed: 2020-01-01..2020-01-31"},
-		{"before the earliest date", &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2018-01-01", To: "2020-01-31"},
+		{"before the earliest date", &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2018-01-01", To: "2020-01-31"},
 			codes.FailedPrecondition, ReasonPeriodNotAllowed, "from",
 			"member FR's disclosure policy answers only from 2019-01-01 on; start the request (from 2018-01-01) on or after 2019-01-01"},
-		{"from after to", &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-02-01", To: "2020-01-31"},
+		{"from after to", &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-02-01", To: "2020-01-31"},
 			codes.InvalidArgument, ReasonInvalidArgument, "to", `to "2020-01-31" is before from 2020-02-01 (want from <= to)`},
 	}
 	for _, tt := range tests {
@@ -637,3 +638,7 @@ func TestReflectionServesTheProtoComments(t *testing.T) {
 		t.Errorf("reflection served %d comments, none of them NodeAdminService's", len(comments))
 	}
 }
+
+// rollupStarted is when the tests' rollups started: a coordinator asks
+// a member only within a running rollup, named with its start.
+var rollupStarted = timestamppb.Now()

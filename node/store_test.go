@@ -17,6 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/internal/records"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -436,7 +437,7 @@ func TestAggregateRefusals(t *testing.T) {
 		{"group by member", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MEMBER}}, "", "group_by", "answered by a coordinator only"},
 		{"a dimension twice", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", GroupBy: []fedreportv1.Dimension{month, month}}, "", "group_by", "is listed twice"},
 		{"an unspecified dimension", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", GroupBy: []fedreportv1.Dimension{0}}, "", "group_by", "is not a dimension"},
-		{"a rollup id with a space", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: "a b"}, "", "rollup_id", "is not an id"},
+		{"a rollup id with a space", &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: "a b", RollupStartedAt: rollupStarted}, "", "rollup_id", "is not an id"},
 	}
 	for _, tt := range tests {
 		_, err := s.Aggregate(tt.req, "test")
@@ -483,7 +484,7 @@ func TestDisclosureLog(t *testing.T) {
 	ingest(t, s, genRecords(t, "FR", 500, 9))
 	var resps []*fedreportv1.AggregateResponse
 	for i := range 5 {
-		req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", RollupId: fmt.Sprintf("R-%d", i),
+		req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-09-30", RollupId: fmt.Sprintf("R-%d", i), RollupStartedAt: timestamppb.New(testNow),
 			GroupBy: []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_MONTH}}
 		resp, err := s.Aggregate(req, "spiffe://isa/coordinator/main")
 		if err != nil {

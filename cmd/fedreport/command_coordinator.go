@@ -177,8 +177,8 @@ func newCoordinatorCommand() *cobra.Command {
 			}
 			// The default is 10s, so 0 is the user's; Open would take it
 			// as the default.
-			if o.memberTimeout <= 0 {
-				return fmt.Errorf("--member-timeout %v (member_timeout in --config): give a duration above 0, such as %v (the default)", o.memberTimeout, coordinator.DefaultMemberTimeout)
+			if o.memberTimeout <= 0 || o.memberTimeout > grpcsrv.MaxRollupRun {
+				return fmt.Errorf("--member-timeout %v (member_timeout in --config): give a duration above 0 and at most %v (members answer a rollup for %v after it starts), such as %v (the default)", o.memberTimeout, grpcsrv.MaxRollupRun, grpcsrv.MaxRollupRun, coordinator.DefaultMemberTimeout)
 			}
 			if len(o.members) == 0 {
 				return fmt.Errorf("no members: add --member CODE=host:port for each member node (or members: in --config)")

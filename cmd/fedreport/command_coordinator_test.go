@@ -390,7 +390,9 @@ func TestExplicitZerosAreRefused(t *testing.T) {
 		{"an earliest date that is not a date", append(nodeArgs, "--earliest-date", "2020-13-01"),
 			`--earliest-date 2020-13-01 (earliest_date in --config): date "2020-13-01" does not exist (months run 01 to 12)`},
 		{"--member-timeout 0s", append(coordArgs, "--member-timeout", "0s"),
-			"--member-timeout 0s (member_timeout in --config): give a duration above 0, such as 10s (the default)"},
+			"--member-timeout 0s (member_timeout in --config): give a duration above 0 and at most 15m0s (members answer a rollup for 15m0s after it starts), such as 10s (the default)"},
+		{"--member-timeout 1h", append(coordArgs, "--member-timeout", "1h"),
+			"--member-timeout 1h0m0s (member_timeout in --config): give a duration above 0 and at most 15m0s"},
 		{"member_timeout: 0s", append(coordArgs, "--config", writeFile(t, "coord.yaml", "member_timeout: 0s\n")),
 			"--member-timeout 0s (member_timeout in --config): give a duration above 0"},
 	} {

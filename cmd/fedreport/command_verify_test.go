@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
@@ -39,7 +40,7 @@ func nodeFileWithDisclosures(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, rollup := range []string{"r1", "r2", "r3"} {
-		req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: rollup}
+		req := &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: rollup, RollupStartedAt: rollupStarted}
 		if _, err := s.Aggregate(req, "spiffe://isa/coordinator/main"); err != nil {
 			t.Fatal(err)
 		}
@@ -157,3 +158,7 @@ func TestVerifySaysACoordinatorsFileIsNotANodes(t *testing.T) {
 		t.Errorf("got report\n%s\nwant it to say %q and list no problems", out, want)
 	}
 }
+
+// rollupStarted is when the tests' rollups started: a coordinator asks
+// a member only within a running rollup, named with its start.
+var rollupStarted = timestamppb.Now()

@@ -15,6 +15,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/isa-alliance/fedreport/coordinator"
 	"github.com/isa-alliance/fedreport/internal/grpcsrv"
@@ -76,7 +77,7 @@ func accCalls(rollupID string) []accCall {
 		return err
 	}
 	aggregate := func(ctx context.Context, c *grpc.ClientConn) error {
-		_, err := fedreportv1.NewAggregationServiceClient(c).Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-09-30"})
+		_, err := fedreportv1.NewAggregationServiceClient(c).Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-09-30"})
 		return err
 	}
 	describe := func(ctx context.Context, c *grpc.ClientConn) error {
@@ -360,7 +361,7 @@ func TestLimitsOnRealServers(t *testing.T) {
 		fields []string
 	}{
 		{"an Aggregate of 5 MiB", func() error {
-			_, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: strings.Repeat("x", 5<<20)})
+			_, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{From: "2020-01-01", To: "2020-01-31", RollupId: strings.Repeat("x", 5<<20), RollupStartedAt: rollupStarted})
 			return err
 		}, codes.ResourceExhausted, "larger than max", nil},
 		{"an ingest message of 5 MiB", func() error {
@@ -373,11 +374,11 @@ func TestLimitsOnRealServers(t *testing.T) {
 			return err
 		}, codes.ResourceExhausted, "larger than max", nil},
 		{"an Aggregate of six metrics", func() error {
-			_, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-01-31", Metrics: six})
+			_, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-01-31", Metrics: six})
 			return err
 		}, codes.InvalidArgument, "6 metrics listed; at most 5", []string{"metrics"}},
 		{"an Aggregate by six dimensions", func() error {
-			_, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-01-31", GroupBy: sixDims})
+			_, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-01-31", GroupBy: sixDims})
 			return err
 		}, codes.InvalidArgument, "6 dimensions listed; at most 5", []string{"group_by"}},
 		{"a rollup of six metrics by six dimensions", func() error {
@@ -407,15 +408,19 @@ func TestLimitsOnRealServers(t *testing.T) {
 		t.Errorf("third rollup: got %v, want ResourceExhausted naming the operator and saying when to retry", err)
 	}
 	// The two rollups spent two of the coordinator's Aggregates on FR.
-	if _, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-01-31"}); err != nil {
+	if _, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-01-31"}); err != nil {
 		t.Fatalf("third Aggregate: %v", err)
 	}
-	if _, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-01-31"}); status.Code(err) != codes.ResourceExhausted {
+	if _, err := node.Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-01-31"}); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("fourth Aggregate: got %v, want ResourceExhausted", err)
 	}
 	// Another identity is not held back by the coordinator's rate.
 	if _, err := fedreportv1.NewAggregationServiceClient(accDial(t, fed.node, ca.ClientTLS(t, identity.MemberAdmin(accTD, "FR", "ops"), accNodeID("FR")))).
-		Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", From: "2020-01-01", To: "2020-01-31"}); err != nil {
+		Aggregate(ctx, &fedreportv1.AggregateRequest{RollupId: "r00000001", RollupStartedAt: rollupStarted, From: "2020-01-01", To: "2020-01-31"}); err != nil {
 		t.Errorf("FR's admin: got %v, want its own rate", err)
 	}
 }
+
+// rollupStarted is when the tests' rollups started: a coordinator asks
+// a member only within a running rollup, named with its start.
+var rollupStarted = timestamppb.Now()

@@ -10,6 +10,7 @@ import (
 	"github.com/isa-alliance/fedreport/node"
 	fedreportv1 "github.com/isa-alliance/fedreport/proto/fedreport/v1"
 	"github.com/isa-alliance/fedreport/tests/privacy/attacker"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // The reproductions below are findings of TestNoAnswerSequencePinsASuppressedCell
@@ -95,7 +96,7 @@ func (h *handRun) ask(metric fedreportv1.Metric, from, to, groupBy string) strin
 		h.t.Fatal(err)
 	}
 	h.asked++
-	req := &fedreportv1.AggregateRequest{Metrics: []fedreportv1.Metric{metric}, From: from, To: to, GroupBy: dims, RollupId: fmt.Sprintf("h%08d", h.asked)}
+	req := &fedreportv1.AggregateRequest{Metrics: []fedreportv1.Metric{metric}, From: from, To: to, GroupBy: dims, RollupId: fmt.Sprintf("h%08d", h.asked), RollupStartedAt: rollupStarted}
 	resp, err := h.store.Aggregate(req, caller)
 	if err != nil {
 		h.t.Fatalf("%s..%s by %q: %v", from, to, groupBy, err)
@@ -443,3 +444,7 @@ func (h *handRun) addQuantity(q uint32, metric fedreportv1.Metric, date, offence
 	h.add(1, metric, date, offence, channel, age)
 	h.queued[len(h.queued)-1].Quantity = q
 }
+
+// rollupStarted is when the tests' rollups started: a coordinator asks
+// a member only within a running rollup, named with its start.
+var rollupStarted = timestamppb.Now()

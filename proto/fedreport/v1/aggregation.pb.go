@@ -9,6 +9,7 @@ package fedreportv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -34,10 +35,18 @@ type AggregateRequest struct {
 	// one cell per metric. Each must be allowed by the member's policy.
 	GroupBy []Dimension `protobuf:"varint,4,rep,packed,name=group_by,json=groupBy,proto3,enum=fedreport.v1.Dimension" json:"group_by,omitempty"`
 	// rollup_id names the coordinator rollup this request belongs to, so the
-	// member's disclosure log can tie answers to published results. Optional.
-	RollupId      string `protobuf:"bytes,5,opt,name=rollup_id,json=rollupId,proto3" json:"rollup_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// member's disclosure log can tie answers to published results. Required
+	// from a coordinator, which asks only within a rollup; optional for a
+	// member's own admins.
+	RollupId string `protobuf:"bytes,5,opt,name=rollup_id,json=rollupId,proto3" json:"rollup_id,omitempty"`
+	// rollup_started_at is when the rollup named by rollup_id started, by the
+	// coordinator's clock. Required from a coordinator: a member answers a
+	// rollup only while it can be running (from its start until 15 minutes
+	// after, give or take 2 minutes of clock difference), and its disclosure
+	// log keeps the start with the id, as ids alone may repeat.
+	RollupStartedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=rollup_started_at,json=rollupStartedAt,proto3" json:"rollup_started_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AggregateRequest) Reset() {
@@ -103,6 +112,13 @@ func (x *AggregateRequest) GetRollupId() string {
 		return x.RollupId
 	}
 	return ""
+}
+
+func (x *AggregateRequest) GetRollupStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RollupStartedAt
+	}
+	return nil
 }
 
 // AggregateResponse is what one member discloses for one request.
@@ -336,13 +352,14 @@ var File_fedreport_v1_aggregation_proto protoreflect.FileDescriptor
 
 const file_fedreport_v1_aggregation_proto_rawDesc = "" +
 	"\n" +
-	"\x1efedreport/v1/aggregation.proto\x12\ffedreport.v1\x1a\x18fedreport/v1/types.proto\"\xb7\x01\n" +
+	"\x1efedreport/v1/aggregation.proto\x12\ffedreport.v1\x1a\x18fedreport/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x01\n" +
 	"\x10AggregateRequest\x12.\n" +
 	"\ametrics\x18\x01 \x03(\x0e2\x14.fedreport.v1.MetricR\ametrics\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x03 \x01(\tR\x02to\x122\n" +
 	"\bgroup_by\x18\x04 \x03(\x0e2\x17.fedreport.v1.DimensionR\agroupBy\x12\x1b\n" +
-	"\trollup_id\x18\x05 \x01(\tR\brollupId\"\x8b\x02\n" +
+	"\trollup_id\x18\x05 \x01(\tR\brollupId\x12F\n" +
+	"\x11rollup_started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0frollupStartedAt\"\x8b\x02\n" +
 	"\x11AggregateResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12$\n" +
 	"\x0emin_cell_count\x18\x02 \x01(\rR\fminCellCount\x12!\n" +
@@ -376,29 +393,31 @@ func file_fedreport_v1_aggregation_proto_rawDescGZIP() []byte {
 
 var file_fedreport_v1_aggregation_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_fedreport_v1_aggregation_proto_goTypes = []any{
-	(*AggregateRequest)(nil),     // 0: fedreport.v1.AggregateRequest
-	(*AggregateResponse)(nil),    // 1: fedreport.v1.AggregateResponse
-	(*DescribeNodeRequest)(nil),  // 2: fedreport.v1.DescribeNodeRequest
-	(*DescribeNodeResponse)(nil), // 3: fedreport.v1.DescribeNodeResponse
-	(Metric)(0),                  // 4: fedreport.v1.Metric
-	(Dimension)(0),               // 5: fedreport.v1.Dimension
-	(*Cell)(nil),                 // 6: fedreport.v1.Cell
-	(*Policy)(nil),               // 7: fedreport.v1.Policy
+	(*AggregateRequest)(nil),      // 0: fedreport.v1.AggregateRequest
+	(*AggregateResponse)(nil),     // 1: fedreport.v1.AggregateResponse
+	(*DescribeNodeRequest)(nil),   // 2: fedreport.v1.DescribeNodeRequest
+	(*DescribeNodeResponse)(nil),  // 3: fedreport.v1.DescribeNodeResponse
+	(Metric)(0),                   // 4: fedreport.v1.Metric
+	(Dimension)(0),                // 5: fedreport.v1.Dimension
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*Cell)(nil),                  // 7: fedreport.v1.Cell
+	(*Policy)(nil),                // 8: fedreport.v1.Policy
 }
 var file_fedreport_v1_aggregation_proto_depIdxs = []int32{
 	4, // 0: fedreport.v1.AggregateRequest.metrics:type_name -> fedreport.v1.Metric
 	5, // 1: fedreport.v1.AggregateRequest.group_by:type_name -> fedreport.v1.Dimension
-	6, // 2: fedreport.v1.AggregateResponse.cells:type_name -> fedreport.v1.Cell
-	7, // 3: fedreport.v1.DescribeNodeResponse.policy:type_name -> fedreport.v1.Policy
-	0, // 4: fedreport.v1.AggregationService.Aggregate:input_type -> fedreport.v1.AggregateRequest
-	2, // 5: fedreport.v1.AggregationService.DescribeNode:input_type -> fedreport.v1.DescribeNodeRequest
-	1, // 6: fedreport.v1.AggregationService.Aggregate:output_type -> fedreport.v1.AggregateResponse
-	3, // 7: fedreport.v1.AggregationService.DescribeNode:output_type -> fedreport.v1.DescribeNodeResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 2: fedreport.v1.AggregateRequest.rollup_started_at:type_name -> google.protobuf.Timestamp
+	7, // 3: fedreport.v1.AggregateResponse.cells:type_name -> fedreport.v1.Cell
+	8, // 4: fedreport.v1.DescribeNodeResponse.policy:type_name -> fedreport.v1.Policy
+	0, // 5: fedreport.v1.AggregationService.Aggregate:input_type -> fedreport.v1.AggregateRequest
+	2, // 6: fedreport.v1.AggregationService.DescribeNode:input_type -> fedreport.v1.DescribeNodeRequest
+	1, // 7: fedreport.v1.AggregationService.Aggregate:output_type -> fedreport.v1.AggregateResponse
+	3, // 8: fedreport.v1.AggregationService.DescribeNode:output_type -> fedreport.v1.DescribeNodeResponse
+	7, // [7:9] is the sub-list for method output_type
+	5, // [5:7] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_fedreport_v1_aggregation_proto_init() }
