@@ -98,6 +98,11 @@ func testPolicy() node.Policy {
 		{Name: "phase-1", From: day("2020-01-01"), To: day("2020-05-30")},
 		{Name: "phase-2", From: day("2020-06-01"), To: day("2020-09-30")},
 	}
+	// FEDREPORT_ATTACK_TABLES=cross publishes offence × channel as well, as
+	// a ministry may: its cells are smaller, its blocks larger.
+	if os.Getenv("FEDREPORT_ATTACK_TABLES") == "cross" {
+		p.Tables = append(node.DefaultTables(), []fedreportv1.Dimension{fedreportv1.Dimension_DIMENSION_OFFENCE, fedreportv1.Dimension_DIMENSION_CHANNEL})
+	}
 	return p
 }
 
