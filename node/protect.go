@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/binary"
 	"math/bits"
 	"slices"
 )
@@ -221,4 +222,14 @@ func (s *span) scaled(r vec) vec {
 		out[i] = entry{e.col, mulMod(e.val, inv)}
 	}
 	return out
+}
+
+// signature is the row as bytes, to tell equal rows apart from others.
+func (v vec) signature() string {
+	b := make([]byte, 0, 12*len(v))
+	for _, e := range v {
+		b = binary.BigEndian.AppendUint32(b, uint32(e.col))
+		b = binary.BigEndian.AppendUint64(b, e.val)
+	}
+	return string(b)
 }

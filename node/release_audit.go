@@ -251,13 +251,24 @@ func (p *blockProblem) layout() *auditLayout {
 // Without release, the rows of this release's published cells (but the
 // standing ones) and of its withheld cells' bounds are left out:
 // what is pinned then is pinned whatever else this release publishes.
+//
+// With a history (p.hist), what is pinned without release is what the
+// earlier releases and knowledge pin, with none of this release's cells:
+// a release that republishes may make nothing worse, not even by the
+// cells it never withholds.
 func (p *blockProblem) newAuditModel(release bool) *auditModel {
+	if p.hist != nil && !release {
+		return p.auditModelOf(func(*bcell) bool { return false }, false)
+	}
 	return p.auditModelOf(func(c *bcell) bool { return release || p.standing(c) }, release)
 }
 
 // auditModelOf lays out the audit with the published cells that publish
 // says, and the withheld cells' published bounds when bounds is true.
 func (p *blockProblem) auditModelOf(publish func(*bcell) bool, bounds bool) *auditModel {
+	if p.hist != nil {
+		return p.historyAuditModel(publish, bounds)
+	}
 	l := p.layout()
 	m := &auditModel{truth: l.truth}
 	ki := float64(p.k - 1)
@@ -641,11 +652,14 @@ func (r auditRange) pinned() bool {
 const auditMaxFree = 250
 
 // audit returns the published cells to withhold so that fewer targets are
-// pinned, and how many targets are pinned whatever this release does.
-func (p *blockProblem) audit() (withhold []int, unfixable int) {
+// pinned; how many targets are pinned whatever this release does
+// (foreknown: by knowledge, by the cells it never withholds or, with a
+// history, by the earlier releases alone); and how many are pinned though
+// no cell it could withhold is named (stuck).
+func (p *blockProblem) audit() (withhold []int, foreknown, stuck int) {
 	m := p.newAuditModel(true)
 	if len(m.targets) == 0 {
-		return nil, 0
+		return nil, 0, 0
 	}
 	ps := m.presolve()
 	free := 0
@@ -656,7 +670,7 @@ func (p *blockProblem) audit() (withhold []int, unfixable int) {
 	}
 	if free > auditMaxFree {
 		p.unaudited = true
-		return nil, 0
+		return nil, 0, 0
 	}
 	var ref *presolved
 	var refTargets []auditTarget
@@ -671,7 +685,7 @@ func (p *blockProblem) audit() (withhold []int, unfixable int) {
 			ref, refTargets = rm.presolve(), rm.targets
 		}
 		if ref.rangeOf(refTargets[ti]).pinned() {
-			unfixable++
+			foreknown++
 			continue
 		}
 		c := p.cheapestCell(r.binding)
@@ -681,12 +695,12 @@ func (p *blockProblem) audit() (withhold []int, unfixable int) {
 			c = p.neededCell(ti)
 		}
 		if c < 0 {
-			unfixable++
+			stuck++
 			continue
 		}
 		chosen[c] = true
 	}
-	return slices.Sorted(maps.Keys(chosen)), unfixable
+	return slices.Sorted(maps.Keys(chosen)), foreknown, stuck
 }
 
 // neededCell returns a published cell without which target ti of the
