@@ -251,15 +251,7 @@ func (p *blockProblem) layout() *auditLayout {
 // Without release, the rows of this release's published cells (but the
 // standing ones) and of its withheld cells' bounds are left out:
 // what is pinned then is pinned whatever else this release publishes.
-//
-// With a history (p.hist), what is pinned without release is what the
-// earlier releases and knowledge pin, with none of this release's cells:
-// a release that republishes may make nothing worse, not even by the
-// cells it never withholds.
 func (p *blockProblem) newAuditModel(release bool) *auditModel {
-	if p.hist != nil && !release {
-		return p.auditModelOf(func(*bcell) bool { return false }, false)
-	}
 	return p.auditModelOf(func(c *bcell) bool { return release || p.standing(c) }, release)
 }
 
@@ -329,9 +321,13 @@ func (p *blockProblem) auditModelOf(publish func(*bcell) bool, bounds bool) *aud
 // withholds: a 0 (the bounds of a withheld cell say it holds records), or
 // the total of a named period, an operation or a phase (the ministry
 // publishes those exact). A target they pin with what an attacker knows
-// anyway is reported, not fixed.
+// anyway is reported, not fixed. A cell the last release withheld or held
+// pending is no standing cell of a release protected against its history
+// (release_history.go): publishing it again is what that release may
+// withhold, and no worse than protecting the block the plain way, which
+// would keep it withheld.
 func (p *blockProblem) standing(c *bcell) bool {
-	if !c.published {
+	if !c.published || p.hist != nil && c.barred {
 		return false
 	}
 	if c.now.value == 0 {
@@ -655,11 +651,13 @@ const auditMaxFree = 250
 // pinned; how many targets are pinned whatever this release does
 // (foreknown: by knowledge, by the cells it never withholds or, with a
 // history, by the earlier releases alone); and how many are pinned though
-// no cell it could withhold is named (stuck).
-func (p *blockProblem) audit() (withhold []int, foreknown, stuck int) {
+// no cell it could withhold is named (stuck). Targets in skip (by
+// termsSignature) are known not to be pinned; unpinned are the targets it
+// found not pinned, and the ones it skipped.
+func (p *blockProblem) audit(skip map[string]bool) (withhold []int, foreknown, stuck int, unpinned map[string]bool) {
 	m := p.newAuditModel(true)
 	if len(m.targets) == 0 {
-		return nil, 0, 0
+		return nil, 0, 0, nil
 	}
 	ps := m.presolve()
 	free := 0
@@ -668,16 +666,27 @@ func (p *blockProblem) audit() (withhold []int, foreknown, stuck int) {
 			free++
 		}
 	}
-	if free > auditMaxFree {
+	if free > auditMaxFree || p.hist != nil && free > historyMaxFree {
 		p.unaudited = true
-		return nil, 0, 0
+		return nil, 0, 0, nil
 	}
 	var ref *presolved
 	var refTargets []auditTarget
 	chosen := map[int]bool{}
+	unpinned = map[string]bool{}
 	for ti, t := range m.targets {
+		sig := termsSignature(t.terms)
+		if p.pinnedBefore[sig] {
+			foreknown++
+			continue
+		}
+		if skip[sig] {
+			unpinned[sig] = true
+			continue
+		}
 		r := ps.rangeOf(t)
 		if !r.pinned() {
+			unpinned[sig] = true
 			continue
 		}
 		if ref == nil {
@@ -700,7 +709,7 @@ func (p *blockProblem) audit() (withhold []int, foreknown, stuck int) {
 		}
 		chosen[c] = true
 	}
-	return slices.Sorted(maps.Keys(chosen)), foreknown, stuck
+	return slices.Sorted(maps.Keys(chosen)), foreknown, stuck, unpinned
 }
 
 // neededCell returns a published cell without which target ti of the

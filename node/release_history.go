@@ -39,7 +39,14 @@ import (
 // withheld, as a release without a history does. A block whose release
 // publishes everything as 0 starts a new history: nothing before it can
 // be linked to what comes after.
-const maxHistory = 48
+const maxHistory = 32
+
+// historyMaxFree bounds the audit over a block's history: the unknowns its
+// LP keeps once the earlier releases' cells have fixed what they determine.
+// The unknowns grow with the releases (each write adds those under the
+// cells it left withheld), and the dense LP's time with their square and
+// more: a block past this bound drops its history, as one past maxHistory.
+const historyMaxFree = 160
 
 // histVersion is one earlier release of a block.
 type histVersion struct {
@@ -271,7 +278,37 @@ func (p *blockProblem) protectHistory() (exposed int, ok bool) {
 			}
 		}
 	}
+	if p.pinnedBefore = p.pinnedByHistory(); p.pinnedBefore == nil {
+		p.unaudited = true
+		return 0, false
+	}
 	return p.settle(cols, cands, first, order, prot, func(inner []int32) vec { return rowAt(inner, last) }, true)
+}
+
+// pinnedByHistory returns the targets the earlier releases and knowledge
+// pin with none of this release's cells (every cell counted withheld):
+// with more rows a range only narrows, so they are pinned whatever this
+// release publishes, and the audit need not solve them again each round.
+// Nil when the history's LP keeps more than historyMaxFree unknowns.
+func (p *blockProblem) pinnedByHistory() map[string]bool {
+	m := p.historyAuditModel(func(*bcell) bool { return false }, false)
+	ps := m.presolve()
+	free := 0
+	for _, f := range ps.fixed {
+		if !f {
+			free++
+		}
+	}
+	if free > historyMaxFree {
+		return nil
+	}
+	pinned := map[string]bool{}
+	for _, t := range m.targets {
+		if ps.rangeOf(t).pinned() {
+			pinned[termsSignature(t.terms)] = true
+		}
+	}
+	return pinned
 }
 
 // historyLayout is the audit's layout over the history: variables are the

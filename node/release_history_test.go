@@ -2,7 +2,9 @@ package node
 
 import (
 	"fmt"
+	"os"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -74,5 +76,93 @@ func TestWithoutAHistoryWithheldCellsStayWithheld(t *testing.T) {
 				t.Errorf("the operation's total: got %d (pending %v), want %d held pending", total.GetCount(), total.GetPending(), before)
 			}
 		})
+	}
+}
+
+// exactShare returns how many of the release's cells (every period cell of
+// every metric of 2020) are published exactly, and how many there are.
+func exactShare(t *testing.T, s *Store) (exact, cells int) {
+	t.Helper()
+	win := s.cal.blockWindow(2020)
+	withheld := 0
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRelease).ForEach(func(k, v []byte) error {
+			if c, ok := parseRelCell(v); ok && !c.exact() {
+				withheld++
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []fedreportv1.Metric{arrests, victims} {
+		p := newBlockProblem(s.cal, s.policy.masks(), uint8(m), win, uint64(s.policy.MinCellCount), 0)
+		for _, c := range p.cells {
+			if c.period {
+				cells++
+			}
+		}
+	}
+	return cells - withheld, cells
+}
+
+// historyBytes is the size of the release history's entries.
+func historyBytes(t *testing.T, s *Store) (entries, bytes int) {
+	t.Helper()
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketReleaseHistory)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			entries++
+			bytes += len(k) + len(v)
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return entries, bytes
+}
+
+// A node whose data arrive in small batches keeps at least as many cells
+// exact with its history as without (as the release before histories were
+// kept): 400 records loaded, then 10 batches of 10, against the same 500
+// records loaded at once. FEDREPORT_HISTORY_TABLE=1 prints the shares, the
+// release times and the history's size batch by batch, and adds the same
+// records arriving from an empty node, 50 batches of 10.
+func TestSmallBatchesKeepCellsExact(t *testing.T) {
+	t.Parallel()
+	table := os.Getenv("FEDREPORT_HISTORY_TABLE") != ""
+	recs := randomRecords(11, 500, "r")
+	run := func(name string, first, batch, limit int) (exact, cells int) {
+		s := openTestStore(t, operationPolicy())
+		s.historyLimit = limit
+		if first > 0 {
+			ingest(t, s, recs[:first])
+		}
+		for i := first; i < len(recs); i += batch {
+			start := time.Now()
+			ingest(t, s, recs[i:min(i+batch, len(recs))])
+			if table {
+				exact, cells := exactShare(t, s)
+				entries, bytes := historyBytes(t, s)
+				t.Logf("%s: batch %2d: ingest and release %7.1f ms, exact %d/%d, history %d entries %d bytes",
+					name, (i-first)/batch+1, float64(time.Since(start).Microseconds())/1000, exact, cells, entries, bytes)
+			}
+		}
+		return exactShare(t, s)
+	}
+	onceExact, cells := run("at once", 0, len(recs), maxHistory)
+	without, _ := run("without a history", 400, 10, 0)
+	with, _ := run("with its history", 400, 10, maxHistory)
+	t.Logf("500 records: %d/%d cells exact loaded at once; 400 then 10 batches of 10: %d without a history, %d with it", onceExact, cells, without, with)
+	if with < without {
+		t.Errorf("got %d cells exact with the history, want at least the %d without", with, without)
+	}
+	if table {
+		without, _ := run("from empty, without a history", 0, 10, 0)
+		with, _ := run("from empty, with its history", 0, 10, maxHistory)
+		t.Logf("500 records in 50 batches of 10 from an empty node: %d/%d cells exact without a history, %d with it", without, cells, with)
 	}
 }

@@ -49,6 +49,10 @@ type blockProblem struct {
 	atVal      [][]innerVal
 	atChanged  [][]uint64
 	histLayout *historyLayout
+	// pinnedBefore are the audit's targets (by termsSignature) that the
+	// earlier releases and knowledge pin with none of this release's
+	// cells: pinned whatever it publishes, they are not the audit's to fix.
+	pinnedBefore map[string]bool
 }
 
 // bcell is one cell of a block: a release cell, or a hidden atom's cell.
@@ -400,8 +404,22 @@ func (p *blockProblem) settle(cols int32, cands []candidate, first int, order []
 	for j, i := range order {
 		candOf[i] = first + j
 	}
+	// A round that publishes no cell the round before did not (the
+	// usual case: it withholds more) only widens every target's range,
+	// so the targets the audit found unpinned then stay unpinned.
+	var unpinned map[string]bool
+	var before []bool
 	for round := 0; ; round++ {
-		withhold, _, stuck := p.audit()
+		var skip map[string]bool
+		if before != nil && !slices.ContainsFunc(order, func(i int) bool { return p.cells[i].published && !before[i] }) {
+			skip = unpinned
+		}
+		before = make([]bool, len(p.cells))
+		for _, i := range order {
+			before[i] = p.cells[i].published
+		}
+		withhold, _, stuck, checked := p.audit(skip)
+		unpinned = checked
 		if strict && (stuck > 0 || p.unaudited) {
 			return exposed, false
 		}

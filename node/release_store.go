@@ -132,7 +132,7 @@ func (s *Store) refreshRelease() error {
 		// starts a new one (nothing before it links to what comes after).
 		recorded := p.based && p.historyMatches(hist, blockOld, blockBase) && len(hist) < s.historyLimit
 		fresh := len(blockBase) == 0 && len(blockOld) == 0
-		protected := false
+		protected, tooLarge := false, false
 		if recorded && p.withheldOrPending() {
 			hp := newProblem()
 			hp.fill(blockNow, blockOld, blockBase)
@@ -143,6 +143,7 @@ func (s *Store) refreshRelease() error {
 				exposedTotal += exposed
 			} else {
 				fallbacks++
+				tooLarge = hp.unaudited
 			}
 		}
 		if !protected {
@@ -156,11 +157,11 @@ func (s *Store) refreshRelease() error {
 		switch {
 		case fresh:
 			histories[i] = historyWrite{reset: true, entry: p.encodeHistory(nil, cur)}
-		case recorded:
+		case recorded && !tooLarge:
 			histories[i] = historyWrite{entry: p.encodeHistory(hist[len(hist)-1].inner, cur)}
 		default:
-			// Too long, or not the block's: from now on the block keeps
-			// what it withholds withheld.
+			// Too long, too large to audit, or not the block's: from now
+			// on the block keeps what it withholds withheld.
 			histories[i] = historyWrite{reset: true}
 		}
 	}
