@@ -154,7 +154,8 @@ type candidate struct {
 	// release published (the attacker has them anyway).
 	forced bool
 	// barred cells are never published: primary cells, and cells an
-	// earlier release suppressed (suppression is monotone).
+	// earlier release suppressed, unless the release is protected against
+	// every earlier one (release_history.go).
 	barred bool
 }
 

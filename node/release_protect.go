@@ -67,8 +67,10 @@ type bcell struct {
 	// release's data.
 	changed uint64
 	base    relCell // the earlier release's cell
-	// barred is true when the earlier release withheld the cell: once
-	// suppressed, always suppressed, or a later answer would reveal it.
+	// barred is true when the earlier release withheld the cell or held it
+	// pending. Protected against that release alone it stays so, or a
+	// later answer would reveal it; only a release protected against the
+	// block's whole history publishes it again (release_history.go).
 	barred    bool
 	published bool
 }
