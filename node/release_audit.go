@@ -395,6 +395,20 @@ type componentLP struct {
 	rows  []auditRow
 	s     *simplex
 	err   error
+	// points are feasible points the simplex stopped at (over the local
+	// variables), the latest last: rangeOf tries them before solving.
+	points [][]float64
+}
+
+// maxPoints bounds componentLP.points.
+const maxPoints = 32
+
+// keepPoint adds the simplex's current basic solution to the points.
+func (c *componentLP) keepPoint() {
+	if len(c.points) == maxPoints {
+		c.points = slices.Delete(c.points, 0, 1)
+	}
+	c.points = append(c.points, c.s.point())
 }
 
 // presolve fixes the variables the equality rows determine and splits the
@@ -556,6 +570,9 @@ func (ps *presolved) lp(comp int) *componentLP {
 		rows[i] = r.lpRow
 	}
 	c.s, c.err = newSimplex(len(c.local), rows)
+	if c.err == nil {
+		c.keepPoint()
+	}
 	ps.lps[comp] = c
 	return c
 }
@@ -597,6 +614,9 @@ func (ps *presolved) rangeOf(t auditTarget) auditRange {
 			obj[i] = lpTerm{lp.local[term.v], sign * term.coef}
 		}
 		v, binding, err := lp.s.minimize(obj)
+		if err == nil {
+			lp.keepPoint()
+		}
 		var b bound
 		b.value = sign * v
 		for _, std := range binding {
@@ -605,6 +625,14 @@ func (ps *presolved) rangeOf(t auditTarget) auditRange {
 			}
 		}
 		return b, err
+	}
+	// A point the simplex stopped at for another target is feasible too:
+	// one that puts this target a whole unit from the truth shows that
+	// its range holds two integers, without solving. (The range is then
+	// left unknown: only pinned ranges are used.)
+	if ps.apartAtPoints(parts, r.lo, t.truth) {
+		r.lo, r.hi = math.Inf(-1), math.Inf(1)
+		return r
 	}
 	// The truth is feasible: once the maximum is a whole unit above it,
 	// the range holds two integers and the minimum is not needed.
@@ -631,6 +659,30 @@ func (ps *presolved) rangeOf(t auditTarget) auditRange {
 		r.binding = append(r.binding, b.binding...)
 	}
 	return r
+}
+
+// apartAtPoints reports whether the components' kept points take the
+// target (fixed plus parts, by component) a whole unit above or below
+// truth. Components are independent, so any choice of one point in each
+// is feasible.
+func (ps *presolved) apartAtPoints(parts map[int][]lpTerm, fixed, truth float64) bool {
+	lo, hi := fixed, fixed
+	for c, terms := range parts {
+		lp := ps.lps[c]
+		if lp == nil || lp.err != nil || len(lp.points) == 0 {
+			return false
+		}
+		cmin, cmax := math.Inf(1), math.Inf(-1)
+		for _, x := range lp.points {
+			v := 0.0
+			for _, t := range terms {
+				v += t.coef * x[lp.local[t.v]]
+			}
+			cmin, cmax = min(cmin, v), max(cmax, v)
+		}
+		lo, hi = lo+cmin, hi+cmax
+	}
+	return hi >= truth+1-auditTol || lo <= truth-1+auditTol
 }
 
 // pinned reports whether a range holds one integer at most.
