@@ -25,7 +25,8 @@ import (
 //     that was primary in any release, and every change of 1..k-1 records
 //     between two releases in a row, stays out of the published span;
 //   - a cell published exactly in an earlier release moves only by a
-//     change of 0 or k or more records since then;
+//     change of 0 or k or more records since then, and a smaller change
+//     since then is protected like one between two releases in a row;
 //   - the audit's LP (release_audit.go) runs over every release: an earlier
 //     release's withheld cells keep their published lower bounds, its
 //     primaries their 1..k-1, and each is a target, as is each small change.
@@ -83,6 +84,7 @@ func (p *blockProblem) useHistory(hist []histVersion) {
 			p.atVal[t][ci], p.atChanged[t][ci] = v, changed
 		}
 	}
+	p.since = p.smallSince()
 }
 
 // valsAt is the data of release t: an earlier one, or this one when t is
@@ -109,18 +111,16 @@ func (p *blockProblem) withheldOrPending() bool {
 	return false
 }
 
-// blockedByHistory returns, by cell, the cells this release must withhold
-// whatever the elimination says: primaries, and cells published exactly
-// in an earlier release whose change since then is 1..k-1 records (a
-// published value moves only by a publishable change).
-func (p *blockProblem) blockedByHistory() []bool {
-	blocked := make([]bool, len(p.cells))
+// smallSince returns, by cell, the earlier releases that published the
+// cell exactly and from which its change to this release is 1..k-1
+// records. Comparing such a release with this one must not isolate the
+// change, whatever the releases in between showed: the cell is withheld
+// (blockedByHistory) and the change is protected and audited like the
+// change between two releases in a row.
+func (p *blockProblem) smallSince() [][]int {
+	since := make([][]int, len(p.cells))
 	for ci, c := range p.cells {
 		if !c.period {
-			continue
-		}
-		if p.primary(c.now) {
-			blocked[ci] = true
 			continue
 		}
 		for t := range p.hist {
@@ -132,10 +132,21 @@ func (p *blockProblem) blockedByHistory() []bool {
 				changed += changedRecords(p.hist[t].inner[i], p.nowV[i])
 			}
 			if changed > 0 && changed < p.k {
-				blocked[ci] = true
-				break
+				since[ci] = append(since[ci], t)
 			}
 		}
+	}
+	return since
+}
+
+// blockedByHistory returns, by cell, the cells this release must withhold
+// whatever the elimination says: primaries, and cells published exactly
+// in an earlier release whose change since then is 1..k-1 records (a
+// published value moves only by a publishable change).
+func (p *blockProblem) blockedByHistory() []bool {
+	blocked := make([]bool, len(p.cells))
+	for ci, c := range p.cells {
+		blocked[ci] = c.period && (p.primary(c.now) || len(p.since[ci]) > 0)
 	}
 	return blocked
 }
@@ -144,9 +155,9 @@ func (p *blockProblem) blockedByHistory() []bool {
 // one per inner cell and run of releases over which its data did not
 // change, except runs a published 0 shows to be empty (in this release,
 // the cells with value 0 that blocked does not withhold: they are
-// published). rowAt is a cell's row in release t, deltaAt its change from
-// release t-1 to t.
-func (p *blockProblem) historyColumns(blocked []bool) (rowAt, deltaAt func(inner []int32, t int) vec, cols int32) {
+// published). rowAt is a cell's row in release t, delta its change from
+// release s to t.
+func (p *blockProblem) historyColumns(blocked []bool) (rowAt func(inner []int32, t int) vec, delta func(inner []int32, s, t int) vec, cols int32) {
 	n := len(p.hist) + 1
 	zero := make([][]bool, n)
 	for t := range n {
@@ -198,13 +209,13 @@ func (p *blockProblem) historyColumns(blocked []bool) (rowAt, deltaAt func(inner
 		slices.SortFunc(r, func(a, b entry) int { return cmp.Compare(a.col, b.col) })
 		return r
 	}
-	deltaAt = func(inner []int32, t int) vec {
+	delta = func(inner []int32, s, t int) vec {
 		var r vec
 		for _, i := range inner {
 			if c := col[t][i]; c >= 0 {
 				r = append(r, entry{c, 1})
 			}
-			if c := col[t-1][i]; c >= 0 {
+			if c := col[s][i]; c >= 0 {
 				r = append(r, entry{c, modulus - 1})
 			}
 		}
@@ -222,7 +233,7 @@ func (p *blockProblem) historyColumns(blocked []bool) (rowAt, deltaAt func(inner
 		}
 		return out
 	}
-	return rowAt, deltaAt, cols
+	return rowAt, delta, cols
 }
 
 // protectHistory decides which cells are published, protecting the
@@ -233,7 +244,7 @@ func (p *blockProblem) historyColumns(blocked []bool) (rowAt, deltaAt func(inner
 func (p *blockProblem) protectHistory() (exposed int, ok bool) {
 	last := len(p.hist)
 	blocked := p.blockedByHistory()
-	rowAt, deltaAt, cols := p.historyColumns(blocked)
+	rowAt, delta, cols := p.historyColumns(blocked)
 
 	// Candidates: every cell an earlier release published (forced), then
 	// this release's cells in the order protect uses.
@@ -258,8 +269,9 @@ func (p *blockProblem) protectHistory() (exposed int, ok bool) {
 	}
 
 	// Protected: every cell that was primary in any release, this one
-	// included, and every change of 1..k-1 records between two releases
-	// in a row.
+	// included, every change of 1..k-1 records between two releases in a
+	// row, and every such change from a release that published the cell
+	// to this one.
 	var prot []protectedRow
 	protSeen := map[string]bool{}
 	protectRow := func(pr protectedRow) {
@@ -274,8 +286,13 @@ func (p *blockProblem) protectHistory() (exposed int, ok bool) {
 				protectRow(protectedRow{row: rowAt(c.inner, t), cell: ci, earlier: t < last})
 			}
 			if n := p.atChanged[t][ci]; t > 0 && n > 0 && n < p.k {
-				protectRow(protectedRow{row: deltaAt(c.inner, t), cell: ci, delta: true, earlier: t < last})
+				protectRow(protectedRow{row: delta(c.inner, t-1, t), cell: ci, delta: true, earlier: t < last})
 			}
+		}
+	}
+	for ci, c := range p.cells {
+		for _, s := range p.since[ci] {
+			protectRow(protectedRow{row: delta(c.inner, s, last), cell: ci, delta: true})
 		}
 	}
 	if p.pinnedBefore = p.pinnedByHistory(); p.pinnedBefore == nil {
@@ -573,17 +590,25 @@ func (p *blockProblem) historyAuditModel(publish func(*bcell) bool, bounds bool)
 			}
 		}
 	}
-	// The changes of 1..k-1 records between releases in a row.
+	// The changes of 1..k-1 records between releases in a row, and from
+	// a release that published a cell to this one.
+	change := func(ci, s, t int) {
+		terms := slices.Clone(l.rows[t][ci])
+		for _, term := range l.rows[s][ci] {
+			terms = append(terms, lpTerm{term.v, -term.coef})
+		}
+		target(ci, mergeTerms(terms), float64(p.atVal[t][ci].value)-float64(p.atVal[s][ci].value))
+	}
 	for t := 1; t <= last; t++ {
 		for ci, c := range p.cells {
-			if n := p.atChanged[t][ci]; !c.period || n == 0 || n >= p.k {
-				continue
+			if n := p.atChanged[t][ci]; c.period && n > 0 && n < p.k {
+				change(ci, t-1, t)
 			}
-			terms := slices.Clone(l.rows[t][ci])
-			for _, term := range l.rows[t-1][ci] {
-				terms = append(terms, lpTerm{term.v, -term.coef})
-			}
-			target(ci, mergeTerms(terms), float64(p.atVal[t][ci].value)-float64(p.atVal[t-1][ci].value))
+		}
+	}
+	for ci, since := range p.since {
+		for _, s := range since {
+			change(ci, s, last)
 		}
 	}
 	for _, r := range l.consistency {

@@ -166,3 +166,26 @@ func TestSmallBatchesKeepCellsExact(t *testing.T) {
 		t.Logf("500 records in 50 batches of 10 from an empty node: %d/%d cells exact without a history, %d with it", without, cells, with)
 	}
 }
+
+// A published value moves only by a change of k or more records since it
+// was published, not since the last release: 3 arrests added in March
+// (the total held pending), then moved to October in the same write as 2
+// more arrive in March, change the operation's total by 5 records from
+// the release before but by 2 from the one that published it.
+func TestAPendingTotalMovesOnlyByKSinceItWasPublished(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, operationPolicy())
+	ingest(t, s, randomRecords(5, 400, "r"))
+	before := agg(t, s, "2020-01-01", "2020-09-30").GetCells()[0].GetCount()
+	total := func(when string) {
+		t.Helper()
+		if c := agg(t, s, "2020-01-01", "2020-09-30").GetCells()[0]; !c.GetPending() || c.GetCount() != before {
+			t.Errorf("%s: got %d (pending %v), want %d held pending", when, c.GetCount(), c.GetPending(), before)
+		}
+	}
+	ingest(t, s, []*fedreportv1.Record{rec("a-1", arrests, "2020-03-05", 1), rec("a-2", arrests, "2020-03-05", 1), rec("a-3", arrests, "2020-03-05", 1)})
+	total("after 3 arrests in March")
+	ingest(t, s, []*fedreportv1.Record{rec("a-1", arrests, "2020-10-05", 1), rec("a-2", arrests, "2020-10-05", 1), rec("a-3", arrests, "2020-10-05", 1),
+		rec("b-1", arrests, "2020-03-06", 1), rec("b-2", arrests, "2020-03-06", 1)})
+	total("after moving them to October and 2 more in March")
+}

@@ -45,9 +45,12 @@ type blockProblem struct {
 	// atVal[t][ci] and atChanged[t][ci] are cell ci's data in release t
 	// (len(hist): this one) and the records changed under it since
 	// release t-1; histLayout is the audit's layout over them.
-	hist       []histVersion
-	atVal      [][]innerVal
-	atChanged  [][]uint64
+	hist      []histVersion
+	atVal     [][]innerVal
+	atChanged [][]uint64
+	// since[ci] are the earlier releases that published cell ci exactly
+	// and from which its change is 1..k-1 records (smallSince).
+	since      [][]int
 	histLayout *historyLayout
 	// pinnedBefore are the audit's targets (by termsSignature) that the
 	// earlier releases and knowledge pin with none of this release's
