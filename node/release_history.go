@@ -242,6 +242,12 @@ func (p *blockProblem) historyColumns(blocked []bool) (rowAt func(inner []int32,
 // block the plain way (protect), and the problem's pattern is to be thrown
 // away.
 func (p *blockProblem) protectHistory() (exposed int, ok bool) {
+	// The history's LP without this release's cells: too large, and the
+	// block cannot be judged; otherwise what it pins is pinned anyway.
+	if p.pinnedBefore = p.pinnedByHistory(); p.pinnedBefore == nil {
+		p.unaudited = true
+		return 0, false
+	}
 	last := len(p.hist)
 	blocked := p.blockedByHistory()
 	rowAt, delta, cols := p.historyColumns(blocked)
@@ -294,10 +300,6 @@ func (p *blockProblem) protectHistory() (exposed int, ok bool) {
 		for _, s := range p.since[ci] {
 			protectRow(protectedRow{row: delta(c.inner, s, last), cell: ci, delta: true})
 		}
-	}
-	if p.pinnedBefore = p.pinnedByHistory(); p.pinnedBefore == nil {
-		p.unaudited = true
-		return 0, false
 	}
 	return p.settle(cols, cands, first, order, prot, func(inner []int32) vec { return rowAt(inner, last) }, true)
 }
