@@ -737,6 +737,12 @@ func (p *blockProblem) audit(skip map[string]bool) (withhold []int, foreknown, s
 			continue
 		}
 		r := ps.rangeOf(t)
+		if r.err != nil && p.hist != nil {
+			// A release protected against its history publishes
+			// again only what the audit checked.
+			p.unaudited = true
+			return nil, 0, 0, nil
+		}
 		if !r.pinned() {
 			unpinned[sig] = true
 			continue

@@ -308,7 +308,8 @@ func (p *blockProblem) protectHistory() (exposed int, ok bool) {
 // pin with none of this release's cells (every cell counted withheld):
 // with more rows a range only narrows, so they are pinned whatever this
 // release publishes, and the audit need not solve them again each round.
-// Nil when the history's LP keeps more than historyMaxFree unknowns.
+// Nil when the history's LP keeps more than historyMaxFree unknowns, or
+// cannot be solved.
 func (p *blockProblem) pinnedByHistory() map[string]bool {
 	m := p.historyAuditModel(func(*bcell) bool { return false }, false)
 	ps := m.presolve()
@@ -323,7 +324,11 @@ func (p *blockProblem) pinnedByHistory() map[string]bool {
 	}
 	pinned := map[string]bool{}
 	for _, t := range m.targets {
-		if ps.rangeOf(t).pinned() {
+		r := ps.rangeOf(t)
+		if r.err != nil {
+			return nil
+		}
+		if r.pinned() {
 			pinned[termsSignature(t.terms)] = true
 		}
 	}
