@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/binary"
 	"math/bits"
 	"slices"
 )
@@ -153,7 +154,8 @@ type candidate struct {
 	// release published (the attacker has them anyway).
 	forced bool
 	// barred cells are never published: primary cells, and cells an
-	// earlier release suppressed (suppression is monotone).
+	// earlier release suppressed, unless the release is protected against
+	// every earlier one (release_history.go).
 	barred bool
 }
 
@@ -221,4 +223,14 @@ func (s *span) scaled(r vec) vec {
 		out[i] = entry{e.col, mulMod(e.val, inv)}
 	}
 	return out
+}
+
+// signature is the row as bytes, to tell equal rows apart from others.
+func (v vec) signature() string {
+	b := make([]byte, 0, 12*len(v))
+	for _, e := range v {
+		b = binary.BigEndian.AppendUint32(b, uint32(e.col))
+		b = binary.BigEndian.AppendUint64(b, e.val)
+	}
+	return string(b)
 }

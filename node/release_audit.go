@@ -258,6 +258,9 @@ func (p *blockProblem) newAuditModel(release bool) *auditModel {
 // auditModelOf lays out the audit with the published cells that publish
 // says, and the withheld cells' published bounds when bounds is true.
 func (p *blockProblem) auditModelOf(publish func(*bcell) bool, bounds bool) *auditModel {
+	if p.hist != nil {
+		return p.historyAuditModel(publish, bounds)
+	}
 	l := p.layout()
 	m := &auditModel{truth: l.truth}
 	ki := float64(p.k - 1)
@@ -318,9 +321,13 @@ func (p *blockProblem) auditModelOf(publish func(*bcell) bool, bounds bool) *aud
 // withholds: a 0 (the bounds of a withheld cell say it holds records), or
 // the total of a named period, an operation or a phase (the ministry
 // publishes those exact). A target they pin with what an attacker knows
-// anyway is reported, not fixed.
+// anyway is reported, not fixed. A cell the last release withheld or held
+// pending is no standing cell of a release protected against its history
+// (release_history.go): publishing it again is what that release may
+// withhold, and no worse than protecting the block the plain way, which
+// would keep it withheld.
 func (p *blockProblem) standing(c *bcell) bool {
-	if !c.published {
+	if !c.published || p.hist != nil && c.barred {
 		return false
 	}
 	if c.now.value == 0 {
@@ -388,6 +395,20 @@ type componentLP struct {
 	rows  []auditRow
 	s     *simplex
 	err   error
+	// points are feasible points the simplex stopped at (over the local
+	// variables), the latest last: rangeOf tries them before solving.
+	points [][]float64
+}
+
+// maxPoints bounds componentLP.points.
+const maxPoints = 32
+
+// keepPoint adds the simplex's current basic solution to the points.
+func (c *componentLP) keepPoint() {
+	if len(c.points) == maxPoints {
+		c.points = slices.Delete(c.points, 0, 1)
+	}
+	c.points = append(c.points, c.s.point())
 }
 
 // presolve fixes the variables the equality rows determine and splits the
@@ -549,6 +570,9 @@ func (ps *presolved) lp(comp int) *componentLP {
 		rows[i] = r.lpRow
 	}
 	c.s, c.err = newSimplex(len(c.local), rows)
+	if c.err == nil {
+		c.keepPoint()
+	}
 	ps.lps[comp] = c
 	return c
 }
@@ -590,6 +614,9 @@ func (ps *presolved) rangeOf(t auditTarget) auditRange {
 			obj[i] = lpTerm{lp.local[term.v], sign * term.coef}
 		}
 		v, binding, err := lp.s.minimize(obj)
+		if err == nil {
+			lp.keepPoint()
+		}
 		var b bound
 		b.value = sign * v
 		for _, std := range binding {
@@ -598,6 +625,14 @@ func (ps *presolved) rangeOf(t auditTarget) auditRange {
 			}
 		}
 		return b, err
+	}
+	// A point the simplex stopped at for another target is feasible too:
+	// one that puts this target a whole unit from the truth shows that
+	// its range holds two integers, without solving. (The range is then
+	// left unknown: only pinned ranges are used.)
+	if ps.apartAtPoints(parts, r.lo, t.truth) {
+		r.lo, r.hi = math.Inf(-1), math.Inf(1)
+		return r
 	}
 	// The truth is feasible: once the maximum is a whole unit above it,
 	// the range holds two integers and the minimum is not needed.
@@ -626,6 +661,30 @@ func (ps *presolved) rangeOf(t auditTarget) auditRange {
 	return r
 }
 
+// apartAtPoints reports whether the components' kept points take the
+// target (fixed plus parts, by component) a whole unit above or below
+// truth. Components are independent, so any choice of one point in each
+// is feasible.
+func (ps *presolved) apartAtPoints(parts map[int][]lpTerm, fixed, truth float64) bool {
+	lo, hi := fixed, fixed
+	for c, terms := range parts {
+		lp := ps.lps[c]
+		if lp == nil || lp.err != nil || len(lp.points) == 0 {
+			return false
+		}
+		cmin, cmax := math.Inf(1), math.Inf(-1)
+		for _, x := range lp.points {
+			v := 0.0
+			for _, t := range terms {
+				v += t.coef * x[lp.local[t.v]]
+			}
+			cmin, cmax = min(cmin, v), max(cmax, v)
+		}
+		lo, hi = lo+cmin, hi+cmax
+	}
+	return hi >= truth+1-auditTol || lo <= truth-1+auditTol
+}
+
 // pinned reports whether a range holds one integer at most.
 func (r auditRange) pinned() bool {
 	return r.err == nil && math.Floor(r.hi+auditTol)-math.Ceil(r.lo-auditTol) < 1
@@ -641,11 +700,16 @@ func (r auditRange) pinned() bool {
 const auditMaxFree = 250
 
 // audit returns the published cells to withhold so that fewer targets are
-// pinned, and how many targets are pinned whatever this release does.
-func (p *blockProblem) audit() (withhold []int, unfixable int) {
+// pinned; how many targets are pinned whatever this release does
+// (foreknown: by knowledge, by the cells it never withholds or, with a
+// history, by the earlier releases alone); and how many are pinned though
+// no cell it could withhold is named (stuck). Targets in skip (by
+// termsSignature) are known not to be pinned; unpinned are the targets it
+// found not pinned, and the ones it skipped.
+func (p *blockProblem) audit(skip map[string]bool) (withhold []int, foreknown, stuck int, unpinned map[string]bool) {
 	m := p.newAuditModel(true)
 	if len(m.targets) == 0 {
-		return nil, 0
+		return nil, 0, 0, nil
 	}
 	ps := m.presolve()
 	free := 0
@@ -654,16 +718,33 @@ func (p *blockProblem) audit() (withhold []int, unfixable int) {
 			free++
 		}
 	}
-	if free > auditMaxFree {
+	if free > auditMaxFree || p.hist != nil && free > historyMaxFree {
 		p.unaudited = true
-		return nil, 0
+		return nil, 0, 0, nil
 	}
 	var ref *presolved
 	var refTargets []auditTarget
 	chosen := map[int]bool{}
+	unpinned = map[string]bool{}
 	for ti, t := range m.targets {
+		sig := termsSignature(t.terms)
+		if p.pinnedBefore[sig] {
+			foreknown++
+			continue
+		}
+		if skip[sig] {
+			unpinned[sig] = true
+			continue
+		}
 		r := ps.rangeOf(t)
+		if r.err != nil && p.hist != nil {
+			// A release protected against its history publishes
+			// again only what the audit checked.
+			p.unaudited = true
+			return nil, 0, 0, nil
+		}
 		if !r.pinned() {
+			unpinned[sig] = true
 			continue
 		}
 		if ref == nil {
@@ -671,7 +752,7 @@ func (p *blockProblem) audit() (withhold []int, unfixable int) {
 			ref, refTargets = rm.presolve(), rm.targets
 		}
 		if ref.rangeOf(refTargets[ti]).pinned() {
-			unfixable++
+			foreknown++
 			continue
 		}
 		c := p.cheapestCell(r.binding)
@@ -681,12 +762,12 @@ func (p *blockProblem) audit() (withhold []int, unfixable int) {
 			c = p.neededCell(ti)
 		}
 		if c < 0 {
-			unfixable++
+			stuck++
 			continue
 		}
 		chosen[c] = true
 	}
-	return slices.Sorted(maps.Keys(chosen)), unfixable
+	return slices.Sorted(maps.Keys(chosen)), foreknown, stuck, unpinned
 }
 
 // neededCell returns a published cell without which target ti of the

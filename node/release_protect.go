@@ -39,6 +39,23 @@ type blockProblem struct {
 	audited *auditLayout
 	// unaudited is true when the block was too large to audit.
 	unaudited bool
+
+	// hist are the block's earlier releases, oldest first, when the
+	// release is protected against all of them (release_history.go);
+	// atVal[t][ci] and atChanged[t][ci] are cell ci's data in release t
+	// (len(hist): this one) and the records changed under it since
+	// release t-1; histLayout is the audit's layout over them.
+	hist      []histVersion
+	atVal     [][]innerVal
+	atChanged [][]uint64
+	// since[ci] are the earlier releases that published cell ci exactly
+	// and from which its change is 1..k-1 records (smallSince).
+	since      [][]int
+	histLayout *historyLayout
+	// pinnedBefore are the audit's targets (by termsSignature) that the
+	// earlier releases and knowledge pin with none of this release's
+	// cells: pinned whatever it publishes, they are not the audit's to fix.
+	pinnedBefore map[string]bool
 }
 
 // bcell is one cell of a block: a release cell, or a hidden atom's cell.
@@ -53,8 +70,10 @@ type bcell struct {
 	// release's data.
 	changed uint64
 	base    relCell // the earlier release's cell
-	// barred is true when the earlier release withheld the cell: once
-	// suppressed, always suppressed, or a later answer would reveal it.
+	// barred is true when the earlier release withheld the cell or held it
+	// pending. Protected against that release alone it stays so, or a
+	// later answer would reveal it; only a release protected against the
+	// block's whole history publishes it again (release_history.go).
 	barred    bool
 	published bool
 }
@@ -200,6 +219,8 @@ type protectedRow struct {
 	row   vec
 	cell  int  // the cell it protects (for virtual sums: the first one)
 	delta bool // a change between the releases rather than a value
+	// earlier is true for a row of an earlier release than this one.
+	earlier bool
 }
 
 // protect decides which cells are published: every cell of 1..k-1 records
@@ -295,17 +316,7 @@ func (p *blockProblem) protect() (exposed int) {
 		}
 	}
 	first := len(cands)
-	order := make([]int, 0, len(p.cells))
-	for i, c := range p.cells {
-		if c.period {
-			order = append(order, i)
-		}
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		ca, cb := p.cells[a], p.cells[b]
-		return cmp.Or(cmp.Compare(bits.OnesCount8(ca.key.mask), bits.OnesCount8(cb.key.mask)),
-			cmp.Compare(cb.days, ca.days), cmp.Compare(cb.now.value, ca.now.value))
-	})
+	order := p.candidateOrder()
 	for _, i := range order {
 		c := p.cells[i]
 		cands = append(cands, candidate{row: rowOf(c.inner, false, true), barred: c.barred || p.primary(c.now)})
@@ -321,6 +332,19 @@ func (p *blockProblem) protect() (exposed int) {
 		}
 	}
 
+	exposed, _ = p.settle(cols, cands, first, order, prot, func(inner []int32) vec { return rowOf(inner, false, true) }, false)
+	return exposed
+}
+
+// settle runs the elimination over cands (this release's cells are
+// cands[first:], in order's order) until the pattern is stable: the sums
+// of withheld cells it needs are protected, and the audit finds nothing
+// it can fix. rowNow is a cell's row in this release. Without
+// convergence nothing new is published; when strict, settle instead
+// reports failure (ok false) as soon as it cannot converge, the audit
+// cannot judge the block, or a target is pinned that withholding cannot
+// unpin: the caller then protects the block the plain way.
+func (p *blockProblem) settle(cols int32, cands []candidate, first int, order []int, prot []protectedRow, rowNow func([]int32) vec, strict bool) (exposed int, ok bool) {
 	// The sums of withheld cells that need protecting depend on which
 	// cells are withheld, so protect and look again until the sums the
 	// pattern needs were all protected in the run that made it. The first
@@ -342,10 +366,16 @@ func (p *blockProblem) protect() (exposed int) {
 		}
 		exposed = len(exp)
 	}
+	barAll := func(virtuals map[string]protectedRow) {
+		for i := range cands {
+			cands[i].barred = cands[i].barred || (!cands[i].forced && len(cands[i].row) > 0)
+		}
+		run(virtuals)
+	}
 	virtuals := map[string]protectedRow{}
 	for round := 0; ; round++ {
 		run(virtuals)
-		needed := p.neededSums(prot, rowOf)
+		needed := p.neededSums(prot, rowNow)
 		missing := false
 		for sig := range needed {
 			if _, ok := virtuals[sig]; !ok {
@@ -356,10 +386,10 @@ func (p *blockProblem) protect() (exposed int) {
 			break
 		}
 		if round == 12 {
-			for i := range cands {
-				cands[i].barred = cands[i].barred || (!cands[i].forced && len(cands[i].row) > 0)
+			if strict {
+				return exposed, false
 			}
-			run(virtuals)
+			barAll(virtuals)
 			break
 		}
 		if round < 4 {
@@ -379,16 +409,33 @@ func (p *blockProblem) protect() (exposed int) {
 	for j, i := range order {
 		candOf[i] = first + j
 	}
+	// A round that publishes no cell the round before did not (the
+	// usual case: it withholds more) only widens every target's range,
+	// so the targets the audit found unpinned then stay unpinned.
+	var unpinned map[string]bool
+	var before []bool
 	for round := 0; ; round++ {
-		withhold, _ := p.audit()
+		var skip map[string]bool
+		if before != nil && !slices.ContainsFunc(order, func(i int) bool { return p.cells[i].published && !before[i] }) {
+			skip = unpinned
+		}
+		before = make([]bool, len(p.cells))
+		for _, i := range order {
+			before[i] = p.cells[i].published
+		}
+		withhold, _, stuck, checked := p.audit(skip)
+		unpinned = checked
+		if strict && (stuck > 0 || p.unaudited) {
+			return exposed, false
+		}
 		if len(withhold) == 0 {
 			break
 		}
 		if round == auditRounds {
-			for i := range cands {
-				cands[i].barred = cands[i].barred || (!cands[i].forced && len(cands[i].row) > 0)
+			if strict {
+				return exposed, false
 			}
-			run(virtuals)
+			barAll(virtuals)
 			break
 		}
 		for _, ci := range withhold {
@@ -396,7 +443,25 @@ func (p *blockProblem) protect() (exposed int) {
 		}
 		run(virtuals)
 	}
-	return exposed
+	return exposed, true
+}
+
+// candidateOrder returns the release periods' cells in the order the
+// elimination takes them: totals and long periods first, large values
+// before small ones, so that those stay exact.
+func (p *blockProblem) candidateOrder() []int {
+	order := make([]int, 0, len(p.cells))
+	for i, c := range p.cells {
+		if c.period {
+			order = append(order, i)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		ca, cb := p.cells[a], p.cells[b]
+		return cmp.Or(cmp.Compare(bits.OnesCount8(ca.key.mask), bits.OnesCount8(cb.key.mask)),
+			cmp.Compare(cb.days, ca.days), cmp.Compare(cb.now.value, ca.now.value))
+	})
+	return order
 }
 
 // auditRounds bounds the rounds of audit and elimination.
@@ -406,10 +471,10 @@ const auditRounds = 40
 // cells the current pattern must keep out of the published span: for each
 // primary, the withheld cells beside it under a published cell, when their
 // known sum would pin it, alone or with a singleton's record known.
-func (p *blockProblem) neededSums(prot []protectedRow, rowOf func(inner []int32, x, y bool) vec) map[string]protectedRow {
+func (p *blockProblem) neededSums(prot []protectedRow, rowNow func(inner []int32) vec) map[string]protectedRow {
 	needed := map[string]protectedRow{}
 	for _, pr := range prot {
-		if pr.delta || !p.primary(p.cells[pr.cell].now) {
+		if pr.delta || pr.earlier || !p.primary(p.cells[pr.cell].now) {
 			continue
 		}
 		for _, group := range p.withheldAround(pr.cell) {
@@ -424,7 +489,7 @@ func (p *blockProblem) neededSums(prot []protectedRow, rowOf func(inner []int32,
 			for _, ci := range group {
 				inner = append(inner, p.cells[ci].inner...)
 			}
-			needed[sig] = protectedRow{row: rowOf(inner, false, true), cell: group[0]}
+			needed[sig] = protectedRow{row: rowNow(inner), cell: group[0]}
 		}
 	}
 	return needed

@@ -16,6 +16,8 @@ import (
 //
 //	release        relKey (13) -> relCell (25): every release cell that is not a published 0
 //	release_inner  innerKey (8) -> innerVal (24): the inner cells the release was computed from
+//	release_history  metric (1) | block's first day (4) | seq (8) -> one release of the block
+//	               (release_history.go)
 //	meta           release_version, release_data_version, release_policy
 var (
 	bucketRelease      = []byte("release")
@@ -96,10 +98,13 @@ func (s *Store) refreshRelease() error {
 
 	masks := s.policy.masks()
 	results := make([]map[relKey]relCell, len(ids))
-	exposedTotal, unaudited := 0, 0
+	histories := make([]historyWrite, len(ids))
+	exposedTotal, unaudited, fallbacks := 0, 0, 0
 	for i, id := range ids {
 		win := s.cal.blockWindow(id.year)
-		p := newBlockProblem(s.cal, masks, id.metric, win, uint64(s.policy.MinCellCount), uint64(s.policy.DominancePercent))
+		newProblem := func() *blockProblem {
+			return newBlockProblem(s.cal, masks, id.metric, win, uint64(s.policy.MinCellCount), uint64(s.policy.DominancePercent))
+		}
 		var blockBase map[relKey]relCell
 		if samePolicy && base != nil {
 			blockBase = map[relKey]relCell{}
@@ -109,12 +114,59 @@ func (s *Store) refreshRelease() error {
 				}
 			}
 		}
-		p.fill(innerIn(now, id.metric, win), innerIn(old, id.metric, win), blockBase)
-		exposedTotal += p.protect()
+		blockNow, blockOld := innerIn(now, id.metric, win), innerIn(old, id.metric, win)
+		p := newProblem()
+		p.fill(blockNow, blockOld, blockBase)
+		var hist []histVersion
+		if p.based {
+			if err := s.db.View(func(tx *bolt.Tx) error {
+				var err error
+				hist, err = p.readHistory(tx)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		// A history is one of the block's when it ends with the release
+		// the block has; a block whose release published every cell as 0
+		// starts a new one (nothing before it links to what comes after).
+		recorded := p.based && p.historyMatches(hist, blockOld, blockBase) && len(hist) < s.historyLimit
+		fresh := len(blockBase) == 0 && len(blockOld) == 0
+		protected, tooLarge := false, false
+		if recorded && p.withheldOrPending() {
+			hp := newProblem()
+			hp.fill(blockNow, blockOld, blockBase)
+			hp.useHistory(hist)
+			exposed, ok := hp.protectHistory()
+			if ok {
+				p, protected = hp, true
+				exposedTotal += exposed
+			} else {
+				fallbacks++
+				tooLarge = hp.unaudited
+			}
+		}
+		if !protected {
+			exposedTotal += p.protect()
+		}
 		if p.unaudited {
 			unaudited++
 		}
 		results[i] = p.result()
+		cur := p.currentVersion(results[i])
+		switch {
+		case fresh:
+			histories[i] = historyWrite{reset: true, entry: p.encodeHistory(nil, cur)}
+		case recorded && !tooLarge:
+			histories[i] = historyWrite{entry: p.encodeHistory(hist[len(hist)-1].inner, cur)}
+		default:
+			// Too long, too large to audit, or not the block's: from now
+			// on the block keeps what it withholds withheld.
+			histories[i] = historyWrite{reset: true}
+		}
+	}
+	if fallbacks > 0 {
+		s.log.Info("blocks could not republish cells against their history; what they withheld stays withheld", "data", s.path, "blocks", fallbacks)
 	}
 	if unaudited > 0 {
 		s.log.Warn("blocks of the release were too large for the LP audit; they rest on elimination and sum checks alone", "data", s.path, "blocks", unaudited)
@@ -138,8 +190,12 @@ func (s *Store) refreshRelease() error {
 		if err != nil {
 			return err
 		}
+		hb, err := tx.CreateBucketIfNotExists(bucketReleaseHistory)
+		if err != nil {
+			return err
+		}
 		if !samePolicy {
-			for _, b := range [][]byte{bucketRelease, bucketReleaseInner} {
+			for _, b := range [][]byte{bucketRelease, bucketReleaseInner, bucketReleaseHistory} {
 				if err := tx.DeleteBucket(b); err != nil {
 					return err
 				}
@@ -148,6 +204,9 @@ func (s *Store) refreshRelease() error {
 				return err
 			}
 			if in, err = tx.CreateBucket(bucketReleaseInner); err != nil {
+				return err
+			}
+			if hb, err = tx.CreateBucket(bucketReleaseHistory); err != nil {
 				return err
 			}
 		}
@@ -174,6 +233,9 @@ func (s *Store) refreshRelease() error {
 					return err
 				}
 			}
+			if err := histories[i].apply(hb, id.metric, win); err != nil {
+				return err
+			}
 		}
 		version := getUint64(meta.Get(keyReleaseVersion)) + 1
 		if err := meta.Put(keyReleaseVersion, u64(version)); err != nil {
@@ -189,6 +251,29 @@ func (s *Store) refreshRelease() error {
 	}
 	s.log.Info("release computed", "data", s.path, "data_version", dataVersion, "blocks", len(ids), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// historyWrite is what a release changes in a block's history: reset
+// drops the entries it has, entry (when not nil) is added.
+type historyWrite struct {
+	reset bool
+	entry []byte
+}
+
+func (w historyWrite) apply(hb *bolt.Bucket, metric uint8, win periods.Window) error {
+	if w.reset {
+		if err := deleteRange(hb, []byte{metric}, win, 1); err != nil {
+			return err
+		}
+	}
+	if w.entry == nil {
+		return nil
+	}
+	seq, err := hb.NextSequence()
+	if err != nil {
+		return err
+	}
+	return hb.Put(append(historyPrefix(metric, win.From), u64(seq)...), w.entry)
 }
 
 // innerIn returns the inner cells of metric in win.

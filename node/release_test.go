@@ -249,3 +249,58 @@ func TestACoordinatorIsAnsweredOnlyWithinARunningRollup(t *testing.T) {
 		t.Errorf("a member admin without a rollup id: %v", err)
 	}
 }
+
+// A live node ingests in small batches. A cell withheld while it was small,
+// and a total held pending after a small batch, are published again once
+// later batches make them publishable: the release must not freeze a node's
+// results at the first small batch.
+func TestCellsWithheldWhileSmallArePublishedOnceTheyGrow(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t, operationPolicy())
+	ingest(t, s, randomRecords(5, 400, "r"))
+	grooming := func() *fedreportv1.Cell {
+		for _, c := range agg(t, s, "2020-10-01", "2020-10-31", fedreportv1.Dimension_DIMENSION_OFFENCE).GetCells() {
+			if c.GetOffence() == "grooming" {
+				return c
+			}
+		}
+		t.Fatal("no grooming cell for October")
+		return nil
+	}
+	total := func() *fedreportv1.Cell { return agg(t, s, "2020-01-01", "2020-09-30").GetCells()[0] }
+	opBefore := total().GetCount()
+
+	// October starts with 2 grooming arrests: withheld. The operation's
+	// total takes 2 more in March: held, pending.
+	batch := func(prefix, date string, n int) {
+		var recs []*fedreportv1.Record
+		for i := range n {
+			r := rec(fmt.Sprintf("%s-%d", prefix, i), arrests, date, 1)
+			r.Offence, r.Channel = fedreportv1.Offence_OFFENCE_GROOMING, fedreportv1.Channel_CHANNEL_APP
+			recs = append(recs, r)
+		}
+		ingest(t, s, recs)
+	}
+	batch("oct-a", "2020-10-05", 2)
+	batch("mar-a", "2020-03-05", 2)
+	if c := grooming(); c.GetSuppressedCells() == 0 && c.GetCount() == 2 {
+		t.Fatalf("October grooming published at 2 records")
+	}
+	if c := total(); !c.GetPending() && c.GetCount() == opBefore+2 {
+		t.Fatalf("the operation's total moved by the batch of 2 exactly")
+	}
+
+	// Later batches make both grow by far more than k.
+	batch("oct-b", "2020-10-12", 20)
+	batch("mar-b", "2020-03-12", 20)
+	batch("oct-c", "2020-10-19", 20)
+	batch("mar-c", "2020-03-19", 20)
+	if c := grooming(); c.GetSuppressedCells() != 0 || c.GetPending() || c.GetCount() != 42 {
+		t.Errorf("October grooming, 42 records after three batches: got %d (suppressed %d, pending %v, bounds %d..%d), want 42 published",
+			c.GetCount(), c.GetSuppressedCells(), c.GetPending(), c.GetLowerBound(), c.GetUpperBound())
+	}
+	if c := total(); c.GetPending() || c.GetSuppressedCells() != 0 || c.GetCount() != opBefore+42 {
+		t.Errorf("the operation's total after batches of 2, 20 and 20: got %d (pending %v, suppressed %d), want %d published",
+			c.GetCount(), c.GetPending(), c.GetSuppressedCells(), opBefore+42)
+	}
+}

@@ -285,3 +285,16 @@ func (s *simplex) minimize(c []lpTerm) (value float64, binding []int, err error)
 	}
 	return value, binding, nil
 }
+
+// point returns the current basic solution over the LP's own variables:
+// a feasible point, since every basis the simplex method visits is.
+func (s *simplex) point() []float64 {
+	x := make([]float64, s.nv)
+	rhs := s.width - 1
+	for i, b := range s.basis {
+		if b < s.nv {
+			x[b] = s.rows[i][rhs]
+		}
+	}
+	return x
+}

@@ -53,6 +53,9 @@ type Store struct {
 	cal *calendar
 	// releaseMu serialises computing the release (release_store.go).
 	releaseMu sync.Mutex
+	// historyLimit is how many releases a block's history keeps before
+	// it is dropped (maxHistory; tests lower it).
+	historyLimit int
 }
 
 // StoreOptions configure OpenStore.
@@ -115,6 +118,7 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 		writer:  make(chan struct{}, 1),
 
 		maxAnswerBytes: cmp.Or(opts.MaxAnswerBytes, MaxAnswerBytes),
+		historyLimit:   maxHistory,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
