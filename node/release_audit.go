@@ -600,6 +600,18 @@ func (ps *presolved) rangeOf(t auditTarget) auditRange {
 	}
 	r.hi = r.lo
 	r.comps = slices.Sorted(maps.Keys(parts))
+	// A variable in no row (the history's model has some) is held by
+	// x ≥ 0 alone: the target's range is a half-line, never pinned, and
+	// the component's LP has no column for it.
+	for c, terms := range parts {
+		lp := ps.lp(c)
+		for _, term := range terms {
+			if _, ok := lp.local[term.v]; !ok {
+				r.lo, r.hi = math.Inf(-1), math.Inf(1)
+				return r
+			}
+		}
+	}
 	type bound struct {
 		value   float64
 		binding []int

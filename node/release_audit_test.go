@@ -101,3 +101,27 @@ func TestReleaseAuditUnpinsWhatBoundsPinned(t *testing.T) {
 		t.Error("no withheld 12-14 cell was audited")
 	}
 }
+
+// A target over a variable in no row (the history's model has such
+// variables) is held by x ≥ 0 alone: its range is not pinned, and the
+// audit neither fails nor reads another variable's column for it.
+func TestAuditRangeOfAVariableInNoRow(t *testing.T) {
+	m := &auditModel{
+		truth: []float64{2, 3, 1},
+		eq:    []auditRow{{lpRow{[]lpTerm{{0, 1}, {1, 1}}, 5, 5}, 0}},
+		ineq:  []auditRow{{lpRow{[]lpTerm{{0, 1}}, 1, 4}, 1}},
+	}
+	ps := m.presolve()
+	for _, tg := range []auditTarget{
+		{cell: 2, terms: []lpTerm{{2, 1}}, truth: 1},
+		{cell: 2, terms: []lpTerm{{0, 1}, {2, 1}}, truth: 3},
+	} {
+		if r := ps.rangeOf(tg); r.err != nil || r.pinned() {
+			t.Errorf("target %v: got range [%v, %v] (%v), want one not pinned", tg.terms, r.lo, r.hi, r.err)
+		}
+	}
+	// The model's other target stays measured: x0 lies in 1..4.
+	if r := ps.rangeOf(auditTarget{cell: 0, terms: []lpTerm{{0, 1}}, truth: 2}); r.err != nil || r.pinned() || r.hi < 3 {
+		t.Errorf("x0: got range [%v, %v] (%v), want at least 1..3", r.lo, r.hi, r.err)
+	}
+}

@@ -452,6 +452,9 @@ func (s *soak) load(ctx context.Context, d time.Duration, phase int) {
 	every(s.p.readEvery, s.read)
 	every(s.p.cliReadEvery, s.cliRead)
 	if err := g.Wait(); err != nil {
+		for _, m := range s.members {
+			s.t.Logf("node %s's log:\n%s", m.code, m.proc.output())
+		}
 		s.t.Fatalf("soak phase %d: %v", phase, err)
 	}
 }
