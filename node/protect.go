@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math/bits"
 	"slices"
@@ -233,4 +234,21 @@ func (v vec) signature() string {
 		b = binary.BigEndian.AppendUint64(b, e.val)
 	}
 	return string(b)
+}
+
+// merged sorts r by column and adds up the entries of each column (mod
+// modulus), dropping those that cancel.
+func merged(r vec) vec {
+	slices.SortFunc(r, func(a, b entry) int { return cmp.Compare(a.col, b.col) })
+	out := r[:0]
+	for _, e := range r {
+		if n := len(out); n > 0 && out[n-1].col == e.col {
+			if out[n-1].val = (out[n-1].val + e.val) % modulus; out[n-1].val == 0 {
+				out = out[:n-1]
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
 }

@@ -111,19 +111,15 @@ func decodeInner(i int32) (atom int, off, ch, age uint8) {
 	return atom, uint8(r / int32(nChannels*nVictimAges)), uint8(r / int32(nVictimAges) % int32(nChannels)), uint8(r % int32(nVictimAges))
 }
 
-// layout returns the block's audit layout, building it on first use.
-// The variables are the records of one value of a factor (a table no
-// other table contains) in one atom, before or after the change; one
-// whose inner cells no write touched is one unknown before and after.
-func (p *blockProblem) layout() *auditLayout {
-	if p.audited != nil {
-		return p.audited
-	}
-	l := &auditLayout{}
+// factors returns the block's tables that no other of its tables contains,
+// sorted: every cell is a sum of their cells, so the audit's variables are
+// theirs.
+func (p *blockProblem) factors() []uint8 {
 	masks := map[uint8]bool{}
 	for _, c := range p.cells {
 		masks[c.key.mask] = true
 	}
+	var factors []uint8
 	for mask := range masks {
 		maximal := true
 		for other := range masks {
@@ -132,10 +128,22 @@ func (p *blockProblem) layout() *auditLayout {
 			}
 		}
 		if maximal {
-			l.factors = append(l.factors, mask)
+			factors = append(factors, mask)
 		}
 	}
-	slices.Sort(l.factors)
+	slices.Sort(factors)
+	return factors
+}
+
+// layout returns the block's audit layout, building it on first use.
+// The variables are the records of one value of a factor (a table no
+// other table contains) in one atom, before or after the change; one
+// whose inner cells no write touched is one unknown before and after.
+func (p *blockProblem) layout() *auditLayout {
+	if p.audited != nil {
+		return p.audited
+	}
+	l := &auditLayout{factors: p.factors()}
 	nf := len(l.factors)
 	// slot numbers (atom, factor, value); code[i*nf+f] is inner cell i's
 	// value in factor f.

@@ -219,19 +219,8 @@ func (p *blockProblem) historyColumns(blocked []bool) (rowAt func(inner []int32,
 				r = append(r, entry{c, modulus - 1})
 			}
 		}
-		slices.SortFunc(r, func(a, b entry) int { return cmp.Compare(a.col, b.col) })
 		// A column that stands for the cell before and after cancels.
-		out := r[:0]
-		for _, e := range r {
-			if k := len(out); k > 0 && out[k-1].col == e.col {
-				if out[k-1].val = (out[k-1].val + e.val) % modulus; out[k-1].val == 0 {
-					out = out[:k-1]
-				}
-				continue
-			}
-			out = append(out, e)
-		}
-		return out
+		return merged(r)
 	}
 	return rowAt, delta, cols
 }
@@ -355,23 +344,7 @@ func (p *blockProblem) historyLayout() *historyLayout {
 		return p.histLayout
 	}
 	l := &historyLayout{}
-	masks := map[uint8]bool{}
-	for _, c := range p.cells {
-		masks[c.key.mask] = true
-	}
-	var factors []uint8
-	for mask := range masks {
-		maximal := true
-		for other := range masks {
-			if other != mask && other&mask == mask {
-				maximal = false
-			}
-		}
-		if maximal {
-			factors = append(factors, mask)
-		}
-	}
-	slices.Sort(factors)
+	factors := p.factors()
 	// Slots: (atom, factor, value of the factor's dimensions), numbered
 	// densely; slotOf[r*nf+f] is the slot of inner cell r of an atom in
 	// factor f, less the atom's offset.

@@ -288,20 +288,9 @@ func (p *blockProblem) protect() (exposed int) {
 				}
 			}
 		}
-		slices.SortFunc(r, func(a, b entry) int { return cmp.Compare(a.col, b.col) })
 		// An unchanged cell's column stands for it before and after:
 		// add up its coefficients (in a change they cancel).
-		out := r[:0]
-		for _, e := range r {
-			if n := len(out); n > 0 && out[n-1].col == e.col {
-				if out[n-1].val = (out[n-1].val + e.val) % modulus; out[n-1].val == 0 {
-					out = out[:n-1]
-				}
-				continue
-			}
-			out = append(out, e)
-		}
-		return out
+		return merged(r)
 	}
 
 	// Candidates: what the earlier release published (on x, forced), then
